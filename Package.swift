@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "Ferry",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ferry", targets: ["ferry"]),
+        .library(name: "FerryCore", targets: ["FerryCore"]),
+        .library(name: "FerryEngine", targets: ["FerryEngine"]),
+        .library(name: "FerryLocal", targets: ["FerryLocal"]),
+        .library(name: "FerryTesting", targets: ["FerryTesting"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Syscalls Glibc does not expose (openat2, copy_file_range, xattrs, SEEK_DATA, ...)
+        // and the XXH3 checksum (libxxhash's header, inlined).
+        .target(name: "CFerry", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(
+            name: "FerryCore",
+            dependencies: ["CFerry", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "FerryEngine",
+            dependencies: ["FerryCore", "CFerry", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "FerryLocal",
+            dependencies: ["FerryCore", "CFerry", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "FerryTesting",
+            dependencies: ["FerryCore", "CFerry"],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "ferry",
+            dependencies: [
+                "FerryCore", "FerryEngine", "FerryLocal",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+        .testTarget(
+            name: "FerryTests",
+            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryTesting", "CFerry"],
+            swiftSettings: swiftSettings),
+    ]
+)

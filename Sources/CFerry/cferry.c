@@ -1,0 +1,89 @@
+#define _GNU_SOURCE
+#include "cferry.h"
+#include <fcntl.h>
+#include <unistd.h>
+#include <errno.h>
+#include <string.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <linux/openat2.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+int cferry_openat_beneath(int dirfd, const char *path, int flags, unsigned int mode, uint64_t extra_resolve) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)(unsigned int)flags | O_CLOEXEC;
+    how.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | extra_resolve;
+    long r;
+    do { r = syscall(SYS_openat2, dirfd, path, &how, sizeof how); } while (r < 0 && errno == EINTR);
+    return (int)r;
+}
+
+ssize_t cferry_copy_file_range(int fd_in, int64_t *off_in, int fd_out, int64_t *off_out, size_t len) {
+    return copy_file_range(fd_in, (off64_t *)off_in, fd_out, (off64_t *)off_out, len, 0);
+}
+int cferry_fallocate(int fd, int mode, int64_t offset, int64_t len) { return fallocate(fd, mode, offset, len); }
+int cferry_renameat2(int a, const char *ap, int b, const char *bp, unsigned int flags) {
+    return (int)syscall(SYS_renameat2, a, ap, b, bp, flags);
+}
+
+const int cferry_SEEK_DATA = SEEK_DATA;
+const int cferry_SEEK_HOLE = SEEK_HOLE;
+const int cferry_O_NOATIME = O_NOATIME;
+const int cferry_O_PATH = O_PATH;
+const int cferry_AT_EMPTY_PATH = AT_EMPTY_PATH;
+const long cferry_UTIME_OMIT = UTIME_OMIT;
+const unsigned int cferry_FICLONE = FICLONE;
+
+uint64_t cferry_makedev(unsigned int ma, unsigned int mi) { return makedev(ma, mi); }
+unsigned int cferry_major(uint64_t dev) { return major(dev); }
+unsigned int cferry_minor(uint64_t dev) { return minor(dev); }
+
+ssize_t cferry_flistxattr(int fd, char *list, size_t size) { return flistxattr(fd, list, size); }
+ssize_t cferry_fgetxattr(int fd, const char *n, void *v, size_t s) { return fgetxattr(fd, n, v, s); }
+int cferry_fsetxattr(int fd, const char *n, const void *v, size_t s, int f) { return fsetxattr(fd, n, v, s, f); }
+int cferry_fremovexattr(int fd, const char *n) { return fremovexattr(fd, n); }
+ssize_t cferry_llistxattr(const char *p, char *list, size_t size) { return llistxattr(p, list, size); }
+ssize_t cferry_lgetxattr(const char *p, const char *n, void *v, size_t s) { return lgetxattr(p, n, v, s); }
+int cferry_lsetxattr(const char *p, const char *n, const void *v, size_t s, int f) { return lsetxattr(p, n, v, s, f); }
+
+struct cferry_xxh3 { XXH3_state_t state; };
+cferry_xxh3 *cferry_xxh3_create(void) {
+    cferry_xxh3 *s = NULL;
+    if (posix_memalign((void **)&s, 64, sizeof *s) != 0) return NULL;
+    XXH3_128bits_reset(&s->state);
+    return s;
+}
+void cferry_xxh3_reset(cferry_xxh3 *s) { XXH3_128bits_reset(&s->state); }
+void cferry_xxh3_update(cferry_xxh3 *s, const void *d, size_t n) { XXH3_128bits_update(&s->state, d, n); }
+void cferry_xxh3_digest(cferry_xxh3 *s, uint64_t *hi, uint64_t *lo) {
+    XXH128_hash_t h = XXH3_128bits_digest(&s->state);
+    *hi = h.high64; *lo = h.low64;
+}
+void cferry_xxh3_free(cferry_xxh3 *s) { free(s); }
+static const unsigned char cferry_zero_block[65536];
+void cferry_xxh3_update_zeros(cferry_xxh3 *s, uint64_t len) {
+    while (len > 0) {
+        size_t n = len > sizeof cferry_zero_block ? sizeof cferry_zero_block : (size_t)len;
+        XXH3_128bits_update(&s->state, cferry_zero_block, n);
+        len -= n;
+    }
+}
+
+int cferry_isatty(int fd) { return isatty(fd); }
+long cferry_raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+    if (rl.rlim_cur < rl.rlim_max) { rl.rlim_cur = rl.rlim_max; setrlimit(RLIMIT_NOFILE, &rl); }
+    getrlimit(RLIMIT_NOFILE, &rl);
+    return (long)rl.rlim_cur;
+}

@@ -1,0 +1,108 @@
+/// What a location can do beyond the required core, folded once into a value the engine
+/// reads (the engine never type-tests a location in a hot loop).
+public struct Capabilities: Sendable, Hashable {
+    /// Metadata can be changed without rewriting data.
+    public var setsMetadataInPlace = false
+    public var symlinks = false
+    public var hardLinks = false
+    /// FIFOs and device nodes.
+    public var deviceNodes = false
+    /// Holes can be left unwritten (``EntryWriter/write(_:at:)`` may skip ranges).
+    public var sparseFiles = false
+    public var ownership = false
+    /// Permission bits including setuid/setgid/sticky.
+    public var permissions = false
+    public var extendedAttributes = false
+    /// Finest mtime the location keeps, in nanoseconds (1 = ns, 1_000_000 = ms).
+    public var mtimePrecisionNanoseconds: Int64 = 1
+    public var atime = false
+    public var caseSensitive = true
+    /// Reading reports allocated extents (``EntryReader/dataExtents()``).
+    public var reportsExtents = false
+
+    public init() {}
+}
+
+/// A byte range holding data (outside it, a sparse file reads as zeros).
+public struct Extent: Sendable, Hashable {
+    public var offset: Int64
+    public var length: Int64
+    public init(offset: Int64, length: Int64) {
+        self.offset = offset
+        self.length = length
+    }
+}
+
+/// Which metadata to apply (derived from the task options).
+public struct MetadataSelection: Sendable, Hashable {
+    public var mtime = true
+    public var atime = true
+    public var ownership = true
+    public var uid = true
+    public var gid = true
+    public var permissions = true
+    public var extendedAttributes = true
+    public init() {}
+    public static let all = MetadataSelection()
+}
+
+/// One end of a transfer: a POSIX tree, a bucket prefix, an image. Implementations are
+/// value-like and `Sendable`; all paths are relative to the location's root and are
+/// never resolved outside it.
+public protocol Location: Sendable {
+    /// The location's URI, e.g. `file:///data`.
+    var uri: String { get }
+    var capabilities: Capabilities { get }
+
+    /// Lists one directory, sorted by name bytes; nil if `directory` does not exist or is
+    /// not a directory.
+    func list(_ directory: EntryPath) async throws -> Listing?
+    /// Stats one path without following a final symlink; nil if it does not exist.
+    func stat(_ path: EntryPath) async throws -> Entry?
+    /// Opens a file for reading; `expected` is what the listing said (used to notice change).
+    func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader
+    /// Starts writing a file; it appears at `path` only when ``EntryWriter/commit(_:selection:)`` succeeds.
+    func createFile(_ path: EntryPath, size: Int64) async throws -> any EntryWriter
+    /// Creates a directory (or leaves an existing one); metadata is applied later.
+    func makeDirectory(_ path: EntryPath) async throws
+    /// Creates or replaces a symlink with its metadata.
+    func makeSymlink(_ path: EntryPath, target: [UInt8], metadata: FileMetadata, selection: MetadataSelection) async throws
+    /// Creates or replaces `path` as a hard link to `existing`.
+    func makeHardLink(_ path: EntryPath, to existing: EntryPath) async throws
+    /// Creates or replaces a FIFO or device node with its metadata.
+    func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws
+    /// Applies metadata to an existing entry without touching its data.
+    func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws
+    /// Reads the extended attributes of an entry (empty when unsupported).
+    func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute]
+    /// Applies extended attributes, replacing those present (and removing others).
+    func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws
+    /// Removes an entry; a directory is removed with everything below it.
+    func remove(_ path: EntryPath, kind: EntryKind) async throws
+    /// Removes a leftover temporary named in ``Listing/staleTemporaries``.
+    func removeTemporary(in directory: EntryPath, name: [UInt8]) async throws
+}
+
+/// Reads one file. Not shared between tasks.
+public protocol EntryReader: Sendable {
+    /// The file's metadata as it stood when it was opened.
+    var metadata: FileMetadata { get }
+    /// The ranges holding data, in order; everything else reads as zeros.
+    func dataExtents() async throws -> [Extent]
+    /// The file's extended attributes (empty when the location has none).
+    func extendedAttributes() async throws -> [ExtendedAttribute]
+    /// Reads up to `buffer.count` bytes at `offset`; returns the count (0 at end of file).
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) async throws -> Int
+    /// Closes the file and returns its metadata now, to notice a change during the read.
+    func close() async throws -> FileMetadata
+}
+
+/// Writes one file under a temporary name; ``commit(_:selection:)`` puts it in place.
+public protocol EntryWriter: Sendable {
+    /// Writes `bytes` at `offset`. Ranges never written stay holes where the location can.
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws
+    /// Sets the final size, applies metadata, and moves the file to its final name atomically.
+    func commit(_ metadata: FileMetadata, selection: MetadataSelection, attributes: [ExtendedAttribute]?) async throws
+    /// Discards the temporary file.
+    func abort() async
+}

@@ -1,0 +1,49 @@
+/// How the engine should react to an error.
+public enum RetryClass: Sendable, Hashable {
+    /// Worth trying again after a pause (a timeout, a reset connection, throttling).
+    case retryable
+    /// This item failed; skip it, report it, and go on with the others.
+    case itemFailed
+    /// The item could not be read at the source (permission denied, locked); skip and count it.
+    case itemUnreadable
+    /// The whole execution cannot go on (location unreachable, destination full).
+    case fatal
+}
+
+/// What every location's error type offers the engine: a retry class and the path it concerns.
+public protocol LocationError: Error, Sendable, CustomStringConvertible {
+    var retryClass: RetryClass { get }
+    /// The path the error concerns, if any.
+    var path: EntryPath? { get }
+}
+
+/// Errors of FerryCore itself: invalid options, filters and location URIs.
+public struct FerryError: LocationError {
+    /// What went wrong; extensible.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+        public static let invalidOption = Code("InvalidOption")
+        public static let invalidFilter = Code("InvalidFilter")
+        public static let invalidLocation = Code("InvalidLocation")
+        public static let unsupported = Code("Unsupported")
+    }
+
+    public var code: Code
+    public var message: String
+    public var path: EntryPath?
+    public var retryClass: RetryClass
+
+    public init(_ code: Code, _ message: String, path: EntryPath? = nil, retryClass: RetryClass = .fatal) {
+        self.code = code
+        self.message = message
+        self.path = path
+        self.retryClass = retryClass
+    }
+
+    public var description: String {
+        if let path { return "\(message) (\(path))" }
+        return message
+    }
+}

@@ -1,0 +1,39 @@
+import Synchronization
+
+/// A token bucket shared by all workers (DataSync's BytesPerSecond). A caller takes
+/// tokens for the bytes it is about to write and sleeps while the bucket is in debt.
+public final class BandwidthLimiter: Sendable {
+    private struct State {
+        var rate: Double
+        var tokens: Double
+        var last: ContinuousClock.Instant
+    }
+    private let state: Mutex<State>
+    private let clock = ContinuousClock()
+
+    /// `bytesPerSecond`: the sustained rate; bursts up to a quarter second of it.
+    public init(bytesPerSecond: Int64) {
+        state = Mutex(State(rate: Double(bytesPerSecond), tokens: 0, last: ContinuousClock.now))
+    }
+
+    /// Changes the rate for all workers from now on.
+    public func setRate(_ bytesPerSecond: Int64) {
+        state.withLock { $0.rate = Double(bytesPerSecond) }
+    }
+
+    /// Takes `bytes` tokens; sleeps as long as the bucket needs to refill.
+    public func acquire(_ bytes: Int) async throws {
+        let wait: Double = state.withLock { s in
+            let now = clock.now
+            let elapsed = now - s.last
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            s.last = now
+            s.tokens = min(s.tokens + seconds * s.rate, s.rate / 4)
+            s.tokens -= Double(bytes)
+            return s.tokens < 0 ? -s.tokens / s.rate : 0
+        }
+        if wait > 0 {
+            try await Task.sleep(for: .nanoseconds(Int64(wait * 1e9)))
+        }
+    }
+}

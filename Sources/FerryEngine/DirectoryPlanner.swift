@@ -1,0 +1,136 @@
+import FerryCore
+
+/// What to do with one name of a directory, decided from both listings.
+struct PlannedItem: Sendable {
+    enum Action: Sendable {
+        /// Descend into a directory; `destinationExists` false means make it first
+        /// (after removing `replacing`, a non-directory of that kind in the way).
+        case directory(destinationExists: Bool, replacing: EntryKind?)
+        /// Copy the file's data (and metadata).
+        case copyFile(replacing: EntryKind?)
+        /// Data is current; only metadata differs.
+        case updateMetadata
+        /// Create or replace a symlink, FIFO or device node.
+        case place(replacing: EntryKind?)
+        /// At the destination only; remove it (PreserveDeletedFiles REMOVE).
+        case delete
+        /// Nothing to do.
+        case unchanged
+        /// Left alone, and reported as skipped.
+        case skip(FailureKind, String)
+    }
+
+    var path: EntryPath
+    var source: Entry?
+    var destination: Entry?
+    var action: Action
+    /// Taken only because an include filter may match below it (a directory).
+    var descendOnly = false
+}
+
+/// Merge-joins the sorted listings of one directory on both sides (rclone's `march`) and
+/// decides an action for each name from the options, the filters and the metadata.
+struct DirectoryPlanner: Sendable {
+    let options: TransferOptions
+    let filters: Filters
+    let selection: MetadataSelection
+    let destinationCapabilities: Capabilities
+
+    func plan(directory: EntryPath, source: [Entry], destination: [Entry]) -> [PlannedItem] {
+        var items: [PlannedItem] = []
+        items.reserveCapacity(max(source.count, destination.count))
+        var i = 0, j = 0
+        while i < source.count || j < destination.count {
+            let s: Entry?, d: Entry?
+            if i < source.count && j < destination.count {
+                let a = source[i].name, b = destination[j].name
+                if a == b { s = source[i]; d = destination[j]; i += 1; j += 1 }
+                else if a.lexicographicallyPrecedes(b) { s = source[i]; d = nil; i += 1 }
+                else { s = nil; d = destination[j]; j += 1 }
+            } else if i < source.count {
+                s = source[i]; d = nil; i += 1
+            } else {
+                s = nil; d = destination[j]; j += 1
+            }
+            let name = (s ?? d)!.name
+            let path = directory.appending(name)
+            if let item = decide(path: path, source: s, destination: d) { items.append(item) }
+        }
+        return items
+    }
+
+    private func decide(path: EntryPath, source s: Entry?, destination d: Entry?) -> PlannedItem? {
+        let isDirectory = (s ?? d)!.kind == .directory
+        let decision = filters.decide(path, isDirectory: isDirectory)
+        guard let s else {
+            // Destination only: removed with --delete, unless a filter leaves it out of scope.
+            guard options.preserveDeletedFiles == .remove, decision == .take, let d else { return nil }
+            return PlannedItem(path: path, source: nil, destination: d, action: .delete)
+        }
+        if decision == .skip { return nil }
+        var item = PlannedItem(path: path, source: s, destination: d, action: .unchanged)
+        item.descendOnly = decision == .descendOnly
+        let replacing = d.flatMap { $0.kind == s.kind ? nil : $0.kind }
+        if d != nil && replacing == nil && options.overwriteMode == .never && s.kind != .directory {
+            item.action = .skip(.overwriteNever, "exists at the destination and OverwriteMode is NEVER")
+            return item
+        }
+        switch s.kind {
+        case .directory:
+            item.action = .directory(destinationExists: d != nil && replacing == nil, replacing: replacing)
+        case .file:
+            if let d, replacing == nil, options.transferMode == .changed, !dataDiffers(s, d) {
+                item.action = metadataDiffers(s, d) ? .updateMetadata : .unchanged
+            } else {
+                item.action = .copyFile(replacing: replacing)
+            }
+        case .symlink:
+            guard destinationCapabilities.symlinks else {
+                item.action = .skip(.unsupported, "the destination cannot hold symlinks")
+                return item
+            }
+            if let d, replacing == nil, options.transferMode == .changed, d.symlinkTarget == s.symlinkTarget {
+                item.action = metadataDiffers(s, d) ? .updateMetadata : .unchanged
+            } else {
+                item.action = .place(replacing: replacing)
+            }
+        case .fifo, .characterDevice, .blockDevice, .socket:
+            if s.kind == .socket {
+                item.action = .skip(.unsupported, "sockets are not transferred")
+            } else if options.preserveDevices != .preserve {
+                item.action = .skip(.unsupported, "\(s.kind) not transferred without --preserve-devices")
+            } else if !destinationCapabilities.deviceNodes {
+                item.action = .skip(.unsupported, "the destination cannot hold \(s.kind)s")
+            } else if let d, replacing == nil, options.transferMode == .changed, d.metadata.deviceNumber == s.metadata.deviceNumber {
+                item.action = metadataDiffers(s, d) ? .updateMetadata : .unchanged
+            } else {
+                item.action = .place(replacing: replacing)
+            }
+        }
+        return item
+    }
+
+    /// Size, then mtime: exact when mtimes are preserved, "source newer" when they are not.
+    func dataDiffers(_ s: Entry, _ d: Entry) -> Bool {
+        if s.metadata.size != d.metadata.size { return true }
+        if selection.mtime { return !sameTime(s.metadata.mtime, d.metadata.mtime) }
+        return s.metadata.mtime > d.metadata.mtime
+    }
+
+    /// Whether the preserved metadata (per the options) differs.
+    func metadataDiffers(_ s: Entry, _ d: Entry) -> Bool {
+        let a = s.metadata, b = d.metadata
+        if selection.uid && destinationCapabilities.ownership && a.uid != b.uid { return true }
+        if selection.gid && destinationCapabilities.ownership && a.gid != b.gid { return true }
+        if selection.permissions && destinationCapabilities.permissions && s.kind != .symlink && a.permissions != b.permissions { return true }
+        if selection.mtime && !sameTime(a.mtime, b.mtime) { return true }
+        return false
+    }
+
+    /// Equal within the destination's mtime precision.
+    func sameTime(_ a: Timestamp, _ b: Timestamp) -> Bool {
+        let p = destinationCapabilities.mtimePrecisionNanoseconds
+        if p <= 1 { return a == b }
+        return a.totalNanoseconds / p == b.totalNanoseconds / p
+    }
+}

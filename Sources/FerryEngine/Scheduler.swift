@@ -1,0 +1,206 @@
+import FerryCore
+
+/// The single owner of the execution's bookkeeping: the work stack, per-directory state
+/// and hard-link groups. It runs in one task and hands work to at most `parallel` child
+/// tasks, so no lock guards this state. Work is taken last-in first-out, which walks the
+/// tree depth first and keeps only the directories on the current path (and their
+/// unprocessed siblings) in memory.
+struct Scheduler {
+    let engine: SyncEngine
+    private var stack: [Work] = []
+    private var directories: [EntryPath: DirectoryState] = [:]
+    private var links: [FileID: LinkGroup] = [:]
+    private var scansOutstanding = 0
+    /// Destination-only entries to remove once every transfer succeeded.
+    private(set) var deletions: [(item: PlannedItem, parent: Entry)] = []
+
+    init(engine: SyncEngine, root: Entry, destinationRoot: Entry?) {
+        self.engine = engine
+        let job = ScanJob(path: .root, source: root, destinationExists: true, replacing: nil)
+        let needsMetadata = destinationRoot.map { engine.planner.metadataDiffers(root, $0) } ?? true
+        if needsMetadata { engine.counters.add(.estimatedFilesToTransfer) }
+        directories[.root] = DirectoryState(source: root, pending: 1, needsMetadata: needsMetadata, changed: false)
+        stack.append(.scan(job))
+        scansOutstanding = 1
+    }
+
+    mutating func run(onListingDone: () -> Void) async throws {
+        let limit = engine.configuration.parallel
+        let engine = self.engine
+        var fatal: String?
+        await withTaskGroup(of: Completion.self) { group in
+            var running = 0
+            while true {
+                while running < limit && fatal == nil, let work = stack.popLast() {
+                    group.addTask { await engine.perform(work) }
+                    running += 1
+                }
+                guard let completion = await group.next() else { break }
+                running -= 1
+                if case .fatal(let message) = completion {
+                    fatal = message
+                    group.cancelAll()
+                    continue
+                }
+                handle(completion)
+                if scansOutstanding == 0 {
+                    onListingDone()
+                    scansOutstanding = -1
+                    engine.counters.setPhase(.transferring)
+                }
+            }
+        }
+        if let fatal { throw EngineError(.fatal, fatal) }
+    }
+
+    private mutating func handle(_ completion: Completion) {
+        switch completion {
+        case .scanned(let job, let items):
+            scansOutstanding -= 1
+            if let items { schedule(items, in: job.path) }
+            childDone(in: job.path, changed: false)
+        case .itemDone(let item, let succeeded, let changed):
+            if let id = leaderID(item) { resolveLinkGroup(id, leader: item, succeeded: succeeded) }
+            childDone(in: item.path.parent, changed: changed)
+        case .finalized(let path):
+            if !path.isRoot { childDone(in: path.parent, changed: false) }
+        case .fatal:
+            break
+        }
+    }
+
+    /// Queues the planned items of one directory and counts them as its pending children.
+    private mutating func schedule(_ items: [PlannedItem], in directory: EntryPath) {
+        let counters = engine.counters
+        var added = 0
+        for item in items {
+            switch item.action {
+            case .unchanged:
+                if item.source?.kind == .file, let id = hardLinkID(item) {
+                    if !joinLinkGroup(id, item) { added += 1 }
+                    continue
+                }
+                counters.add(.filesUnchanged)
+            case .skip(let kind, let reason):
+                counters.add(.filesSkipped)
+                engine.record(.skipped, item.path, item.source, status: "SKIPPED", failure: kind, reason: reason)
+                engine.emit(.skip, item.path, item.source, reason: reason)
+            case .delete:
+                counters.add(.estimatedFilesToDelete)
+                deletions.append((item, directories[directory]!.source))
+            case .directory(let exists, let replacing):
+                let source = item.source!
+                let needsMetadata = !exists || item.destination.map { planner.metadataDiffers(source, $0) } ?? true
+                if needsMetadata { counters.add(.estimatedFilesToTransfer) } else { counters.add(.filesUnchanged) }
+                directories[item.path] = DirectoryState(source: source, pending: 1, needsMetadata: needsMetadata, changed: false)
+                stack.append(.scan(ScanJob(path: item.path, source: source, destinationExists: exists, replacing: replacing)))
+                scansOutstanding += 1
+                added += 1
+                if !exists { directories[directory]!.changed = true }
+            case .copyFile, .updateMetadata, .place:
+                counters.add(.estimatedFilesToTransfer)
+                if case .copyFile = item.action { counters.add(.estimatedBytesToTransfer, item.source!.metadata.size) }
+                if let id = hardLinkID(item) {
+                    if !joinLinkGroup(id, item) { added += 1 }
+                    continue
+                }
+                stack.append(.item(item))
+                added += 1
+            }
+        }
+        directories[directory]!.pending += added
+    }
+
+    private var planner: DirectoryPlanner { engine.planner }
+
+    /// The source inode of a file with more than one link, if the destination can link.
+    private func hardLinkID(_ item: PlannedItem) -> FileID? {
+        guard engine.destination.capabilities.hardLinks, let s = item.source, s.kind == .file,
+              s.metadata.linkCount > 1, let id = s.metadata.fileID else { return nil }
+        return id
+    }
+
+    /// The group this item leads, if it is a hard-link leader still pending.
+    private func leaderID(_ item: PlannedItem) -> FileID? {
+        guard let id = hardLinkID(item), case .pending(let leader, _)? = links[id], leader == item.path else { return nil }
+        return id
+    }
+
+    /// Puts a hard-linked item in its group. Returns true when nothing is outstanding for it
+    /// (it needs no work, or failed at once).
+    private mutating func joinLinkGroup(_ id: FileID, _ item: PlannedItem) -> Bool {
+        switch links[id] {
+        case nil:
+            if case .unchanged = item.action {
+                links[id] = .done(leader: item.path, destinationID: item.destination?.metadata.fileID)
+                engine.counters.add(.filesUnchanged)
+                return true
+            }
+            links[id] = .pending(leader: item.path, waiters: [])
+            stack.append(.item(item))
+            return false
+        case .pending(let leader, var waiters)?:
+            links[id] = nil
+            waiters.append(item)
+            links[id] = .pending(leader: leader, waiters: waiters)
+            return false
+        case .done(let leader, let destinationID)?:
+            return linkOrSkip(item, leader: leader, destinationID: destinationID)
+        case .failed?:
+            engine.counters.add(.filesFailed)
+            engine.record(.transferred, item.path, item.source, status: "FAILED", failure: .transferError,
+                          reason: "not linked: the first path of its hard-link group failed")
+            return true
+        }
+    }
+
+    /// Links `item` to its leader unless the destination already has them linked.
+    private mutating func linkOrSkip(_ item: PlannedItem, leader: EntryPath, destinationID: FileID?) -> Bool {
+        if let destinationID, let d = item.destination, d.kind == .file, d.metadata.fileID == destinationID {
+            engine.counters.add(.filesUnchanged)
+            return true
+        }
+        if case .unchanged = item.action { engine.counters.add(.estimatedFilesToTransfer) }
+        stack.append(.link(item, leader: leader))
+        return false
+    }
+
+    private mutating func resolveLinkGroup(_ id: FileID, leader item: PlannedItem, succeeded: Bool) {
+        guard case .pending(let leader, let waiters)? = links[id] else { return }
+        if !succeeded {
+            links[id] = .failed
+            for waiter in waiters {
+                engine.counters.add(.filesFailed)
+                engine.record(.transferred, waiter.path, waiter.source, status: "FAILED", failure: .transferError,
+                              reason: "not linked: \(leader) of its hard-link group failed")
+                childDone(in: waiter.path.parent, changed: false)
+            }
+            return
+        }
+        let unchanged: Bool
+        if case .unchanged = item.action { unchanged = true } else if case .updateMetadata = item.action { unchanged = true } else { unchanged = false }
+        let destinationID = unchanged ? item.destination?.metadata.fileID : nil
+        links[id] = .done(leader: leader, destinationID: destinationID)
+        for waiter in waiters where linkOrSkip(waiter, leader: leader, destinationID: destinationID) {
+            childDone(in: waiter.path.parent, changed: false)
+        }
+    }
+
+    /// One child of `directory` is done; when all are, its metadata is applied (if needed)
+    /// and the parent is told.
+    private mutating func childDone(in directory: EntryPath, changed: Bool) {
+        guard var state = directories[directory] else { return }
+        state.pending -= 1
+        if changed { state.changed = true }
+        if state.pending > 0 {
+            directories[directory] = state
+            return
+        }
+        directories[directory] = nil
+        if state.needsMetadata || state.changed {
+            stack.append(.finalize(directory, state.source, counted: state.needsMetadata))
+        } else if !directory.isRoot {
+            childDone(in: directory.parent, changed: false)
+        }
+    }
+}

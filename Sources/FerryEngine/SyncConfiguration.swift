@@ -1,0 +1,45 @@
+import FerryCore
+import Logging
+
+/// Everything one execution needs: both locations, DataSync options, filters and limits.
+public struct SyncConfiguration: Sendable {
+    public var source: any Location
+    public var destination: any Location
+    public var options: TransferOptions
+    public var filters: Filters
+    /// Work items (directory listings, file transfers) in flight at once.
+    public var parallel: Int
+    /// Plan and report, change nothing.
+    public var dryRun: Bool
+    public var logger: Logger
+    /// Called for each item acted on (or that would be, in a dry run); for `-v` and `--dry-run` output.
+    public var onItem: (@Sendable (ItemEvent) -> Void)?
+
+    public init(
+        source: any Location, destination: any Location, options: TransferOptions = TransferOptions(),
+        filters: Filters = Filters(), parallel: Int = 16, dryRun: Bool = false,
+        logger: Logger = Logger(label: "ferry.engine"), onItem: (@Sendable (ItemEvent) -> Void)? = nil
+    ) {
+        self.source = source
+        self.destination = destination
+        self.options = options
+        self.filters = filters
+        self.parallel = max(1, parallel)
+        self.dryRun = dryRun
+        self.logger = logger
+        self.onItem = onItem
+    }
+}
+
+/// One thing the engine did (or would do) to one path.
+public struct ItemEvent: Sendable {
+    public enum Kind: String, Sendable {
+        case create = "create", update = "update", metadata = "metadata", link = "link"
+        case delete = "delete", skip = "skip", fail = "fail"
+    }
+    public var kind: Kind
+    public var path: EntryPath
+    public var entryKind: EntryKind
+    public var size: Int64
+    public var reason: String?
+}

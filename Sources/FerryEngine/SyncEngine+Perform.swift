@@ -1,0 +1,175 @@
+import FerryCore
+
+extension SyncEngine {
+    /// Runs one work item in a child task and reports its completion to the scheduler.
+    func perform(_ work: Work) async -> Completion {
+        switch work {
+        case .scan(let job): return await scan(job)
+        case .item(let item): return await apply(item)
+        case .link(let item, let leader): return await link(item, to: leader)
+        case .finalize(let path, let entry, let counted): return await finalize(path, entry, counted: counted)
+        }
+    }
+
+    /// Lists one directory on both sides at once and plans it. A missing destination
+    /// directory is made first (after removing whatever non-directory stands in its place).
+    func scan(_ job: ScanJob) async -> Completion {
+        let item = PlannedItem(path: job.path, source: job.source, destination: nil, action: .unchanged)
+        do {
+            if !dryRun {
+                if let replacing = job.replacing { try await destination.remove(job.path, kind: replacing) }
+                if !job.destinationExists { try await destination.makeDirectory(job.path) }
+            }
+            async let sourceListing = source.list(job.path)
+            var destinationEntries: [Entry] = []
+            if job.destinationExists {
+                if let listing = try await destination.list(job.path) {
+                    destinationEntries = listing.entries
+                    if !dryRun {
+                        for name in listing.staleTemporaries {
+                            try? await destination.removeTemporary(in: job.path, name: name)
+                        }
+                    }
+                }
+            }
+            guard let listing = try await sourceListing else {
+                throw EngineError(.sourceChanged, "directory \(job.path) vanished from the source during the run",
+                                  path: job.path, retryClass: .itemFailed)
+            }
+            counters.add(.filesListedSource, Int64(listing.entries.count))
+            counters.add(.filesListedDestination, Int64(destinationEntries.count))
+            let items = planner.plan(directory: job.path, source: listing.entries, destination: destinationEntries)
+            if job.path.isRoot == false || !job.destinationExists {
+                if !job.destinationExists { emit(.create, job.path, job.source) }
+            }
+            return .scanned(job, items)
+        } catch {
+            let completion = recordFailure(item, error)
+            if case .fatal = completion { return completion }
+            return .scanned(job, nil)
+        }
+    }
+
+    /// Transfers one planned item: file data, metadata only, or a symlink/device node.
+    func apply(_ item: PlannedItem) async -> Completion {
+        let s = item.source!
+        do {
+            switch item.action {
+            case .copyFile:
+                return try await copyFile(item)
+            case .updateMetadata:
+                emit(.metadata, item.path, s)
+                if !dryRun {
+                    try await destination.setMetadata(item.path, kind: s.kind, metadata: s.metadata, selection: selection)
+                    if s.kind == .file && selection.extendedAttributes {
+                        let attributes = try await source.extendedAttributes(item.path, kind: s.kind)
+                        try await destination.setExtendedAttributes(item.path, kind: s.kind, attributes)
+                    }
+                }
+                try await finishNonData(item)
+                return .itemDone(item, succeeded: true, changedDestination: false)
+            case .place(let replacing):
+                emit(item.destination == nil ? .create : .update, item.path, s)
+                if !dryRun {
+                    if replacing == .directory { try await destination.remove(item.path, kind: .directory) }
+                    if s.kind == .symlink {
+                        try await destination.makeSymlink(item.path, target: s.symlinkTarget ?? [], metadata: s.metadata, selection: selection)
+                    } else {
+                        try await destination.makeSpecial(item.path, kind: s.kind, metadata: s.metadata, selection: selection)
+                    }
+                }
+                try await finishNonData(item)
+                return .itemDone(item, succeeded: true, changedDestination: true)
+            default:
+                return .itemDone(item, succeeded: true, changedDestination: false)
+            }
+        } catch {
+            return recordFailure(item, error)
+        }
+    }
+
+    /// Counts and records a non-data item, verifying its metadata when asked to.
+    func finishNonData(_ item: PlannedItem) async throws {
+        counters.add(.filesTransferred)
+        record(.transferred, item.path, item.source)
+        if options.verifyMode == .onlyFilesTransferred && !dryRun {
+            try await verifyMetadata(item.path, expected: item.source!)
+        }
+    }
+
+    /// Makes `item.path` a hard link to `leader` at the destination.
+    func link(_ item: PlannedItem, to leader: EntryPath) async -> Completion {
+        emit(.link, item.path, item.source, reason: "hard link to \(leader)")
+        do {
+            if !dryRun {
+                if item.destination?.kind == .directory { try await destination.remove(item.path, kind: .directory) }
+                try await destination.makeHardLink(item.path, to: leader)
+            }
+            counters.add(.filesTransferred)
+            record(.transferred, item.path, item.source, reason: "hard link to \(leader)")
+            if options.verifyMode == .onlyFilesTransferred && !dryRun {
+                try await verifyLink(item.path, leader: leader)
+            }
+            return .itemDone(item, succeeded: true, changedDestination: true)
+        } catch {
+            return recordFailure(item, error)
+        }
+    }
+
+    /// Applies a directory's own metadata once everything inside it is done.
+    func finalize(_ path: EntryPath, _ entry: Entry, counted: Bool) async -> Completion {
+        do {
+            if counted {
+                counters.add(.filesTransferred)
+                record(.transferred, path, entry)
+            }
+            if !dryRun {
+                try await destination.setMetadata(path, kind: .directory, metadata: entry.metadata, selection: selection)
+                if selection.extendedAttributes {
+                    let attributes = try await source.extendedAttributes(path, kind: .directory)
+                    let existing = try await destination.extendedAttributes(path, kind: .directory)
+                    if attributes != existing {
+                        try await destination.setExtendedAttributes(path, kind: .directory, attributes)
+                        // Setting xattrs leaves mtime alone; nothing to re-apply.
+                    }
+                }
+                if options.verifyMode == .onlyFilesTransferred && counted {
+                    try await verifyMetadata(path, expected: entry)
+                }
+            }
+        } catch {
+            let item = PlannedItem(path: path, source: entry, destination: nil, action: .updateMetadata)
+            let completion = recordFailure(item, error)
+            if case .fatal = completion { return completion }
+        }
+        return .finalized(path)
+    }
+
+    /// Removes destination-only entries (after a run without errors), then re-applies the
+    /// metadata of the directories they were in (a removal moves the directory's mtime).
+    func performDeletions(_ deletions: [(item: PlannedItem, parent: Entry)]) async throws {
+        var parents: [EntryPath: Entry] = [:]
+        for (item, parent) in deletions {
+            let d = item.destination!
+            emit(.delete, item.path, d)
+            if dryRun {
+                counters.add(.filesDeleted)
+                record(.deleted, item.path, d)
+                continue
+            }
+            do {
+                try await destination.remove(item.path, kind: d.kind)
+                counters.add(.filesDeleted)
+                record(.deleted, item.path, d)
+                parents[item.path.parent] = parent
+            } catch {
+                if retryClass(error) == .fatal { throw error }
+                counters.add(.filesFailed)
+                record(.deleted, item.path, d, status: "FAILED", failure: .deleteError, reason: describe(error))
+            }
+        }
+        for (path, entry) in parents {
+            try await destination.setMetadata(path, kind: .directory, metadata: entry.metadata, selection: selection)
+        }
+    }
+}

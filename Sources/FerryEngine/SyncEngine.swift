@@ -1,0 +1,165 @@
+import FerryCore
+import Foundation
+import Logging
+import Synchronization
+
+/// Runs one execution: PREPARING (concurrent merge-join listing) → TRANSFERRING (a bounded
+/// pipeline of workers) → VERIFYING → report. Listing and transfer overlap: a directory's
+/// items are transferred as soon as it is planned; memory is bounded by the directories
+/// in flight, not by the tree.
+public final class SyncEngine: Sendable {
+    public let configuration: SyncConfiguration
+    public let counters = ExecutionCounters()
+    public let report: TaskReportSink
+    let limiter: BandwidthLimiter?
+    let planner: DirectoryPlanner
+    let selection: MetadataSelection
+    let verifyNanoseconds = Atomic<Int64>(0)
+    let fatalMessage = Mutex<String?>(nil)
+
+    public init(_ configuration: SyncConfiguration, report: TaskReportSink = TaskReportSink(spoolDirectory: nil)) {
+        self.configuration = configuration
+        self.report = report
+        self.limiter = configuration.options.bytesPerSecond.map { BandwidthLimiter(bytesPerSecond: $0) }
+        var selection = configuration.options.metadataSelection
+        let caps = configuration.destination.capabilities
+        selection.uid = selection.uid && caps.ownership
+        selection.gid = selection.gid && caps.ownership
+        selection.ownership = selection.uid || selection.gid
+        selection.permissions = selection.permissions && caps.permissions
+        selection.atime = selection.atime && caps.atime
+        selection.extendedAttributes = caps.extendedAttributes
+        self.selection = selection
+        self.planner = DirectoryPlanner(
+            options: configuration.options, filters: configuration.filters, selection: selection,
+            destinationCapabilities: caps)
+    }
+
+    var source: any Location { configuration.source }
+    var destination: any Location { configuration.destination }
+    var options: TransferOptions { configuration.options }
+    var dryRun: Bool { configuration.dryRun }
+
+    /// Changes BytesPerSecond while running (no effect if the run started without a limit).
+    public func updateBandwidth(_ bytesPerSecond: Int64) { limiter?.setRate(bytesPerSecond) }
+
+    /// Runs the execution to its end and returns DataSync-shaped results. Never throws:
+    /// failures are in the result and the report.
+    public func run() async -> ExecutionResult {
+        let clock = ContinuousClock()
+        let start = clock.now
+        counters.setPhase(.preparing)
+        var prepareEnd = start
+        var transferStatus = "SUCCESS"
+        var deletionsSkipped: Int64 = 0
+
+        do {
+            guard let rootEntry = try await source.stat(.root), rootEntry.kind == .directory else {
+                throw FerryError(.invalidLocation, "the source \(source.uri) is not a directory")
+            }
+            let destinationRoot = try await destination.stat(.root)
+            var scheduler = Scheduler(engine: self, root: rootEntry, destinationRoot: destinationRoot)
+            try await scheduler.run(onListingDone: { prepareEnd = clock.now })
+            if prepareEnd == start { prepareEnd = clock.now }
+            if !scheduler.deletions.isEmpty {
+                if counters.filesFailed.load(ordering: .relaxed) > 0 || fatalMessage.withLock({ $0 }) != nil {
+                    deletionsSkipped = Int64(scheduler.deletions.count)
+                    configuration.logger.warning("deletions skipped because of errors", metadata: ["count": "\(deletionsSkipped)"])
+                } else {
+                    try await performDeletions(scheduler.deletions)
+                }
+            }
+        } catch {
+            fatalMessage.withLock { $0 = $0 ?? describe(error) }
+        }
+        let transferEnd = clock.now
+        if counters.filesFailed.load(ordering: .relaxed) > 0 { transferStatus = "ERROR" }
+
+        var verifyStatus = options.verifyMode == .none ? "NONE" : "SUCCESS"
+        var verifyDuration = Duration.nanoseconds(verifyNanoseconds.load(ordering: .relaxed))
+        if fatalMessage.withLock({ $0 }) == nil && options.verifyMode == .pointInTimeConsistent && !dryRun {
+            counters.setPhase(.verifying)
+            let verifyStart = clock.now
+            do {
+                try await PointInTimeVerifier(engine: self).run()
+            } catch {
+                fatalMessage.withLock { $0 = $0 ?? describe(error) }
+            }
+            verifyDuration = clock.now - verifyStart
+        }
+        if counters.verificationFailures.load(ordering: .relaxed) > 0 { verifyStatus = "ERROR" }
+
+        let fatal = fatalMessage.withLock { $0 }
+        let snapshot = counters.snapshot()
+        var status = "SUCCESS"
+        var errorCode: String?
+        var errorDetail: String?
+        if let fatal {
+            status = "ERROR"; errorCode = "Fatal"; errorDetail = fatal; transferStatus = "ERROR"
+        } else if snapshot.verificationFailures > 0 {
+            status = "ERROR"; errorCode = "VerificationFailed"
+            errorDetail = "\(snapshot.verificationFailures) item(s) failed verification"
+        } else if snapshot.filesFailed > 0 || snapshot.filesSkipped > 0 {
+            status = "ERROR"; errorCode = "FilesSkippedOrFailed"
+            errorDetail = "\(snapshot.filesFailed) item(s) failed and \(snapshot.filesSkipped) were skipped"
+            if deletionsSkipped > 0 { errorDetail! += "; \(deletionsSkipped) deletion(s) not done because of errors" }
+        }
+        counters.setPhase(status == "SUCCESS" ? .success : .error)
+        func ms(_ d: Duration) -> Int64 { d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000 }
+        return ExecutionResult(
+            status: status, errorCode: errorCode, errorDetail: errorDetail,
+            source: source.uri, destination: destination.uri, options: options, dryRun: dryRun,
+            counters: snapshot,
+            prepareDuration: ms(prepareEnd - start), prepareStatus: fatal == nil ? "SUCCESS" : "ERROR",
+            transferDuration: ms(transferEnd - start), transferStatus: transferStatus,
+            verifyDuration: ms(verifyDuration), verifyStatus: verifyStatus,
+            totalDuration: ms(clock.now - start), deletionsSkippedForErrors: deletionsSkipped,
+            problems: report.problems, problemsNotListed: report.problemsDropped)
+    }
+
+    func describe(_ error: any Error) -> String {
+        if let e = error as? any LocationError { return e.description }
+        if error is CancellationError { return "the execution was cancelled" }
+        return "\(error)"
+    }
+
+    func retryClass(_ error: any Error) -> RetryClass {
+        if let e = error as? any LocationError { return e.retryClass }
+        if error is CancellationError { return .fatal }
+        return .itemFailed
+    }
+
+    func emit(_ kind: ItemEvent.Kind, _ path: EntryPath, _ entry: Entry?, reason: String? = nil) {
+        guard let onItem = configuration.onItem else { return }
+        onItem(ItemEvent(kind: kind, path: path, entryKind: entry?.kind ?? .file, size: entry?.metadata.size ?? 0, reason: reason))
+    }
+
+    func record(_ category: ReportCategory, _ path: EntryPath, _ entry: Entry?, status: String = "SUCCESS",
+                checksum: ContentChecksum? = nil, failure: FailureKind? = nil, reason: String? = nil) {
+        report.record(category, ReportEntry(
+            path: path.description, kind: (entry?.kind ?? .file).description.uppercased(),
+            size: entry?.kind == .file ? entry?.metadata.size : nil, checksum: checksum?.description,
+            status: status, failureKind: failure, reason: reason))
+    }
+
+    /// Records an item that could not be transferred; a fatal error stops the execution.
+    func recordFailure(_ item: PlannedItem, _ error: any Error) -> Completion {
+        let message = describe(error)
+        let cls = retryClass(error)
+        if cls == .fatal {
+            fatalMessage.withLock { $0 = $0 ?? message }
+            return .fatal(message)
+        }
+        if cls == .itemUnreadable {
+            counters.add(.filesSkipped)
+            record(.skipped, item.path, item.source, status: "SKIPPED", failure: .unreadable, reason: message)
+            emit(.skip, item.path, item.source, reason: message)
+        } else {
+            counters.add(.filesFailed)
+            record(.transferred, item.path, item.source, status: "FAILED", failure: .transferError, reason: message)
+            emit(.fail, item.path, item.source, reason: message)
+        }
+        configuration.logger.error("transfer failed", metadata: ["file.path": "\(item.path)", "error": "\(message)"])
+        return .itemDone(item, succeeded: false, changedDestination: false)
+    }
+}

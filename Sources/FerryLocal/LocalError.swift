@@ -1,0 +1,56 @@
+import FerryCore
+import Glibc
+
+/// Errors of the POSIX location: the failed operation, the path, and the `errno`.
+public struct LocalError: LocationError {
+    /// What went wrong; extensible.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+        public static let syscallFailed = Code("SyscallFailed")
+        public static let notADirectory = Code("NotADirectory")
+        public static let rootMissing = Code("RootMissing")
+        public static let unsafePath = Code("UnsafePath")
+    }
+
+    public var code: Code
+    /// The operation, e.g. `openat2`, `renameat`.
+    public var operation: String
+    public var path: EntryPath?
+    public var errno: Int32
+    public var retryClass: RetryClass
+    /// The location root, for messages.
+    public var root: String
+
+    public init(_ code: Code = .syscallFailed, operation: String, path: EntryPath?, errno: Int32, root: String) {
+        self.code = code
+        self.operation = operation
+        self.path = path
+        self.errno = errno
+        self.root = root
+        self.retryClass = LocalError.classify(errno)
+    }
+
+    static func classify(_ e: Int32) -> RetryClass {
+        switch e {
+        case EACCES, EPERM, EAGAIN, ETXTBSY: .itemUnreadable
+        case ENOSPC, EDQUOT, EROFS, EIO, EMFILE, ENFILE: .fatal
+        case EINTR: .retryable
+        default: .itemFailed
+        }
+    }
+
+    public var description: String {
+        let reason = String(cString: strerror(errno))
+        let where_ = path.map { "\(root)\($0.isRoot ? "" : $0.description)" } ?? root
+        var hint = ""
+        switch errno {
+        case EACCES, EPERM: hint = "; check permissions, or run as a user that may read it"
+        case ENOSPC, EDQUOT: hint = "; free space at the destination and run again"
+        case ELOOP: hint = "; a symlink stands where a directory was expected and is not followed"
+        default: break
+        }
+        return "\(operation) failed on \(where_): \(reason)\(hint)"
+    }
+}

@@ -1,0 +1,178 @@
+import CFerry
+import FerryCore
+import Glibc
+import Synchronization
+
+private let temporaryCounter = Atomic<UInt64>(0)
+
+extension POSIXLocation {
+    /// A fresh temporary name `.ferry-tmp-<pid>-<n>` (hidden from listings, removed if left over).
+    func temporaryName() -> [UInt8] {
+        let n = temporaryCounter.add(1, ordering: .relaxed).newValue
+        return POSIXLocation.temporaryPrefix + Array("\(getpid())-\(n)".utf8)
+    }
+
+    public func createFile(_ path: EntryPath, size: Int64) async throws -> any EntryWriter {
+        let parent = try parentDirectory(of: path, operation: "open directory")
+        let tmp = temporaryName()
+        let fd = Sys.withCString(tmp) { openat(parent.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
+        if fd < 0 { throw fail("create temporary file", path) }
+        return POSIXWriter(parent: parent, file: FileDescriptor(fd), temporaryName: tmp, path: path, location: self)
+    }
+
+    public func makeDirectory(_ path: EntryPath) async throws {
+        if path.isRoot { return }
+        let parent = try parentDirectory(of: path, operation: "open directory")
+        try Sys.withCString(path.name) { (name) throws(LocalError) in
+            if mkdirat(parent.fd, name, 0o700) == 0 { return }
+            let e = errno
+            if e == EEXIST, let st = Sys.lstatAt(parent.fd, name), Sys.kind(UInt32(st.st_mode)) == .directory { return }
+            throw fail("mkdirat", path, e)
+        }
+    }
+
+    /// Creates an entry under a temporary name with `make`, applies metadata by name, then
+    /// renames it over `path`.
+    private func placeByName(
+        _ path: EntryPath, operation: String, metadata: FileMetadata?, selection: MetadataSelection, isSymlink: Bool,
+        make: (Int32, UnsafePointer<CChar>) -> Int32
+    ) throws(LocalError) {
+        let parent = try parentDirectory(of: path, operation: operation)
+        let tmp = temporaryName()
+        try Sys.withCString(tmp) { (ctmp) throws(LocalError) in
+            if make(parent.fd, ctmp) != 0 { throw fail(operation, path) }
+            do throws(LocalError) {
+                if let metadata {
+                    try applyByName(parent.fd, ctmp, path, metadata: metadata, selection: selection, isSymlink: isSymlink)
+                }
+                let r = Sys.withCString(path.name) { renameat(parent.fd, ctmp, parent.fd, $0) }
+                if r != 0 { throw fail("renameat", path) }
+                // rename(2) of one hard link onto another of the same inode does nothing.
+                _ = unlinkat(parent.fd, ctmp, 0)
+            } catch {
+                _ = unlinkat(parent.fd, ctmp, 0)
+                throw error
+            }
+        }
+    }
+
+    /// `fchownat`/`fchmodat`/`utimensat` on a name in `dirfd`, never following a symlink.
+    func applyByName(
+        _ dirfd: Int32, _ name: UnsafePointer<CChar>, _ path: EntryPath, metadata: FileMetadata,
+        selection: MetadataSelection, isSymlink: Bool
+    ) throws(LocalError) {
+        if selection.uid || selection.gid {
+            let uid = selection.uid ? metadata.uid : UInt32.max
+            let gid = selection.gid ? metadata.gid : UInt32.max
+            if fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) != 0 { throw fail("fchownat", path) }
+        }
+        if selection.permissions && !isSymlink {
+            if fchmodat(dirfd, name, mode_t(metadata.permissions), 0) != 0 { throw fail("fchmodat", path) }
+        }
+        if selection.mtime || selection.atime {
+            var times = [
+                selection.atime ? Sys.timespecOf(metadata.atime) : timespec(tv_sec: 0, tv_nsec: cferry_UTIME_OMIT),
+                selection.mtime ? Sys.timespecOf(metadata.mtime) : timespec(tv_sec: 0, tv_nsec: cferry_UTIME_OMIT),
+            ]
+            if utimensat(dirfd, name, &times, AT_SYMLINK_NOFOLLOW) != 0 { throw fail("utimensat", path) }
+        }
+    }
+
+    public func makeSymlink(_ path: EntryPath, target: [UInt8], metadata: FileMetadata, selection: MetadataSelection) async throws {
+        try Sys.withCString(target) { (ctarget) throws(LocalError) in
+            try placeByName(path, operation: "symlinkat", metadata: metadata, selection: selection, isSymlink: true) {
+                symlinkat(ctarget, $0, $1)
+            }
+        }
+    }
+
+    public func makeHardLink(_ path: EntryPath, to existing: EntryPath) async throws {
+        let existingParent = try parentDirectory(of: existing, operation: "open directory")
+        try Sys.withCString(existing.name) { (cexisting) throws(LocalError) in
+            try placeByName(path, operation: "linkat", metadata: nil, selection: .all, isSymlink: false) {
+                linkat(existingParent.fd, cexisting, $0, $1, 0)
+            }
+        }
+    }
+
+    public func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
+        let mode = mode_t(kind.modeTypeBits | (metadata.permissions & 0o777))
+        try placeByName(path, operation: "mknodat", metadata: metadata, selection: selection, isSymlink: false) {
+            mknodat($0, $1, mode, dev_t(metadata.deviceNumber))
+        }
+    }
+
+    public func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
+        if path.isRoot {
+            try POSIXMetadata.apply(fd: root.fd, metadata: metadata, selection: selection, attributes: nil, location: self, path: path)
+            return
+        }
+        let parent = try parentDirectory(of: path, operation: "open directory")
+        try Sys.withCString(path.name) { (name) throws(LocalError) in
+            try applyByName(parent.fd, name, path, metadata: metadata, selection: selection, isSymlink: kind == .symlink)
+        }
+    }
+
+    public func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws {
+        guard kind == .file || kind == .directory else { return }
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | (kind == .directory ? O_DIRECTORY : 0) | cferry_O_NOATIME)
+        if fd < 0 { throw fail("open", path) }
+        let handle = FileDescriptor(fd)
+        // Setting xattrs moves ctime only; mtime/atime are left as they are.
+        try POSIXMetadata.replaceAttributes(fd: handle.fd, attributes, location: self, path: path)
+    }
+
+    public func remove(_ path: EntryPath, kind: EntryKind) async throws {
+        guard !path.isRoot else { throw LocalError(.unsafePath, operation: "remove", path: path, errno: EINVAL, root: rootPath) }
+        let parent = try parentDirectory(of: path, operation: "open directory")
+        try removeEntry(parent: parent.fd, name: path.name, path: path, isDirectory: kind == .directory)
+    }
+
+    /// Removes `name` in `parent`; a directory is emptied first (depth first, by descriptor).
+    private func removeEntry(parent: Int32, name: [UInt8], path: EntryPath, isDirectory: Bool) throws(LocalError) {
+        try Sys.withCString(name) { (cname) throws(LocalError) in
+            if !isDirectory {
+                if unlinkat(parent, cname, 0) == 0 || errno == ENOENT { return }
+                if errno != EISDIR { throw fail("unlinkat", path) }
+            }
+            let fd = cferry_openat_beneath(parent, cname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW, 0, 0)
+            if fd < 0 {
+                if errno == ENOENT { return }
+                if errno == ENOTDIR || errno == ELOOP {
+                    if unlinkat(parent, cname, 0) == 0 { return }
+                }
+                throw fail("open directory", path)
+            }
+            guard let dir = fdopendir(fd) else { _ = Glibc.close(fd); throw fail("fdopendir", path) }
+            var children: [([UInt8], Bool)] = []
+            while let dent = readdir(dir) {
+                let child: [UInt8] = withUnsafeBytes(of: dent.pointee.d_name) { raw in
+                    let b = raw.bindMemory(to: UInt8.self)
+                    return Array(b[..<(b.firstIndex(of: 0) ?? b.count)])
+                }
+                if child == [46] || child == [46, 46] { continue }
+                children.append((child, dent.pointee.d_type == UInt8(DT_DIR)))
+            }
+            let dirfd = dirfd(dir)
+            do throws(LocalError) {
+                for (child, isDir) in children {
+                    try removeEntry(parent: dirfd, name: child, path: path.appending(child), isDirectory: isDir)
+                }
+            } catch {
+                closedir(dir)
+                throw error
+            }
+            closedir(dir)
+            if unlinkat(parent, cname, AT_REMOVEDIR) != 0 && errno != ENOENT { throw fail("unlinkat", path) }
+        }
+    }
+
+    public func removeTemporary(in directory: EntryPath, name: [UInt8]) async throws {
+        let fd = open(directory, cferry_O_PATH | O_DIRECTORY)
+        if fd < 0 { throw fail("open directory", directory) }
+        defer { _ = Glibc.close(fd) }
+        if Sys.withCString(name, { unlinkat(fd, $0, 0) }) != 0 && errno != ENOENT {
+            throw fail("unlinkat", directory.appending(name))
+        }
+    }
+}

@@ -1,0 +1,189 @@
+import CFerry
+import FerryCore
+import Glibc
+
+/// A POSIX file-system tree (local disk, NFS/EFS/Lustre mount) as a Ferry location.
+///
+/// Every path is resolved from a descriptor of the root with `openat2(2)` and
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, and the final component is handled with
+/// `*at` calls and `AT_SYMLINK_NOFOLLOW`: a symlink inside the tree is never followed, so
+/// nothing is read or written outside the root.
+public struct POSIXLocation: Location {
+    /// The root directory as given (for messages and the URI).
+    public let rootPath: String
+    let root: FileDescriptor
+
+    public var uri: String { "file://" + rootPath }
+
+    public var capabilities: Capabilities {
+        var c = Capabilities()
+        c.setsMetadataInPlace = true
+        c.symlinks = true
+        c.hardLinks = true
+        c.deviceNodes = true
+        c.sparseFiles = true
+        c.ownership = true
+        c.permissions = true
+        c.extendedAttributes = true
+        c.mtimePrecisionNanoseconds = 1
+        c.atime = true
+        c.reportsExtents = true
+        return c
+    }
+
+    /// Prefix of the temporary names files are written under before they are renamed.
+    static let temporaryPrefix: [UInt8] = Array(".ferry-tmp-".utf8)
+
+    /// Opens the tree at `path`; with `create`, missing directories are made (like `mkdir -p`).
+    public init(path: String, create: Bool = false) throws {
+        var p = path
+        while p.count > 1 && p.hasSuffix("/") { p.removeLast() }
+        if p.isEmpty { p = "." }
+        if create {
+            POSIXLocation.makeDirectories(p)
+        }
+        let fd = Glibc.open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 {
+            let e = errno
+            throw LocalError(e == ENOENT ? .rootMissing : .syscallFailed, operation: "open", path: nil, errno: e, root: p)
+        }
+        if let resolved = realpath(p, nil) {
+            p = String(cString: resolved)
+            free(resolved)
+        }
+        self.rootPath = p
+        self.root = FileDescriptor(fd)
+    }
+
+    private static func makeDirectories(_ path: String) {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            prefix += component
+            _ = mkdir(prefix, 0o755)
+            prefix += "/"
+        }
+    }
+
+    func fail(_ op: String, _ path: EntryPath?, _ e: Int32 = errno) -> LocalError {
+        LocalError(operation: op, path: path, errno: e, root: rootPath)
+    }
+
+    /// Opens `path` beneath the root with `flags`; never follows a symlink on the way.
+    func open(_ path: EntryPath, _ flags: Int32, mode: UInt32 = 0) -> Int32 {
+        Sys.withCString(path.bytes) { cferry_openat_beneath(root.fd, $0, flags, mode, 0) }
+    }
+
+    /// A descriptor of the directory holding `path` (`O_PATH`), for `*at` calls on its name.
+    func parentDirectory(of path: EntryPath, operation: String) throws(LocalError) -> FileDescriptor {
+        let fd = open(path.parent, cferry_O_PATH | O_DIRECTORY)
+        if fd < 0 { throw fail(operation, path) }
+        return FileDescriptor(fd)
+    }
+
+    public func list(_ directory: EntryPath) async throws -> Listing? {
+        try listSync(directory)
+    }
+
+    func listSync(_ directory: EntryPath) throws(LocalError) -> Listing? {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        if fd < 0 {
+            let e = errno
+            if e == ENOENT || e == ENOTDIR || e == ELOOP || e == EXDEV { return nil }
+            throw fail("open directory", directory, e)
+        }
+        guard let dir = fdopendir(fd) else {
+            let e = errno
+            _ = Glibc.close(fd)
+            throw fail("fdopendir", directory, e)
+        }
+        defer { closedir(dir) }
+        var entries: [Entry] = []
+        var temporaries: [[UInt8]] = []
+        while true {
+            errno = 0
+            guard let dent = readdir(dir) else {
+                if errno != 0 { throw fail("readdir", directory) }
+                break
+            }
+            let name: [UInt8] = withUnsafeBytes(of: dent.pointee.d_name) { raw in
+                let bytes = raw.bindMemory(to: UInt8.self)
+                let len = bytes.firstIndex(of: 0) ?? bytes.count
+                return Array(bytes[..<len])
+            }
+            if name == [46] || name == [46, 46] { continue }
+            if name.starts(with: POSIXLocation.temporaryPrefix) {
+                temporaries.append(name)
+                continue
+            }
+            let entry: Entry? = Sys.withCString(name) { cname in
+                guard let st = Sys.lstatAt(fd, cname), let kind = Sys.kind(UInt32(st.st_mode)) else { return nil }
+                var target: [UInt8]?
+                if kind == .symlink {
+                    target = Sys.readLink(fd, cname, sizeHint: Int(st.st_size))
+                    if target == nil { return nil }
+                }
+                return Entry(name: name, kind: kind, metadata: Sys.metadata(st), symlinkTarget: target)
+            }
+            if let entry { entries.append(entry) }
+        }
+        entries.sort { $0.name.lexicographicallyPrecedes($1.name) }
+        return Listing(entries: entries, staleTemporaries: temporaries)
+    }
+
+    public func stat(_ path: EntryPath) async throws -> Entry? {
+        try statSync(path)
+    }
+
+    func statSync(_ path: EntryPath) throws(LocalError) -> Entry? {
+        if path.isRoot {
+            var st = Glibc.stat()
+            guard fstat(root.fd, &st) == 0 else { throw fail("fstat", path) }
+            return Entry(name: [], kind: .directory, metadata: Sys.metadata(st))
+        }
+        let parentFD = open(path.parent, cferry_O_PATH | O_DIRECTORY)
+        if parentFD < 0 {
+            if errno == ENOENT || errno == ENOTDIR || errno == ELOOP { return nil }
+            throw fail("open directory", path.parent)
+        }
+        defer { _ = Glibc.close(parentFD) }
+        let name = path.name
+        return try Sys.withCString(name) { (cname) throws(LocalError) -> Entry? in
+            guard let st = Sys.lstatAt(parentFD, cname) else {
+                if errno == ENOENT { return nil }
+                throw fail("fstatat", path)
+            }
+            guard let kind = Sys.kind(UInt32(st.st_mode)) else { return nil }
+            let target = kind == .symlink ? Sys.readLink(parentFD, cname, sizeHint: Int(st.st_size)) : nil
+            return Entry(name: name, kind: kind, metadata: Sys.metadata(st), symlinkTarget: target)
+        }
+    }
+
+    public func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
+        var fd = open(path, O_RDONLY | O_NOFOLLOW | cferry_O_NOATIME)
+        if fd < 0 && errno == EPERM {
+            // O_NOATIME needs ownership or CAP_FOWNER; read without it.
+            fd = open(path, O_RDONLY | O_NOFOLLOW)
+        }
+        if fd < 0 { throw fail("open", path) }
+        var st = Glibc.stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            _ = Glibc.close(fd)
+            throw fail("fstat", path, e)
+        }
+        guard Sys.kind(UInt32(st.st_mode)) == .file else {
+            _ = Glibc.close(fd)
+            throw LocalError(operation: "open", path: path, errno: EINVAL, root: rootPath)
+        }
+        return POSIXReader(fd: FileDescriptor(fd), metadata: Sys.metadata(st), path: path, location: self)
+    }
+
+    public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] {
+        guard kind == .file || kind == .directory else { return [] }
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | (kind == .directory ? O_DIRECTORY : 0) | cferry_O_NOATIME)
+        if fd < 0 { throw fail("open", path) }
+        let handle = FileDescriptor(fd)
+        guard let attrs = Sys.xattrs(fd: handle.fd) else { throw fail("flistxattr", path) }
+        return attrs
+    }
+}

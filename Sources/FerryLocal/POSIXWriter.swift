@@ -1,0 +1,97 @@
+import CFerry
+import FerryCore
+import Glibc
+import Synchronization
+
+/// Writes one file under a temporary name in its final directory (mode 0600), then applies
+/// ownership, mode, xattrs and times to the descriptor and renames it into place.
+final class POSIXWriter: EntryWriter, @unchecked Sendable {
+    let parent: FileDescriptor
+    let file: FileDescriptor
+    let temporaryName: [UInt8]
+    let path: EntryPath
+    let location: POSIXLocation
+    private let finished = Atomic<Bool>(false)
+
+    init(parent: FileDescriptor, file: FileDescriptor, temporaryName: [UInt8], path: EntryPath, location: POSIXLocation) {
+        self.parent = parent
+        self.file = file
+        self.temporaryName = temporaryName
+        self.path = path
+        self.location = location
+    }
+
+    deinit {
+        if !finished.load(ordering: .relaxed) {
+            _ = Sys.withCString(temporaryName) { unlinkat(parent.fd, $0, 0) }
+        }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws {
+        guard bytes.count > 0 else { return }
+        if !Sys.pwriteFully(file.fd, bytes, offset) { throw location.fail("pwrite", path) }
+    }
+
+    func commit(_ metadata: FileMetadata, selection: MetadataSelection, attributes: [ExtendedAttribute]?) async throws {
+        var st = Glibc.stat()
+        guard fstat(file.fd, &st) == 0 else { throw location.fail("fstat", path) }
+        if Int64(st.st_size) != metadata.size {
+            guard ftruncate(file.fd, off_t(metadata.size)) == 0 else { throw location.fail("ftruncate", path) }
+        }
+        try POSIXMetadata.apply(fd: file.fd, metadata: metadata, selection: selection, attributes: attributes, location: location, path: path)
+        let renamed = Sys.withCString(temporaryName) { tmp in
+            Sys.withCString(path.name) { renameat(parent.fd, tmp, parent.fd, $0) }
+        }
+        if renamed != 0 { throw location.fail("renameat", path) }
+        finished.store(true, ordering: .relaxed)
+    }
+
+    func abort() async {
+        if !finished.exchange(true, ordering: .relaxed) {
+            _ = Sys.withCString(temporaryName) { unlinkat(parent.fd, $0, 0) }
+        }
+    }
+}
+
+/// Applying metadata: owner first (chown clears setuid/setgid), then mode, xattrs (ACLs,
+/// capabilities, which chown would clear), then times last (every other change moves ctime only).
+enum POSIXMetadata {
+    static func apply(
+        fd: Int32, metadata: FileMetadata, selection: MetadataSelection, attributes: [ExtendedAttribute]?,
+        location: POSIXLocation, path: EntryPath
+    ) throws(LocalError) {
+        if selection.uid || selection.gid {
+            let uid = selection.uid ? metadata.uid : UInt32.max
+            let gid = selection.gid ? metadata.gid : UInt32.max
+            if fchown(fd, uid, gid) != 0 { throw location.fail("fchown", path) }
+        }
+        if selection.permissions {
+            if fchmod(fd, mode_t(metadata.permissions)) != 0 { throw location.fail("fchmod", path) }
+        }
+        if let attributes, selection.extendedAttributes {
+            try replaceAttributes(fd: fd, attributes, location: location, path: path)
+        }
+        if selection.mtime || selection.atime {
+            var times = [
+                selection.atime ? Sys.timespecOf(metadata.atime) : timespec(tv_sec: 0, tv_nsec: cferry_UTIME_OMIT),
+                selection.mtime ? Sys.timespecOf(metadata.mtime) : timespec(tv_sec: 0, tv_nsec: cferry_UTIME_OMIT),
+            ]
+            if futimens(fd, &times) != 0 { throw location.fail("futimens", path) }
+        }
+    }
+
+    /// Sets `attributes` on `fd` and removes any attribute not among them.
+    static func replaceAttributes(fd: Int32, _ attributes: [ExtendedAttribute], location: POSIXLocation, path: EntryPath) throws(LocalError) {
+        let existing = Sys.xattrs(fd: fd) ?? []
+        let wanted = Set(attributes.map(\.name))
+        for old in existing where !wanted.contains(old.name) {
+            _ = Sys.withCString(old.name) { cferry_fremovexattr(fd, $0) }
+        }
+        for attr in attributes where !existing.contains(attr) {
+            let r = Sys.withCString(attr.name) { name in
+                attr.value.withUnsafeBytes { cferry_fsetxattr(fd, name, $0.baseAddress, $0.count, 0) }
+            }
+            if r != 0 { throw location.fail("fsetxattr \(String(decoding: attr.name, as: UTF8.self))", path) }
+        }
+    }
+}

@@ -1,0 +1,137 @@
+import CFerry
+import FerryCore
+import Glibc
+
+/// Small helpers over raw syscalls: NUL-terminated byte paths, `stat` → ``FileMetadata``.
+enum Sys {
+    /// Calls `body` with `bytes` as a NUL-terminated C string (`.` for an empty path).
+    @inline(__always)
+    static func withCString<R, E: Error>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) throws(E) -> R) throws(E) -> R {
+        if bytes.isEmpty {
+            let result: Result<R, E> = ".".withCString { p in
+                do throws(E) { return .success(try body(p)) } catch { return .failure(error) }
+            }
+            return try result.get()
+        }
+        var buffer = bytes
+        buffer.append(0)
+        let result: Result<R, E> = buffer.withUnsafeBufferPointer { p in
+            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { c in
+                do throws(E) { return .success(try body(c)) } catch { return .failure(error) }
+            }
+        }
+        return try result.get()
+    }
+
+    static func timestamp(_ t: timespec) -> Timestamp {
+        Timestamp(seconds: Int64(t.tv_sec), nanoseconds: Int32(t.tv_nsec))
+    }
+
+    static func timespecOf(_ t: Timestamp) -> timespec {
+        timespec(tv_sec: Int(t.seconds), tv_nsec: Int(t.nanoseconds))
+    }
+
+    static func kind(_ mode: UInt32) -> EntryKind? { EntryKind(modeTypeBits: mode) }
+
+    static func metadata(_ st: stat) -> FileMetadata {
+        FileMetadata(
+            permissions: UInt32(st.st_mode) & 0o7777,
+            uid: st.st_uid, gid: st.st_gid,
+            mtime: timestamp(st.st_mtim), atime: timestamp(st.st_atim), ctime: timestamp(st.st_ctim),
+            size: Int64(st.st_size), allocatedBytes: Int64(st.st_blocks) * 512,
+            deviceNumber: UInt64(st.st_rdev),
+            fileID: FileID(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)),
+            linkCount: UInt32(st.st_nlink))
+    }
+
+    /// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`.
+    static func lstatAt(_ dirfd: Int32, _ name: UnsafePointer<CChar>) -> stat? {
+        var st = stat()
+        return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 ? st : nil
+    }
+
+    /// `readlinkat`, growing the buffer until the target fits.
+    static func readLink(_ dirfd: Int32, _ name: UnsafePointer<CChar>, sizeHint: Int) -> [UInt8]? {
+        var capacity = max(sizeHint + 1, 256)
+        while true {
+            var buf = [UInt8](repeating: 0, count: capacity)
+            let n = buf.withUnsafeMutableBufferPointer { p in
+                p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: capacity) { readlinkat(dirfd, name, $0, capacity) }
+            }
+            if n < 0 { return nil }
+            if n < capacity { return Array(buf[..<n]) }
+            capacity *= 2
+        }
+    }
+
+    /// `pread` until `buffer` is full or end of file, retrying on EINTR.
+    static func preadFully(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ offset: Int64) -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                return done > 0 ? done : -1
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// `pwrite` all of `bytes`, retrying on EINTR and short writes; false with errno set on failure.
+    static func pwriteFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ offset: Int64) -> Bool {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            done += n
+        }
+        return true
+    }
+
+    /// Extended attributes of an open file (`flistxattr` + `fgetxattr`).
+    static func xattrs(fd: Int32) -> [ExtendedAttribute]? {
+        xattrList(list: { cferry_flistxattr(fd, $0, $1) }, get: { cferry_fgetxattr(fd, $0, $1, $2) })
+    }
+
+    static func xattrList(
+        list: (UnsafeMutablePointer<CChar>?, Int) -> Int,
+        get: (UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
+    ) -> [ExtendedAttribute]? {
+        var size = list(nil, 0)
+        if size < 0 { return (errno == ENOTSUP || errno == EOPNOTSUPP) ? [] : nil }
+        if size == 0 { return [] }
+        var names = [CChar](repeating: 0, count: size + 1)
+        size = names.withUnsafeMutableBufferPointer { list($0.baseAddress, size) }
+        if size < 0 { return nil }
+        var result: [ExtendedAttribute] = []
+        var start = 0
+        while start < size {
+            var end = start
+            while end < size && names[end] != 0 { end += 1 }
+            let nameBytes = names[start..<end].map { UInt8(bitPattern: $0) }
+            let value: [UInt8]? = names.withUnsafeBufferPointer { nb -> [UInt8]? in
+                let namePtr = nb.baseAddress! + start
+                let len = get(namePtr, nil, 0)
+                if len < 0 { return nil }
+                var v = [UInt8](repeating: 0, count: max(len, 1))
+                let got = v.withUnsafeMutableBytes { get(namePtr, $0.baseAddress, len) }
+                return got < 0 ? nil : Array(v[..<got])
+            }
+            if let value { result.append(ExtendedAttribute(name: nameBytes, value: value)) }
+            start = end + 1
+        }
+        return result.sorted { $0.name.lexicographicallyPrecedes($1.name) }
+    }
+}
+
+/// An owned file descriptor, closed when released.
+final class FileDescriptor: @unchecked Sendable {
+    let fd: Int32
+    init(_ fd: Int32) { self.fd = fd }
+    deinit { _ = Glibc.close(fd) }
+}
