@@ -47,7 +47,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "FerryTests",
-            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryTesting", "CFerry"],
+            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryTesting", "CFerry", "ferry"],
             swiftSettings: swiftSettings),
     ]
 )

@@ -15,7 +15,7 @@
 #include <linux/fs.h>
 #include <stdio.h>
 #define XXH_INLINE_ALL
-#include <xxhash.h>
+#include "vendor/xxhash.h"
 
 int cferry_openat_beneath(int dirfd, const char *path, int flags, unsigned int mode, uint64_t extra_resolve) {
     struct open_how how;

@@ -119,10 +119,12 @@ public struct TestTree: Sendable {
     }
 
     public func fifo(_ relative: String, mode: UInt32 = 0o644) throws {
+        try makeParents(Array(path(relative).utf8))
         try check(mkfifo(path(relative), mode_t(mode)), "mkfifo \(relative)")
     }
 
     public func deviceNode(_ relative: String, character: Bool, major: UInt32, minor: UInt32, mode: UInt32 = 0o600) throws {
+        try makeParents(Array(path(relative).utf8))
         let type: UInt32 = character ? 0o020000 : 0o060000
         try check(mknod(path(relative), mode_t(type | mode), dev_t(cferry_makedev(major, minor))), "mknod \(relative)")
     }

@@ -1,0 +1,92 @@
+import FerryCore
+import FerryEngine
+import FerryLocal
+import FerryTesting
+import Foundation
+import Glibc
+
+/// A source and a destination tree for one test, removed at the end.
+struct Fixture {
+    let source: TestTree
+    let destinationRoot: String
+    var destination: TestTree { TestTree(existing: destinationRoot) }
+
+    init(_ label: String, base: String = "/tmp") throws {
+        source = try TestTree(label: label + "-src", base: base)
+        let parent = try TestTree(label: label + "-dst", base: base)
+        destinationRoot = parent.root + "/dest"
+    }
+
+    /// Runs one execution with the given options and returns its result.
+    @discardableResult
+    func sync(
+        _ options: TransferOptions = Fixture.defaultOptions, filters: Filters = Filters(), dryRun: Bool = false,
+        parallel: Int = 8, report: TaskReportSink = TaskReportSink(spoolDirectory: nil)
+    ) async throws -> ExecutionResult {
+        let src = try POSIXLocation(path: source.root)
+        let dst = try POSIXLocation(path: destinationRoot, create: true)
+        let engine = SyncEngine(SyncConfiguration(source: src, destination: dst, options: options, filters: filters,
+                                                  parallel: parallel, dryRun: dryRun), report: report)
+        return await engine.run()
+    }
+
+    /// The CLI default: verify only what was transferred.
+    static var defaultOptions: TransferOptions {
+        var o = TransferOptions()
+        o.verifyMode = .onlyFilesTransferred
+        o.preserveDevices = .preserve
+        return o
+    }
+
+    func differences(compareAtime: Bool = true) throws -> [String] {
+        TreeSnapshot.differences(try TreeSnapshot(source.root), try TreeSnapshot(destinationRoot), compareAtime: compareAtime)
+    }
+
+    /// Paths of leftover temporary files anywhere in the destination.
+    func temporaries() throws -> [EntryPath] {
+        try TreeSnapshot(destinationRoot).entries.keys.filter { $0.name.starts(with: Array(".ferry-tmp-".utf8)) }
+    }
+
+    func cleanUp() {
+        source.remove()
+        TestTree(existing: (destinationRoot as NSString).deletingLastPathComponent).remove()
+    }
+}
+
+/// Runs the built `ferry` executable (next to the test bundle) and captures its output.
+struct CLI {
+    static var executable: String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        let exe = String(cString: Array(buffer[0..<max(n, 0)]) + [0])
+        var dir = (exe as NSString).deletingLastPathComponent
+        while !dir.isEmpty && dir != "/" {
+            let candidate = dir + "/ferry"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = (dir as NSString).deletingLastPathComponent
+        }
+        return FileManager.default.currentDirectoryPath + "/.build/debug/ferry"
+    }
+
+    struct Run {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs `ferry args…`, optionally through a wrapper (e.g. `setpriv …`).
+    static func run(_ args: [String], wrapper: [String] = []) throws -> Run {
+        let p = Process()
+        let argv = wrapper + [executable] + args
+        p.executableURL = URL(fileURLWithPath: argv[0].hasPrefix("/") ? argv[0] : "/usr/bin/" + argv[0])
+        p.arguments = Array(argv.dropFirst())
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+}
