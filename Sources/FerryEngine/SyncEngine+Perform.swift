@@ -125,8 +125,7 @@ extension SyncEngine {
             }
             if !dryRun {
                 try await destination.setMetadata(path, kind: .directory, metadata: entry.metadata, selection: selection)
-                if selection.extendedAttributes {
-                    let attributes = try await source.extendedAttributes(path, kind: .directory)
+                if selection.extendedAttributes, let attributes = try await sourceAttributesIfReadable(path) {
                     let existing = try await destination.extendedAttributes(path, kind: .directory)
                     if attributes != existing {
                         try await destination.setExtendedAttributes(path, kind: .directory, attributes)
@@ -143,6 +142,16 @@ extension SyncEngine {
             if case .fatal = completion { return completion }
         }
         return .finalized(path)
+    }
+
+    /// A directory's xattrs, or nil when the directory cannot be read (already reported by its scan).
+    func sourceAttributesIfReadable(_ path: EntryPath) async throws -> [ExtendedAttribute]? {
+        do {
+            return try await source.extendedAttributes(path, kind: .directory)
+        } catch {
+            if retryClass(error) == .itemUnreadable { return nil }
+            throw error
+        }
     }
 
     /// Removes destination-only entries (after a run without errors), then re-applies the

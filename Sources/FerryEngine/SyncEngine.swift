@@ -16,6 +16,8 @@ public final class SyncEngine: Sendable {
     let selection: MetadataSelection
     let verifyNanoseconds = Atomic<Int64>(0)
     let fatalMessage = Mutex<String?>(nil)
+    /// Items that could not be read or written in this run (deletions wait for zero).
+    let errorsSeen = Atomic<Int64>(0)
 
     public init(_ configuration: SyncConfiguration, report: TaskReportSink = TaskReportSink(spoolDirectory: nil)) {
         self.configuration = configuration
@@ -62,7 +64,7 @@ public final class SyncEngine: Sendable {
             try await scheduler.run(onListingDone: { prepareEnd = clock.now })
             if prepareEnd == start { prepareEnd = clock.now }
             if !scheduler.deletions.isEmpty {
-                if counters.filesFailed.load(ordering: .relaxed) > 0 || fatalMessage.withLock({ $0 }) != nil {
+                if errorsSeen.load(ordering: .relaxed) > 0 || fatalMessage.withLock({ $0 }) != nil {
                     deletionsSkipped = Int64(scheduler.deletions.count)
                     configuration.logger.warning("deletions skipped because of errors", metadata: ["count": "\(deletionsSkipped)"])
                 } else {
@@ -146,6 +148,7 @@ public final class SyncEngine: Sendable {
     func recordFailure(_ item: PlannedItem, _ error: any Error) -> Completion {
         let message = describe(error)
         let cls = retryClass(error)
+        errorsSeen.add(1, ordering: .relaxed)
         if cls == .fatal {
             fatalMessage.withLock { $0 = $0 ?? message }
             return .fatal(message)

@@ -1,0 +1,131 @@
+import FerryCore
+import FerryEngine
+import FerryTesting
+import Foundation
+import Glibc
+import Testing
+
+/// Nothing lost, nothing escapes: kill -9, unreadable files, changing files, hostile destinations.
+@Suite struct SafetyTests {
+    @Test func symlinkedDirectoryAtDestinationReceivesNothing() async throws {
+        let f = try Fixture("escape")
+        defer { f.cleanUp() }
+        let outside = try TestTree(label: "outside")
+        defer { outside.remove() }
+        try f.source.file("sub/payload", [1, 2, 3])
+        try f.source.file("sub/deeper/more", [4])
+        try f.destination.directory("")
+        try f.destination.symlink("sub", to: outside.root)
+        let result = try await f.sync()
+        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(try TreeSnapshot(outside.root).entries.count == 1, "nothing may be written outside the destination")
+        let diffs = try f.differences(compareAtime: false)
+        #expect(diffs == [], "\(diffs)")
+        var st = stat()
+        #expect(lstat(f.destinationRoot + "/sub", &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR)
+    }
+
+    @Test func killedRunLeavesOnlyCompleteFilesAndRerunCompletes() async throws {
+        let f = try Fixture("kill")
+        defer { f.cleanUp() }
+        try SampleTrees.smallFiles(f.source, files: 1500, directories: 30)
+        for i in 0..<6 { try f.source.file("large/\(i).bin", TestTree.bytes(12 << 20, seed: UInt64(100 + i))) }
+        for delayMs in [150, 400] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: CLI.executable)
+            p.arguments = ["sync", f.source.root, f.destinationRoot, "-q", "--bwlimit", "40M"]
+            try p.run()
+            try await Task.sleep(for: .milliseconds(delayMs))
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            #expect(p.terminationReason == .uncaughtSignal)
+            // Every entry under a final name is complete: same data and metadata as the source.
+            let src = try TreeSnapshot(f.source.root)
+            let dst = try TreeSnapshot(f.destinationRoot)
+            for (path, e) in dst.entries where e.kind == .file && !path.name.starts(with: Array(".ferry-tmp-".utf8)) {
+                let s = try #require(src.entries[path])
+                #expect(e.checksum == s.checksum && e.size == s.size && e.mtime == s.mtime && e.permissions == s.permissions, "partial file \(path)")
+            }
+        }
+        let result = try await f.sync()
+        #expect(result.status == "SUCCESS", "\(result.problems)")
+        let diffs = try f.differences()
+        #expect(diffs == [], "\(diffs)")
+        #expect(try f.temporaries() == [])
+    }
+
+    @Test func unreadableFileIsSkippedNamedAndRunGoesOn() throws {
+        let f = try Fixture("unreadable")
+        defer { f.cleanUp() }
+        try f.source.file("ok/a", [1])
+        try f.source.file("secret/locked", [2], mode: 0o000)
+        try f.source.directory("closed", mode: 0o000)
+        try f.source.file("z-last", [3])
+        try f.source.chown("secret/locked", uid: 4000, gid: 4000)
+        try f.source.chown("closed", uid: 4000, gid: 4000)
+        // Root without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH is refused like any other user,
+        // while CAP_CHOWN/CAP_FOWNER still let it set owners and times at the destination.
+        let drop = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search", "--"]
+        let reportPath = f.destinationRoot + "-report.json"
+        let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "--report", reportPath], wrapper: drop)
+        #expect(run.status == 2, "\(run.stdout)\(run.stderr)")
+        #expect(run.stderr.contains("/secret/locked"))
+        #expect(run.stderr.contains("/closed"))
+        #expect(run.stderr.contains("Permission denied"))
+        #expect(FileManager.default.contents(atPath: f.destinationRoot + "/z-last") == Data([3]))
+        #expect(FileManager.default.contents(atPath: f.destinationRoot + "/ok/a") == Data([1]))
+        #expect(!FileManager.default.fileExists(atPath: f.destinationRoot + "/secret/locked"))
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reportPath))) as! [String: Any]
+        let skipped = report["Skipped"] as! [[String: Any]]
+        #expect(Set(skipped.compactMap { $0["RelativePath"] as? String }) == ["/secret/locked", "/closed"])
+        #expect(skipped.allSatisfy { $0["FailureKind"] as? String == "UNREADABLE" })
+        let summary = report["Summary"] as! [String: Any]
+        #expect((summary["Counters"] as! [String: Any])["FilesSkipped"] as? Int == 2)
+        try? FileManager.default.removeItem(atPath: reportPath)
+    }
+
+    @Test func fileChangingDuringCopyIsReportedAndNotCommitted() async throws {
+        let f = try Fixture("changing")
+        defer { f.cleanUp() }
+        try f.source.file("steady", TestTree.bytes(1000, seed: 1))
+        let path = try f.source.file("moving.bin", TestTree.bytes(8 << 20, seed: 2))
+        var options = Fixture.defaultOptions
+        options.bytesPerSecond = 16 << 20  // each attempt takes about half a second
+        let writer = Task.detached {
+            let fd = open(path, O_WRONLY)
+            defer { close(fd) }
+            var i: UInt8 = 0
+            let deadline = ContinuousClock.now + .seconds(3)
+            while ContinuousClock.now < deadline {
+                i &+= 1
+                var b = i
+                _ = pwrite(fd, &b, 1, off_t(Int(i) * 4096))
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        let result = try await f.sync(options)
+        await writer.value
+        #expect(result.counters.verificationFailures == 1)
+        let problem = try #require(result.problems.first { $0.entry.path == "/moving.bin" })
+        #expect(problem.entry.failureKind == .checksumFailure)
+        #expect(problem.entry.reason?.contains("changed while it was read") == true)
+        #expect(!FileManager.default.fileExists(atPath: f.destinationRoot + "/moving.bin"))
+        #expect(FileManager.default.contents(atPath: f.destinationRoot + "/steady") == Data(TestTree.bytes(1000, seed: 1)))
+        #expect(try f.temporaries() == [])
+        #expect(result.outcome == .verificationFailed)
+    }
+
+    @Test func nothingIsDeletedAfterAnError() throws {
+        let f = try Fixture("nodelete")
+        defer { f.cleanUp() }
+        try f.source.file("keep", [1])
+        try f.source.file("locked", [2], mode: 0o000)
+        try f.source.chown("locked", uid: 4000, gid: 4000)
+        try f.destination.file("extra", [9])
+        let drop = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search", "--"]
+        let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "--delete"], wrapper: drop)
+        #expect(run.status == 2)
+        #expect(run.stderr.contains("deletion(s) not done because of errors"))
+        #expect(FileManager.default.fileExists(atPath: f.destinationRoot + "/extra"))
+    }
+}
