@@ -1,0 +1,104 @@
+import FerryCore
+import FerryTesting
+import Foundation
+import Testing
+
+/// `ferry sync` end to end: exit codes, output formats, URIs.
+@Suite struct CLITests {
+    @Test(arguments: [
+        ["--verify-mode", "sometimes"],
+        ["--delete", "--transfer-mode", "all"],
+        ["--mtime", "none"],
+        ["--atime", "none"],
+        ["--bwlimit", "fast"],
+        ["--include", "/a||/b"],
+        ["--parallel", "0"],
+        ["--uid", "name-please"],
+    ])
+    func badUsageExits64WithAMessage(_ extra: [String]) throws {
+        let run = try CLI.run(["sync", "/tmp", "/tmp/ferry-never-made"] + extra)
+        #expect(run.status == 64, "\(extra): \(run.stderr)")
+        #expect(run.stderr.contains("Error") || run.stderr.contains("error"))
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/ferry-never-made"))
+    }
+
+    @Test func pairingRuleMessageNamesTheFix() throws {
+        let run = try CLI.run(["sync", "/tmp", "/tmp/x", "--mtime", "none"])
+        #expect(run.stderr.contains("Atime BEST_EFFORT requires Mtime PRESERVE"))
+    }
+
+    @Test func missingSourceExits1() throws {
+        let run = try CLI.run(["sync", "/nonexistent/ferry/source", "/tmp/ferry-never-made-2"])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("/nonexistent/ferry/source does not exist"))
+    }
+
+    @Test func unsupportedSchemeIsNamed() throws {
+        let run = try CLI.run(["sync", "s3://bucket/prefix", "/tmp/x"])
+        #expect(run.status == 64)
+        #expect(run.stderr.contains("s3://"))
+    }
+
+    @Test func jsonSummaryAndFileURIs() throws {
+        let f = try Fixture("cli-json")
+        defer { f.cleanUp() }
+        try f.source.file("a/b", TestTree.bytes(1234, seed: 1))
+        try f.source.file("c", [1, 2])
+        let run = try CLI.run(["sync", "file://" + f.source.root, "file://" + f.destinationRoot, "--json"])
+        #expect(run.status == 0, "\(run.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
+        #expect(json["Status"] as? String == "SUCCESS")
+        let counters = json["Counters"] as! [String: Any]
+        #expect(counters["FilesTransferred"] as? Int == 4)  // a, a/b, c, and the root's metadata
+        #expect(counters["BytesWritten"] as? Int == 1236)
+        #expect(counters["EstimatedBytesToTransfer"] as? Int == 1236)
+        #expect(json["VerifyStatus"] as? String == "SUCCESS")
+        for key in ["PrepareDuration", "TransferDuration", "VerifyDuration", "PrepareStatus", "TransferStatus"] {
+            #expect(json[key] != nil, "\(key)")
+        }
+        #expect(try f.differences() == [])
+
+        let again = try CLI.run(["sync", f.source.root, f.destinationRoot, "--json"])
+        let second = try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as! [String: Any]
+        #expect((second["Counters"] as! [String: Any])["FilesTransferred"] as? Int == 0)
+    }
+
+    @Test func dryRunPrintsWhatWouldChange() throws {
+        let f = try Fixture("cli-dry")
+        defer { f.cleanUp() }
+        try f.source.file("new-file", [1])
+        let run = try CLI.run(["sync", f.source.root, f.destinationRoot + "/not-yet", "--dry-run"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("would create /new-file"))
+        #expect(run.stdout.contains("dry run"))
+        #expect(!FileManager.default.fileExists(atPath: f.destinationRoot + "/not-yet"))
+    }
+
+    @Test func quietPrintsNothingOnSuccessAndReportIsWritten() throws {
+        let f = try Fixture("cli-quiet")
+        defer { f.cleanUp() }
+        try f.source.file("x", [1])
+        let reportPath = f.destinationRoot + ".report.json"
+        let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "-q", "--report", reportPath])
+        #expect(run.status == 0)
+        #expect(run.stdout.isEmpty && run.stderr.isEmpty)
+        var st = stat()
+        #expect(stat(reportPath, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reportPath))) as! [String: Any]
+        let transferred = report["Transferred"] as! [[String: Any]]
+        #expect(transferred.contains { $0["RelativePath"] as? String == "/x" && ($0["Checksum"] as? String)?.hasPrefix("xxh3-128:") == true })
+        #expect((report["Verified"] as! [[String: Any]]).count == transferred.count)
+        #expect(report["Deleted"] as? [Any] != nil && report["Skipped"] as? [Any] != nil)
+        try? FileManager.default.removeItem(atPath: reportPath)
+    }
+
+    @Test func verboseNamesEveryItem() throws {
+        let f = try Fixture("cli-verbose")
+        defer { f.cleanUp() }
+        try f.source.file("one", [1])
+        try f.source.symlink("two", to: "one")
+        let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "-v"])
+        #expect(run.stdout.contains("create /one"))
+        #expect(run.stdout.contains("create /two"))
+    }
+}

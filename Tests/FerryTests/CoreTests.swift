@@ -1,0 +1,88 @@
+import FerryCore
+import Testing
+
+@Suite struct FilterTests {
+    func matches(_ filter: String, _ path: String) throws -> Bool {
+        try FilterRule(filter).matches(EntryPath(path)!)
+    }
+
+    @Test func anchoredFolderMatchesItsContents() throws {
+        #expect(try matches("/photos", "photos"))
+        #expect(try matches("/photos", "photos/2020/a.jpg"))
+        #expect(try !matches("/photos", "photosX"))
+        #expect(try !matches("/photos", "old/photos"))
+    }
+
+    @Test func unanchoredAndWildcards() throws {
+        #expect(try matches("*.tmp", "a/b/c.tmp"))
+        #expect(try matches("*.tmp", "c.tmp"))
+        #expect(try !matches("*.tmp", "c.tmpx"))
+        #expect(try matches(".snapshot", "vol/.snapshot/x"))
+        #expect(try matches("/logs/*/old", "logs/2020/old"))
+        #expect(try matches("/logs/*/old", "logs/2020/old/file"))
+        #expect(try !matches("/logs/*/old", "logs/2020/older"))
+        #expect(try matches("/a*", "abc/d"))
+    }
+
+    @Test func caseSensitiveAndPipes() throws {
+        #expect(try !matches("/Photos", "photos"))
+        #expect(try matches("/x|/y", "y/z"))
+    }
+
+    @Test func invalidFiltersAreRefused() {
+        #expect(throws: FerryError.self) { try FilterRule("/a||/b") }
+        #expect(throws: FerryError.self) { try FilterRule("/") }
+        #expect(throws: FerryError.self) { try FilterRule("") }
+    }
+
+    @Test func includesDescendOnlyWhereMatchesMayBe() throws {
+        let filters = Filters(includes: try FilterRule("/a/b/c"))
+        #expect(filters.decide(EntryPath("a")!, isDirectory: true) == .descendOnly)
+        #expect(filters.decide(EntryPath("a/b")!, isDirectory: true) == .descendOnly)
+        #expect(filters.decide(EntryPath("a/b/c")!, isDirectory: true) == .take)
+        #expect(filters.decide(EntryPath("z")!, isDirectory: true) == .skip)
+        #expect(filters.decide(EntryPath("a/x")!, isDirectory: false) == .skip)
+    }
+}
+
+@Suite struct OptionsTests {
+    @Test func dataSyncRulesAreEnforced() {
+        var o = TransferOptions()
+        o.preserveDeletedFiles = .remove
+        o.transferMode = .all
+        #expect(throws: FerryError.self) { try o.validate() }
+        o = TransferOptions()
+        o.mtime = .none
+        #expect(throws: FerryError.self) { try o.validate() }
+        o.atime = .none
+        #expect(throws: Never.self) { try o.validate() }
+    }
+
+    @Test func rates() {
+        #expect(TransferOptions.parseRate("1048576") == 1_048_576)
+        #expect(TransferOptions.parseRate("10M") == 10 << 20)
+        #expect(TransferOptions.parseRate("1G") == 1 << 30)
+        #expect(TransferOptions.parseRate("1.5k") == 1536)
+        #expect(TransferOptions.parseRate("fast") == nil)
+        #expect(TransferOptions.parseRate("0") == nil)
+        #expect(TransferOptions.parseRate("-5M") == nil)
+    }
+}
+
+@Suite struct EntryPathTests {
+    @Test func unsafePathsAreRefused() {
+        for bad in ["..", "a/../b", "/abs", "a//b", "a/./b", "a/", String(repeating: "x", count: 256)] {
+            #expect(EntryPath(bad) == nil, "\(bad)")
+        }
+        #expect(EntryPath(checking: [0x61, 0, 0x62]) == nil)
+        #expect(EntryPath("a/b c/-d")?.depth == 3)
+    }
+
+    @Test func orderAndDisplay() {
+        #expect(EntryPath("a")! < EntryPath("a/b")!)
+        #expect(EntryPath(validatedBytes: [0x66, 0xff, 0x0a]).description == "/f\\xff\\x0a")
+        #expect(EntryPath("ü/x")!.description == "/ü/x")
+        #expect(EntryPath("a/b/c")!.parent == EntryPath("a/b")!)
+        #expect(EntryPath("a/b/c")!.name == Array("c".utf8))
+    }
+}
