@@ -4,12 +4,13 @@ import Glibc
 import Synchronization
 
 private let temporaryCounter = Atomic<UInt64>(0)
+private let processID = getpid()
 
 extension POSIXLocation {
     /// A fresh temporary name `.ferry-tmp-<pid>-<n>` (hidden from listings, removed if left over).
     func temporaryName() -> [UInt8] {
         let n = temporaryCounter.add(1, ordering: .relaxed).newValue
-        return POSIXLocation.temporaryPrefix + Array("\(getpid())-\(n)".utf8)
+        return POSIXLocation.temporaryPrefix + Array("\(processID)-\(n)".utf8)
     }
 
     public func createFile(_ path: EntryPath, size: Int64) async throws -> any EntryWriter {

@@ -158,24 +158,17 @@ public struct POSIXLocation: Location {
         }
     }
 
+    /// Opens with `O_NOFOLLOW | O_NOATIME | O_NONBLOCK` (a FIFO swapped in for the file
+    /// cannot block the open) and no `fstat`: the reader reports the listed metadata, and
+    /// ``EntryReader/close()`` stats the descriptor, so a changed or replaced file shows there.
     public func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
-        var fd = open(path, O_RDONLY | O_NOFOLLOW | cferry_O_NOATIME)
+        var fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | cferry_O_NOATIME)
         if fd < 0 && errno == EPERM {
             // O_NOATIME needs ownership or CAP_FOWNER; read without it.
-            fd = open(path, O_RDONLY | O_NOFOLLOW)
+            fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
         }
         if fd < 0 { throw fail("open", path) }
-        var st = Glibc.stat()
-        guard fstat(fd, &st) == 0 else {
-            let e = errno
-            _ = Glibc.close(fd)
-            throw fail("fstat", path, e)
-        }
-        guard Sys.kind(UInt32(st.st_mode)) == .file else {
-            _ = Glibc.close(fd)
-            throw LocalError(operation: "open", path: path, errno: EINVAL, root: rootPath)
-        }
-        return POSIXReader(fd: FileDescriptor(fd), metadata: Sys.metadata(st), path: path, location: self)
+        return POSIXReader(fd: FileDescriptor(fd), metadata: expected.metadata, path: path, location: self)
     }
 
     public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] {

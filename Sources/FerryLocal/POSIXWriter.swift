@@ -12,6 +12,8 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
     let path: EntryPath
     let location: POSIXLocation
     private let finished = Atomic<Bool>(false)
+    /// The end of the furthest write, so commit knows whether a trailing hole needs `ftruncate`.
+    private let end = Atomic<Int64>(0)
 
     init(parent: FileDescriptor, file: FileDescriptor, temporaryName: [UInt8], path: EntryPath, location: POSIXLocation) {
         self.parent = parent
@@ -30,12 +32,11 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws {
         guard bytes.count > 0 else { return }
         if !Sys.pwriteFully(file.fd, bytes, offset) { throw location.fail("pwrite", path) }
+        end.max(offset + Int64(bytes.count), ordering: .relaxed)
     }
 
     func commit(_ metadata: FileMetadata, selection: MetadataSelection, attributes: [ExtendedAttribute]?) async throws {
-        var st = Glibc.stat()
-        guard fstat(file.fd, &st) == 0 else { throw location.fail("fstat", path) }
-        if Int64(st.st_size) != metadata.size {
+        if end.load(ordering: .relaxed) != metadata.size {
             guard ftruncate(file.fd, off_t(metadata.size)) == 0 else { throw location.fail("ftruncate", path) }
         }
         try POSIXMetadata.apply(fd: file.fd, metadata: metadata, selection: selection, attributes: attributes, location: location, path: path)
