@@ -23,6 +23,29 @@ enum LocationFactory {
         return argument
     }
 
+    /// Refuses a source and destination that contain one another: copying a tree into
+    /// itself never ends, and with --delete a source inside the destination would be removed.
+    static func checkDisjoint(source: String, destination: String) throws(FerryError) {
+        let sourcePath = try posixPath(source), destinationPath = try posixPath(destination)
+        guard let s = realpathOrNil(sourcePath) else { return }
+        let d = realpathOrNil(destinationPath) ?? absolute(destinationPath)
+        func inside(_ a: String, _ b: String) -> Bool { a == b || a.hasPrefix(b == "/" ? "/" : b + "/") }
+        if inside(d, s) || inside(s, d) {
+            throw FerryError(.invalidLocation, "the source \(s) and the destination \(d) overlap; choose a destination outside the source tree")
+        }
+    }
+
+    private static func realpathOrNil(_ path: String) -> String? {
+        guard let r = realpath(path, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
+    }
+
+    private static func absolute(_ path: String) -> String {
+        let full = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        return URL(fileURLWithPath: full).standardizedFileURL.path
+    }
+
     static func open(_ argument: String, role: Role, create: Bool) throws -> any Location {
         let path = try posixPath(argument)
         do {

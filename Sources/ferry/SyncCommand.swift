@@ -102,6 +102,7 @@ struct SyncCommand: AsyncParsableCommand {
             _ = try filters()
             _ = try LocationFactory.posixPath(source)
             _ = try LocationFactory.posixPath(destination)
+            try LocationFactory.checkDisjoint(source: source, destination: destination)
         } catch {
             throw ValidationError(error.description)
         }

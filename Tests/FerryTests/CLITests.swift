@@ -27,6 +27,19 @@ import Testing
         #expect(run.stderr.contains("Atime BEST_EFFORT requires Mtime PRESERVE"))
     }
 
+    @Test func overlappingTreesAreRefused() throws {
+        let f = try Fixture("cli-overlap")
+        defer { f.cleanUp() }
+        try f.source.file("a", [1])
+        for (src, dst) in [(f.source.root, f.source.root + "/backup"), (f.source.root + "/.", f.source.root), (f.source.root, (f.source.root as NSString).deletingLastPathComponent)] {
+            let run = try CLI.run(["sync", src, dst, "--delete"])
+            #expect(run.status == 64, "\(src) → \(dst)")
+            #expect(run.stderr.contains("overlap"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: f.source.root + "/backup"))
+        #expect(FileManager.default.fileExists(atPath: f.source.root + "/a"))
+    }
+
     @Test func missingSourceExits1() throws {
         let run = try CLI.run(["sync", "/nonexistent/ferry/source", "/tmp/ferry-never-made-2"])
         #expect(run.status == 1)
