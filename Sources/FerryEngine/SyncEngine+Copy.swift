@@ -26,14 +26,20 @@ extension SyncEngine {
             let writer = try await destination.createFile(item.path, size: before.size)
             let checksum: ContentChecksum
             let written: Int64
+            // Bytes count as transferred while they move (live progress); an attempt that is
+            // abandoned takes its bytes back.
+            var moved: Int64 = 0
             do {
                 (checksum, written) = try await pump(reader, extents: extents, size: before.size) { chunk, offset in
                     if let limiter = self.limiter { try await limiter.acquire(chunk.count) }
                     try await writer.write(chunk, at: offset)
+                    self.counters.add(.bytesTransferred, Int64(chunk.count))
+                    moved += Int64(chunk.count)
                 }
                 let after = try await reader.close()
                 if after.size != before.size || after.mtime != before.mtime || after.ctime != before.ctime {
                     await writer.abort()
+                    counters.add(.bytesTransferred, -moved)
                     problem = (.sourceChanged, "the source changed while it was read (size, mtime or ctime moved)")
                     continue
                 }
@@ -43,10 +49,11 @@ extension SyncEngine {
                 try await writer.commit(before, selection: selection, attributes: attributes.isEmpty ? nil : attributes)
             } catch {
                 await writer.abort()
+                counters.add(.bytesTransferred, -moved)
                 throw error
             }
             counters.add(.bytesWritten, written)
-            counters.add(.bytesTransferred, before.size)
+            counters.add(.bytesTransferred, before.size - written)  // the holes
             if options.verifyMode == .onlyFilesTransferred {
                 let started = ContinuousClock.now
                 defer { verifyNanoseconds.add(nanoseconds(ContinuousClock.now - started), ordering: .relaxed) }

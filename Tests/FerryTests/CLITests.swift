@@ -105,6 +105,25 @@ import Testing
         try? FileManager.default.removeItem(atPath: reportPath)
     }
 
+    @Test func progressLineOnlyOnATerminal() throws {
+        let f = try Fixture("cli-progress")
+        defer { f.cleanUp() }
+        try f.source.file("big", TestTree.bytes(6 << 20, seed: 1))
+        let plain = try CLI.run(["sync", f.source.root, f.destinationRoot + "/1", "--bwlimit", "8M"])
+        #expect(!plain.stderr.contains("[TRANSFERRING]") && !plain.stdout.contains("[TRANSFERRING]"))
+        #expect(plain.stdout.contains("Status: SUCCESS"))
+        // script(1) gives the command a pseudo-terminal and records what it drew.
+        let typescript = f.destinationRoot + ".typescript"
+        let command = "\(CLI.executable) sync \(f.source.root) \(f.destinationRoot)/2 --bwlimit 8M"
+        let tty = try CLI.run(["-qc", command, typescript], wrapper: ["script"], direct: true)
+        #expect(tty.status == 0)
+        let drawn = String(decoding: try Data(contentsOf: URL(fileURLWithPath: typescript)), as: UTF8.self)
+        #expect(drawn.contains("[TRANSFERRING] 0/2 files"))
+        #expect(drawn.contains("MiB/s"))
+        #expect(drawn.contains("ETA"))
+        try? FileManager.default.removeItem(atPath: typescript)
+    }
+
     @Test func verboseNamesEveryItem() throws {
         let f = try Fixture("cli-verbose")
         defer { f.cleanUp() }

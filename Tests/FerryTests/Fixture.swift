@@ -75,9 +75,10 @@ struct CLI {
     }
 
     /// Runs `ferry args…`, optionally through a wrapper (e.g. `setpriv …`).
-    static func run(_ args: [String], wrapper: [String] = []) throws -> Run {
+    /// With `direct`, `wrapper` is the whole command and `args` its arguments (no ferry).
+    static func run(_ args: [String], wrapper: [String] = [], direct: Bool = false) throws -> Run {
         let p = Process()
-        let argv = wrapper + [executable] + args
+        let argv = direct ? wrapper + args : wrapper + [executable] + args
         p.executableURL = URL(fileURLWithPath: argv[0].hasPrefix("/") ? argv[0] : "/usr/bin/" + argv[0])
         p.arguments = Array(argv.dropFirst())
         let out = Pipe(), err = Pipe()
