@@ -47,6 +47,12 @@ struct Fixture {
         try TreeSnapshot(destinationRoot).entries.keys.filter { $0.name.starts(with: Array(".ferry-tmp-".utf8)) }
     }
 
+    /// A source file nobody but its owner (uid 4000) may read; see ``CLI/withoutDACOverride``.
+    func lockedSourceFile(_ relative: String) throws {
+        try source.file(relative, [2], mode: 0o000)
+        try source.chown(relative, uid: 4000, gid: 4000)
+    }
+
     func cleanUp() {
         source.remove()
         TestTree(existing: (destinationRoot as NSString).deletingLastPathComponent).remove()
@@ -67,6 +73,12 @@ struct CLI {
         }
         return FileManager.default.currentDirectoryPath + "/.build/debug/ferry"
     }
+
+    /// Root without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH is refused like any other user,
+    /// while CAP_CHOWN/CAP_FOWNER still let it set owners and times at the destination.
+    static let withoutDACOverride = [
+        "setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search", "--",
+    ]
 
     struct Run {
         var status: Int32

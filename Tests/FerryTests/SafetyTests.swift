@@ -58,16 +58,12 @@ import Testing
         let f = try Fixture("unreadable")
         defer { f.cleanUp() }
         try f.source.file("ok/a", [1])
-        try f.source.file("secret/locked", [2], mode: 0o000)
+        try f.lockedSourceFile("secret/locked")
         try f.source.directory("closed", mode: 0o000)
         try f.source.file("z-last", [3])
-        try f.source.chown("secret/locked", uid: 4000, gid: 4000)
         try f.source.chown("closed", uid: 4000, gid: 4000)
-        // Root without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH is refused like any other user,
-        // while CAP_CHOWN/CAP_FOWNER still let it set owners and times at the destination.
-        let drop = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search", "--"]
         let reportPath = f.destinationRoot + "-report.json"
-        let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "--report", reportPath], wrapper: drop)
+        let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "--report", reportPath], wrapper: CLI.withoutDACOverride)
         #expect(run.status == 2, "\(run.stdout)\(run.stderr)")
         #expect(run.stderr.contains("/secret/locked"))
         #expect(run.stderr.contains("/closed"))
@@ -119,11 +115,9 @@ import Testing
         let f = try Fixture("nodelete")
         defer { f.cleanUp() }
         try f.source.file("keep", [1])
-        try f.source.file("locked", [2], mode: 0o000)
-        try f.source.chown("locked", uid: 4000, gid: 4000)
+        try f.lockedSourceFile("locked")
         try f.destination.file("extra", [9])
-        let drop = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search", "--"]
-        let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "--delete"], wrapper: drop)
+        let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "--delete"], wrapper: CLI.withoutDACOverride)
         #expect(run.status == 2)
         #expect(run.stderr.contains("deletion(s) not done because of errors"))
         #expect(FileManager.default.fileExists(atPath: f.destinationRoot + "/extra"))

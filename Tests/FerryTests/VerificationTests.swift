@@ -37,11 +37,9 @@ import Testing
         let f = try Fixture("pit2")
         defer { f.cleanUp() }
         try f.source.file("ok", [1])
-        try f.source.file("locked", [2], mode: 0o000)
-        try f.source.chown("locked", uid: 4000, gid: 4000)
+        try f.lockedSourceFile("locked")
         try f.destination.file("extra", [3])
-        let drop = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search", "--"]
-        let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "--delete", "--verify-mode", "point-in-time-consistent", "--json"], wrapper: drop)
+        let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "--delete", "--verify-mode", "point-in-time-consistent", "--json"], wrapper: CLI.withoutDACOverride)
         #expect(run.status == 3, "\(run.stdout) \(run.stderr)")
         let json = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
         let problems = (json["Problems"] as! [[String: Any]]).map { $0["entry"] as! [String: Any] }
