@@ -138,6 +138,8 @@ public final class SyncEngine: Sendable {
 
     func record(_ category: ReportCategory, _ path: EntryPath, _ entry: Entry?, status: String = "SUCCESS",
                 checksum: ContentChecksum? = nil, failure: FailureKind? = nil, reason: String? = nil) {
+        // Successes matter only to a report file; skip building their entries otherwise.
+        guard status != "SUCCESS" || report.recordsEverything else { return }
         report.record(category, ReportEntry(
             path: path.description, kind: (entry?.kind ?? .file).description.uppercased(),
             size: entry?.kind == .file ? entry?.metadata.size : nil, checksum: checksum?.description,

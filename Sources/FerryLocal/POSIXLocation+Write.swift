@@ -4,13 +4,21 @@ import Glibc
 import Synchronization
 
 private let temporaryCounter = Atomic<UInt64>(0)
-private let processID = getpid()
+/// `.ferry-tmp-<pid>-`, computed once.
+private let temporaryStem: [UInt8] = POSIXLocation.temporaryPrefix + Array("\(getpid())-".utf8)
 
 extension POSIXLocation {
-    /// A fresh temporary name `.ferry-tmp-<pid>-<n>` (hidden from listings, removed if left over).
+    /// A fresh temporary name `.ferry-tmp-<pid>-<n>`, n a counter in base 16 written with
+    /// the letters a–p, least significant first (hidden from listings, removed if left over).
     func temporaryName() -> [UInt8] {
         let n = temporaryCounter.add(1, ordering: .relaxed).newValue
-        return POSIXLocation.temporaryPrefix + Array("\(processID)-\(n)".utf8)
+        var name = temporaryStem
+        var digits = n
+        repeat {
+            name.append(UInt8(ascii: "a") + UInt8(digits & 15))
+            digits >>= 4
+        } while digits > 0
+        return name
     }
 
     public func createFile(_ path: EntryPath, size: Int64) async throws -> any EntryWriter {
@@ -126,6 +134,7 @@ extension POSIXLocation {
     public func remove(_ path: EntryPath, kind: EntryKind) async throws {
         guard !path.isRoot else { throw LocalError(.unsafePath, operation: "remove", path: path, errno: EINVAL, root: rootPath) }
         let parent = try parentDirectory(of: path, operation: "open directory")
+        directories.invalidate(path)
         try removeEntry(parent: parent.fd, name: path.name, path: path, isDirectory: kind == .directory)
     }
 
@@ -169,9 +178,7 @@ extension POSIXLocation {
     }
 
     public func removeTemporary(in directory: EntryPath, name: [UInt8]) async throws {
-        let fd = open(directory, cferry_O_PATH | O_DIRECTORY)
-        if fd < 0 { throw fail("open directory", directory) }
-        defer { _ = Glibc.close(fd) }
+        let fd = try self.directory(directory, operation: "open directory").fd
         if Sys.withCString(name, { unlinkat(fd, $0, 0) }) != 0 && errno != ENOENT {
             throw fail("unlinkat", directory.appending(name))
         }

@@ -12,6 +12,7 @@ public struct POSIXLocation: Location {
     /// The root directory as given (for messages and the URI).
     public let rootPath: String
     let root: FileDescriptor
+    let directories = DirectoryCache()
 
     public var uri: String { "file://" + rootPath }
 
@@ -75,9 +76,18 @@ public struct POSIXLocation: Location {
 
     /// A descriptor of the directory holding `path` (`O_PATH`), for `*at` calls on its name.
     func parentDirectory(of path: EntryPath, operation: String) throws(LocalError) -> FileDescriptor {
-        let fd = open(path.parent, cferry_O_PATH | O_DIRECTORY)
-        if fd < 0 { throw fail(operation, path) }
-        return FileDescriptor(fd)
+        try directory(path.parent, operation: operation, for: path)
+    }
+
+    /// An `O_PATH` descriptor of `directory`, from the cache or opened beneath the root.
+    func directory(_ directory: EntryPath, operation: String, for path: EntryPath? = nil) throws(LocalError) -> FileDescriptor {
+        if directory.isRoot { return root }
+        if let cached = directories.get(directory) { return cached }
+        let fd = open(directory, cferry_O_PATH | O_DIRECTORY)
+        if fd < 0 { throw fail(operation, path ?? directory) }
+        let handle = FileDescriptor(fd)
+        directories.put(directory, handle)
+        return handle
     }
 
     public func list(_ directory: EntryPath) async throws -> Listing? {
@@ -140,12 +150,14 @@ public struct POSIXLocation: Location {
             guard fstat(root.fd, &st) == 0 else { throw fail("fstat", path) }
             return Entry(name: [], kind: .directory, metadata: Sys.metadata(st))
         }
-        let parentFD = open(path.parent, cferry_O_PATH | O_DIRECTORY)
-        if parentFD < 0 {
-            if errno == ENOENT || errno == ENOTDIR || errno == ELOOP { return nil }
-            throw fail("open directory", path.parent)
+        let parent: FileDescriptor
+        do {
+            parent = try directory(path.parent, operation: "open directory")
+        } catch {
+            if error.errno == ENOENT || error.errno == ENOTDIR || error.errno == ELOOP { return nil }
+            throw error
         }
-        defer { _ = Glibc.close(parentFD) }
+        let parentFD = parent.fd
         let name = path.name
         return try Sys.withCString(name) { (cname) throws(LocalError) -> Entry? in
             guard let st = Sys.lstatAt(parentFD, cname) else {
@@ -162,10 +174,14 @@ public struct POSIXLocation: Location {
     /// cannot block the open) and no `fstat`: the reader reports the listed metadata, and
     /// ``EntryReader/close()`` stats the descriptor, so a changed or replaced file shows there.
     public func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
-        var fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | cferry_O_NOATIME)
-        if fd < 0 && errno == EPERM {
-            // O_NOATIME needs ownership or CAP_FOWNER; read without it.
-            fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
+        let parent = try parentDirectory(of: path, operation: "open directory")
+        let fd = Sys.withCString(path.name) { name in
+            var fd = openat(parent.fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | cferry_O_NOATIME)
+            if fd < 0 && errno == EPERM {
+                // O_NOATIME needs ownership or CAP_FOWNER; read without it.
+                fd = openat(parent.fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+            }
+            return fd
         }
         if fd < 0 { throw fail("open", path) }
         return POSIXReader(fd: FileDescriptor(fd), metadata: expected.metadata, path: path, location: self)
