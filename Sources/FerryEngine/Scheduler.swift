@@ -73,7 +73,8 @@ struct Scheduler {
     private mutating func schedule(_ items: [PlannedItem], in directory: EntryPath) {
         let counters = engine.counters
         var added = 0
-        for item in items {
+        // Pushed in reverse so that the LIFO stack hands them out in name order.
+        for item in items.reversed() {
             switch item.action {
             case .unchanged:
                 if item.source?.kind == .file, let id = hardLinkID(item) {

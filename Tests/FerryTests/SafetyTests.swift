@@ -122,4 +122,22 @@ import Testing
         #expect(run.stderr.contains("deletion(s) not done because of errors"))
         #expect(FileManager.default.fileExists(atPath: f.destinationRoot + "/extra"))
     }
+
+    @Test func fullDestinationStopsWithAClearErrorAndNoPartialFile() throws {
+        let f = try Fixture("enospc")
+        defer { f.cleanUp() }
+        try f.source.file("a-small", [1, 2, 3])
+        try f.source.file("b-big", TestTree.bytes(5 << 20, seed: 1))
+        let mountPoint = try TestTree(label: "enospc-mnt")
+        defer { mountPoint.remove() }
+        let mounted = try CLI.run(["-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint.root], wrapper: ["mount"], direct: true)
+        #expect(mounted.status == 0, "mounting a small tmpfs needs root: \(mounted.stderr)")
+        defer { _ = try? CLI.run([mountPoint.root], wrapper: ["umount"], direct: true) }
+        let run = try CLI.run(["sync", f.source.root, mountPoint.root + "/dst", "--parallel", "1"])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("No space left on device"))
+        #expect(run.stderr.contains("/dst/b-big"))
+        let names = try FileManager.default.contentsOfDirectory(atPath: mountPoint.root + "/dst")
+        #expect(names == ["a-small"], "files are done in name order; no partial or temporary file may stay: \(names)")
+    }
 }
