@@ -17,7 +17,8 @@ public protocol LocationError: Error, Sendable, CustomStringConvertible {
     var path: EntryPath? { get }
 }
 
-/// Errors of FerryCore itself: invalid options, filters and location URIs.
+/// Errors of FerryCore and the engine: invalid options, filters and location URIs, and
+/// conditions the engine finds itself (a fatal stop, a source that changed).
 public struct FerryError: LocationError {
     /// What went wrong; extensible.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
@@ -28,6 +29,8 @@ public struct FerryError: LocationError {
         public static let invalidFilter = Code("InvalidFilter")
         public static let invalidLocation = Code("InvalidLocation")
         public static let unsupported = Code("Unsupported")
+        public static let fatal = Code("Fatal")
+        public static let sourceChanged = Code("SourceChanged")
     }
 
     public var code: Code

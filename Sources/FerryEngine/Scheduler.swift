@@ -50,7 +50,7 @@ struct Scheduler {
                 }
             }
         }
-        if let fatal { throw EngineError(.fatal, fatal) }
+        if let fatal { throw FerryError(.fatal, fatal) }
     }
 
     private mutating func handle(_ completion: Completion) {

@@ -33,7 +33,7 @@ extension SyncEngine {
                 }
             }
             guard let listing = try await sourceListing else {
-                throw EngineError(.sourceChanged, "directory \(job.path) vanished from the source during the run",
+                throw FerryError(.sourceChanged, "directory \(job.path) vanished from the source during the run",
                                   path: job.path, retryClass: .itemFailed)
             }
             counters.add(.filesListedSource, Int64(listing.entries.count))
