@@ -39,9 +39,7 @@ extension SyncEngine {
             counters.add(.filesListedSource, Int64(listing.entries.count))
             counters.add(.filesListedDestination, Int64(destinationEntries.count))
             let items = planner.plan(directory: job.path, source: listing.entries, destination: destinationEntries)
-            if job.path.isRoot == false || !job.destinationExists {
-                if !job.destinationExists { emit(.create, job.path, job.source) }
-            }
+            if !job.destinationExists { emit(.create, job.path, job.source) }
             return .scanned(job, items)
         } catch {
             let completion = recordFailure(item, error)

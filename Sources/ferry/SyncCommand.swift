@@ -147,7 +147,8 @@ struct SyncCommand: AsyncParsableCommand {
             onItem: (verbose || dryRun) ? output.itemPrinter() : nil)
         let engine = SyncEngine(configuration, report: sink)
         let progress = ProgressDisplay(counters: engine.counters, enabled: !quiet && !json && cferry_isatty(2) == 1)
-        let result = await progress.whileRunning { await engine.run() }
+        var result = await progress.whileRunning { await engine.run() }
+        if placeholder != nil { result.destination = "file://" + destination }
 
         if let report {
             do {

@@ -11,6 +11,9 @@ extension TransferOptions.VerifyMode: ExpressibleByArgument {
         }
     }
     public static var allValueStrings: [String] { ["point-in-time-consistent", "only-files-transferred", "none"] }
+    public var defaultValueDescription: String {
+        rawValue.lowercased().replacingOccurrences(of: "_", with: "-")
+    }
 }
 
 /// Lower-case, dash-separated spellings of DataSync's enum values (`INT_VALUE` → `int-value`).
@@ -23,6 +26,9 @@ extension DashedArgument {
     }
     public static var allValueStrings: [String] {
         allCases.map { $0.rawValue.lowercased().replacingOccurrences(of: "_", with: "-") }
+    }
+    public var defaultValueDescription: String {
+        rawValue.lowercased().replacingOccurrences(of: "_", with: "-")
     }
 }
 
