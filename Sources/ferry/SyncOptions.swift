@@ -11,9 +11,6 @@ extension TransferOptions.VerifyMode: ExpressibleByArgument {
         }
     }
     public static var allValueStrings: [String] { ["point-in-time-consistent", "only-files-transferred", "none"] }
-    public var defaultValueDescription: String {
-        rawValue.lowercased().replacingOccurrences(of: "_", with: "-")
-    }
 }
 
 /// Lower-case, dash-separated spellings of DataSync's enum values (`INT_VALUE` → `int-value`).
@@ -26,9 +23,6 @@ extension DashedArgument {
     }
     public static var allValueStrings: [String] {
         allCases.map { $0.rawValue.lowercased().replacingOccurrences(of: "_", with: "-") }
-    }
-    public var defaultValueDescription: String {
-        rawValue.lowercased().replacingOccurrences(of: "_", with: "-")
     }
 }
 
