@@ -11,11 +11,14 @@ let package = Package(
         .library(name: "FerryCore", targets: ["FerryCore"]),
         .library(name: "FerryEngine", targets: ["FerryEngine"]),
         .library(name: "FerryLocal", targets: ["FerryLocal"]),
+        .library(name: "FerryS3", targets: ["FerryS3"]),
         .library(name: "FerryTesting", targets: ["FerryTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // Syscalls Glibc does not expose (openat2, copy_file_range, xattrs, SEEK_DATA, ...)
@@ -34,20 +37,30 @@ let package = Package(
             dependencies: ["FerryCore", "CFerry", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(
+            name: "FerryS3",
+            dependencies: [
+                "FerryCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
+        .target(
             name: "FerryTesting",
             dependencies: ["FerryCore", "CFerry"],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerryCore", "FerryEngine", "FerryLocal",
+                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "FerryTests",
-            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryTesting", "CFerry", "ferry"],
+            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryTesting", "CFerry", "ferry"],
+            resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings),
     ]
 )

@@ -153,8 +153,13 @@ public struct Listing: Sendable {
     /// Names of the location's own leftover temporary files (from an interrupted run),
     /// hidden from `entries`; the engine removes them unless it is a dry run.
     public var staleTemporaries: [[UInt8]]
-    public init(entries: [Entry], staleTemporaries: [[UInt8]] = []) {
+    /// Names the location found but cannot offer safely (an object key that is no safe
+    /// path: `..`, empty components, NUL, too long), with the reason; they are reported
+    /// as skipped.
+    public var unusable: [(name: String, reason: String)]
+    public init(entries: [Entry], staleTemporaries: [[UInt8]] = [], unusable: [(name: String, reason: String)] = []) {
         self.entries = entries
         self.staleTemporaries = staleTemporaries
+        self.unusable = unusable
     }
 }

@@ -61,8 +61,12 @@ public protocol Location: Sendable {
     func stat(_ path: EntryPath) async throws -> Entry?
     /// Opens a file for reading; `expected` is what the listing said (used to notice change).
     func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader
-    /// Starts writing a file; it appears at `path` only when ``EntryWriter/commit(_:selection:)`` succeeds.
-    func createFile(_ path: EntryPath, size: Int64) async throws -> any EntryWriter
+    /// Starts writing a file of `metadata.size` bytes that will carry `metadata` (as chosen
+    /// by `selection`) and `attributes`; it appears at `path` only when
+    /// ``EntryWriter/commit()`` succeeds. (Object stores need the metadata up front.)
+    func createFile(
+        _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
+    ) async throws -> any EntryWriter
     /// Creates a directory (or leaves an existing one); metadata is applied later.
     func makeDirectory(_ path: EntryPath) async throws
     /// Creates or replaces a symlink with its metadata.
@@ -97,12 +101,13 @@ public protocol EntryReader: Sendable {
     func close() async throws -> FileMetadata
 }
 
-/// Writes one file under a temporary name; ``commit(_:selection:)`` puts it in place.
+/// Writes one file under a temporary name; ``commit()`` puts it in place.
 public protocol EntryWriter: Sendable {
     /// Writes `bytes` at `offset`. Ranges never written stay holes where the location can.
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws
-    /// Sets the final size, applies metadata, and moves the file to its final name atomically.
-    func commit(_ metadata: FileMetadata, selection: MetadataSelection, attributes: [ExtendedAttribute]?) async throws
+    /// Sets the final size, applies the metadata given at creation, and moves the file to
+    /// its final name atomically.
+    func commit() async throws
     /// Discards the temporary file.
     func abort() async
 }

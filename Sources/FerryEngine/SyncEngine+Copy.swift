@@ -23,7 +23,8 @@ extension SyncEngine {
             let before = reader.metadata
             let extents = try await reader.dataExtents()
             let attributes = selection.extendedAttributes ? try await reader.extendedAttributes() : []
-            let writer = try await destination.createFile(item.path, size: before.size)
+            let writer = try await destination.createFile(
+                item.path, metadata: before, attributes: attributes.isEmpty ? nil : attributes, selection: selection)
             let checksum: ContentChecksum
             let written: Int64
             // Bytes count as transferred while they move (live progress); an attempt that is
@@ -46,7 +47,7 @@ extension SyncEngine {
                 if case .copyFile(replacing: .directory) = item.action {
                     try await destination.remove(item.path, kind: .directory)
                 }
-                try await writer.commit(before, selection: selection, attributes: attributes.isEmpty ? nil : attributes)
+                try await writer.commit()
             } catch {
                 await writer.abort()
                 counters.add(.bytesTransferred, -moved)

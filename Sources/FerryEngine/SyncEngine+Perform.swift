@@ -36,6 +36,12 @@ extension SyncEngine {
                 throw FerryError(.sourceChanged, "directory \(job.path) vanished from the source during the run",
                                   path: job.path, retryClass: .itemFailed)
             }
+            for (name, reason) in listing.unusable {
+                counters.add(.filesSkipped)
+                report.record(.skipped, ReportEntry(path: name, kind: "OBJECT", size: nil, checksum: nil, status: "SKIPPED",
+                                                    failureKind: .unsupported, reason: reason))
+                emit(.skip, job.path, nil, reason: "\(name): \(reason)")
+            }
             counters.add(.filesListedSource, Int64(listing.entries.count))
             counters.add(.filesListedDestination, Int64(destinationEntries.count))
             let items = planner.plan(directory: job.path, source: listing.entries, destination: destinationEntries)

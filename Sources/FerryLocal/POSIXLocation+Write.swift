@@ -21,12 +21,15 @@ extension POSIXLocation {
         return name
     }
 
-    public func createFile(_ path: EntryPath, size: Int64) async throws -> any EntryWriter {
+    public func createFile(
+        _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
+    ) async throws -> any EntryWriter {
         let parent = try parentDirectory(of: path, operation: "open directory")
         let tmp = temporaryName()
         let fd = Sys.withCString(tmp) { openat(parent.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
         if fd < 0 { throw fail("create temporary file", path) }
-        return POSIXWriter(parent: parent, file: FileDescriptor(fd), temporaryName: tmp, path: path, location: self)
+        return POSIXWriter(parent: parent, file: FileDescriptor(fd), temporaryName: tmp, path: path, location: self,
+                           metadata: metadata, attributes: attributes, selection: selection)
     }
 
     public func makeDirectory(_ path: EntryPath) async throws {

@@ -15,7 +15,17 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
     /// The end of the furthest write, so commit knows whether a trailing hole needs `ftruncate`.
     private let end = Atomic<Int64>(0)
 
-    init(parent: FileDescriptor, file: FileDescriptor, temporaryName: [UInt8], path: EntryPath, location: POSIXLocation) {
+    let metadata: FileMetadata
+    let attributes: [ExtendedAttribute]?
+    let selection: MetadataSelection
+
+    init(
+        parent: FileDescriptor, file: FileDescriptor, temporaryName: [UInt8], path: EntryPath, location: POSIXLocation,
+        metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
+    ) {
+        self.metadata = metadata
+        self.attributes = attributes
+        self.selection = selection
         self.parent = parent
         self.file = file
         self.temporaryName = temporaryName
@@ -35,7 +45,7 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
         end.max(offset + Int64(bytes.count), ordering: .relaxed)
     }
 
-    func commit(_ metadata: FileMetadata, selection: MetadataSelection, attributes: [ExtendedAttribute]?) async throws {
+    func commit() async throws {
         if end.load(ordering: .relaxed) != metadata.size {
             guard ftruncate(file.fd, off_t(metadata.size)) == 0 else { throw location.fail("ftruncate", path) }
         }

@@ -40,9 +40,9 @@ public enum LocationConformance {
 
     /// Writes `bytes` at `path` and commits with default test metadata.
     public static func put(_ l: any Location, _ path: EntryPath, _ bytes: [UInt8], mtime: Int64 = 1_600_000_000) async throws {
-        let w = try await l.createFile(path, size: Int64(bytes.count))
+        let w = try await l.createFile(path, metadata: metadata(size: Int64(bytes.count), mtime: mtime), attributes: nil, selection: .all)
         try await withBuffer(bytes) { try await w.write($0, at: 0) }
-        try await w.commit(metadata(size: Int64(bytes.count), mtime: mtime), selection: .all, attributes: nil)
+        try await w.commit()
     }
 
     /// Calls an async `body` with a copy of `bytes` in a raw buffer.
@@ -100,7 +100,7 @@ public enum LocationConformance {
 
     static func atomicWrite(_ l: any Location) async throws -> [String] {
         var out: [String] = []
-        let w = try await l.createFile(EntryPath("pending")!, size: 3)
+        let w = try await l.createFile(EntryPath("pending")!, metadata: metadata(size: 3), attributes: nil, selection: .all)
         try await withBuffer([1, 2, 3]) { try await w.write($0, at: 0) }
         if try await l.stat(EntryPath("pending")!) != nil { out.append("visible before commit") }
         if let listing = try await l.list(.root), !listing.entries.isEmpty { out.append("listed before commit") }
@@ -179,10 +179,10 @@ public enum LocationConformance {
     }
 
     static func sparseWrites(_ l: any Location) async throws -> [String] {
-        let w = try await l.createFile(EntryPath("sparse")!, size: 4 << 20)
+        let w = try await l.createFile(EntryPath("sparse")!, metadata: metadata(size: 4 << 20), attributes: nil, selection: .all)
         let data = TestTree.bytes(4096, seed: 9)
         try await withBuffer(data) { try await w.write($0, at: 1 << 20) }
-        try await w.commit(metadata(size: 4 << 20), selection: .all, attributes: nil)
+        try await w.commit()
         var expected = [UInt8](repeating: 0, count: 4 << 20)
         expected.replaceSubrange((1 << 20)..<((1 << 20) + 4096), with: data)
         var out: [String] = []
@@ -195,9 +195,9 @@ public enum LocationConformance {
 
     static func extendedAttributes(_ l: any Location) async throws -> [String] {
         guard l.capabilities.extendedAttributes else { return [] }
-        let w = try await l.createFile(EntryPath("x")!, size: 0)
         let attrs = [ExtendedAttribute(name: Array("user.a".utf8), value: [1, 2]), ExtendedAttribute(name: Array("user.b".utf8), value: [])]
-        try await w.commit(metadata(size: 0), selection: .all, attributes: attrs)
+        let w = try await l.createFile(EntryPath("x")!, metadata: metadata(size: 0), attributes: attrs, selection: .all)
+        try await w.commit()
         var out: [String] = []
         if try await l.extendedAttributes(EntryPath("x")!, kind: .file) != attrs { out.append("xattrs not kept on commit") }
         try await l.setExtendedAttributes(EntryPath("x")!, kind: .file, [attrs[1]])

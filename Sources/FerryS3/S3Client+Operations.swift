@@ -1,0 +1,237 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// One object as a listing or HEAD shows it.
+public struct S3Object: Sendable, Hashable {
+    public var key: String
+    public var size: Int64
+    public var lastModified: Date?
+    public var etag: String?
+    /// `x-amz-meta-*` values, keys lower-cased without the prefix (HEAD only).
+    public var metadata: [String: String]
+}
+
+/// One page of ListObjectsV2.
+public struct S3ListPage: Sendable {
+    public var objects: [S3Object]
+    public var commonPrefixes: [String]
+    public var nextContinuationToken: String?
+}
+
+extension S3Client {
+    static let lastModifiedFormats: [String] = ["yyyy-MM-dd'T'HH:mm:ss.SSS'Z'", "yyyy-MM-dd'T'HH:mm:ss'Z'"]
+
+    static func parseISODate(_ s: String) -> Date? {
+        for format in lastModifiedFormats {
+            let f = DateFormatter()
+            f.locale = Locale(identifier: "en_US_POSIX")
+            f.timeZone = TimeZone(identifier: "UTC")
+            f.dateFormat = format
+            if let d = f.date(from: s) { return d }
+        }
+        return nil
+    }
+
+    static func parseHTTPDate(_ s: String) -> Date? {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return f.date(from: s)
+    }
+
+    /// ListObjectsV2: one page under `prefix`, grouped by `delimiter` when given.
+    public func listObjects(bucket: String, prefix: String, delimiter: String?, continuationToken: String? = nil, maxKeys: Int = 1000) async throws -> S3ListPage {
+        var query: [(String, String)] = [("list-type", "2"), ("prefix", prefix), ("max-keys", "\(maxKeys)")]
+        if let delimiter { query.append(("delimiter", delimiter)) }
+        if let continuationToken { query.append(("continuation-token", continuationToken)) }
+        let response = try await send(Request(method: .GET, bucket: bucket, query: query, operation: "ListObjectsV2"))
+        guard let xml = XMLElement.parse(Data(response.body.readableBytesView)) else {
+            throw S3Error(.badResponse, operation: "ListObjectsV2", bucket: bucket, key: prefix, message: "the listing is not XML")
+        }
+        let objects = xml.all("Contents").compactMap { c -> S3Object? in
+            guard let key = c["Key"] else { return nil }
+            return S3Object(key: key, size: Int64(c["Size"] ?? "0") ?? 0, lastModified: c["LastModified"].flatMap(S3Client.parseISODate),
+                            etag: c["ETag"], metadata: [:])
+        }
+        let prefixes = xml.all("CommonPrefixes").compactMap { $0["Prefix"] }
+        let truncated = xml["IsTruncated"] == "true"
+        return S3ListPage(objects: objects, commonPrefixes: prefixes, nextContinuationToken: truncated ? xml["NextContinuationToken"] : nil)
+    }
+
+    /// Every page of a listing.
+    public func listAll(bucket: String, prefix: String, delimiter: String?) async throws -> (objects: [S3Object], prefixes: [String]) {
+        var objects: [S3Object] = [], prefixes: [String] = []
+        var token: String?
+        repeat {
+            let page = try await listObjects(bucket: bucket, prefix: prefix, delimiter: delimiter, continuationToken: token)
+            objects += page.objects
+            prefixes += page.commonPrefixes
+            token = page.nextContinuationToken
+        } while token != nil
+        return (objects, prefixes)
+    }
+
+    static func object(key: String, headers: HTTPHeaders) -> S3Object {
+        var metadata: [String: String] = [:]
+        for (name, value) in headers {
+            let lower = name.lowercased()
+            if lower.hasPrefix("x-amz-meta-") { metadata[String(lower.dropFirst("x-amz-meta-".count))] = value }
+        }
+        return S3Object(
+            key: key, size: Int64(headers.first(name: "content-length") ?? "0") ?? 0,
+            lastModified: headers.first(name: "last-modified").flatMap(S3Client.parseHTTPDate),
+            etag: headers.first(name: "etag"), metadata: metadata)
+    }
+
+    /// HeadObject; nil if there is no such key.
+    public func headObject(bucket: String, key: String) async throws -> S3Object? {
+        let response = try await send(Request(method: .HEAD, bucket: bucket, key: key, operation: "HeadObject"), accept: [200, 404])
+        if response.status == 404 { return nil }
+        return S3Client.object(key: key, headers: response.headers)
+    }
+
+    /// GetObject of `range` (inclusive byte offsets) or the whole object.
+    public func getObject(bucket: String, key: String, range: ClosedRange<Int64>? = nil) async throws -> (S3Object, ByteBuffer) {
+        var headers: [(String, String)] = []
+        if let range { headers.append(("Range", "bytes=\(range.lowerBound)-\(range.upperBound)")) }
+        let response = try await send(Request(method: .GET, bucket: bucket, key: key, headers: headers, operation: "GetObject"),
+                                      accept: [200, 206], maxBody: range.map { Int($0.count) } ?? (5 << 30))
+        return (S3Client.object(key: key, headers: response.headers), response.body)
+    }
+
+    static func metadataHeaders(_ metadata: [String: String]) -> [(String, String)] {
+        metadata.sorted { $0.key < $1.key }.map { ("x-amz-meta-\($0.key)", $0.value) }
+    }
+
+    /// PutObject with Content-MD5 (the server checks the bytes it got).
+    @discardableResult
+    public func putObject(bucket: String, key: String, body: ByteBuffer, metadata: [String: String], contentType: String = "application/octet-stream") async throws -> String? {
+        var headers = S3Client.metadataHeaders(metadata)
+        headers.append(("Content-MD5", body.md5Base64))
+        headers.append(("Content-Type", contentType))
+        headers.append(("Content-Length", "\(body.readableBytes)"))
+        let response = try await send(Request(method: .PUT, bucket: bucket, key: key, headers: headers, body: body,
+                                              payloadHash: SigV4Signer.unsignedPayload, operation: "PutObject"))
+        return response.headers.first(name: "etag")
+    }
+
+    public func createMultipartUpload(bucket: String, key: String, metadata: [String: String]) async throws -> String {
+        var headers = S3Client.metadataHeaders(metadata)
+        headers.append(("Content-Type", "application/octet-stream"))
+        let response = try await send(Request(method: .POST, bucket: bucket, key: key, query: [("uploads", "")], headers: headers,
+                                              operation: "CreateMultipartUpload"))
+        guard let id = XMLElement.parse(Data(response.body.readableBytesView))?["UploadId"] else {
+            throw S3Error(.badResponse, operation: "CreateMultipartUpload", bucket: bucket, key: key, message: "no UploadId in the response")
+        }
+        return id
+    }
+
+    /// UploadPart with Content-MD5; returns the part's ETag.
+    public func uploadPart(bucket: String, key: String, uploadID: String, partNumber: Int, body: ByteBuffer) async throws -> String {
+        let headers = [("Content-MD5", body.md5Base64), ("Content-Length", "\(body.readableBytes)")]
+        let response = try await send(Request(method: .PUT, bucket: bucket, key: key,
+                                              query: [("partNumber", "\(partNumber)"), ("uploadId", uploadID)], headers: headers,
+                                              body: body, payloadHash: SigV4Signer.unsignedPayload, operation: "UploadPart"))
+        guard let etag = response.headers.first(name: "etag") else {
+            throw S3Error(.badResponse, operation: "UploadPart", bucket: bucket, key: key, message: "no ETag for part \(partNumber)")
+        }
+        return etag
+    }
+
+    public func completeMultipartUpload(bucket: String, key: String, uploadID: String, parts: [(Int, String)]) async throws {
+        var xml = "<CompleteMultipartUpload>"
+        for (n, etag) in parts { xml += "<Part><PartNumber>\(n)</PartNumber><ETag>\(xmlEscape(etag))</ETag></Part>" }
+        xml += "</CompleteMultipartUpload>"
+        let body = ByteBuffer(string: xml)
+        let response = try await send(Request(method: .POST, bucket: bucket, key: key, query: [("uploadId", uploadID)],
+                                              headers: [("Content-Type", "application/xml")], body: body,
+                                              payloadHash: SHA256Hex.of(body), operation: "CompleteMultipartUpload"))
+        // S3 may answer 200 with an <Error> body.
+        if let x = XMLElement.parse(Data(response.body.readableBytesView)), x.name == "Error" {
+            throw S3Error(.http, operation: "CompleteMultipartUpload", bucket: bucket, key: key, status: 200, s3Code: x["Code"],
+                          message: x["Message"] ?? "error", requestID: x["RequestId"])
+        }
+    }
+
+    public func abortMultipartUpload(bucket: String, key: String, uploadID: String) async throws {
+        _ = try await send(Request(method: .DELETE, bucket: bucket, key: key, query: [("uploadId", uploadID)],
+                                   operation: "AbortMultipartUpload"), accept: [200, 204, 404])
+    }
+
+    /// Open multipart uploads under `prefix`: (key, upload id).
+    public func listMultipartUploads(bucket: String, prefix: String) async throws -> [(key: String, uploadID: String)] {
+        var result: [(String, String)] = []
+        var keyMarker: String?, idMarker: String?
+        repeat {
+            var query: [(String, String)] = [("uploads", ""), ("prefix", prefix)]
+            if let keyMarker { query.append(("key-marker", keyMarker)) }
+            if let idMarker { query.append(("upload-id-marker", idMarker)) }
+            let response = try await send(Request(method: .GET, bucket: bucket, query: query, operation: "ListMultipartUploads"))
+            guard let xml = XMLElement.parse(Data(response.body.readableBytesView)) else { break }
+            for u in xml.all("Upload") { if let k = u["Key"], let id = u["UploadId"] { result.append((k, id)) } }
+            if xml["IsTruncated"] == "true" {
+                keyMarker = xml["NextKeyMarker"]; idMarker = xml["NextUploadIdMarker"]
+            } else {
+                keyMarker = nil
+            }
+        } while keyMarker != nil
+        return result
+    }
+
+    /// Server-side CopyObject with the metadata replaced.
+    public func copyObject(bucket: String, key: String, sourceBucket: String, sourceKey: String, metadata: [String: String]) async throws {
+        var headers = S3Client.metadataHeaders(metadata)
+        headers.append(("x-amz-copy-source", "/\(sourceBucket)/" + SigV4Signer.uriEncode(sourceKey, keepSlash: true)))
+        headers.append(("x-amz-metadata-directive", "REPLACE"))
+        headers.append(("Content-Type", "application/octet-stream"))
+        let response = try await send(Request(method: .PUT, bucket: bucket, key: key, headers: headers, operation: "CopyObject"))
+        if let x = XMLElement.parse(Data(response.body.readableBytesView)), x.name == "Error" {
+            throw S3Error(.http, operation: "CopyObject", bucket: bucket, key: key, status: 200, s3Code: x["Code"],
+                          message: x["Message"] ?? "error", requestID: x["RequestId"])
+        }
+    }
+
+    /// DeleteObjects in batches of 1,000 (Content-MD5 required); returns keys that failed with their messages.
+    public func deleteObjects(bucket: String, keys: [String]) async throws -> [(key: String, message: String)] {
+        var failed: [(String, String)] = []
+        var start = 0
+        while start < keys.count {
+            let batch = keys[start..<min(start + 1000, keys.count)]
+            start += batch.count
+            var xml = "<Delete><Quiet>true</Quiet>"
+            for k in batch { xml += "<Object><Key>\(xmlEscape(k))</Key></Object>" }
+            xml += "</Delete>"
+            let body = ByteBuffer(string: xml)
+            let response = try await send(Request(method: .POST, bucket: bucket, query: [("delete", "")],
+                                                  headers: [("Content-MD5", body.md5Base64), ("Content-Type", "application/xml")],
+                                                  body: body, payloadHash: SHA256Hex.of(body), operation: "DeleteObjects"))
+            if let x = XMLElement.parse(Data(response.body.readableBytesView)) {
+                for e in x.all("Error") { failed.append((e["Key"] ?? "?", "\(e["Code"] ?? ""): \(e["Message"] ?? "")")) }
+            }
+        }
+        return failed
+    }
+
+    public func deleteObject(bucket: String, key: String) async throws {
+        _ = try await send(Request(method: .DELETE, bucket: bucket, key: key, operation: "DeleteObject"), accept: [200, 204, 404])
+    }
+
+    public func createBucket(_ bucket: String) async throws {
+        var body: ByteBuffer?
+        var hash = SigV4Signer.emptyPayloadHash
+        if endpoint.region != "us-east-1" {
+            let b = ByteBuffer(string: "<CreateBucketConfiguration><LocationConstraint>\(endpoint.region)</LocationConstraint></CreateBucketConfiguration>")
+            body = b
+            hash = SHA256Hex.of(b)
+        }
+        _ = try await send(Request(method: .PUT, bucket: bucket, body: body, payloadHash: hash, operation: "CreateBucket"), accept: [200, 409])
+    }
+}
+
+import Crypto
+
+enum SHA256Hex {
+    static func of(_ b: ByteBuffer) -> String { b.sha256Hex }
+}

@@ -1,0 +1,70 @@
+import FerryCore
+
+/// Errors of the S3 client and location: what failed, on which bucket/key, the HTTP
+/// status and S3's error code, message and request id. Never carries credentials.
+public struct S3Error: LocationError {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+        public static let http = Code("HTTPError")
+        public static let transport = Code("TransportError")
+        public static let badResponse = Code("BadResponse")
+        public static let checksumMismatch = Code("ChecksumMismatch")
+        public static let tooLarge = Code("ObjectTooLarge")
+        public static let invalidKey = Code("InvalidKey")
+        public static let configuration = Code("Configuration")
+    }
+
+    public var code: Code
+    public var operation: String
+    public var bucket: String?
+    public var key: String?
+    public var status: Int?
+    /// S3's `<Code>`, e.g. `NoSuchBucket`, `SlowDown`.
+    public var s3Code: String?
+    public var message: String
+    public var requestID: String?
+    public var path: EntryPath?
+    public var retryClass: RetryClass
+
+    public init(
+        _ code: Code, operation: String, bucket: String? = nil, key: String? = nil, status: Int? = nil,
+        s3Code: String? = nil, message: String, requestID: String? = nil, path: EntryPath? = nil, retryClass: RetryClass? = nil
+    ) {
+        self.code = code
+        self.operation = operation
+        self.bucket = bucket
+        self.key = key
+        self.status = status
+        self.s3Code = s3Code
+        self.message = message
+        self.requestID = requestID
+        self.path = path
+        self.retryClass = retryClass ?? S3Error.classify(status: status, s3Code: s3Code, code: code)
+    }
+
+    static func classify(status: Int?, s3Code: String?, code: Code) -> RetryClass {
+        if code == .transport { return .retryable }
+        guard let status else { return .itemFailed }
+        switch (status, s3Code) {
+        case (500..., _), (_, "SlowDown"?), (_, "RequestTimeout"?), (429, _): return .retryable
+        case (403, _), (_, "NoSuchBucket"?), (_, "InvalidAccessKeyId"?), (_, "SignatureDoesNotMatch"?): return .fatal
+        default: return .itemFailed
+        }
+    }
+
+    /// Whether the server asks us to slow down.
+    public var isThrottle: Bool { s3Code == "SlowDown" || status == 503 || status == 429 }
+
+    public var description: String {
+        var where_ = bucket.map { "s3://\($0)" } ?? "S3"
+        if let key { where_ += "/\(key)" }
+        var s = "\(operation) failed on \(where_)"
+        if let status { s += ": HTTP \(status)" }
+        if let s3Code { s += " \(s3Code)" }
+        s += ": \(message)"
+        if let requestID { s += " (request id \(requestID))" }
+        return s
+    }
+}

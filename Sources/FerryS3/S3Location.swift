@@ -1,0 +1,232 @@
+import FerryCore
+import Foundation
+import NIOCore
+
+/// A bucket and key prefix on an S3-compatible service as a Ferry location. Directories
+/// are empty `dir/` marker objects carrying the directory's metadata; files, symlinks
+/// (body = target) and device nodes are objects with `x-amz-meta-file-*` metadata.
+public struct S3Location: Location {
+    public let client: S3Client
+    public let bucket: String
+    /// The key prefix of the root: empty or ending in `/`.
+    public let prefix: String
+    /// Objects up to this size go in one PutObject; larger ones in multipart uploads.
+    public var multipartThreshold: Int64 = 16 << 20
+    /// HEAD requests in flight while listing one directory.
+    public var listingConcurrency = 32
+
+    public init(client: S3Client, bucket: String, prefix: String) {
+        self.client = client
+        self.bucket = bucket
+        var p = prefix
+        while p.hasPrefix("/") { p.removeFirst() }
+        if !p.isEmpty && !p.hasSuffix("/") { p += "/" }
+        self.prefix = p
+    }
+
+    public var uri: String { "s3://\(bucket)/\(prefix)" }
+
+    public var capabilities: Capabilities {
+        var c = Capabilities()
+        c.setsMetadataInPlace = true
+        c.symlinks = true
+        c.hardLinks = true
+        c.deviceNodes = true
+        c.sparseFiles = false
+        c.ownership = true
+        c.permissions = true
+        c.extendedAttributes = true
+        c.mtimePrecisionNanoseconds = 1
+        c.atime = true
+        return c
+    }
+
+    /// The object key of a path, or an error if it cannot be one (not UTF-8, over 1,024 bytes).
+    func key(_ path: EntryPath, directory: Bool = false) throws -> String {
+        guard let text = String(validating: path.bytes, as: UTF8.self) else {
+            throw S3Error(.invalidKey, operation: "name object", bucket: bucket, message: "\(path) is not UTF-8 and cannot be an S3 key",
+                          path: path, retryClass: .itemUnreadable)
+        }
+        var k = prefix + text
+        if directory && !path.isRoot { k += "/" }
+        if k.utf8.count > 1024 {
+            throw S3Error(.invalidKey, operation: "name object", bucket: bucket, message: "\(path) makes a key over 1,024 bytes",
+                          path: path, retryClass: .itemUnreadable)
+        }
+        return k
+    }
+
+    static let uploadMarker: [UInt8] = [0]
+
+    public func list(_ directory: EntryPath) async throws -> Listing? {
+        let dirPrefix = directory.isRoot ? prefix : try key(directory) + "/"
+        let (objects, prefixes) = try await client.listAll(bucket: bucket, prefix: dirPrefix, delimiter: "/")
+        if !directory.isRoot && objects.isEmpty && prefixes.isEmpty { return nil }
+        var unusable: [(String, String)] = []
+        var candidates: [(name: String, key: String, isDirectory: Bool, listed: S3Object?)] = []
+        for o in objects where o.key != dirPrefix {
+            candidates.append((String(o.key.dropFirst(dirPrefix.count)), o.key, false, o))
+        }
+        for p in prefixes {
+            candidates.append((String(p.dropFirst(dirPrefix.count).dropLast()), p, true, nil))
+        }
+        var usable: [(name: [UInt8], key: String, isDirectory: Bool, listed: S3Object?)] = []
+        for c in candidates {
+            let bytes = Array(c.name.utf8)
+            if EntryPath.isSafeName(bytes) {
+                usable.append((bytes, c.key, c.isDirectory, c.listed))
+            } else {
+                unusable.append((c.key, "the key \"\(c.key)\" cannot name a safe path (empty, \".\" or \"..\" component, NUL, or over 255 bytes)"))
+            }
+        }
+        let entries = try await withThrowingTaskGroup(of: Entry?.self) { group in
+            var out: [Entry] = []
+            var running = 0
+            for u in usable {
+                if running >= listingConcurrency, let e = try await group.next() { if let e { out.append(e) }; running -= 1 }
+                group.addTask { try await self.entry(name: u.name, key: u.key, isDirectory: u.isDirectory, listed: u.listed) }
+                running += 1
+            }
+            for try await e in group { if let e { out.append(e) } }
+            return out
+        }.sorted { $0.name.lexicographicallyPrecedes($1.name) }
+        var temporaries: [[UInt8]] = []
+        if directory.isRoot {
+            for u in try await client.listMultipartUploads(bucket: bucket, prefix: prefix) {
+                temporaries.append(S3Location.uploadMarker + Array("\(u.uploadID)\n\(u.key)".utf8))
+            }
+        }
+        return Listing(entries: entries, staleTemporaries: temporaries, unusable: unusable)
+    }
+
+    /// The entry for one listed name: a HEAD for the metadata (of the marker, for a
+    /// directory), and a GET of the body for a symlink's target.
+    func entry(name: [UInt8], key: String, isDirectory: Bool, listed: S3Object?) async throws -> Entry? {
+        var object = try await client.headObject(bucket: bucket, key: key)
+        if object == nil {
+            if !isDirectory { return nil }  // deleted since listed
+            object = S3Object(key: key, size: 0, lastModified: nil, etag: nil, metadata: [:])
+        }
+        let (kind, metadata) = S3Metadata.decode(object!, isDirectory: isDirectory)
+        var target: [UInt8]?
+        if kind == .symlink {
+            let (_, body) = try await client.getObject(bucket: bucket, key: key)
+            target = Array(body.readableBytesView)
+        }
+        return Entry(name: name, kind: kind, metadata: metadata, symlinkTarget: target)
+    }
+
+    public func stat(_ path: EntryPath) async throws -> Entry? {
+        if path.isRoot {
+            let marker = prefix.isEmpty ? nil : try await client.headObject(bucket: bucket, key: prefix)
+            let object = marker ?? S3Object(key: prefix, size: 0, lastModified: nil, etag: nil, metadata: [:])
+            let (_, m) = S3Metadata.decode(object, isDirectory: true)
+            return Entry(name: [], kind: .directory, metadata: m)
+        }
+        let k = try key(path)
+        if let e = try await entry(name: path.name, key: k, isDirectory: false, listed: nil) { return e }
+        let page = try await client.listObjects(bucket: bucket, prefix: k + "/", delimiter: "/", maxKeys: 1)
+        if page.objects.isEmpty && page.commonPrefixes.isEmpty { return nil }
+        return try await entry(name: path.name, key: k + "/", isDirectory: true, listed: nil)
+    }
+
+    public func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
+        S3Reader(location: self, key: try key(path), path: path, metadata: expected.metadata)
+    }
+
+    public func createFile(
+        _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
+    ) async throws -> any EntryWriter {
+        let k = try key(path)
+        if metadata.size > 5 << 40 {
+            throw S3Error(.tooLarge, operation: "upload", bucket: bucket, key: k,
+                          message: "\(metadata.size) bytes is more than the 5 TiB an S3 object can hold", path: path, retryClass: .itemFailed)
+        }
+        let (values, _) = S3Metadata.encode(kind: .file, metadata: metadata, selection: selection, attributes: attributes)
+        return S3Writer(location: self, key: k, path: path, size: metadata.size, metadata: values)
+    }
+
+    /// S3 has no directories: the marker is written with the directory's metadata later.
+    public func makeDirectory(_ path: EntryPath) async throws {}
+
+    public func makeSymlink(_ path: EntryPath, target: [UInt8], metadata: FileMetadata, selection: MetadataSelection) async throws {
+        let (values, _) = S3Metadata.encode(kind: .symlink, metadata: metadata, selection: selection, attributes: nil)
+        try await client.putObject(bucket: bucket, key: try key(path), body: ByteBuffer(bytes: target), metadata: values)
+    }
+
+    /// A server-side copy of the first path, keeping its metadata (and link group).
+    public func makeHardLink(_ path: EntryPath, to existing: EntryPath) async throws {
+        let source = try key(existing)
+        guard let head = try await client.headObject(bucket: bucket, key: source) else {
+            throw S3Error(.http, operation: "CopyObject", bucket: bucket, key: source, status: 404, message: "the first path of the hard-link group is missing", path: existing)
+        }
+        try await client.copyObject(bucket: bucket, key: try key(path), sourceBucket: bucket, sourceKey: source, metadata: head.metadata)
+    }
+
+    public func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
+        let (values, _) = S3Metadata.encode(kind: kind, metadata: metadata, selection: selection, attributes: nil)
+        try await client.putObject(bucket: bucket, key: try key(path), body: ByteBuffer(), metadata: values)
+    }
+
+    /// Directories: the marker object is (re)written. Others: a copy onto itself with the
+    /// metadata replaced (Ferry's own keys that the new metadata does not set are kept).
+    public func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
+        if kind == .directory {
+            let existing = path.isRoot && prefix.isEmpty ? nil : try await client.headObject(bucket: bucket, key: try key(path, directory: true))
+            var (values, _) = S3Metadata.encode(kind: .directory, metadata: metadata, selection: selection, attributes: nil)
+            if let x = existing?.metadata[S3Metadata.xattrs] { values[S3Metadata.xattrs] = x }
+            if path.isRoot && prefix.isEmpty { return }  // a bucket root has no marker
+            try await client.putObject(bucket: bucket, key: try key(path, directory: true), body: ByteBuffer(), metadata: values)
+            return
+        }
+        let k = try key(path)
+        guard let head = try await client.headObject(bucket: bucket, key: k) else {
+            throw S3Error(.http, operation: "CopyObject", bucket: bucket, key: k, status: 404, message: "no such object", path: path)
+        }
+        var (values, _) = S3Metadata.encode(kind: kind, metadata: metadata, selection: selection, attributes: nil)
+        for (name, value) in head.metadata where name.hasPrefix("ferry-") && values[name] == nil { values[name] = value }
+        try await client.copyObject(bucket: bucket, key: k, sourceBucket: bucket, sourceKey: k, metadata: values)
+    }
+
+    public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] {
+        guard kind == .file || kind == .directory else { return [] }
+        if path.isRoot && prefix.isEmpty { return [] }
+        let head = try await client.headObject(bucket: bucket, key: try key(path, directory: kind == .directory))
+        return head.map { S3Metadata.decodeAttributes($0.metadata) } ?? []
+    }
+
+    public func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws {
+        guard kind == .file || kind == .directory else { return }
+        if path.isRoot && prefix.isEmpty { return }
+        let k = try key(path, directory: kind == .directory)
+        guard let head = try await client.headObject(bucket: bucket, key: k) else { return }
+        var values = head.metadata
+        if attributes.isEmpty { values[S3Metadata.xattrs] = nil } else { values[S3Metadata.xattrs] = S3Metadata.encodeAttributes(attributes) }
+        if kind == .directory {
+            try await client.putObject(bucket: bucket, key: k, body: ByteBuffer(), metadata: values)
+        } else {
+            try await client.copyObject(bucket: bucket, key: k, sourceBucket: bucket, sourceKey: k, metadata: values)
+        }
+    }
+
+    public func remove(_ path: EntryPath, kind: EntryKind) async throws {
+        if kind != .directory {
+            try await client.deleteObject(bucket: bucket, key: try key(path))
+            return
+        }
+        let dirPrefix = try key(path) + "/"
+        let (objects, _) = try await client.listAll(bucket: bucket, prefix: dirPrefix, delimiter: nil)
+        let failed = try await client.deleteObjects(bucket: bucket, keys: objects.map(\.key))
+        if let first = failed.first {
+            throw S3Error(.http, operation: "DeleteObjects", bucket: bucket, key: first.key, message: first.message, path: path)
+        }
+    }
+
+    /// Aborts a multipart upload left by an interrupted run (named in ``Listing/staleTemporaries``).
+    public func removeTemporary(in directory: EntryPath, name: [UInt8]) async throws {
+        guard name.first == 0, let text = String(validating: name.dropFirst(), as: UTF8.self),
+              let newline = text.firstIndex(of: "\n") else { return }
+        try await client.abortMultipartUpload(bucket: bucket, key: String(text[text.index(after: newline)...]),
+                                              uploadID: String(text[..<newline]))
+    }
+}

@@ -1,0 +1,92 @@
+import Crypto
+import FerryCore
+import Foundation
+import NIOCore
+
+/// Reads one object: small objects in one GET (checked against an MD5 ETag), large ones
+/// in ranged GETs of 8 MiB blocks. Used by one task at a time.
+final class S3Reader: EntryReader, @unchecked Sendable {
+    let location: S3Location
+    let key: String
+    let path: EntryPath
+    let metadata: FileMetadata
+    static let blockSize: Int64 = 8 << 20
+
+    private var block: (offset: Int64, bytes: ByteBuffer)?
+    private var object: S3Object?
+
+    init(location: S3Location, key: String, path: EntryPath, metadata: FileMetadata) {
+        self.location = location
+        self.key = key
+        self.path = path
+        self.metadata = metadata
+    }
+
+    func dataExtents() async throws -> [Extent] {
+        metadata.size > 0 ? [Extent(offset: 0, length: metadata.size)] : []
+    }
+
+    func extendedAttributes() async throws -> [ExtendedAttribute] {
+        try await ensureObject()
+        return S3Metadata.decodeAttributes(object?.metadata ?? [:])
+    }
+
+    private func ensureObject() async throws {
+        if object != nil { return }
+        if metadata.size > 0 {
+            try await load(0)
+        } else {
+            object = try await location.client.headObject(bucket: location.bucket, key: key)
+            if object == nil { throw missing() }
+        }
+    }
+
+    private func missing() -> S3Error {
+        S3Error(.http, operation: "GetObject", bucket: location.bucket, key: key, status: 404, message: "the object is gone", path: path)
+    }
+
+    /// Fetches the block holding `offset` (the whole object when it is small).
+    private func load(_ offset: Int64) async throws {
+        let whole = metadata.size <= location.multipartThreshold
+        let start = whole ? 0 : offset - offset % S3Reader.blockSize
+        let end = whole ? metadata.size - 1 : min(start + S3Reader.blockSize, metadata.size) - 1
+        let (info, bytes) = try await location.client.getObject(bucket: location.bucket, key: key, range: whole ? nil : start...end)
+        if whole, let etag = info.etag?.trimmingCharacters(in: CharacterSet(charactersIn: "\"")), etag.count == 32, !etag.contains("-") {
+            let md5 = Array(bytes.md5Digest).hexString
+            if md5 != etag.lowercased() {
+                throw S3Error(.checksumMismatch, operation: "GetObject", bucket: location.bucket, key: key,
+                              message: "the bytes received (MD5 \(md5)) are not what the server stored (ETag \(etag))",
+                              path: path, retryClass: .retryable)
+            }
+        }
+        object = info
+        block = (start, bytes)
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) async throws -> Int {
+        if offset >= metadata.size || buffer.count == 0 { return 0 }
+        if block == nil || offset < block!.offset || offset >= block!.offset + Int64(block!.bytes.readableBytes) {
+            try await load(offset)
+        }
+        let (start, bytes) = block!
+        let available = Int64(bytes.readableBytes) - (offset - start)
+        if available <= 0 { return 0 }
+        let n = Int(min(Int64(buffer.count), available))
+        bytes.withUnsafeReadableBytes { raw in
+            buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[Int(offset - start)..<(Int(offset - start) + n)]))
+        }
+        return n
+    }
+
+    /// The object's metadata as the GET/HEAD showed it (S3 has no ctime: it is the mtime).
+    func close() async throws -> FileMetadata {
+        try await ensureObject()
+        guard let object else { throw missing() }
+        var m = S3Metadata.decode(object, isDirectory: false).1
+        m.size = object.size
+        if let range = block, metadata.size > location.multipartThreshold, range.bytes.readableBytes > 0 {
+            m.size = metadata.size  // a ranged GET's Content-Length is the range's
+        }
+        return m
+    }
+}

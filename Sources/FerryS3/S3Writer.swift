@@ -1,0 +1,95 @@
+import FerryCore
+import Foundation
+import NIOCore
+
+/// Writes one object. Up to the multipart threshold the bytes gather in memory and go in
+/// one PutObject at commit (S3 makes it appear atomically). Above it, a multipart upload
+/// with parts sized for the object (at least 8 MiB, at most 10,000 parts); the object
+/// appears only when the upload completes, and ``abort()`` aborts it. Holes are sent as
+/// zeros. Used by one task at a time.
+final class S3Writer: EntryWriter, @unchecked Sendable {
+    let location: S3Location
+    let key: String
+    let path: EntryPath
+    let size: Int64
+    let metadata: [String: String]
+    let partSize: Int
+    private var buffer: ByteBuffer
+    /// File offset of `buffer`'s first byte.
+    private var bufferStart: Int64 = 0
+    private var uploadID: String?
+    private var parts: [(Int, String)] = []
+
+    init(location: S3Location, key: String, path: EntryPath, size: Int64, metadata: [String: String]) {
+        self.location = location
+        self.key = key
+        self.path = path
+        self.size = size
+        self.metadata = metadata
+        let mib: Int64 = 1 << 20
+        let needed = (size + 9_999) / 10_000
+        partSize = Int(max(8 * mib, (needed + mib - 1) / mib * mib))
+        buffer = ByteBuffer()
+        buffer.reserveCapacity(Int(min(size, location.multipartThreshold, Int64(partSize))))
+    }
+
+    var isMultipart: Bool { size > location.multipartThreshold }
+
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws {
+        let end = bufferStart + Int64(buffer.readableBytes)
+        if offset > end { try await appendZeros(offset - end) }
+        buffer.writeBytes(bytes)
+        try await flushFullParts()
+    }
+
+    private func appendZeros(_ count: Int64) async throws {
+        var left = count
+        while left > 0 {
+            let n = Int(min(left, Int64(partSize)))
+            buffer.writeRepeatingByte(0, count: n)
+            left -= Int64(n)
+            try await flushFullParts()
+        }
+    }
+
+    private func flushFullParts() async throws {
+        guard isMultipart else { return }
+        while buffer.readableBytes >= partSize {
+            let part = buffer.readSlice(length: partSize)!
+            try await upload(part)
+            bufferStart += Int64(partSize)
+            buffer.discardReadBytes()
+        }
+    }
+
+    private func upload(_ part: ByteBuffer) async throws {
+        let client = location.client
+        if uploadID == nil {
+            uploadID = try await client.createMultipartUpload(bucket: location.bucket, key: key, metadata: metadata)
+        }
+        let number = parts.count + 1
+        let etag = try await client.uploadPart(bucket: location.bucket, key: key, uploadID: uploadID!, partNumber: number, body: part)
+        parts.append((number, etag))
+    }
+
+    func commit() async throws {
+        let end = bufferStart + Int64(buffer.readableBytes)
+        if size > end { try await appendZeros(size - end) }
+        if isMultipart {
+            if buffer.readableBytes > 0 || parts.isEmpty { try await upload(buffer.slice()) }
+            try await location.client.completeMultipartUpload(bucket: location.bucket, key: key, uploadID: uploadID!, parts: parts)
+            uploadID = nil
+        } else {
+            try await location.client.putObject(bucket: location.bucket, key: key, body: buffer, metadata: metadata)
+        }
+        buffer = ByteBuffer()
+    }
+
+    func abort() async {
+        if let uploadID {
+            try? await location.client.abortMultipartUpload(bucket: location.bucket, key: key, uploadID: uploadID)
+            self.uploadID = nil
+        }
+        buffer = ByteBuffer()
+    }
+}
