@@ -1,39 +1,68 @@
 import FerryCore
 import FerryLocal
+import FerryS3
 import Foundation
 
-/// Turns a command-line argument into a location: a plain path or `file://` URI today;
-/// other schemes are named in the error until their backend lands.
-enum LocationFactory {
+/// Turns command-line arguments into locations: plain paths and `file://` URIs (POSIX),
+/// and `s3://bucket/prefix` (S3-compatible, configured by flags, environment, profile).
+/// Owns the S3 clients it makes; ``close()`` shuts them down.
+final class LocationFactory {
     enum Role { case source, destination }
 
-    /// The POSIX path a `file://` URI or plain path names, or a usage error.
-    static func posixPath(_ argument: String) throws(FerryError) -> String {
+    /// What an argument names.
+    enum Kind {
+        case posix(String)
+        case s3(bucket: String, prefix: String)
+    }
+
+    let s3Overrides: S3Configuration.Overrides
+    private(set) var clients: [S3Client] = []
+
+    init(s3Overrides: S3Configuration.Overrides) {
+        self.s3Overrides = s3Overrides
+    }
+
+    /// Classifies an argument, or a usage error naming what is wrong.
+    static func kind(_ argument: String) throws -> Kind {
         if argument.isEmpty { throw FerryError(.invalidLocation, "an empty location was given") }
+        if argument.hasPrefix("s3://") {
+            let (bucket, prefix) = try S3Configuration.parse(uri: argument)
+            return .s3(bucket: bucket, prefix: prefix)
+        }
         if argument.hasPrefix("file://") {
             let rest = String(argument.dropFirst("file://".count))
             guard rest.hasPrefix("/") else {
                 throw FerryError(.invalidLocation, "\(argument): a file:// URI needs an absolute path (file:///data)")
             }
-            return rest.removingPercentEncoding ?? rest
+            return .posix(rest.removingPercentEncoding ?? rest)
         }
         if let scheme = argument.range(of: "://").map({ String(argument[..<$0.lowerBound]) }), !scheme.contains("/") {
-            throw FerryError(.unsupported, "\(argument): locations of scheme \(scheme):// are not supported yet (file:// and plain paths are)")
+            throw FerryError(.unsupported, "\(argument): locations of scheme \(scheme):// are not supported (file://, s3:// and plain paths are)")
         }
-        return argument
+        return .posix(argument)
     }
 
     /// Refuses a source and destination that contain one another: copying a tree into
     /// itself never ends, and with --delete a source inside the destination would be removed.
-    static func checkDisjoint(source: String, destination: String) throws(FerryError) {
-        let sourcePath = try posixPath(source), destinationPath = try posixPath(destination)
-        guard let s = realpathOrNil(sourcePath) else { return }
-        let d = realpathOrNil(destinationPath) ?? absolute(destinationPath)
-        func inside(_ a: String, _ b: String) -> Bool { a == b || a.hasPrefix(b == "/" ? "/" : b + "/") }
-        if inside(d, s) || inside(s, d) {
-            throw FerryError(.invalidLocation, "the source \(s) and the destination \(d) overlap; choose a destination outside the source tree")
+    static func checkDisjoint(source: String, destination: String) throws {
+        switch (try kind(source), try kind(destination)) {
+        case (.posix(let sourcePath), .posix(let destinationPath)):
+            guard let s = realpathOrNil(sourcePath) else { return }
+            let d = realpathOrNil(destinationPath) ?? absolute(destinationPath)
+            if inside(d, s) || inside(s, d) {
+                throw FerryError(.invalidLocation, "the source \(s) and the destination \(d) overlap; choose a destination outside the source tree")
+            }
+        case (.s3(let b1, let p1), .s3(let b2, let p2)) where b1 == b2:
+            let a = "/" + p1.trimmingCharacters(in: CharacterSet(charactersIn: "/")), b = "/" + p2.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+            if inside(a, b) || inside(b, a) {
+                throw FerryError(.invalidLocation, "s3://\(b1)\(a) and s3://\(b2)\(b) overlap; choose prefixes that do not contain one another")
+            }
+        default:
+            return
         }
     }
+
+    private static func inside(_ a: String, _ b: String) -> Bool { a == b || a.hasPrefix(b == "/" ? "/" : b + "/") }
 
     private static func realpathOrNil(_ path: String) -> String? {
         guard let r = realpath(path, nil) else { return nil }
@@ -46,13 +75,26 @@ enum LocationFactory {
         return URL(fileURLWithPath: full).standardizedFileURL.path
     }
 
-    static func open(_ argument: String, role: Role, create: Bool) throws -> any Location {
-        let path = try posixPath(argument)
-        do {
-            return try POSIXLocation(path: path, create: create)
-        } catch let error as LocalError where error.code == .rootMissing {
-            let what = role == .source ? "source" : "destination"
-            throw FerryError(.invalidLocation, "the \(what) \(path) does not exist")
+    func open(_ argument: String, role: Role, create: Bool) throws -> any Location {
+        switch try LocationFactory.kind(argument) {
+        case .posix(let path):
+            do {
+                return try POSIXLocation(path: path, create: create)
+            } catch let error as LocalError where error.code == .rootMissing {
+                throw FerryError(.invalidLocation, "the \(role == .source ? "source" : "destination") \(path) does not exist")
+            }
+        case .s3(let bucket, let prefix):
+            let client = try S3Client(endpoint: try S3Configuration.endpoint(s3Overrides))
+            clients.append(client)
+            return S3Location(client: client, bucket: bucket, prefix: prefix)
         }
+    }
+
+    /// S3 requests made so far by all clients.
+    var s3Requests: Int { clients.reduce(0) { $0 + $1.requestCount.load(ordering: .relaxed) } }
+
+    func close() async {
+        for c in clients { await c.shutdown() }
+        clients = []
     }
 }

@@ -74,6 +74,9 @@ struct SyncCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Work items (listings, files) in flight at once.", valueName: "n"))
     var parallel: Int = 16
 
+    @OptionGroup(title: "S3 locations (s3://bucket/prefix)")
+    var s3: S3Flags
+
     @Flag(name: .shortAndLong, help: "Print nothing but errors.")
     var quiet = false
 
@@ -100,10 +103,8 @@ struct SyncCommand: AsyncParsableCommand {
         do {
             try transferOptions.validate()
             _ = try filters()
-            _ = try LocationFactory.posixPath(source)
-            _ = try LocationFactory.posixPath(destination)
             try LocationFactory.checkDisjoint(source: source, destination: destination)
-        } catch {
+        } catch let error as any LocationError {
             throw ValidationError(error.description)
         }
         if parallel < 1 || parallel > 4096 { throw ValidationError("--parallel must be between 1 and 4096") }
@@ -124,16 +125,18 @@ struct SyncCommand: AsyncParsableCommand {
         let sourceLocation: any Location
         var destinationLocation: any Location
         var placeholder: String?
+        let factory = LocationFactory(s3Overrides: s3.overrides)
         do {
-            sourceLocation = try LocationFactory.open(source, role: .source, create: false)
+            sourceLocation = try factory.open(source, role: .source, create: false)
             do {
-                destinationLocation = try LocationFactory.open(destination, role: .destination, create: !dryRun)
+                destinationLocation = try factory.open(destination, role: .destination, create: !dryRun)
             } catch let e as FerryError where dryRun && e.code == .invalidLocation {
                 // A dry run against a destination that does not exist yet: compare with an empty tree.
                 placeholder = NSTemporaryDirectory() + "ferry-dry-run-\(getpid())"
-                destinationLocation = try LocationFactory.open(placeholder!, role: .destination, create: true)
+                destinationLocation = try factory.open(placeholder!, role: .destination, create: true)
             }
         } catch {
+            await factory.close()
             output.fatal("\(error)")
             throw ExitCode(ExitStatus.failed)
         }
@@ -148,6 +151,10 @@ struct SyncCommand: AsyncParsableCommand {
         let engine = SyncEngine(configuration, report: sink)
         let progress = ProgressDisplay(counters: engine.counters, enabled: !quiet && !json && cferry_isatty(2) == 1)
         var result = await progress.whileRunning { await engine.run() }
+        if verbose && !factory.clients.isEmpty {
+            FileHandle.standardError.write(Data("S3 requests: \(factory.s3Requests)\n".utf8))
+        }
+        await factory.close()
         if placeholder != nil { result.destination = "file://" + destination }
 
         if let report {

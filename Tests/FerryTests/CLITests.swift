@@ -47,9 +47,9 @@ import Testing
     }
 
     @Test func unsupportedSchemeIsNamed() throws {
-        let run = try CLI.run(["sync", "s3://bucket/prefix", "/tmp/x"])
+        let run = try CLI.run(["sync", "gs://bucket/prefix", "/tmp/x"])
         #expect(run.status == 64)
-        #expect(run.stderr.contains("s3://"))
+        #expect(run.stderr.contains("gs://"))
     }
 
     @Test func jsonSummaryAndFileURIs() throws {

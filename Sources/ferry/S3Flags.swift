@@ -1,0 +1,26 @@
+import ArgumentParser
+import FerryS3
+
+extension S3Configuration.AddressingStyle: ExpressibleByArgument {}
+
+/// Flags for `s3://` locations; each one overrides the AWS environment and profile.
+struct S3Flags: ParsableArguments {
+    @Option(help: ArgumentHelp("S3-compatible endpoint, e.g. http://127.0.0.1:9000 (else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile, or AWS).", valueName: "url"))
+    var endpointUrl: String?
+
+    @Option(help: ArgumentHelp("Region to sign for (else AWS_REGION, AWS_DEFAULT_REGION, the profile, or us-east-1).", valueName: "region"))
+    var region: String?
+
+    @Option(help: ArgumentHelp("Profile in ~/.aws/credentials and ~/.aws/config (else AWS_PROFILE, or default).", valueName: "name"))
+    var profile: String?
+
+    @Option(help: ArgumentHelp("PEM file of CA certificates to trust for https endpoints (else AWS_CA_BUNDLE).", valueName: "file"))
+    var caBundle: String?
+
+    @Option(help: ArgumentHelp("path (host/bucket/key) or virtual (bucket.host/key); default: path with --endpoint-url, virtual for AWS.", valueName: "style"))
+    var addressingStyle: S3Configuration.AddressingStyle?
+
+    var overrides: S3Configuration.Overrides {
+        S3Configuration.Overrides(endpointURL: endpointUrl, region: region, profile: profile, caBundle: caBundle, addressingStyle: addressingStyle)
+    }
+}
