@@ -154,13 +154,21 @@ public struct S3Location: Location {
         try await client.putObject(bucket: bucket, key: try key(path), body: ByteBuffer(bytes: target), metadata: values)
     }
 
-    /// A server-side copy of the first path, keeping its metadata (and link group).
+    /// A server-side copy of the first path, keeping its metadata and link group (the data
+    /// crosses the network once). A first path without a group gets one named after its key.
     public func makeHardLink(_ path: EntryPath, to existing: EntryPath) async throws {
         let source = try key(existing)
-        guard let head = try await client.headObject(bucket: bucket, key: source) else {
+        guard var metadata = try await client.headObject(bucket: bucket, key: source)?.metadata else {
             throw S3Error(.http, operation: "CopyObject", bucket: bucket, key: source, status: 404, message: "the first path of the hard-link group is missing", path: existing)
         }
-        try await client.copyObject(bucket: bucket, key: try key(path), sourceBucket: bucket, sourceKey: source, metadata: head.metadata)
+        if metadata[S3Metadata.linkGroup] == nil {
+            var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a of the key
+            for b in source.utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
+            metadata[S3Metadata.linkGroup] = "0:\(hash)"
+            metadata[S3Metadata.linkCount] = "2"
+            try await client.copyObject(bucket: bucket, key: source, sourceBucket: bucket, sourceKey: source, metadata: metadata)
+        }
+        try await client.copyObject(bucket: bucket, key: try key(path), sourceBucket: bucket, sourceKey: source, metadata: metadata)
     }
 
     public func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {

@@ -88,10 +88,11 @@ struct CLI {
 
     /// Runs `ferry args…`, optionally through a wrapper (e.g. `setpriv …`).
     /// With `direct`, `wrapper` is the whole command and `args` its arguments (no ferry).
-    static func run(_ args: [String], wrapper: [String] = [], direct: Bool = false) throws -> Run {
+    static func run(_ args: [String], wrapper: [String] = [], direct: Bool = false, environment: [String: String]? = nil) throws -> Run {
         let p = Process()
+        if let environment { p.environment = environment }
         let argv = direct ? wrapper + args : wrapper + [executable] + args
-        p.executableURL = URL(fileURLWithPath: argv[0].hasPrefix("/") ? argv[0] : "/usr/bin/" + argv[0])
+        p.executableURL = URL(fileURLWithPath: argv[0].hasPrefix("/") ? argv[0] : (S3TestServer.which(argv[0]) ?? "/usr/bin/" + argv[0]))
         p.arguments = Array(argv.dropFirst())
         let out = Pipe(), err = Pipe()
         p.standardOutput = out

@@ -1,0 +1,95 @@
+import Foundation
+import Glibc
+
+/// A real S3 server on 127.0.0.1 for tests: moto (`moto_server`). Started once per test
+/// process on a free port, killed with the process (`setpriv --pdeathsig KILL`). Fails
+/// loudly when it cannot start.
+public final class S3TestServer: Sendable {
+    public let endpoint: String
+    public let port: Int
+    let process: Process
+
+    /// The shared moto server of this test process.
+    public static let moto: Result<S3TestServer, TestTreeError> = Result { try S3TestServer.startMoto() }.mapError {
+        $0 as? TestTreeError ?? TestTreeError("\($0)")
+    }
+
+    init(port: Int, process: Process) {
+        self.port = port
+        self.process = process
+        self.endpoint = "http://127.0.0.1:\(port)"
+    }
+
+    /// Starts `moto_server -H 127.0.0.1 -p PORT` and waits until it answers.
+    public static func startMoto() throws -> S3TestServer {
+        let port = try freePort()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        guard let moto = which("moto_server") else {
+            throw TestTreeError("moto_server not found: pip install 'moto[server]' (.ci/run does)")
+        }
+        p.arguments = ["--pdeathsig", "KILL", "--", moto, "-H", "127.0.0.1", "-p", "\(port)"]
+        let log = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardOutput = log
+        p.standardError = log
+        try p.run()
+        try waitForPort(port, process: p, what: "moto_server")
+        return S3TestServer(port: port, process: p)
+    }
+
+    /// Environment for the `aws` CLI and boto3 against this server.
+    public var clientEnvironment: [String: String] {
+        var env = ProcessInfo.processInfo.environment
+        env["AWS_ACCESS_KEY_ID"] = "ferry-test"
+        env["AWS_SECRET_ACCESS_KEY"] = "ferry-test-secret"
+        env["AWS_DEFAULT_REGION"] = "us-east-1"
+        env["AWS_ENDPOINT_URL"] = endpoint
+        env["AWS_PAGER"] = ""
+        return env
+    }
+
+    public static func which(_ name: String) -> String? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+            let candidate = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        for candidate in ["/root/.pyenv/shims/\(name)", "/usr/local/bin/\(name)"] where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        return nil
+    }
+
+    /// A TCP port nobody listens on now (bound to 0, read back, closed).
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0 else { throw TestTreeError("bind: \(String(cString: strerror(errno)))") }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// Waits up to 30 s for something to accept connections on `port`.
+    public static func waitForPort(_ port: Int, process: Process, what: String) throws {
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if !process.isRunning { throw TestTreeError("\(what) exited with status \(process.terminationStatus) before listening on \(port)") }
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = UInt16(port).bigEndian
+            let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+            close(fd)
+            if ok { return }
+            usleep(100_000)
+        }
+        process.terminate()
+        throw TestTreeError("\(what) did not listen on 127.0.0.1:\(port) within 30 s")
+    }
+}
