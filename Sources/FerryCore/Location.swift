@@ -106,8 +106,10 @@ public protocol EntryWriter: Sendable {
     /// Writes `bytes` at `offset`. Ranges never written stay holes where the location can.
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws
     /// Sets the final size, applies the metadata given at creation, and moves the file to
-    /// its final name atomically.
-    func commit() async throws
+    /// its final name atomically. Returns the names of metadata the destination did not
+    /// keep (an object store that drops user metadata, xattrs over its size limit).
+    @discardableResult
+    func commit() async throws -> [String]
     /// Discards the temporary file.
     func abort() async
 }

@@ -36,6 +36,8 @@ public final class ExecutionCounters: Sendable {
     public let filesVerified = Atomic<Int64>(0)
     public let filesUnchanged = Atomic<Int64>(0)
     public let verificationFailures = Atomic<Int64>(0)
+    /// Items whose data arrived but some metadata could not be stored at the destination.
+    public let metadataNotStored = Atomic<Int64>(0)
 
     public init() {}
 
@@ -47,7 +49,7 @@ public final class ExecutionCounters: Sendable {
 
     /// Names of the counters, for ``add(_:_:)``.
     public enum Counter: Sendable {
-        case filesListedSource, filesListedDestination, estimatedFilesToTransfer, estimatedBytesToTransfer, estimatedFilesToDelete, filesTransferred, bytesTransferred, bytesWritten, filesDeleted, filesSkipped, filesFailed, filesVerified, filesUnchanged, verificationFailures
+        case filesListedSource, filesListedDestination, estimatedFilesToTransfer, estimatedBytesToTransfer, estimatedFilesToDelete, filesTransferred, bytesTransferred, bytesWritten, filesDeleted, filesSkipped, filesFailed, filesVerified, filesUnchanged, verificationFailures, metadataNotStored
     }
 
     /// Adds `n` to one counter.
@@ -67,6 +69,7 @@ public final class ExecutionCounters: Sendable {
         case .filesVerified: filesVerified.add(n, ordering: .relaxed)
         case .filesUnchanged: filesUnchanged.add(n, ordering: .relaxed)
         case .verificationFailures: verificationFailures.add(n, ordering: .relaxed)
+        case .metadataNotStored: metadataNotStored.add(n, ordering: .relaxed)
         }
     }
 
@@ -86,7 +89,8 @@ public final class ExecutionCounters: Sendable {
             filesFailed: filesFailed.load(ordering: .relaxed),
             filesVerified: filesVerified.load(ordering: .relaxed),
             filesUnchanged: filesUnchanged.load(ordering: .relaxed),
-            verificationFailures: verificationFailures.load(ordering: .relaxed))
+            verificationFailures: verificationFailures.load(ordering: .relaxed),
+            metadataNotStored: metadataNotStored.load(ordering: .relaxed))
     }
 }
 
@@ -106,6 +110,7 @@ public struct CounterSnapshot: Sendable, Codable, Hashable {
     public var filesVerified: Int64
     public var filesUnchanged: Int64
     public var verificationFailures: Int64
+    public var metadataNotStored: Int64
 
     enum CodingKeys: String, CodingKey {
         case estimatedFilesToTransfer = "EstimatedFilesToTransfer"
@@ -122,5 +127,6 @@ public struct CounterSnapshot: Sendable, Codable, Hashable {
         case filesVerified = "FilesVerified"
         case filesUnchanged = "FilesUnchanged"
         case verificationFailures = "VerificationFailures"
+        case metadataNotStored = "FilesWithMetadataNotStored"
     }
 }

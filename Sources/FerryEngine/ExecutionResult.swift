@@ -47,7 +47,7 @@ public struct ExecutionResult: Sendable, Codable {
     public var outcome: Outcome {
         if status == "ERROR" && errorCode == "Fatal" { return .failed }
         if counters.verificationFailures > 0 { return .verificationFailed }
-        if counters.filesFailed > 0 || counters.filesSkipped > 0 || status == "ERROR" { return .partial }
+        if counters.filesFailed > 0 || counters.filesSkipped > 0 || counters.metadataNotStored > 0 || status == "ERROR" { return .partial }
         return .success
     }
 }

@@ -101,6 +101,9 @@ public final class SyncEngine: Sendable {
         } else if snapshot.verificationFailures > 0 {
             status = "ERROR"; errorCode = "VerificationFailed"
             errorDetail = "\(snapshot.verificationFailures) item(s) failed verification"
+        } else if snapshot.metadataNotStored > 0 {
+            status = "ERROR"; errorCode = "MetadataNotStored"
+            errorDetail = "\(snapshot.metadataNotStored) item(s) arrived without some of their metadata (named in the report)"
         } else if snapshot.filesFailed > 0 || snapshot.filesSkipped > 0 {
             status = "ERROR"; errorCode = "FilesSkippedOrFailed"
             errorDetail = "\(snapshot.filesFailed) item(s) failed and \(snapshot.filesSkipped) were skipped"

@@ -24,6 +24,8 @@ public enum FailureKind: String, Sendable, Codable {
     case unsupported = "UNSUPPORTED"
     case overwriteNever = "OVERWRITE_NEVER"
     case deleteError = "DELETE_ERROR"
+    /// The data arrived, but the destination did not keep some of the metadata.
+    case metadataNotStored = "METADATA_NOT_STORED"
 }
 
 /// One line of the task report.

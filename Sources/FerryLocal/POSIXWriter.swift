@@ -45,7 +45,7 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
         end.max(offset + Int64(bytes.count), ordering: .relaxed)
     }
 
-    func commit() async throws {
+    func commit() async throws -> [String] {
         if end.load(ordering: .relaxed) != metadata.size {
             guard ftruncate(file.fd, off_t(metadata.size)) == 0 else { throw location.fail("ftruncate", path) }
         }
@@ -55,6 +55,7 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
         }
         if renamed != 0 { throw location.fail("renameat", path) }
         finished.store(true, ordering: .relaxed)
+        return []
     }
 
     func abort() async {

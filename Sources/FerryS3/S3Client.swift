@@ -134,7 +134,10 @@ public final class S3Client: Sendable {
     static func error(from response: Response, request r: Request) -> S3Error {
         let xml = XMLElement.parse(Data(response.body.readableBytesView))
         let code = xml?["Code"]
-        let message = xml?["Message"] ?? (response.status == 404 ? "not found" : "HTTP \(response.status)")
+        var message = xml?["Message"] ?? (response.status == 404 ? "not found" : "HTTP \(response.status)")
+        if xml == nil && response.status == 403 {
+            message = "access denied or the signature does not match (a HEAD response carries no reason): check the access key, the secret and the region"
+        }
         let requestID = xml?["RequestId"] ?? response.headers.first(name: "x-amz-request-id")
         return S3Error(.http, operation: r.operation, bucket: r.bucket, key: xml?["Key"] ?? r.key, status: response.status,
                        s3Code: code ?? (response.status == 503 ? "SlowDown" : nil), message: message, requestID: requestID)

@@ -14,6 +14,8 @@ public struct S3Location: Location {
     public var multipartThreshold: Int64 = 16 << 20
     /// HEAD requests in flight while listing one directory.
     public var listingConcurrency = 32
+    /// Whether the server keeps user metadata, learned from the first object written.
+    let metadataSupport = MetadataSupport()
 
     public init(client: S3Client, bucket: String, prefix: String) {
         self.client = client
@@ -142,8 +144,9 @@ public struct S3Location: Location {
             throw S3Error(.tooLarge, operation: "upload", bucket: bucket, key: k,
                           message: "\(metadata.size) bytes is more than the 5 TiB an S3 object can hold", path: path, retryClass: .itemFailed)
         }
-        let (values, _) = S3Metadata.encode(kind: .file, metadata: metadata, selection: selection, attributes: attributes)
-        return S3Writer(location: self, key: k, path: path, size: metadata.size, metadata: values)
+        let (values, dropped) = S3Metadata.encode(kind: .file, metadata: metadata, selection: selection, attributes: attributes)
+        return S3Writer(location: self, key: k, path: path, size: metadata.size, metadata: values,
+                        notStored: dropped.map { "xattr \($0) (over the 2 KiB S3 allows for user metadata)" })
     }
 
     /// S3 has no directories: the marker is written with the directory's metadata later.

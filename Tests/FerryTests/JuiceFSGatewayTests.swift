@@ -1,0 +1,74 @@
+import FerryCore
+import FerryEngine
+import FerryLocal
+import FerryS3
+import FerryTesting
+import Foundation
+import Testing
+
+/// The S3 location against the JuiceFS S3 gateway (MinIO-derived; checks SigV4; keeps
+/// data but silently drops user metadata).
+@Suite struct JuiceFSGatewayTests {
+    static func server() throws -> S3TestServer { try S3TestServer.juicefs.get() }
+
+    static func client(_ server: S3TestServer) throws -> S3Client {
+        try S3Client(endpoint: S3Configuration.endpoint(
+            S3Configuration.Overrides(endpointURL: server.endpoint), environment: server.clientEnvironment, home: "/nonexistent"))
+    }
+
+    @Test func conformanceFailsOnlyWhereMetadataIsDropped() async throws {
+        let server = try JuiceFSGatewayTests.server()
+        let client = try JuiceFSGatewayTests.client(server)
+        let failures = await LocationConformance.run {
+            S3Location(client: client, bucket: server.bucket!, prefix: "conformance-\(UInt32.random(in: 0..<UInt32.max))")
+        }
+        await client.shutdown()
+        let failedChecks = Set(failures.map { String($0.prefix { $0 != ":" }) })
+        #expect(failedChecks.isSubset(of: ["write, list, stat, read back", "metadata in place", "extended attributes", "hard links", "symlinks"]), "\(failures)")
+        // What the gateway does keep: data, listings, atomic replacement, removal, symlink bodies.
+        #expect(!failures.contains { $0.contains("content differs") || $0.contains("listing") || $0.contains("order") }, "\(failures)")
+    }
+
+    @Test func droppedMetadataIsReportedNotClaimed() throws {
+        let server = try JuiceFSGatewayTests.server()
+        let f = try Fixture("juicefs")
+        defer { f.cleanUp() }
+        try f.source.file("a/data.bin", TestTree.bytes(100_000, seed: 5), mode: 0o600)
+        try f.source.chown("a/data.bin", uid: 1234, gid: 99)
+        try f.source.file("big.bin", TestTree.bytes(20 << 20, seed: 6))
+        let prefix = "drop-\(UInt32.random(in: 0..<UInt32.max))"
+        let reportPath = f.destinationRoot + ".report.json"
+        let run = try CLI.run(["sync", f.source.root, "s3://\(server.bucket!)/\(prefix)", "--endpoint-url", server.endpoint, "--report", reportPath],
+                              environment: server.clientEnvironment)
+        #expect(run.status == 3, "verification says so: \(run.stdout)\(run.stderr)")
+        #expect(run.stderr.contains("METADATA_NOT_STORED"))
+        #expect(run.stderr.contains("the server drops user metadata"))
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reportPath))) as! [String: Any]
+        let transferred = report["Transferred"] as! [[String: Any]]
+        let partial = transferred.filter { $0["Status"] as? String == "PARTIAL" }.compactMap { $0["RelativePath"] as? String }
+        #expect(Set(partial) == ["/a/data.bin", "/big.bin"])
+        let verified = report["Verified"] as! [[String: Any]]
+        #expect(verified.contains { $0["RelativePath"] as? String == "/a/data.bin" && $0["FailureKind"] as? String == "METADATA_FAILURE" })
+        try? FileManager.default.removeItem(atPath: reportPath)
+        // The data itself arrived intact (read back with the aws CLI).
+        let copy = f.destinationRoot + ".big"
+        let get = try CLI.run(["s3", "cp", "s3://\(server.bucket!)/\(prefix)/big.bin", copy], wrapper: ["aws"], direct: true, environment: server.clientEnvironment)
+        #expect(get.status == 0, "\(get.stderr)")
+        #expect(FileManager.default.contents(atPath: copy) == Data(TestTree.bytes(20 << 20, seed: 6)))
+        try? FileManager.default.removeItem(atPath: copy)
+    }
+
+    @Test func wrongSecretIsRefusedWithAClearMessage() throws {
+        let server = try JuiceFSGatewayTests.server()
+        var env = server.clientEnvironment
+        env["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
+        let f = try Fixture("juicefs-auth")
+        defer { f.cleanUp() }
+        try f.source.file("x", [1])
+        let run = try CLI.run(["sync", f.source.root, "s3://\(server.bucket!)/auth", "--endpoint-url", server.endpoint], environment: env)
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("HTTP 403"))
+        #expect(run.stderr.contains("check the access key, the secret and the region"))
+        #expect(!run.stderr.contains("not-the-secret"))
+    }
+}
