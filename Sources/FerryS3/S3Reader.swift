@@ -4,7 +4,8 @@ import Foundation
 import NIOCore
 
 /// Reads one object: small objects in one GET (checked against an MD5 ETag), large ones
-/// in ranged GETs of 8 MiB blocks. Used by one task at a time.
+/// in ranged GETs of 8 MiB blocks, up to ``blocksAhead`` of them fetched in parallel
+/// ahead of the reader. Used by one task at a time.
 final class S3Reader: EntryReader, @unchecked Sendable {
     let location: S3Location
     let key: String
@@ -14,6 +15,11 @@ final class S3Reader: EntryReader, @unchecked Sendable {
 
     private var block: (offset: Int64, bytes: ByteBuffer)?
     private var object: S3Object?
+    /// Ranged GETs under way for the blocks after the current one, by block offset.
+    private var prefetch: [Int64: Task<(S3Object, ByteBuffer), any Error>] = [:]
+    static let blocksAhead: Int64 = 4
+
+    deinit { for t in prefetch.values { t.cancel() } }
 
     init(location: S3Location, key: String, path: EntryPath, metadata: FileMetadata) {
         self.location = location
@@ -49,8 +55,18 @@ final class S3Reader: EntryReader, @unchecked Sendable {
     private func load(_ offset: Int64) async throws {
         let whole = metadata.size <= location.multipartThreshold
         let start = whole ? 0 : offset - offset % S3Reader.blockSize
-        let end = whole ? metadata.size - 1 : min(start + S3Reader.blockSize, metadata.size) - 1
-        let (info, bytes) = try await location.client.getObject(bucket: location.bucket, key: key, range: whole ? nil : start...end)
+        let (info, bytes): (S3Object, ByteBuffer)
+        if whole {
+            (info, bytes) = try await location.client.getObject(bucket: location.bucket, key: key)
+        } else {
+            // Keep the next blocks coming while this one is read.
+            for n in 0...S3Reader.blocksAhead {
+                let b = start + n * S3Reader.blockSize
+                if b < metadata.size && prefetch[b] == nil { prefetch[b] = fetch(b) }
+            }
+            (info, bytes) = try await prefetch.removeValue(forKey: start)!.value
+            for (b, t) in prefetch where b < start { t.cancel(); prefetch[b] = nil }
+        }
         if whole, let etag = info.etag?.trimmingCharacters(in: CharacterSet(charactersIn: "\"")), etag.count == 32, !etag.contains("-") {
             let md5 = Array(bytes.md5Digest).hexString
             if md5 != etag.lowercased() {
@@ -61,6 +77,12 @@ final class S3Reader: EntryReader, @unchecked Sendable {
         }
         object = info
         block = (start, bytes)
+    }
+
+    private func fetch(_ start: Int64) -> Task<(S3Object, ByteBuffer), any Error> {
+        let end = min(start + S3Reader.blockSize, metadata.size) - 1
+        let (client, bucket, key) = (location.client, location.bucket, self.key)
+        return Task { try await client.getObject(bucket: bucket, key: key, range: start...end) }
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) async throws -> Int {

@@ -5,8 +5,8 @@ import NIOCore
 /// Writes one object. Up to the multipart threshold the bytes gather in memory and go in
 /// one PutObject at commit (S3 makes it appear atomically). Above it, a multipart upload
 /// with parts sized for the object (at least 8 MiB, at most 10,000 parts); the object
-/// appears only when the upload completes, and ``abort()`` aborts it. Holes are sent as
-/// zeros. Used by one task at a time.
+/// appears only when the upload completes, and ``abort()`` aborts it. Up to
+/// ``partsInFlight`` parts upload at once. Holes are sent as zeros. Used by one task at a time.
 final class S3Writer: EntryWriter, @unchecked Sendable {
     let location: S3Location
     let key: String
@@ -19,6 +19,9 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
     private var bufferStart: Int64 = 0
     private var uploadID: String?
     private var parts: [(Int, String)] = []
+    /// Parts being uploaded (bounded by `partsInFlight`); awaited in order.
+    private var pending: [Task<(Int, String), any Error>] = []
+    static let partsInFlight = 4
 
     /// Metadata known not to fit before anything is sent.
     let notStored: [String]
@@ -71,16 +74,24 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
         if uploadID == nil {
             uploadID = try await client.createMultipartUpload(bucket: location.bucket, key: key, metadata: metadata)
         }
-        let number = parts.count + 1
-        let etag = try await client.uploadPart(bucket: location.bucket, key: key, uploadID: uploadID!, partNumber: number, body: part)
-        parts.append((number, etag))
+        if pending.count >= S3Writer.partsInFlight { parts.append(try await pending.removeFirst().value) }
+        let number = parts.count + pending.count + 1
+        let (bucket, key, id) = (location.bucket, self.key, uploadID!)
+        pending.append(Task {
+            (number, try await client.uploadPart(bucket: bucket, key: key, uploadID: id, partNumber: number, body: part))
+        })
+    }
+
+    private func finishParts() async throws {
+        while !pending.isEmpty { parts.append(try await pending.removeFirst().value) }
     }
 
     func commit() async throws -> [String] {
         let end = bufferStart + Int64(buffer.readableBytes)
         if size > end { try await appendZeros(size - end) }
         if isMultipart {
-            if buffer.readableBytes > 0 || parts.isEmpty { try await upload(buffer.slice()) }
+            if buffer.readableBytes > 0 || parts.isEmpty && pending.isEmpty { try await upload(buffer.slice()) }
+            try await finishParts()
             try await location.client.completeMultipartUpload(bucket: location.bucket, key: key, uploadID: uploadID!, parts: parts)
             uploadID = nil
         } else {
@@ -93,6 +104,9 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
     }
 
     func abort() async {
+        for task in pending { task.cancel() }
+        for task in pending { _ = try? await task.value }
+        pending = []
         if let uploadID {
             try? await location.client.abortMultipartUpload(bucket: location.bucket, key: key, uploadID: uploadID)
             self.uploadID = nil
