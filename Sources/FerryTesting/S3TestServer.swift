@@ -154,7 +154,7 @@ public final class S3TestServer: Sendable {
             if ok { return }
             usleep(100_000)
         }
-        process.terminate()
+        Glibc.kill(process.processIdentifier, SIGKILL)
         throw TestTreeError("\(what) did not listen on 127.0.0.1:\(port) within 30 s")
     }
 }

@@ -83,3 +83,40 @@ import Testing
         #expect(try S3FaultTests.download(server, "s3://vol1/restart/large.bin", to: f.destinationRoot + ".dl") == Data(content))
     }
 }
+
+/// Throttling, server errors and dropped connections on every few requests: the run
+/// retries with backoff, slows down, and ends exact.
+@Suite struct S3RetryTests {
+    @Test func slowDownServerErrorsAndResetsAreRetried() async throws {
+        let server = try S3TestServer.moto.get()
+        let port = try S3TestServer.freePort()
+        let proxy = Process()
+        proxy.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        let script = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/fault_proxy.py").path
+        proxy.arguments = ["--pdeathsig", "KILL", "--", S3TestServer.which("python3") ?? "/usr/bin/python3", script, "\(port)", "\(server.port)", "4"]
+        let out = Pipe()
+        proxy.standardOutput = out
+        try proxy.run()
+        // SIGKILL: children of Foundation's Process may not see SIGTERM.
+        defer { if proxy.isRunning { kill(proxy.processIdentifier, SIGKILL) } }
+        try S3TestServer.waitForPort(port, process: proxy, what: "fault proxy")
+
+        let bucket = "ferry-retry-\(UInt32.random(in: 0..<UInt32.max))"
+        #expect(try CLI.run(["s3", "mb", "s3://\(bucket)"], wrapper: ["aws"], direct: true, environment: server.clientEnvironment).status == 0)
+        let f = try Fixture("s3-retry")
+        defer { f.cleanUp() }
+        try SampleTrees.smallFiles(f.source, files: 60, directories: 3)
+        try f.source.file("large.bin", TestTree.bytes(30 << 20, seed: 3))
+        let endpoint = "http://127.0.0.1:\(port)"
+        let up = try CLI.run(["sync", f.source.root, "s3://\(bucket)/r", "--endpoint-url", endpoint, "-v"], environment: server.clientEnvironment)
+        #expect(up.status == 0, "\(up.stdout)\(up.stderr)")
+        let down = try CLI.run(["sync", "s3://\(bucket)/r", f.destinationRoot, "--endpoint-url", endpoint], environment: server.clientEnvironment)
+        #expect(down.status == 0, "\(down.stdout)\(down.stderr)")
+        let diffs = try f.differences()
+        #expect(diffs == [], "\(diffs)")
+        kill(proxy.processIdentifier, SIGKILL)
+        proxy.waitUntilExit()
+        let log = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(log.contains("SlowDown") && log.contains("InternalError") && log.contains("reset"), "faults injected: \(log)")
+    }
+}

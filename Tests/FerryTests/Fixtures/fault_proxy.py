@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""A fault-injecting HTTP proxy for Ferry's S3 retry tests.
+
+fault_proxy.py LISTEN_PORT UPSTREAM_PORT EVERY
+Forwards every request to 127.0.0.1:UPSTREAM_PORT, except that every EVERY-th request
+is answered with an S3 error instead: 503 SlowDown, 500 InternalError, or a connection
+closed without an answer, in turn. Prints one line per injected fault to stdout.
+"""
+import http.client, http.server, socketserver, sys, threading
+
+listen, upstream, every = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+count = 0
+lock = threading.Lock()
+FAULTS = [(503, "SlowDown", "Please reduce your request rate."),
+          (500, "InternalError", "We encountered an internal error. Please try again."),
+          (None, None, None)]
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def handle_any(self):
+        global count
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+        with lock:
+            count += 1
+            n = count
+        if n % every == 0:
+            status, code, message = FAULTS[(n // every) % len(FAULTS)]
+            print(f"fault {n} {self.command} {self.path} {code or 'reset'}", flush=True)
+            if status is None:
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            xml = f"<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>fault-{n}</RequestId></Error>".encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(xml)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(xml)
+            return
+        conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=120)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "transfer-encoding"}
+        if body or self.command in ("PUT", "POST"):
+            headers["Content-Length"] = str(len(body))
+        conn.request(self.command, self.path, body=body if body or self.command in ("PUT", "POST") else None, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(k, v)
+        # A HEAD answer has no body but keeps the object's Content-Length.
+        self.send_header("Content-Length", r.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        conn.close()
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+print("ready", flush=True)
+Server(("127.0.0.1", listen), Handler).serve_forever()
