@@ -24,7 +24,7 @@ public struct S3Endpoint: Sendable, CustomStringConvertible {
     var port: Int? { url.port }
 
     /// The Host header for a bucket (port included when not the scheme's default).
-    func hostHeader(bucket: String?) -> String {
+    public func hostHeader(bucket: String?) -> String {
         var h = host
         if !pathStyle, let bucket { h = "\(bucket).\(h)" }
         if let port, !((scheme == "http" && port == 80) || (scheme == "https" && port == 443)) { h += ":\(port)" }

@@ -1,0 +1,81 @@
+import FerryS3
+import FerryTesting
+import Foundation
+import Testing
+
+/// Endpoint, region, credentials and addressing from flags, the AWS environment and files.
+@Suite struct S3ConfigurationTests {
+    func home(credentials: String, config: String) throws -> String {
+        let tree = try TestTree(label: "aws-home")
+        try tree.file(".aws/credentials", Array(credentials.utf8))
+        try tree.file(".aws/config", Array(config.utf8))
+        return tree.root
+    }
+
+    @Test func profileFilesAreRead() throws {
+        let home = try home(credentials: """
+            [default]
+            aws_access_key_id = DEFAULTKEY
+            aws_secret_access_key = defaultsecret
+
+            [work]
+            aws_access_key_id = WORKKEY
+            aws_secret_access_key = worksecret
+            aws_session_token = worktoken
+            """, config: """
+            [default]
+            region = eu-west-1
+
+            [profile work]
+            region = ap-south-1
+            endpoint_url = https://storage.example.com:9443
+            ca_bundle = /etc/ferry/ca.pem
+            s3 =
+              addressing_style = virtual
+            """)
+        defer { TestTree(existing: home).remove() }
+        let d = try S3Configuration.endpoint(.init(), environment: [:], home: home)
+        #expect(d.credentials.accessKeyID == "DEFAULTKEY" && d.region == "eu-west-1")
+        #expect(d.url.absoluteString == "https://s3.eu-west-1.amazonaws.com" && !d.pathStyle)
+        let w = try S3Configuration.endpoint(.init(), environment: ["AWS_PROFILE": "work"], home: home)
+        #expect(w.credentials == AWSCredentials(accessKeyID: "WORKKEY", secretAccessKey: "worksecret", sessionToken: "worktoken"))
+        #expect(w.region == "ap-south-1" && w.url.absoluteString == "https://storage.example.com:9443")
+        #expect(w.caBundlePath == "/etc/ferry/ca.pem" && !w.pathStyle)
+    }
+
+    @Test func environmentBeatsFilesAndFlagsBeatEnvironment() throws {
+        let home = try home(credentials: "[default]\naws_access_key_id = FILEKEY\naws_secret_access_key = filesecret\n", config: "[default]\nregion = eu-west-1\n")
+        defer { TestTree(existing: home).remove() }
+        let env = ["AWS_ACCESS_KEY_ID": "ENVKEY", "AWS_SECRET_ACCESS_KEY": "envsecret", "AWS_SESSION_TOKEN": "envtoken",
+                   "AWS_REGION": "us-west-2", "AWS_DEFAULT_REGION": "us-east-2", "AWS_ENDPOINT_URL": "http://generic:1",
+                   "AWS_ENDPOINT_URL_S3": "http://s3only:2"]
+        let e = try S3Configuration.endpoint(.init(), environment: env, home: home)
+        #expect(e.credentials.accessKeyID == "ENVKEY" && e.credentials.sessionToken == "envtoken")
+        #expect(e.region == "us-west-2")
+        #expect(e.url.absoluteString == "http://s3only:2" && e.pathStyle)
+        let f = try S3Configuration.endpoint(.init(endpointURL: "http://flag:3", region: "sa-east-1", addressingStyle: .virtual), environment: env, home: home)
+        #expect(f.url.absoluteString == "http://flag:3" && f.region == "sa-east-1" && !f.pathStyle)
+    }
+
+    @Test func missingCredentialsAndBadEndpointsAreNamed() throws {
+        #expect(throws: S3Error.self) { try S3Configuration.endpoint(.init(), environment: [:], home: "/nonexistent") }
+        let env = ["AWS_ACCESS_KEY_ID": "K", "AWS_SECRET_ACCESS_KEY": "S"]
+        do {
+            _ = try S3Configuration.endpoint(.init(endpointURL: "ftp://x"), environment: env, home: "/nonexistent")
+            Issue.record("an ftp endpoint was accepted")
+        } catch let e as S3Error {
+            #expect(e.description.contains("ftp://x"))
+            #expect(!e.description.contains("S\""))
+        }
+        #expect(throws: S3Error.self) { try S3Configuration.parse(uri: "s3://A_B/x") }
+        #expect(try S3Configuration.parse(uri: "s3://bucket-1/a/b/") == ("bucket-1", "a/b/"))
+    }
+
+    @Test func virtualHostedAndPathStyleRequests() throws {
+        let creds = AWSCredentials(accessKeyID: "K", secretAccessKey: "S")
+        let virtual = S3Endpoint(url: URL(string: "https://s3.eu-west-1.amazonaws.com")!, region: "eu-west-1", pathStyle: false, credentials: creds)
+        #expect(virtual.hostHeader(bucket: "b") == "b.s3.eu-west-1.amazonaws.com")
+        let path = S3Endpoint(url: URL(string: "http://127.0.0.1:9000")!, region: "us-east-1", pathStyle: true, credentials: creds)
+        #expect(path.hostHeader(bucket: "b") == "127.0.0.1:9000")
+    }
+}
