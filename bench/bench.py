@@ -8,7 +8,7 @@ alternated within each round; old copies on the disk are moved aside, never dele
 between runs (ext4 is slow to create files right after many were deleted), and removed
 only at the end. Wall time and peak RSS come from wait4(2) of each child.
 """
-import argparse, json, os, random, shutil, statistics, subprocess, sys, time
+import argparse, json, os, random, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,12 +50,14 @@ def tools(ferry):
 
 
 def run(cmd):
-    start = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - start
-    err = p.stderr.read().decode(errors="replace")
-    p.stderr.close()
+    # stderr to a file, not a pipe: a long message would fill the pipe and stall the child.
+    with tempfile.TemporaryFile() as errfile:
+        start = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errfile)
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - start
+        errfile.seek(0)
+        err = errfile.read().decode(errors="replace")
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(f"{cmd[0]} failed with {code}: {err}")

@@ -47,6 +47,17 @@ struct Fixture {
         try TreeSnapshot(destinationRoot).entries.keys.filter { $0.name.starts(with: Array(".ferry-tmp-".utf8)) }
     }
 
+    /// Polls `condition` every 10 ms on this thread (not on a timer that busy async work
+    /// could delay) until it holds or `seconds` pass; returns whether it held.
+    static func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            usleep(10_000)
+        }
+        return condition()
+    }
+
     /// A source file nobody but its owner (uid 4000) may read; see ``CLI/withoutDACOverride``.
     func lockedSourceFile(_ relative: String) throws {
         try source.file(relative, [2], mode: 0o000)

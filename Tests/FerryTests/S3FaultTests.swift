@@ -23,8 +23,8 @@ import Testing
         return FileManager.default.contents(atPath: path)
     }
 
-    /// Starts `ferry sync` slowly and kills it with SIGKILL after `delay`.
-    static func startAndKill(_ args: [String], environment: [String: String], after delay: Duration) async throws {
+    /// Starts `ferry sync` and kills it with SIGKILL once `ready` holds.
+    static func startAndKill(_ args: [String], environment: [String: String], when ready: () -> Bool) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: CLI.executable)
         p.arguments = args
@@ -32,7 +32,7 @@ import Testing
         p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try p.run()
-        try await Task.sleep(for: delay)
+        #expect(Fixture.waitUntil(seconds: 60) { ready() || !p.isRunning })
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
     }
@@ -46,7 +46,9 @@ import Testing
         let content = TestTree.bytes(60 << 20, seed: 11)
         try f.source.file("large.bin", content)
         let args = ["sync", f.source.root, "s3://\(bucket)/k", "--endpoint-url", server.endpoint]
-        try await S3FaultTests.startAndKill(args + ["--bwlimit", "20M"], environment: server.clientEnvironment, after: .milliseconds(1500))
+        try S3FaultTests.startAndKill(args + ["--bwlimit", "20M"], environment: server.clientEnvironment) {
+            (try? S3FaultTests.openUploads(server, bucket: bucket)) ?? 0 >= 1
+        }
         #expect(try S3FaultTests.openUploads(server, bucket: bucket) >= 1, "the killed run left its upload open")
         let again = try CLI.run(args, environment: server.clientEnvironment)
         #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
@@ -72,7 +74,8 @@ import Testing
         p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try p.run()
-        try await Task.sleep(for: .milliseconds(1200))
+        // Kill the server once the multipart upload is under way.
+        #expect(Fixture.waitUntil(seconds: 60) { (try? S3FaultTests.openUploads(server, bucket: "vol1")) ?? 0 >= 1 || !p.isRunning })
         server.kill()
         p.waitUntilExit()
         #expect(p.terminationStatus != 0, "a run whose server died cannot succeed")

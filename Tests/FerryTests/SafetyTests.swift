@@ -3,6 +3,7 @@ import FerryEngine
 import FerryTesting
 import Foundation
 import Glibc
+import Synchronization
 import Testing
 
 /// Nothing lost, nothing escapes: kill -9, unreadable files, changing files, hostile destinations.
@@ -30,12 +31,16 @@ import Testing
         defer { f.cleanUp() }
         try SampleTrees.smallFiles(f.source, files: 1500, directories: 30)
         for i in 0..<6 { try f.source.file("large/\(i).bin", TestTree.bytes(12 << 20, seed: UInt64(100 + i))) }
-        for delayMs in [150, 400] {
+        for progress in [20, 800] {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: CLI.executable)
             p.arguments = ["sync", f.source.root, f.destinationRoot, "-q", "--bwlimit", "40M"]
             try p.run()
-            try await Task.sleep(for: .milliseconds(delayMs))
+            // Kill once the run is under way (so many files in place), whatever the load.
+            let underWay = Fixture.waitUntil(seconds: 60) {
+                (try? TreeSnapshot(f.destinationRoot).entries.count) ?? 0 >= progress || !p.isRunning
+            }
+            #expect(underWay)
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
             #expect(p.terminationReason == .uncaughtSignal)
@@ -87,20 +92,25 @@ import Testing
         let path = try f.source.file("moving.bin", TestTree.bytes(8 << 20, seed: 2))
         var options = Fixture.defaultOptions
         options.bytesPerSecond = 16 << 20  // each attempt takes about half a second
-        let writer = Task.detached {
+        // A thread of its own, so that busy async workers cannot hold it back; it keeps
+        // changing the file until the run is over.
+        let done = DispatchSemaphore(value: 0)
+        let stop = Mutex(false)
+        let writer = Thread {
             let fd = open(path, O_WRONLY)
-            defer { close(fd) }
+            defer { close(fd); done.signal() }
             var i: UInt8 = 0
-            let deadline = ContinuousClock.now + .seconds(3)
-            while ContinuousClock.now < deadline {
+            while !stop.withLock({ $0 }) {
                 i &+= 1
                 var b = i
                 _ = pwrite(fd, &b, 1, off_t(Int(i) * 4096))
-                try? await Task.sleep(for: .milliseconds(20))
+                usleep(20_000)
             }
         }
+        writer.start()
         let result = try await f.sync(options)
-        await writer.value
+        stop.withLock { $0 = true }
+        done.wait()
         #expect(result.counters.verificationFailures == 1)
         let problem = try #require(result.problems.first { $0.entry.path == "/moving.bin" })
         #expect(problem.entry.failureKind == .checksumFailure)

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Ferry vs `aws s3 sync` and `rclone sync` to S3-compatible servers on 127.0.0.1.
+
+Starts its own servers (moto_server and a JuiceFS gateway on a fresh volume), uses the
+data sets of bench.py (`small` = 20,000 files of 1-16 KiB in 200 directories, `large` = 4
+files of 256 MiB, on tmpfs), and for each server and case runs each tool into its own
+fresh prefix: a first upload, then a no-change re-run. Ferry's S3 request count for the
+no-change re-run comes from `ferry sync -v` ("S3 requests: N").
+
+    python3 bench/s3bench.py [--cases small,large,sub2k] [--servers moto,juicefs] [--runs 1]
+
+`sub2k` is the first 2,000 files of `small` (the JuiceFS gateway, with SQLite metadata,
+needs minutes per tool for 20,000 small objects).
+"""
+import argparse, json, os, random, shutil, socket, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import bench  # noqa: E402  (data generators)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, proc, what):
+    for _ in range(300):
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"{what} did not start")
+
+
+def start_moto():
+    port = free_port()
+    p = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", shutil.which("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, p, "moto_server")
+    return dict(name="moto", proc=p, endpoint=f"http://127.0.0.1:{port}", key="bench", secret="bench-secret", bucket=None)
+
+
+def start_juicefs():
+    d = tempfile.mkdtemp(prefix="ferry-bench-jfs-", dir="/tmp")
+    jfs = shutil.which("juicefs")
+    subprocess.run([jfs, "format", f"sqlite3://{d}/meta.db", "vol1", "--storage", "file", "--bucket", f"{d}/data/"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
+    env = dict(os.environ, MINIO_ROOT_USER="benchadmin", MINIO_ROOT_PASSWORD="bench-gateway-secret")
+    p = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", jfs, "gateway", f"sqlite3://{d}/meta.db", f"127.0.0.1:{port}",
+                          "--no-usage-report"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, p, "juicefs gateway")
+    return dict(name="juicefs", proc=p, endpoint=f"http://127.0.0.1:{port}", key="benchadmin", secret="bench-gateway-secret",
+                bucket="vol1", dir=d)
+
+
+def env_for(s):
+    base = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # rclone refuses a CA bundle over http
+    return dict(base, AWS_ACCESS_KEY_ID=s["key"], AWS_SECRET_ACCESS_KEY=s["secret"], AWS_DEFAULT_REGION="us-east-1",
+                AWS_PAGER="", RCLONE_CONFIG_B_TYPE="s3", RCLONE_CONFIG_B_PROVIDER="Other", RCLONE_CONFIG_B_ENDPOINT=s["endpoint"],
+                RCLONE_CONFIG_B_ACCESS_KEY_ID=s["key"], RCLONE_CONFIG_B_SECRET_ACCESS_KEY=s["secret"], RCLONE_CONFIG_B_REGION="us-east-1")
+
+
+def timed(cmd, env):
+    # stderr to a file, not a pipe: a long summary would fill the pipe and stall the child.
+    with tempfile.TemporaryFile() as errfile:
+        start = time.perf_counter()
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=errfile)
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - start
+        errfile.seek(0)
+        err = errfile.read().decode(errors="replace")
+    code = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, code, err
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", default="small,large")
+    ap.add_argument("--servers", default="moto,juicefs")
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--ferry", default=os.path.join(ROOT, ".build/release/ferry"))
+    a = ap.parse_args()
+    results = []
+    for server_name in a.servers.split(","):
+        s = start_moto() if server_name == "moto" else start_juicefs()
+        env = env_for(s)
+        bucket = s["bucket"] or f"bench-{random.randrange(10**9)}"
+        if not s["bucket"]:
+            subprocess.run(["aws", "--endpoint-url", s["endpoint"], "s3", "mb", f"s3://{bucket}"], env=env, check=True, stdout=subprocess.DEVNULL)
+        for case in a.cases.split(","):
+            src = f"/dev/shm/ferry-bench/data-{case}"
+            if not os.path.isdir(src):
+                if case == "sub2k":  # the first 2,000 files of `small` (20 directories)
+                    bench.CASES["small"](f"/dev/shm/ferry-bench/data-small") if not os.path.isdir("/dev/shm/ferry-bench/data-small") else None
+                    os.makedirs(src)
+                    for d in range(20):
+                        shutil.copytree(f"/dev/shm/ferry-bench/data-small/d{d:03}", f"{src}/d{d:03}", copy_function=shutil.copy2)
+                else:
+                    bench.CASES[case](src)
+            tools = {
+                "ferry": lambda p: [a.ferry, "sync", src, f"s3://{bucket}/{p}", "--endpoint-url", s["endpoint"], "-v"],
+                "aws s3 sync": lambda p: ["aws", "--endpoint-url", s["endpoint"], "s3", "sync", src, f"s3://{bucket}/{p}", "--only-show-errors"],
+                "rclone": lambda p: ["rclone", "sync", src, f"B:{bucket}/{p}"],
+                "rclone -t16": lambda p: ["rclone", "sync", "--transfers", "16", src, f"B:{bucket}/{p}"],
+            }
+            samples = {}
+            requests = []
+            for r in range(a.runs):
+                names = list(tools)
+                names = names[r % len(names):] + names[:r % len(names)]
+                for name in names:
+                    prefix = f"{case}-{name.split()[0]}-{name.replace(' ', '')}-{r}-{random.randrange(10**6)}"
+                    for phase in ("first", "nochange"):
+                        wall, rss, code, err = timed(tools[name](prefix), env)
+                        if name == "ferry" and phase == "nochange":
+                            requests += [int(l.split(":")[1]) for l in err.splitlines() if l.startswith("S3 requests:")]
+                        samples.setdefault((name, phase), []).append((wall, rss, code))
+                        print(f"{s['name']} {case} {phase} {name}: {wall:.2f}s rss {rss:.0f}MiB exit {code}", flush=True)
+            for phase in ("first", "nochange"):
+                ft = statistics.median(x[0] for x in samples[("ferry", phase)])
+                for name in tools:
+                    t = statistics.median(x[0] for x in samples[(name, phase)])
+                    results.append(dict(server=s["name"], case=case, phase=phase, tool=name, median_s=round(t, 3),
+                                        peak_rss_mib=round(max(x[1] for x in samples[(name, phase)]), 1),
+                                        exit=[x[2] for x in samples[(name, phase)]], ferry_over_tool=round(ft / t, 3)))
+            results.append(dict(server=s["name"], case=case, ferry_nochange_requests=requests))
+        s["proc"].kill()
+    out = os.path.join(ROOT, "bench/out", time.strftime("s3-results-%Y%m%d-%H%M%S.json"))
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    json.dump(results, open(out, "w"), indent=1)
+    for x in results:
+        print(json.dumps(x))
+    print("results:", out)
+
+
+if __name__ == "__main__":
+    main()
