@@ -67,8 +67,9 @@ public final class TaskReportSink: Sendable {
             try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             for c in ReportCategory.allCases {
                 let url = dir.appendingPathComponent(c.rawValue + ".jsonl")
-                FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600])
-                s.spools[c] = try? FileHandle(forWritingTo: url)
+                if FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600]) {
+                    s.spools[c] = try? FileHandle(forWritingTo: url)
+                }
             }
         }
         state = Mutex(s)
@@ -109,7 +110,12 @@ public final class TaskReportSink: Sendable {
             return h
         }
         for h in handles.values { try? h.close() }
-        FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600])
+        if let dir = spoolDirectory, handles.count != ReportCategory.allCases.count {
+            throw FerryError(.invalidOption, "could not keep the report's spool files in \(dir.path); the report would be incomplete")
+        }
+        guard FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+            throw FerryError(.invalidOption, "cannot create the report file \(url.path)")
+        }
         let out = try FileHandle(forWritingTo: url)
         defer { try? out.close() }
         out.write(Data("{\"Summary\":".utf8))

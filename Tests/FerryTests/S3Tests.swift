@@ -61,7 +61,7 @@ import Testing
         // moto cannot store a key holding a newline (it answers 404 to the aws CLI too);
         // real S3 can. Ferry must fail that one file the same way and name it.
         let probe = f.destinationRoot + "-probe"
-        FileManager.default.createFile(atPath: probe, contents: Data([1]))
+        #expect(FileManager.default.createFile(atPath: probe, contents: Data([1])))
         let newlineStored = try S3Tests.aws(server, ["s3api", "put-object", "--bucket", bucket, "--key", "probe/new\nline",
                                                      "--body", probe]).status == 0
         let failed = up.problems.filter { $0.entry.status == "FAILED" }.map(\.entry.path)
@@ -140,5 +140,30 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: parent).sorted() == ["dest"])
         #expect(try FileManager.default.contentsOfDirectory(atPath: f.destinationRoot).sorted() == ["a", "ok"])
         #expect(try FileManager.default.contentsOfDirectory(atPath: f.destinationRoot + "/a") == [])
+    }
+
+    @Test func bucketToBucketKeepsMetadata() async throws {
+        let server = try S3Tests.server()
+        let client = try S3Tests.client(server)
+        let a = try await S3Tests.bucket(client), b = try await S3Tests.bucket(client)
+        await client.shutdown()
+        let f = try Fixture("s3-s3")
+        defer { f.cleanUp() }
+        try f.source.file("dir/file", TestTree.bytes(5000, seed: 1), mode: 0o640)
+        try f.source.chown("dir/file", uid: 321, gid: 654)
+        try f.source.symlink("dir/link", to: "file")
+        try f.source.file("other", [7])
+        try f.source.hardLink("dir/hard", to: "other")
+        try f.source.setTimes("dir/file", atime: SampleTrees.time(1), mtime: SampleTrees.time(2))
+        #expect(try S3Tests.ferry(server, ["sync", f.source.root, "s3://\(a)/x"]).status == 0)
+        let copy = try S3Tests.ferry(server, ["sync", "s3://\(a)/x", "s3://\(b)/y"])
+        #expect(copy.status == 0, "\(copy.stdout)\(copy.stderr)")
+        let again = try S3Tests.ferry(server, ["sync", "s3://\(a)/x", "s3://\(b)/y", "--json"])
+        let counters = (try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as! [String: Any])["Counters"] as! [String: Any]
+        #expect(counters["FilesTransferred"] as? Int == 0)
+        let restore = try S3Tests.ferry(server, ["sync", "s3://\(b)/y", f.destinationRoot])
+        #expect(restore.status == 0, "\(restore.stdout)\(restore.stderr)")
+        let diffs = try f.differences()
+        #expect(diffs == [], "\(diffs)")
     }
 }
