@@ -21,6 +21,23 @@ public struct Capabilities: Sendable, Hashable {
     public var reportsExtents = false
 
     public init() {}
+
+    /// Everything a POSIX file system can hold, with nanosecond mtimes; a location
+    /// switches off what it lacks.
+    public static var everything: Capabilities {
+        var c = Capabilities()
+        c.setsMetadataInPlace = true
+        c.symlinks = true
+        c.hardLinks = true
+        c.deviceNodes = true
+        c.sparseFiles = true
+        c.ownership = true
+        c.permissions = true
+        c.extendedAttributes = true
+        c.atime = true
+        c.reportsExtents = true
+        return c
+    }
 }
 
 /// A byte range holding data (outside it, a sparse file reads as zeros).

@@ -17,21 +17,18 @@ public protocol LocationError: Error, Sendable, CustomStringConvertible {
     var path: EntryPath? { get }
 }
 
+/// What went wrong, as an extensible code shared by every module's error type
+/// (each module adds its codes as static constants).
+public struct ErrorCode: Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: String
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+}
+
 /// Errors of FerryCore and the engine: invalid options, filters and location URIs, and
 /// conditions the engine finds itself (a fatal stop, a source that changed).
 public struct FerryError: LocationError {
-    /// What went wrong; extensible.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        public let rawValue: String
-        public init(_ rawValue: String) { self.rawValue = rawValue }
-        public var description: String { rawValue }
-        public static let invalidOption = Code("InvalidOption")
-        public static let invalidFilter = Code("InvalidFilter")
-        public static let invalidLocation = Code("InvalidLocation")
-        public static let unsupported = Code("Unsupported")
-        public static let fatal = Code("Fatal")
-        public static let sourceChanged = Code("SourceChanged")
-    }
+    public typealias Code = ErrorCode
 
     public var code: Code
     public var message: String
@@ -49,4 +46,13 @@ public struct FerryError: LocationError {
         if let path { return "\(message) (\(path))" }
         return message
     }
+}
+
+extension ErrorCode {
+    public static let invalidOption = ErrorCode("InvalidOption")
+    public static let invalidFilter = ErrorCode("InvalidFilter")
+    public static let invalidLocation = ErrorCode("InvalidLocation")
+    public static let unsupported = ErrorCode("Unsupported")
+    public static let fatal = ErrorCode("Fatal")
+    public static let sourceChanged = ErrorCode("SourceChanged")
 }

@@ -3,16 +3,7 @@ import Glibc
 
 /// Errors of the POSIX location: the failed operation, the path, and the `errno`.
 public struct LocalError: LocationError {
-    /// What went wrong; extensible.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        public let rawValue: String
-        public init(_ rawValue: String) { self.rawValue = rawValue }
-        public var description: String { rawValue }
-        public static let syscallFailed = Code("SyscallFailed")
-        public static let notADirectory = Code("NotADirectory")
-        public static let rootMissing = Code("RootMissing")
-        public static let unsafePath = Code("UnsafePath")
-    }
+    public typealias Code = ErrorCode
 
     public var code: Code
     /// The operation, e.g. `openat2`, `renameat`.
@@ -53,4 +44,10 @@ public struct LocalError: LocationError {
         }
         return "\(operation) failed on \(where_): \(reason)\(hint)"
     }
+}
+
+extension ErrorCode {
+    public static let syscallFailed = ErrorCode("SyscallFailed")
+    public static let rootMissing = ErrorCode("RootMissing")
+    public static let unsafePath = ErrorCode("UnsafePath")
 }

@@ -16,21 +16,7 @@ public struct POSIXLocation: Location {
 
     public var uri: String { "file://" + rootPath }
 
-    public var capabilities: Capabilities {
-        var c = Capabilities()
-        c.setsMetadataInPlace = true
-        c.symlinks = true
-        c.hardLinks = true
-        c.deviceNodes = true
-        c.sparseFiles = true
-        c.ownership = true
-        c.permissions = true
-        c.extendedAttributes = true
-        c.mtimePrecisionNanoseconds = 1
-        c.atime = true
-        c.reportsExtents = true
-        return c
-    }
+    public var capabilities: Capabilities { .everything }
 
     /// Prefix of the temporary names files are written under before they are renamed.
     static let temporaryPrefix: [UInt8] = Array(".ferry-tmp-".utf8)

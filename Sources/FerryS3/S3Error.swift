@@ -3,18 +3,7 @@ import FerryCore
 /// Errors of the S3 client and location: what failed, on which bucket/key, the HTTP
 /// status and S3's error code, message and request id. Never carries credentials.
 public struct S3Error: LocationError {
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        public let rawValue: String
-        public init(_ rawValue: String) { self.rawValue = rawValue }
-        public var description: String { rawValue }
-        public static let http = Code("HTTPError")
-        public static let transport = Code("TransportError")
-        public static let badResponse = Code("BadResponse")
-        public static let checksumMismatch = Code("ChecksumMismatch")
-        public static let tooLarge = Code("ObjectTooLarge")
-        public static let invalidKey = Code("InvalidKey")
-        public static let configuration = Code("Configuration")
-    }
+    public typealias Code = ErrorCode
 
     public var code: Code
     public var operation: String
@@ -67,4 +56,14 @@ public struct S3Error: LocationError {
         if let requestID { s += " (request id \(requestID))" }
         return s
     }
+}
+
+extension ErrorCode {
+    public static let http = ErrorCode("HTTPError")
+    public static let transport = ErrorCode("TransportError")
+    public static let badResponse = ErrorCode("BadResponse")
+    public static let checksumMismatch = ErrorCode("ChecksumMismatch")
+    public static let tooLarge = ErrorCode("ObjectTooLarge")
+    public static let invalidKey = ErrorCode("InvalidKey")
+    public static let configuration = ErrorCode("Configuration")
 }

@@ -28,18 +28,11 @@ public struct S3Location: Location {
 
     public var uri: String { "s3://\(bucket)/\(prefix)" }
 
+    /// Everything is kept as user metadata, but objects have no holes or extents.
     public var capabilities: Capabilities {
-        var c = Capabilities()
-        c.setsMetadataInPlace = true
-        c.symlinks = true
-        c.hardLinks = true
-        c.deviceNodes = true
+        var c = Capabilities.everything
         c.sparseFiles = false
-        c.ownership = true
-        c.permissions = true
-        c.extendedAttributes = true
-        c.mtimePrecisionNanoseconds = 1
-        c.atime = true
+        c.reportsExtents = false
         return c
     }
 
