@@ -96,6 +96,12 @@ public final class S3Client: Sendable {
                 logger.warning("retrying S3 request", metadata: ["operation": "\(r.operation)", "status": "\(response.status)", "attempt": "\(attempt)"])
             } catch let error as S3Error {
                 throw error
+            } catch let error as NIOSSLError {
+                // A certificate or handshake failure does not heal by retrying.
+                concurrency.release(throttled: false)
+                throw S3Error(.transport, operation: r.operation, bucket: r.bucket, key: r.key,
+                              message: "TLS with \(endpoint.url.absoluteString) failed (\(error)); check the endpoint's certificate, or trust its CA with --ca-bundle",
+                              retryClass: .fatal)
             } catch {
                 concurrency.release(throttled: false)
                 guard attempt < maxAttempts, !(error is CancellationError) else {

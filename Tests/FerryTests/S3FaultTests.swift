@@ -123,3 +123,45 @@ import Testing
         #expect(log.contains("SlowDown") && log.contains("InternalError") && log.contains("reset"), "faults injected: \(log)")
     }
 }
+
+/// https with a custom CA bundle: a TLS front (self-signed certificate for 127.0.0.1)
+/// before moto. Trusted through --ca-bundle it works; without it the run is refused.
+@Suite struct S3TLSTests {
+    @Test func customCABundle() throws {
+        let server = try S3TestServer.moto.get()
+        let dir = try TestTree(label: "tls")
+        defer { dir.remove() }
+        let cert = dir.path("cert.pem"), key = dir.path("key.pem")
+        let made = try CLI.run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+                                "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], wrapper: ["openssl"], direct: true)
+        #expect(made.status == 0, "\(made.stderr)")
+        let port = try S3TestServer.freePort()
+        let proxy = Process()
+        proxy.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        let script = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/fault_proxy.py").path
+        proxy.arguments = ["--pdeathsig", "KILL", "--", S3TestServer.which("python3") ?? "/usr/bin/python3", script,
+                           "\(port)", "\(server.port)", "0", cert, key]
+        proxy.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try proxy.run()
+        defer { if proxy.isRunning { kill(proxy.processIdentifier, SIGKILL) } }
+        try S3TestServer.waitForPort(port, process: proxy, what: "TLS proxy")
+
+        var env = server.clientEnvironment
+        env["AWS_CA_BUNDLE"] = nil
+        let bucket = "ferry-tls-\(UInt32.random(in: 0..<UInt32.max))"
+        #expect(try CLI.run(["s3", "mb", "s3://\(bucket)"], wrapper: ["aws"], direct: true, environment: server.clientEnvironment).status == 0)
+        let f = try Fixture("s3-tls")
+        defer { f.cleanUp() }
+        try f.source.file("secret-plans.txt", Array("over TLS".utf8))
+        let endpoint = "https://127.0.0.1:\(port)"
+        let refused = try CLI.run(["sync", f.source.root, "s3://\(bucket)/t", "--endpoint-url", endpoint], environment: env)
+        #expect(refused.status == 1, "an untrusted certificate must stop the run: \(refused.stdout)\(refused.stderr)")
+        #expect(refused.stderr.lowercased().contains("certificate"), "\(refused.stderr)")
+        let trusted = try CLI.run(["sync", f.source.root, "s3://\(bucket)/t", "--endpoint-url", endpoint, "--ca-bundle", cert], environment: env)
+        #expect(trusted.status == 0, "\(trusted.stdout)\(trusted.stderr)")
+        let back = try CLI.run(["sync", "s3://\(bucket)/t", f.destinationRoot, "--endpoint-url", endpoint], environment: env.merging(["AWS_CA_BUNDLE": cert]) { $1 })
+        #expect(back.status == 0, "\(back.stderr)")
+        #expect(try f.differences() == [])
+    }
+}
+

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """A fault-injecting HTTP proxy for Ferry's S3 retry tests.
 
-fault_proxy.py LISTEN_PORT UPSTREAM_PORT EVERY
+fault_proxy.py LISTEN_PORT UPSTREAM_PORT EVERY [CERT KEY]
 Forwards every request to 127.0.0.1:UPSTREAM_PORT, except that every EVERY-th request
-is answered with an S3 error instead: 503 SlowDown, 500 InternalError, or a connection
-closed without an answer, in turn. Prints one line per injected fault to stdout.
+(never, with EVERY 0) is answered with an S3 error instead: 503 SlowDown, 500
+InternalError, or a connection closed without an answer, in turn. Prints one line per
+injected fault to stdout. With CERT and KEY (PEM) it serves https.
 """
-import http.client, http.server, socketserver, sys, threading
+import http.client, http.server, socketserver, ssl, sys, threading
 
 listen, upstream, every = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 count = 0
@@ -39,7 +40,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with lock:
             count += 1
             n = count
-        if n % every == 0:
+        if every and n % every == 0:
             status, code, message = FAULTS[(n // every) % len(FAULTS)]
             print(f"fault {n} {self.command} {self.path} {code or 'reset'}", flush=True)
             if status is None:
@@ -80,5 +81,10 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
+server = Server(("127.0.0.1", listen), Handler)
+if len(sys.argv) > 5:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print("ready", flush=True)
-Server(("127.0.0.1", listen), Handler).serve_forever()
+server.serve_forever()
