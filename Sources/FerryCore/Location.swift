@@ -102,6 +102,25 @@ public protocol Location: Sendable {
     func remove(_ path: EntryPath, kind: EntryKind) async throws
     /// Removes a leftover temporary named in ``Listing/staleTemporaries``.
     func removeTemporary(in directory: EntryPath, name: [UInt8]) async throws
+    /// Whether ``copyServerSide(from:_:metadata:attributes:selection:)`` can take files
+    /// from `source` (default: no).
+    func canCopyServerSide(from source: any Location) -> Bool
+    /// Copies `path` from `source` to the same path here without the data passing through
+    /// Ferry; false when this file cannot be copied that way (the engine then streams it).
+    func copyServerSide(
+        from source: any Location, _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
+    ) async throws -> Bool
+}
+
+/// Server-side copies: a location that can copy a file from another location without the
+/// data passing through Ferry (S3 `CopyObject` on one endpoint) says so once, and the
+/// engine then asks it per file.
+extension Location {
+    public func canCopyServerSide(from source: any Location) -> Bool { false }
+
+    public func copyServerSide(
+        from source: any Location, _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
+    ) async throws -> Bool { false }
 }
 
 /// Reads one file. Not shared between tasks.

@@ -15,6 +15,8 @@ public final class SyncEngine: Sendable {
     let planner: DirectoryPlanner
     let selection: MetadataSelection
     let verifyNanoseconds = Atomic<Int64>(0)
+    /// The destination can copy files from the source itself (decided once).
+    let serverSideCopy: Bool
     let fatalMessage = Mutex<String?>(nil)
     /// Items that could not be read or written in this run (deletions wait for zero).
     let errorsSeen = Atomic<Int64>(0)
@@ -32,6 +34,7 @@ public final class SyncEngine: Sendable {
         selection.atime = selection.atime && caps.atime
         selection.extendedAttributes = caps.extendedAttributes
         self.selection = selection
+        self.serverSideCopy = configuration.destination.canCopyServerSide(from: configuration.source)
         self.planner = DirectoryPlanner(
             options: configuration.options, filters: configuration.filters, selection: selection,
             destinationCapabilities: caps)

@@ -226,6 +226,22 @@ public struct S3Location: Location {
         }
     }
 
+    /// Same endpoint and credentials: CopyObject can read the source.
+    public func canCopyServerSide(from source: any Location) -> Bool {
+        guard let s = source as? S3Location else { return false }
+        return s.client.endpoint.url == client.endpoint.url && s.client.endpoint.credentials == client.endpoint.credentials
+    }
+
+    /// CopyObject (up to 5 GiB; larger objects are streamed) with the metadata replaced.
+    public func copyServerSide(
+        from source: any Location, _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
+    ) async throws -> Bool {
+        guard let s = source as? S3Location, metadata.size <= 5 << 30 else { return false }
+        let (values, _) = S3Metadata.encode(kind: .file, metadata: metadata, selection: selection, attributes: attributes)
+        try await client.copyObject(bucket: bucket, key: try key(path), sourceBucket: s.bucket, sourceKey: try s.key(path), metadata: values)
+        return true
+    }
+
     /// Aborts a multipart upload left by an interrupted run (named in ``Listing/staleTemporaries``).
     public func removeTemporary(in directory: EntryPath, name: [UInt8]) async throws {
         guard name.first == 0, let text = String(validating: name.dropFirst(), as: UTF8.self),

@@ -156,8 +156,13 @@ import Testing
         try f.source.hardLink("dir/hard", to: "other")
         try f.source.setTimes("dir/file", atime: SampleTrees.time(1), mtime: SampleTrees.time(2))
         #expect(try S3Tests.ferry(server, ["sync", f.source.root, "s3://\(a)/x"]).status == 0)
-        let copy = try S3Tests.ferry(server, ["sync", "s3://\(a)/x", "s3://\(b)/y"])
+        let copy = try S3Tests.ferry(server, ["sync", "s3://\(a)/x", "s3://\(b)/y", "--json"])
         #expect(copy.status == 0, "\(copy.stdout)\(copy.stderr)")
+        // Same endpoint: CopyObject on the server, no data through Ferry.
+        let first = (try JSONSerialization.jsonObject(with: Data(copy.stdout.utf8)) as! [String: Any])["Counters"] as! [String: Any]
+        #expect(first["BytesWritten"] as? Int == 0)
+        #expect(first["BytesTransferred"] as? Int == 5000 + 1)  // dir/file and other; the hard link is a copy of other
+        #expect((first["VerificationFailures"] as? Int) == 0)
         let again = try S3Tests.ferry(server, ["sync", "s3://\(a)/x", "s3://\(b)/y", "--json"])
         let counters = (try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as! [String: Any])["Counters"] as! [String: Any]
         #expect(counters["FilesTransferred"] as? Int == 0)
