@@ -193,6 +193,53 @@ extension S3Client {
         }
     }
 
+    /// UploadPartCopy: bytes `range` of the source object as part `partNumber`; returns its ETag.
+    public func uploadPartCopy(bucket: String, key: String, uploadID: String, partNumber: Int,
+                               sourceBucket: String, sourceKey: String, range: ClosedRange<Int64>) async throws -> String {
+        let headers = [("x-amz-copy-source", "/\(sourceBucket)/" + SigV4Signer.uriEncode(sourceKey, keepSlash: true)),
+                       ("x-amz-copy-source-range", "bytes=\(range.lowerBound)-\(range.upperBound)")]
+        let response = try await send(Request(method: .PUT, bucket: bucket, key: key,
+                                              query: [("partNumber", "\(partNumber)"), ("uploadId", uploadID)], headers: headers,
+                                              operation: "UploadPartCopy"))
+        let xml = XMLElement.parse(Data(response.body.readableBytesView))
+        if let xml, xml.name == "Error" {
+            throw S3Error(.http, operation: "UploadPartCopy", bucket: bucket, key: key, status: 200, s3Code: xml["Code"],
+                          message: xml["Message"] ?? "error", requestID: xml["RequestId"])
+        }
+        guard let etag = xml?["ETag"] else {
+            throw S3Error(.badResponse, operation: "UploadPartCopy", bucket: bucket, key: key, message: "no ETag for part \(partNumber)")
+        }
+        return etag
+    }
+
+    /// A server-side copy of any size: CopyObject up to `singleCopyLimit` (S3's is 5 GiB),
+    /// a multipart copy (UploadPartCopy, at most 10,000 parts) above it; aborted on failure.
+    public func copyObjectAnySize(bucket: String, key: String, sourceBucket: String, sourceKey: String, size: Int64,
+                                  metadata: [String: String], singleCopyLimit: Int64 = 5 << 30) async throws {
+        if size <= singleCopyLimit {
+            try await copyObject(bucket: bucket, key: key, sourceBucket: sourceBucket, sourceKey: sourceKey, metadata: metadata)
+            return
+        }
+        let mib: Int64 = 1 << 20
+        let partSize = max(5 * mib, ((size + 9_999) / 10_000 + mib - 1) / mib * mib, min(singleCopyLimit, 512 * mib))
+        let uploadID = try await createMultipartUpload(bucket: bucket, key: key, metadata: metadata)
+        do {
+            var parts: [(Int, String)] = []
+            var offset: Int64 = 0
+            while offset < size {
+                let end = min(offset + partSize, size) - 1
+                let etag = try await uploadPartCopy(bucket: bucket, key: key, uploadID: uploadID, partNumber: parts.count + 1,
+                                                    sourceBucket: sourceBucket, sourceKey: sourceKey, range: offset...end)
+                parts.append((parts.count + 1, etag))
+                offset = end + 1
+            }
+            try await completeMultipartUpload(bucket: bucket, key: key, uploadID: uploadID, parts: parts)
+        } catch {
+            try? await abortMultipartUpload(bucket: bucket, key: key, uploadID: uploadID)
+            throw error
+        }
+    }
+
     /// DeleteObjects in batches of 1,000 (Content-MD5 required); returns keys that failed with their messages.
     public func deleteObjects(bucket: String, keys: [String]) async throws -> [(key: String, message: String)] {
         var failed: [(String, String)] = []

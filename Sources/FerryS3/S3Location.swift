@@ -14,6 +14,8 @@ public struct S3Location: Location {
     public var multipartThreshold: Int64 = 16 << 20
     /// HEAD requests in flight while listing one directory.
     public var listingConcurrency = 32
+    /// Server-side copies above this size are multipart copies (S3 allows 5 GiB in one CopyObject).
+    public var singleCopyLimit: Int64 = 5 << 30
     /// Whether the server keeps user metadata, learned from the first object written.
     let metadataSupport = MetadataSupport()
 
@@ -154,17 +156,18 @@ public struct S3Location: Location {
     /// crosses the network once). A first path without a group gets one named after its key.
     public func makeHardLink(_ path: EntryPath, to existing: EntryPath) async throws {
         let source = try key(existing)
-        guard var metadata = try await client.headObject(bucket: bucket, key: source)?.metadata else {
+        guard let head = try await client.headObject(bucket: bucket, key: source) else {
             throw S3Error(.http, operation: "CopyObject", bucket: bucket, key: source, status: 404, message: "the first path of the hard-link group is missing", path: existing)
         }
+        var metadata = head.metadata
         if metadata[S3Metadata.linkGroup] == nil {
             var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a of the key
             for b in source.utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
             metadata[S3Metadata.linkGroup] = "0:\(hash)"
             metadata[S3Metadata.linkCount] = "2"
-            try await client.copyObject(bucket: bucket, key: source, sourceBucket: bucket, sourceKey: source, metadata: metadata)
+            try await copy(key: source, from: bucket, source, size: head.size, metadata: metadata)
         }
-        try await client.copyObject(bucket: bucket, key: try key(path), sourceBucket: bucket, sourceKey: source, metadata: metadata)
+        try await copy(key: try key(path), from: bucket, source, size: head.size, metadata: metadata)
     }
 
     public func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
@@ -189,7 +192,7 @@ public struct S3Location: Location {
         }
         var (values, _) = S3Metadata.encode(kind: kind, metadata: metadata, selection: selection, attributes: nil)
         for (name, value) in head.metadata where name.hasPrefix("ferry-") && values[name] == nil { values[name] = value }
-        try await client.copyObject(bucket: bucket, key: k, sourceBucket: bucket, sourceKey: k, metadata: values)
+        try await copy(key: k, from: bucket, k, size: head.size, metadata: values)
     }
 
     public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] {
@@ -209,7 +212,7 @@ public struct S3Location: Location {
         if kind == .directory {
             try await client.putObject(bucket: bucket, key: k, body: ByteBuffer(), metadata: values)
         } else {
-            try await client.copyObject(bucket: bucket, key: k, sourceBucket: bucket, sourceKey: k, metadata: values)
+            try await copy(key: k, from: bucket, k, size: head.size, metadata: values)
         }
     }
 
@@ -232,14 +235,20 @@ public struct S3Location: Location {
         return s.client.endpoint.url == client.endpoint.url && s.client.endpoint.credentials == client.endpoint.credentials
     }
 
-    /// CopyObject (up to 5 GiB; larger objects are streamed) with the metadata replaced.
+    /// CopyObject with the metadata replaced (a multipart copy above ``singleCopyLimit``).
     public func copyServerSide(
         from source: any Location, _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
     ) async throws -> Bool {
-        guard let s = source as? S3Location, metadata.size <= 5 << 30 else { return false }
+        guard let s = source as? S3Location else { return false }
         let (values, _) = S3Metadata.encode(kind: .file, metadata: metadata, selection: selection, attributes: attributes)
-        try await client.copyObject(bucket: bucket, key: try key(path), sourceBucket: s.bucket, sourceKey: try s.key(path), metadata: values)
+        try await copy(key: try key(path), from: s.bucket, try s.key(path), size: metadata.size, metadata: values)
         return true
+    }
+
+    /// A server-side copy into `key` here, of any size, with `metadata`.
+    func copy(key: String, from sourceBucket: String, _ sourceKey: String, size: Int64, metadata: [String: String]) async throws {
+        try await client.copyObjectAnySize(bucket: bucket, key: key, sourceBucket: sourceBucket, sourceKey: sourceKey,
+                                           size: size, metadata: metadata, singleCopyLimit: singleCopyLimit)
     }
 
     /// Aborts a multipart upload left by an interrupted run (named in ``Listing/staleTemporaries``).

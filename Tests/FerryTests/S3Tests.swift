@@ -171,4 +171,44 @@ import Testing
         let diffs = try f.differences()
         #expect(diffs == [], "\(diffs)")
     }
+
+    @Test func multipartServerSideCopiesAboveTheSingleCopyLimit() async throws {
+        let server = try S3Tests.server()
+        let client = try S3Tests.client(server)
+        defer { Task { await client.shutdown() } }
+        let a = try await S3Tests.bucket(client), b = try await S3Tests.bucket(client)
+        let f = try Fixture("s3-mpcopy")
+        defer { f.cleanUp() }
+        let content = TestTree.bytes(20 << 20 | 77, seed: 9)
+        try f.source.file("big.bin", content, mode: 0o644)
+        try f.source.hardLink("big-link", to: "big.bin")
+        // A low limit stands in for S3's 5 GiB so that the multipart copy path runs here.
+        var left = S3Location(client: client, bucket: a, prefix: "p")
+        var right = S3Location(client: client, bucket: b, prefix: "q")
+        left.singleCopyLimit = 8 << 20
+        right.singleCopyLimit = 8 << 20
+        var result = await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: left,
+                                                        options: Fixture.defaultOptions)).run()
+        #expect(result.status == "SUCCESS", "\(result.problems)")
+        result = await SyncEngine(SyncConfiguration(source: left, destination: right, options: Fixture.defaultOptions)).run()
+        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(result.counters.bytesWritten == 0)
+        // A metadata-only change of the large object: a multipart copy onto itself.
+        try f.source.chmod("big.bin", 0o600)
+        result = await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: left,
+                                                    options: Fixture.defaultOptions)).run()
+        #expect(result.status == "SUCCESS" && result.counters.bytesWritten == 0, "\(result.problems)")
+        result = await SyncEngine(SyncConfiguration(source: left, destination: right, options: Fixture.defaultOptions)).run()
+        #expect(result.status == "SUCCESS", "\(result.problems)")
+        let head = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", b, "--key", "q/big.bin"])
+        #expect(head.stdout.contains("\"file-permissions\": \"0100600\""), "\(head.stdout)")
+        #expect(head.stdout.contains("-3\\\""), "copied in three 8 MiB parts: \(head.stdout)")
+        let restored = await SyncEngine(SyncConfiguration(source: right, destination: try POSIXLocation(path: f.destinationRoot, create: true),
+                                                          options: Fixture.defaultOptions)).run()
+        #expect(restored.status == "SUCCESS", "\(restored.problems)")
+        let diffs = try f.differences()
+        #expect(diffs == [], "\(diffs)")
+        #expect(try S3FaultTests.openUploads(server, bucket: b) == 0)
+    }
 }
+
