@@ -210,5 +210,38 @@ import Testing
         #expect(diffs == [], "\(diffs)")
         #expect(try S3FaultTests.openUploads(server, bucket: b) == 0)
     }
+
+    @Test func boto3ReadsAndWritesTheSameMetadata() throws {
+        let server = try S3Tests.server()
+        let f = try Fixture("s3-boto3")
+        defer { f.cleanUp() }
+        let bucket = "ferry-boto3-\(UInt32.random(in: 0..<UInt32.max))"
+        try f.source.file("from-ferry.txt", Array("written by ferry".utf8), mode: 0o640)
+        try f.source.chown("from-ferry.txt", uid: 2001, gid: 2002)
+        let script = """
+            import boto3, json, os, sys
+            s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+            if sys.argv[1] == "put":
+                s3.create_bucket(Bucket=sys.argv[2])
+                s3.put_object(Bucket=sys.argv[2], Key="in/from-boto3.txt", Body=b"written by boto3",
+                              Metadata={"file-permissions": "0100604", "file-owner": "3001", "file-group": "3002",
+                                        "file-mtime": "1700000000000000001ns"})
+            else:
+                print(json.dumps(s3.head_object(Bucket=sys.argv[2], Key=sys.argv[3])["Metadata"]))
+            """
+        let py = S3TestServer.which("python3") ?? "/usr/bin/python3"
+        let put = try CLI.run(["-c", script, "put", bucket], wrapper: [py], direct: true, environment: server.clientEnvironment)
+        #expect(put.status == 0, "\(put.stderr)")
+        let down = try S3Tests.ferry(server, ["sync", "s3://\(bucket)/in", f.destinationRoot])
+        #expect(down.status == 0, "\(down.stderr)")
+        let got = try #require(try TreeSnapshot(f.destinationRoot).entries[EntryPath("from-boto3.txt")!])
+        #expect(got.permissions == 0o604 && got.uid == 3001 && got.gid == 3002)
+        #expect(got.mtime == Timestamp(seconds: 1_700_000_000, nanoseconds: 1))
+        let up = try S3Tests.ferry(server, ["sync", f.source.root, "s3://\(bucket)/out"])
+        #expect(up.status == 0, "\(up.stderr)")
+        let head = try CLI.run(["-c", script, "head", bucket, "out/from-ferry.txt"], wrapper: [py], direct: true, environment: server.clientEnvironment)
+        let meta = try JSONSerialization.jsonObject(with: Data(head.stdout.utf8)) as? [String: String]
+        #expect(meta?["file-permissions"] == "0100640" && meta?["file-owner"] == "2001" && meta?["file-group"] == "2002", "\(head.stdout)\(head.stderr)")
+    }
 }
 
