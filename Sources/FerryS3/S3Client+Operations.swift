@@ -61,11 +61,11 @@ extension S3Client {
     }
 
     /// Every page of a listing.
-    public func listAll(bucket: String, prefix: String, delimiter: String?) async throws -> (objects: [S3Object], prefixes: [String]) {
+    public func listAll(bucket: String, prefix: String, delimiter: String?, pageSize: Int = 1000) async throws -> (objects: [S3Object], prefixes: [String]) {
         var objects: [S3Object] = [], prefixes: [String] = []
         var token: String?
         repeat {
-            let page = try await listObjects(bucket: bucket, prefix: prefix, delimiter: delimiter, continuationToken: token)
+            let page = try await listObjects(bucket: bucket, prefix: prefix, delimiter: delimiter, continuationToken: token, maxKeys: pageSize)
             objects += page.objects
             prefixes += page.commonPrefixes
             token = page.nextContinuationToken

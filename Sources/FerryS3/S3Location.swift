@@ -14,6 +14,8 @@ public struct S3Location: Location {
     public var multipartThreshold: Int64 = 16 << 20
     /// HEAD requests in flight while listing one directory.
     public var listingConcurrency = 32
+    /// Keys per ListObjectsV2 page (S3's maximum is 1,000).
+    public var listPageSize = 1000
     /// Server-side copies above this size are multipart copies (S3 allows 5 GiB in one CopyObject).
     public var singleCopyLimit: Int64 = 5 << 30
     /// Whether the server keeps user metadata, learned from the first object written.
@@ -57,7 +59,7 @@ public struct S3Location: Location {
 
     public func list(_ directory: EntryPath) async throws -> Listing? {
         let dirPrefix = directory.isRoot ? prefix : try key(directory) + "/"
-        let (objects, prefixes) = try await client.listAll(bucket: bucket, prefix: dirPrefix, delimiter: "/")
+        let (objects, prefixes) = try await client.listAll(bucket: bucket, prefix: dirPrefix, delimiter: "/", pageSize: listPageSize)
         if !directory.isRoot && objects.isEmpty && prefixes.isEmpty { return nil }
         var unusable: [(String, String)] = []
         var candidates: [(name: String, key: String, isDirectory: Bool, listed: S3Object?)] = []
@@ -222,7 +224,7 @@ public struct S3Location: Location {
             return
         }
         let dirPrefix = try key(path) + "/"
-        let (objects, _) = try await client.listAll(bucket: bucket, prefix: dirPrefix, delimiter: nil)
+        let (objects, _) = try await client.listAll(bucket: bucket, prefix: dirPrefix, delimiter: nil, pageSize: listPageSize)
         let failed = try await client.deleteObjects(bucket: bucket, keys: objects.map(\.key))
         if let first = failed.first {
             throw S3Error(.http, operation: "DeleteObjects", bucket: bucket, key: first.key, message: first.message, path: path)

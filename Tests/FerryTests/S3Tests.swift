@@ -243,5 +243,44 @@ import Testing
         let meta = try JSONSerialization.jsonObject(with: Data(head.stdout.utf8)) as? [String: String]
         #expect(meta?["file-permissions"] == "0100640" && meta?["file-owner"] == "2001" && meta?["file-group"] == "2002", "\(head.stdout)\(head.stderr)")
     }
+
+    @Test func deleteFiltersDryRunAndPointInTimeWithSmallPages() async throws {
+        let server = try S3Tests.server()
+        let client = try S3Tests.client(server)
+        defer { Task { await client.shutdown() } }
+        let bucket = try await S3Tests.bucket(client)
+        let f = try Fixture("s3-options")
+        defer { f.cleanUp() }
+        try SampleTrees.smallFiles(f.source, files: 40, directories: 2)
+        try f.source.file("logs/keep.log", [1])
+        // Pages of 7 keys make every listing (per directory and flat) take several pages.
+        var remote = S3Location(client: client, bucket: bucket, prefix: "o")
+        remote.listPageSize = 7
+        func sync(_ options: TransferOptions, filters: Filters = Filters(), dryRun: Bool = false) async throws -> ExecutionResult {
+            await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: remote, options: options,
+                                               filters: filters, dryRun: dryRun)).run()
+        }
+        var options = Fixture.defaultOptions
+        options.verifyMode = .pointInTimeConsistent
+        var r = try await sync(options, filters: Filters(excludes: try FilterRule("/logs")))
+        #expect(r.status == "SUCCESS" && r.counters.filesVerified > 40, "\(r.problems)")
+        #expect(try await remote.stat(EntryPath("logs")!) == nil, "excluded")
+        // Remove source files; a dry run names the deletions and changes nothing.
+        for i in 0..<10 { try FileManager.default.removeItem(atPath: f.source.path("d\(i % 2)/f\(i)")) }
+        options.preserveDeletedFiles = .remove
+        r = try await sync(options, dryRun: true)
+        #expect(r.counters.filesDeleted == 10)
+        #expect(try await remote.list(EntryPath("d0")!)?.entries.count == 20)
+        r = try await sync(options)
+        #expect(r.status == "SUCCESS" && r.counters.filesDeleted == 10, "\(r.problems)")
+        #expect(try await remote.list(EntryPath("d0")!)?.entries.count == 15)
+        #expect(try await remote.list(EntryPath("logs")!)?.entries.count == 1)
+        // Removing a whole directory deletes every key below it (flat, paged listing).
+        try FileManager.default.removeItem(atPath: f.source.path("d1"))
+        r = try await sync(options)
+        #expect(r.status == "SUCCESS", "\(r.problems)")
+        let (left, _) = try await client.listAll(bucket: bucket, prefix: "o/d1/", delimiter: nil, pageSize: 3)
+        #expect(left.isEmpty)
+    }
 }
 
