@@ -11,14 +11,14 @@ struct SyncCommand: AsyncParsableCommand {
         commandName: "sync",
         abstract: "Copy a tree from SRC to DST; a second run moves only what changed.",
         discussion: """
-            SRC and DST are directories, as plain paths or file:// URIs. DST is created if missing.
+            SRC and DST are directories (plain paths or file:// URIs; DST is created if missing) or S3 prefixes (s3://bucket/prefix; see the S3 options and the AWS_* environment).
             Exit status: 0 success, 1 failed, 2 some files skipped or failed, 3 verification failed, 64 bad usage.
             """)
 
-    @Argument(help: "The source location (path or file:// URI).")
+    @Argument(help: "The source location (path, file:// URI, or s3://bucket/prefix).")
     var source: String
 
-    @Argument(help: "The destination location (path or file:// URI).")
+    @Argument(help: "The destination location (path, file:// URI, or s3://bucket/prefix).")
     var destination: String
 
     @Option(help: ArgumentHelp(
