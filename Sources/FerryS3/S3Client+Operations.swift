@@ -79,8 +79,14 @@ extension S3Client {
             let lower = name.lowercased()
             if lower.hasPrefix("x-amz-meta-") { metadata[String(lower.dropFirst("x-amz-meta-".count))] = value }
         }
+        // A ranged GET's Content-Length is the range's; Content-Range carries the object's size.
+        var size = Int64(headers.first(name: "content-length") ?? "0") ?? 0
+        if let range = headers.first(name: "content-range"), let slash = range.lastIndex(of: "/"),
+           let total = Int64(range[range.index(after: slash)...]) {
+            size = total
+        }
         return S3Object(
-            key: key, size: Int64(headers.first(name: "content-length") ?? "0") ?? 0,
+            key: key, size: size,
             lastModified: headers.first(name: "last-modified").flatMap(S3Client.parseHTTPDate),
             etag: headers.first(name: "etag"), metadata: metadata)
     }

@@ -104,11 +104,6 @@ final class S3Reader: EntryReader, @unchecked Sendable {
     func close() async throws -> FileMetadata {
         try await ensureObject()
         guard let object else { throw missing() }
-        var m = S3Metadata.decode(object, isDirectory: false).1
-        m.size = object.size
-        if let range = block, metadata.size > location.multipartThreshold, range.bytes.readableBytes > 0 {
-            m.size = metadata.size  // a ranged GET's Content-Length is the range's
-        }
-        return m
+        return S3Metadata.decode(object, isDirectory: false).1
     }
 }
