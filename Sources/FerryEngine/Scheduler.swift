@@ -116,7 +116,7 @@ struct Scheduler {
 
     /// The source inode of a file with more than one link, if the destination can link.
     private func hardLinkID(_ item: PlannedItem) -> FileID? {
-        guard engine.destination.capabilities.hardLinks, let s = item.source, s.kind == .file,
+        guard planner.destinationCapabilities.hardLinks, let s = item.source, s.kind == .file,
               s.metadata.linkCount > 1, let id = s.metadata.fileID else { return nil }
         return id
     }

@@ -62,18 +62,18 @@ public struct S3Location: Location {
         let (objects, prefixes) = try await client.listAll(bucket: bucket, prefix: dirPrefix, delimiter: "/", pageSize: listPageSize)
         if !directory.isRoot && objects.isEmpty && prefixes.isEmpty { return nil }
         var unusable: [(String, String)] = []
-        var candidates: [(name: String, key: String, isDirectory: Bool, listed: S3Object?)] = []
+        var candidates: [(name: String, key: String, isDirectory: Bool)] = []
         for o in objects where o.key != dirPrefix {
-            candidates.append((String(o.key.dropFirst(dirPrefix.count)), o.key, false, o))
+            candidates.append((String(o.key.dropFirst(dirPrefix.count)), o.key, false))
         }
         for p in prefixes {
-            candidates.append((String(p.dropFirst(dirPrefix.count).dropLast()), p, true, nil))
+            candidates.append((String(p.dropFirst(dirPrefix.count).dropLast()), p, true))
         }
-        var usable: [(name: [UInt8], key: String, isDirectory: Bool, listed: S3Object?)] = []
+        var usable: [(name: [UInt8], key: String, isDirectory: Bool)] = []
         for c in candidates {
             let bytes = Array(c.name.utf8)
             if EntryPath.isSafeName(bytes) {
-                usable.append((bytes, c.key, c.isDirectory, c.listed))
+                usable.append((bytes, c.key, c.isDirectory))
             } else {
                 unusable.append((c.key, "the key \"\(c.key)\" cannot name a safe path (empty, \".\" or \"..\" component, NUL, or over 255 bytes)"))
             }
@@ -83,7 +83,7 @@ public struct S3Location: Location {
             var running = 0
             for u in usable {
                 if running >= listingConcurrency, let e = try await group.next() { if let e { out.append(e) }; running -= 1 }
-                group.addTask { try await self.entry(name: u.name, key: u.key, isDirectory: u.isDirectory, listed: u.listed) }
+                group.addTask { try await self.entry(name: u.name, key: u.key, isDirectory: u.isDirectory) }
                 running += 1
             }
             for try await e in group { if let e { out.append(e) } }
@@ -100,7 +100,7 @@ public struct S3Location: Location {
 
     /// The entry for one listed name: a HEAD for the metadata (of the marker, for a
     /// directory), and a GET of the body for a symlink's target.
-    func entry(name: [UInt8], key: String, isDirectory: Bool, listed: S3Object?) async throws -> Entry? {
+    func entry(name: [UInt8], key: String, isDirectory: Bool) async throws -> Entry? {
         var object = try await client.headObject(bucket: bucket, key: key)
         if object == nil {
             if !isDirectory { return nil }  // deleted since listed
@@ -123,10 +123,10 @@ public struct S3Location: Location {
             return Entry(name: [], kind: .directory, metadata: m)
         }
         let k = try key(path)
-        if let e = try await entry(name: path.name, key: k, isDirectory: false, listed: nil) { return e }
+        if let e = try await entry(name: path.name, key: k, isDirectory: false) { return e }
         let page = try await client.listObjects(bucket: bucket, prefix: k + "/", delimiter: "/", maxKeys: 1)
         if page.objects.isEmpty && page.commonPrefixes.isEmpty { return nil }
-        return try await entry(name: path.name, key: k + "/", isDirectory: true, listed: nil)
+        return try await entry(name: path.name, key: k + "/", isDirectory: true)
     }
 
     public func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {

@@ -7,6 +7,21 @@ import Testing
 /// Interrupted multipart uploads: the client killed, the server killed. The next run
 /// completes the object exactly and leaves no multipart upload open.
 @Suite struct S3FaultTests {
+    /// Starts Fixtures/fault_proxy.py on a free port in front of `upstream` (faults every
+    /// `every` requests, 0 for none; https with `tls` as (cert, key)); stop it with SIGKILL.
+    static func startProxy(upstream: Int, every: Int, tls: (String, String)? = nil, output: Any? = nil) throws -> (Process, Int) {
+        let port = try S3TestServer.freePort()
+        let proxy = Process()
+        proxy.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        let script = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/fault_proxy.py").path
+        proxy.arguments = ["--pdeathsig", "KILL", "--", S3TestServer.which("python3") ?? "/usr/bin/python3", script,
+                           "\(port)", "\(upstream)", "\(every)"] + (tls.map { [$0.0, $0.1] } ?? [])
+        proxy.standardOutput = output ?? FileHandle(forWritingAtPath: "/dev/null")
+        try proxy.run()
+        try S3TestServer.waitForPort(port, process: proxy, what: "fault proxy")
+        return (proxy, port)
+    }
+
     static func openUploads(_ server: S3TestServer, bucket: String) throws -> Int {
         let r = try CLI.run(["s3api", "list-multipart-uploads", "--bucket", bucket, "--output", "json"], wrapper: ["aws"], direct: true,
                             environment: server.clientEnvironment)
@@ -92,17 +107,10 @@ import Testing
 @Suite struct S3RetryTests {
     @Test func slowDownServerErrorsAndResetsAreRetried() async throws {
         let server = try S3TestServer.moto.get()
-        let port = try S3TestServer.freePort()
-        let proxy = Process()
-        proxy.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        let script = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/fault_proxy.py").path
-        proxy.arguments = ["--pdeathsig", "KILL", "--", S3TestServer.which("python3") ?? "/usr/bin/python3", script, "\(port)", "\(server.port)", "4"]
         let out = Pipe()
-        proxy.standardOutput = out
-        try proxy.run()
+        let (proxy, port) = try S3FaultTests.startProxy(upstream: server.port, every: 4, output: out)
         // SIGKILL: children of Foundation's Process may not see SIGTERM.
         defer { if proxy.isRunning { kill(proxy.processIdentifier, SIGKILL) } }
-        try S3TestServer.waitForPort(port, process: proxy, what: "fault proxy")
 
         let bucket = "ferry-retry-\(UInt32.random(in: 0..<UInt32.max))"
         #expect(try CLI.run(["s3", "mb", "s3://\(bucket)"], wrapper: ["aws"], direct: true, environment: server.clientEnvironment).status == 0)
@@ -135,16 +143,8 @@ import Testing
         let made = try CLI.run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
                                 "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], wrapper: ["openssl"], direct: true)
         #expect(made.status == 0, "\(made.stderr)")
-        let port = try S3TestServer.freePort()
-        let proxy = Process()
-        proxy.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        let script = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/fault_proxy.py").path
-        proxy.arguments = ["--pdeathsig", "KILL", "--", S3TestServer.which("python3") ?? "/usr/bin/python3", script,
-                           "\(port)", "\(server.port)", "0", cert, key]
-        proxy.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        try proxy.run()
+        let (proxy, port) = try S3FaultTests.startProxy(upstream: server.port, every: 0, tls: (cert, key))
         defer { if proxy.isRunning { kill(proxy.processIdentifier, SIGKILL) } }
-        try S3TestServer.waitForPort(port, process: proxy, what: "TLS proxy")
 
         var env = server.clientEnvironment
         env["AWS_CA_BUNDLE"] = nil

@@ -24,6 +24,19 @@ import Testing
         return name
     }
 
+    /// Runs `body` with the moto server, a client and a fresh bucket; shuts the client down after.
+    static func withBucket(_ body: (S3TestServer, S3Client, String) async throws -> Void) async throws {
+        let server = try S3Tests.server()
+        let client = try S3Tests.client(server)
+        do {
+            try await body(server, client, try await S3Tests.bucket(client))
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+        await client.shutdown()
+    }
+
     static func aws(_ server: S3TestServer, _ args: [String]) throws -> CLI.Run {
         try CLI.run(args, wrapper: ["aws"], direct: true, environment: server.clientEnvironment)
     }
@@ -44,48 +57,46 @@ import Testing
     }
 
     @Test func richTreeRoundTripsThroughS3() async throws {
-        let server = try S3Tests.server()
-        let client = try S3Tests.client(server)
-        defer { Task { await client.shutdown() } }
-        let bucket = try await S3Tests.bucket(client)
-        let f = try Fixture("s3-rich")
-        defer { f.cleanUp() }
-        try SampleTrees.rich(f.source)
-        try f.source.file("multipart.bin", TestTree.bytes(40 << 20 | 4321, seed: 77))
-        let remote = S3Location(client: client, bucket: bucket, prefix: "backup/")
-        let up = await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: remote,
-                                                    options: Fixture.defaultOptions)).run()
-        // The one name that is not UTF-8 cannot be a key: skipped and named, everything else arrives.
-        #expect(up.counters.filesSkipped == 1, "\(up.problems)")
-        #expect(up.problems.first { $0.entry.failureKind == .unreadable }?.entry.path == "/names/f\\xff\\xfe.bin")
-        // moto cannot store a key holding a newline (it answers 404 to the aws CLI too);
-        // real S3 can. Ferry must fail that one file the same way and name it.
-        let probe = f.destinationRoot + "-probe"
-        #expect(FileManager.default.createFile(atPath: probe, contents: Data([1])))
-        let newlineStored = try S3Tests.aws(server, ["s3api", "put-object", "--bucket", bucket, "--key", "probe/new\nline",
-                                                     "--body", probe]).status == 0
-        let failed = up.problems.filter { $0.entry.status == "FAILED" }.map(\.entry.path)
-        #expect(failed == (newlineStored ? [] : ["/names/new\\x0aline"]), "\(up.problems)")
-        #expect(up.counters.verificationFailures == 0, "\(up.problems)")
+        try await S3Tests.withBucket { server, client, bucket in
+            let f = try Fixture("s3-rich")
+            defer { f.cleanUp() }
+            try SampleTrees.rich(f.source)
+            try f.source.file("multipart.bin", TestTree.bytes(40 << 20 | 4321, seed: 77))
+            let remote = S3Location(client: client, bucket: bucket, prefix: "backup/")
+            let up = await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: remote,
+                                                        options: Fixture.defaultOptions)).run()
+            // The one name that is not UTF-8 cannot be a key: skipped and named, everything else arrives.
+            #expect(up.counters.filesSkipped == 1, "\(up.problems)")
+            #expect(up.problems.first { $0.entry.failureKind == .unreadable }?.entry.path == "/names/f\\xff\\xfe.bin")
+            // moto cannot store a key holding a newline (it answers 404 to the aws CLI too);
+            // real S3 can. Ferry must fail that one file the same way and name it.
+            let probe = f.destinationRoot + "-probe"
+            #expect(FileManager.default.createFile(atPath: probe, contents: Data([1])))
+            let newlineStored = try S3Tests.aws(server, ["s3api", "put-object", "--bucket", bucket, "--key", "probe/new\nline",
+                                                         "--body", probe]).status == 0
+            let failed = up.problems.filter { $0.entry.status == "FAILED" }.map(\.entry.path)
+            #expect(failed == (newlineStored ? [] : ["/names/new\\x0aline"]), "\(up.problems)")
+            #expect(up.counters.verificationFailures == 0, "\(up.problems)")
 
-        let again = await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: remote,
-                                                       options: Fixture.defaultOptions)).run()
-        #expect(again.counters.filesTransferred == 0, "\(again.problems)")
+            let again = await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: remote,
+                                                           options: Fixture.defaultOptions)).run()
+            #expect(again.counters.filesTransferred == 0, "\(again.problems)")
 
-        let down = await SyncEngine(SyncConfiguration(source: remote, destination: try POSIXLocation(path: f.destinationRoot, create: true),
-                                                      options: Fixture.defaultOptions)).run()
-        #expect(down.status == "SUCCESS", "\(down.problems)")
-        let diffs = try f.differences()
-        let expected = ["/names/f\\xff\\xfe.bin: missing at the destination"] + (newlineStored ? [] : ["/names/new\\x0aline: missing at the destination"])
-        #expect(diffs == expected, "\(diffs)")
+            let down = await SyncEngine(SyncConfiguration(source: remote, destination: try POSIXLocation(path: f.destinationRoot, create: true),
+                                                          options: Fixture.defaultOptions)).run()
+            #expect(down.status == "SUCCESS", "\(down.problems)")
+            let diffs = try f.differences()
+            let expected = ["/names/f\\xff\\xfe.bin: missing at the destination"] + (newlineStored ? [] : ["/names/new\\x0aline: missing at the destination"])
+            #expect(diffs == expected, "\(diffs)")
 
-        let head = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", bucket, "--key", "backup/dir/owned"])
-        let metadata = (try JSONSerialization.jsonObject(with: Data(head.stdout.utf8)) as! [String: Any])["Metadata"] as! [String: String]
-        #expect(metadata["file-permissions"] == "0100674")  // 0640 with the ACL's rwx mask as group bits
-        #expect(metadata["file-owner"] == "1234" && metadata["file-group"] == "5678")
-        #expect(metadata["file-mtime"]?.hasSuffix("ns") == true)
-        let big = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", bucket, "--key", "backup/multipart.bin"])
-        #expect(big.stdout.contains("-6\\\""), "uploaded in six 8 MiB parts: \(big.stdout)")
+            let head = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", bucket, "--key", "backup/dir/owned"])
+            let metadata = (try JSONSerialization.jsonObject(with: Data(head.stdout.utf8)) as! [String: Any])["Metadata"] as! [String: String]
+            #expect(metadata["file-permissions"] == "0100674")  // 0640 with the ACL's rwx mask as group bits
+            #expect(metadata["file-owner"] == "1234" && metadata["file-group"] == "5678")
+            #expect(metadata["file-mtime"]?.hasSuffix("ns") == true)
+            let big = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", bucket, "--key", "backup/multipart.bin"])
+            #expect(big.stdout.contains("-6\\\""), "uploaded in six 8 MiB parts: \(big.stdout)")
+        }
     }
 
     @Test func objectsFromTheAWSCLIRestoreWithTheirMetadataOrDataSyncDefaults() async throws {
@@ -173,42 +184,41 @@ import Testing
     }
 
     @Test func multipartServerSideCopiesAboveTheSingleCopyLimit() async throws {
-        let server = try S3Tests.server()
-        let client = try S3Tests.client(server)
-        defer { Task { await client.shutdown() } }
-        let a = try await S3Tests.bucket(client), b = try await S3Tests.bucket(client)
-        let f = try Fixture("s3-mpcopy")
-        defer { f.cleanUp() }
-        let content = TestTree.bytes(20 << 20 | 77, seed: 9)
-        try f.source.file("big.bin", content, mode: 0o644)
-        try f.source.hardLink("big-link", to: "big.bin")
-        // A low limit stands in for S3's 5 GiB so that the multipart copy path runs here.
-        var left = S3Location(client: client, bucket: a, prefix: "p")
-        var right = S3Location(client: client, bucket: b, prefix: "q")
-        left.singleCopyLimit = 8 << 20
-        right.singleCopyLimit = 8 << 20
-        var result = await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: left,
+        try await S3Tests.withBucket { server, client, a in
+            let b = try await S3Tests.bucket(client)
+            let f = try Fixture("s3-mpcopy")
+            defer { f.cleanUp() }
+            let content = TestTree.bytes(20 << 20 | 77, seed: 9)
+            try f.source.file("big.bin", content, mode: 0o644)
+            try f.source.hardLink("big-link", to: "big.bin")
+            // A low limit stands in for S3's 5 GiB so that the multipart copy path runs here.
+            var left = S3Location(client: client, bucket: a, prefix: "p")
+            var right = S3Location(client: client, bucket: b, prefix: "q")
+            left.singleCopyLimit = 8 << 20
+            right.singleCopyLimit = 8 << 20
+            var result = await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: left,
+                                                            options: Fixture.defaultOptions)).run()
+            #expect(result.status == "SUCCESS", "\(result.problems)")
+            result = await SyncEngine(SyncConfiguration(source: left, destination: right, options: Fixture.defaultOptions)).run()
+            #expect(result.status == "SUCCESS", "\(result.problems)")
+            #expect(result.counters.bytesWritten == 0)
+            // A metadata-only change of the large object: a multipart copy onto itself.
+            try f.source.chmod("big.bin", 0o600)
+            result = await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: left,
                                                         options: Fixture.defaultOptions)).run()
-        #expect(result.status == "SUCCESS", "\(result.problems)")
-        result = await SyncEngine(SyncConfiguration(source: left, destination: right, options: Fixture.defaultOptions)).run()
-        #expect(result.status == "SUCCESS", "\(result.problems)")
-        #expect(result.counters.bytesWritten == 0)
-        // A metadata-only change of the large object: a multipart copy onto itself.
-        try f.source.chmod("big.bin", 0o600)
-        result = await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: left,
-                                                    options: Fixture.defaultOptions)).run()
-        #expect(result.status == "SUCCESS" && result.counters.bytesWritten == 0, "\(result.problems)")
-        result = await SyncEngine(SyncConfiguration(source: left, destination: right, options: Fixture.defaultOptions)).run()
-        #expect(result.status == "SUCCESS", "\(result.problems)")
-        let head = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", b, "--key", "q/big.bin"])
-        #expect(head.stdout.contains("\"file-permissions\": \"0100600\""), "\(head.stdout)")
-        #expect(head.stdout.contains("-3\\\""), "copied in three 8 MiB parts: \(head.stdout)")
-        let restored = await SyncEngine(SyncConfiguration(source: right, destination: try POSIXLocation(path: f.destinationRoot, create: true),
-                                                          options: Fixture.defaultOptions)).run()
-        #expect(restored.status == "SUCCESS", "\(restored.problems)")
-        let diffs = try f.differences()
-        #expect(diffs == [], "\(diffs)")
-        #expect(try S3FaultTests.openUploads(server, bucket: b) == 0)
+            #expect(result.status == "SUCCESS" && result.counters.bytesWritten == 0, "\(result.problems)")
+            result = await SyncEngine(SyncConfiguration(source: left, destination: right, options: Fixture.defaultOptions)).run()
+            #expect(result.status == "SUCCESS", "\(result.problems)")
+            let head = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", b, "--key", "q/big.bin"])
+            #expect(head.stdout.contains("\"file-permissions\": \"0100600\""), "\(head.stdout)")
+            #expect(head.stdout.contains("-3\\\""), "copied in three 8 MiB parts: \(head.stdout)")
+            let restored = await SyncEngine(SyncConfiguration(source: right, destination: try POSIXLocation(path: f.destinationRoot, create: true),
+                                                              options: Fixture.defaultOptions)).run()
+            #expect(restored.status == "SUCCESS", "\(restored.problems)")
+            let diffs = try f.differences()
+            #expect(diffs == [], "\(diffs)")
+            #expect(try S3FaultTests.openUploads(server, bucket: b) == 0)
+        }
     }
 
     @Test func boto3ReadsAndWritesTheSameMetadata() throws {
@@ -245,42 +255,40 @@ import Testing
     }
 
     @Test func deleteFiltersDryRunAndPointInTimeWithSmallPages() async throws {
-        let server = try S3Tests.server()
-        let client = try S3Tests.client(server)
-        defer { Task { await client.shutdown() } }
-        let bucket = try await S3Tests.bucket(client)
-        let f = try Fixture("s3-options")
-        defer { f.cleanUp() }
-        try SampleTrees.smallFiles(f.source, files: 40, directories: 2)
-        try f.source.file("logs/keep.log", [1])
-        // Pages of 7 keys make every listing (per directory and flat) take several pages.
-        var remote = S3Location(client: client, bucket: bucket, prefix: "o")
-        remote.listPageSize = 7
-        func sync(_ options: TransferOptions, filters: Filters = Filters(), dryRun: Bool = false) async throws -> ExecutionResult {
-            await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: remote, options: options,
-                                               filters: filters, dryRun: dryRun)).run()
+        try await S3Tests.withBucket { server, client, bucket in
+            let f = try Fixture("s3-options")
+            defer { f.cleanUp() }
+            try SampleTrees.smallFiles(f.source, files: 40, directories: 2)
+            try f.source.file("logs/keep.log", [1])
+            // Pages of 7 keys make every listing (per directory and flat) take several pages.
+            var remote = S3Location(client: client, bucket: bucket, prefix: "o")
+            remote.listPageSize = 7
+            func sync(_ options: TransferOptions, filters: Filters = Filters(), dryRun: Bool = false) async throws -> ExecutionResult {
+                await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: remote, options: options,
+                                                   filters: filters, dryRun: dryRun)).run()
+            }
+            var options = Fixture.defaultOptions
+            options.verifyMode = .pointInTimeConsistent
+            var r = try await sync(options, filters: Filters(excludes: try FilterRule("/logs")))
+            #expect(r.status == "SUCCESS" && r.counters.filesVerified > 40, "\(r.problems)")
+            #expect(try await remote.stat(EntryPath("logs")!) == nil, "excluded")
+            // Remove source files; a dry run names the deletions and changes nothing.
+            for i in 0..<10 { try FileManager.default.removeItem(atPath: f.source.path("d\(i % 2)/f\(i)")) }
+            options.preserveDeletedFiles = .remove
+            r = try await sync(options, dryRun: true)
+            #expect(r.counters.filesDeleted == 10)
+            #expect(try await remote.list(EntryPath("d0")!)?.entries.count == 20)
+            r = try await sync(options)
+            #expect(r.status == "SUCCESS" && r.counters.filesDeleted == 10, "\(r.problems)")
+            #expect(try await remote.list(EntryPath("d0")!)?.entries.count == 15)
+            #expect(try await remote.list(EntryPath("logs")!)?.entries.count == 1)
+            // Removing a whole directory deletes every key below it (flat, paged listing).
+            try FileManager.default.removeItem(atPath: f.source.path("d1"))
+            r = try await sync(options)
+            #expect(r.status == "SUCCESS", "\(r.problems)")
+            let (left, _) = try await client.listAll(bucket: bucket, prefix: "o/d1/", delimiter: nil, pageSize: 3)
+            #expect(left.isEmpty)
         }
-        var options = Fixture.defaultOptions
-        options.verifyMode = .pointInTimeConsistent
-        var r = try await sync(options, filters: Filters(excludes: try FilterRule("/logs")))
-        #expect(r.status == "SUCCESS" && r.counters.filesVerified > 40, "\(r.problems)")
-        #expect(try await remote.stat(EntryPath("logs")!) == nil, "excluded")
-        // Remove source files; a dry run names the deletions and changes nothing.
-        for i in 0..<10 { try FileManager.default.removeItem(atPath: f.source.path("d\(i % 2)/f\(i)")) }
-        options.preserveDeletedFiles = .remove
-        r = try await sync(options, dryRun: true)
-        #expect(r.counters.filesDeleted == 10)
-        #expect(try await remote.list(EntryPath("d0")!)?.entries.count == 20)
-        r = try await sync(options)
-        #expect(r.status == "SUCCESS" && r.counters.filesDeleted == 10, "\(r.problems)")
-        #expect(try await remote.list(EntryPath("d0")!)?.entries.count == 15)
-        #expect(try await remote.list(EntryPath("logs")!)?.entries.count == 1)
-        // Removing a whole directory deletes every key below it (flat, paged listing).
-        try FileManager.default.removeItem(atPath: f.source.path("d1"))
-        r = try await sync(options)
-        #expect(r.status == "SUCCESS", "\(r.problems)")
-        let (left, _) = try await client.listAll(bucket: bucket, prefix: "o/d1/", delimiter: nil, pageSize: 3)
-        #expect(left.isEmpty)
     }
 }
 
