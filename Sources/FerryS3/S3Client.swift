@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import NIOSSL
 import Synchronization
 
@@ -102,6 +103,13 @@ public final class S3Client: Sendable {
                 throw S3Error(.transport, operation: r.operation, bucket: r.bucket, key: r.key,
                               message: "TLS with \(endpoint.url.absoluteString) failed (\(error)); check the endpoint's certificate, or trust its CA with --ca-bundle",
                               retryClass: .fatal)
+            } catch let error as NIOConnectionError where S3Client.isUnknownHost(error) {
+                // A name that does not exist (EAI_NONAME) will not appear by retrying; a
+                // temporary resolver failure (EAI_AGAIN) is retried below.
+                concurrency.release(throttled: false)
+                throw S3Error(.transport, operation: r.operation, bucket: r.bucket, key: r.key,
+                              message: "cannot resolve \(error.host) (\(error)); check --endpoint-url and --addressing-style",
+                              retryClass: .fatal)
             } catch {
                 concurrency.release(throttled: false)
                 guard attempt < maxAttempts, !(error is CancellationError) else {
@@ -114,6 +122,11 @@ public final class S3Client: Sendable {
             let cap = min(10_000.0, 100.0 * pow(2.0, Double(attempt)))
             try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...cap))))
         }
+    }
+
+    static func isUnknownHost(_ error: NIOConnectionError) -> Bool {
+        guard let dns = (error.dnsAError ?? error.dnsAAAAError) as? SocketAddressError.UnknownHost else { return false }
+        return dns.errorCode == Int(EAI_NONAME)
     }
 
     private func sendOnce(_ r: Request, maxBody: Int) async throws -> Response {

@@ -23,10 +23,23 @@ public struct S3Endpoint: Sendable, CustomStringConvertible {
     var host: String { url.host ?? "localhost" }
     var port: Int? { url.port }
 
+    /// Whether requests for `bucket` go path-style. Virtual-hosted addressing needs a bucket
+    /// name that is one DNS label (lowercase letters, digits, `-`; 3–63 characters), so, as
+    /// the AWS CLI does, other names fall back to path-style.
+    public func usesPathStyle(for bucket: String) -> Bool {
+        pathStyle || !S3Endpoint.isDNSLabel(bucket)
+    }
+
+    static func isDNSLabel(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard (3...63).contains(bytes.count), bytes.first != UInt8(ascii: "-"), bytes.last != UInt8(ascii: "-") else { return false }
+        return bytes.allSatisfy { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") }
+    }
+
     /// The Host header for a bucket (port included when not the scheme's default).
     public func hostHeader(bucket: String?) -> String {
         var h = host
-        if !pathStyle, let bucket { h = "\(bucket).\(h)" }
+        if let bucket, !usesPathStyle(for: bucket) { h = "\(bucket).\(h)" }
         if let port, !((scheme == "http" && port == 80) || (scheme == "https" && port == 443)) { h += ":\(port)" }
         return h
     }
@@ -34,6 +47,7 @@ public struct S3Endpoint: Sendable, CustomStringConvertible {
     /// The decoded path of a request (what SigV4 signs) and the URL string to send.
     func target(bucket: String?, key: String?, rawQuery: String) -> (path: String, url: String) {
         var path = "/"
+        let pathStyle = bucket.map(usesPathStyle(for:)) ?? true
         if pathStyle, let bucket { path += bucket + (key == nil ? "" : "/") }
         if let key { path += key }
         if pathStyle, let bucket, key == nil { path = "/\(bucket)" }

@@ -1,4 +1,4 @@
-import FerryS3
+@testable import FerryS3
 import FerryTesting
 import Foundation
 import Testing
@@ -74,8 +74,12 @@ import Testing
     @Test func virtualHostedAndPathStyleRequests() throws {
         let creds = AWSCredentials(accessKeyID: "K", secretAccessKey: "S")
         let virtual = S3Endpoint(url: URL(string: "https://s3.eu-west-1.amazonaws.com")!, region: "eu-west-1", pathStyle: false, credentials: creds)
-        #expect(virtual.hostHeader(bucket: "b") == "b.s3.eu-west-1.amazonaws.com")
+        #expect(virtual.hostHeader(bucket: "bkt") == "bkt.s3.eu-west-1.amazonaws.com")
+        #expect(virtual.target(bucket: "bkt", key: "a b", rawQuery: "").url == "https://bkt.s3.eu-west-1.amazonaws.com/a%20b")
+        // A name that is not one DNS label (dots break the wildcard certificate) goes path-style.
+        #expect(virtual.hostHeader(bucket: "my.bucket") == "s3.eu-west-1.amazonaws.com")
+        #expect(virtual.target(bucket: "my.bucket", key: "k", rawQuery: "").url == "https://s3.eu-west-1.amazonaws.com/my.bucket/k")
         let path = S3Endpoint(url: URL(string: "http://127.0.0.1:9000")!, region: "us-east-1", pathStyle: true, credentials: creds)
-        #expect(path.hostHeader(bucket: "b") == "127.0.0.1:9000")
+        #expect(path.hostHeader(bucket: "bkt") == "127.0.0.1:9000")
     }
 }

@@ -99,6 +99,41 @@ import Testing
         }
     }
 
+    /// Virtual-hosted addressing end to end: `BUCKET.s3.test` must resolve to 127.0.0.1, so
+    /// ferry runs in its own mount namespace with a bind-mounted `/etc/hosts` (glibc reads
+    /// it through getaddrinfo). moto takes the bucket from the Host header's first label, so
+    /// a path-style request to `s3.test` would name the bucket `s3` and fail.
+    @Test func virtualHostedAddressingEndToEnd() async throws {
+        try await S3Tests.withBucket { server, client, bucket in
+            let f = try Fixture("s3-vhost")
+            defer { f.cleanUp() }
+            try f.source.file("dir/owned", TestTree.bytes(10_000, seed: 1), mode: 0o640)
+            try f.source.chown("dir/owned", uid: 1234, gid: 5678)
+            try f.source.file("big.bin", TestTree.bytes(17 << 20, seed: 2))  // multipart
+            try f.source.symlink("link", to: "dir/owned")
+            try f.source.directory("empty", mode: 0o700)
+            let hosts = f.destinationRoot + "-hosts"
+            try "127.0.0.1 localhost s3.test \(bucket).s3.test\n".write(toFile: hosts, atomically: false, encoding: .utf8)
+            let port = server.endpoint.split(separator: ":").last!
+            let inNamespace = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                               "mount --bind \"$0\" /etc/hosts && exec \"$@\"", hosts]
+            let endpoint = ["--endpoint-url", "http://s3.test:\(port)", "--addressing-style", "virtual"]
+            let up = try CLI.run(["sync", f.source.root, "s3://\(bucket)/v", "-q"] + endpoint,
+                                 wrapper: inNamespace, environment: server.clientEnvironment)
+            #expect(up.status == 0, "\(up.stderr)")
+            // The objects are in the bucket, seen path-style through 127.0.0.1.
+            let listed = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", bucket, "--key", "v/dir/owned"])
+            #expect(listed.status == 0, "\(listed.stderr)")
+            let down = try CLI.run(["sync", "s3://\(bucket)/v", f.destinationRoot, "-q"] + endpoint,
+                                   wrapper: inNamespace, environment: server.clientEnvironment)
+            #expect(down.status == 0, "\(down.stderr)")
+            #expect(try f.differences() == [])
+            // Without the name in /etc/hosts the same command fails and says where it could not connect.
+            let unresolved = try CLI.run(["sync", f.source.root, "s3://\(bucket)/w", "-q"] + endpoint, environment: server.clientEnvironment)
+            #expect(unresolved.status == 1 && (unresolved.stdout + unresolved.stderr).contains("cannot resolve \(bucket).s3.test"), "\(unresolved.stderr)")
+        }
+    }
+
     @Test func objectsFromTheAWSCLIRestoreWithTheirMetadataOrDataSyncDefaults() async throws {
         let server = try S3Tests.server()
         let client = try S3Tests.client(server)
