@@ -12,6 +12,8 @@ public enum RetryClass: Sendable, Hashable {
 
 /// What every location's error type offers the engine: a retry class and the path it concerns.
 public protocol LocationError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong.
+    var code: ErrorCode { get }
     var retryClass: RetryClass { get }
     /// The path the error concerns, if any.
     var path: EntryPath? { get }
@@ -55,4 +57,6 @@ extension ErrorCode {
     public static let unsupported = ErrorCode("Unsupported")
     public static let fatal = ErrorCode("Fatal")
     public static let sourceChanged = ErrorCode("SourceChanged")
+    /// Bytes read do not match the checksum the location holds for them (corrupted in transit).
+    public static let checksumMismatch = ErrorCode("ChecksumMismatch")
 }

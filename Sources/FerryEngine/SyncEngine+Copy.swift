@@ -3,6 +3,14 @@ import FerryCore
 extension SyncEngine {
     static let maxBufferSize = 1 << 20
 
+    /// Bytes corrupted in transit, or a source replaced while it was read, are worth one
+    /// more try of the whole file.
+    private func worthOneMoreTry(_ error: any Error, _ path: EntryPath) -> (FailureKind, String)? {
+        guard let e = error as? any LocationError, e.code == .checksumMismatch || e.code == .sourceChanged else { return nil }
+        configuration.logger.warning("retrying the file", metadata: ["file.path": "\(path)", "reason": "\(e)"])
+        return (e.code == .sourceChanged ? .sourceChanged : .checksumFailure, "\(e)")
+    }
+
     /// Copies one file: reads the source extent by extent (holes stay holes), checksums what
     /// it reads, writes it under a temporary name, checks that the source did not change
     /// meanwhile (size, mtime, ctime), commits metadata and the final name, then (with
@@ -22,10 +30,16 @@ extension SyncEngine {
         }
         var problem: (FailureKind, String)?
         for _ in 0..<2 {
-            let reader = try await source.openForReading(item.path, expected: s)
+            let reader: any EntryReader, extents: [Extent], attributes: [ExtendedAttribute]
+            do {
+                reader = try await source.openForReading(item.path, expected: s)
+                extents = try await reader.dataExtents()
+                attributes = selection.extendedAttributes ? try await reader.extendedAttributes() : []
+            } catch {
+                if let retry = worthOneMoreTry(error, item.path) { problem = retry; continue }
+                throw error
+            }
             let before = reader.metadata
-            let extents = try await reader.dataExtents()
-            let attributes = selection.extendedAttributes ? try await reader.extendedAttributes() : []
             let writer = try await destination.createFile(
                 item.path, metadata: before, attributes: attributes.isEmpty ? nil : attributes, selection: selection)
             let checksum: ContentChecksum
@@ -60,6 +74,7 @@ extension SyncEngine {
             } catch {
                 await writer.abort()
                 counters.add(.bytesTransferred, -moved)
+                if let retry = worthOneMoreTry(error, item.path) { problem = retry; continue }
                 throw error
             }
             counters.add(.bytesWritten, written)

@@ -10,6 +10,11 @@ public struct S3Object: Sendable, Hashable {
     public var etag: String?
     /// `x-amz-meta-*` values, keys lower-cased without the prefix (HEAD only).
     public var metadata: [String: String]
+    /// `x-amz-server-side-encryption` (`AES256`, `aws:kms`, …), or `customer` for SSE-C.
+    public var serverSideEncryption: String? = nil
+
+    /// Whether the ETag can be an MD5 of the bytes (SSE-KMS and SSE-C ETags are not).
+    var etagIsContentMD5: Bool { serverSideEncryption == nil || serverSideEncryption == "AES256" }
 }
 
 /// One page of ListObjectsV2.
@@ -88,7 +93,9 @@ extension S3Client {
         return S3Object(
             key: key, size: size,
             lastModified: headers.first(name: "last-modified").flatMap(S3Client.parseHTTPDate),
-            etag: headers.first(name: "etag"), metadata: metadata)
+            etag: headers.first(name: "etag"), metadata: metadata,
+            serverSideEncryption: headers.first(name: "x-amz-server-side-encryption")
+                ?? (headers.first(name: "x-amz-server-side-encryption-customer-algorithm") == nil ? nil : "customer"))
     }
 
     /// HeadObject; nil if there is no such key.
@@ -96,6 +103,14 @@ extension S3Client {
         let response = try await send(Request(method: .HEAD, bucket: bucket, key: key, operation: "HeadObject"), accept: [200, 404])
         if response.status == 404 { return nil }
         return S3Client.object(key: key, headers: response.headers)
+    }
+
+    /// The size of part `partNumber` of a multipart object (HeadObject?partNumber=N answers
+    /// with that part's Content-Length); nil if the server does not say.
+    func partSize(bucket: String, key: String, partNumber: Int) async throws -> Int64? {
+        let response = try await send(Request(method: .HEAD, bucket: bucket, key: key, query: [("partNumber", "\(partNumber)")],
+                                              operation: "HeadObject"), accept: [200, 206])
+        return response.headers.first(name: "content-length").flatMap { Int64($0) }
     }
 
     /// GetObject of `range` (inclusive byte offsets) or the whole object.

@@ -62,7 +62,6 @@ extension ErrorCode {
     public static let http = ErrorCode("HTTPError")
     public static let transport = ErrorCode("TransportError")
     public static let badResponse = ErrorCode("BadResponse")
-    public static let checksumMismatch = ErrorCode("ChecksumMismatch")
     public static let tooLarge = ErrorCode("ObjectTooLarge")
     public static let invalidKey = ErrorCode("InvalidKey")
     public static let configuration = ErrorCode("Configuration")

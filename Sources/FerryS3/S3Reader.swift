@@ -3,9 +3,10 @@ import FerryCore
 import Foundation
 import NIOCore
 
-/// Reads one object: small objects in one GET (checked against an MD5 ETag), large ones
-/// in ranged GETs of 8 MiB blocks, up to ``blocksAhead`` of them fetched in parallel
-/// ahead of the reader. Used by one task at a time.
+/// Reads one object: small objects in one GET, large ones in ranged GETs of 8 MiB blocks,
+/// up to ``blocksAhead`` of them fetched in parallel ahead of the reader. Bytes read in
+/// order are checked against the object's ETag (single-part or multipart, see
+/// ``S3ETag``), and every block must come from the same ETag. Used by one task at a time.
 final class S3Reader: EntryReader, @unchecked Sendable {
     let location: S3Location
     let key: String
@@ -18,6 +19,10 @@ final class S3Reader: EntryReader, @unchecked Sendable {
     /// Ranged GETs under way for the blocks after the current one, by block offset.
     private var prefetch: [Int64: Task<(S3Object, ByteBuffer), any Error>] = [:]
     static let blocksAhead: Int64 = 4
+    /// The ETag of the first block; every later block must carry the same.
+    private var firstETag: String??
+    /// Checks the bytes read in order; nil when the ETag cannot be checked.
+    private var checker: S3ETagChecker?
 
     deinit { for t in prefetch.values { t.cancel() } }
 
@@ -67,16 +72,50 @@ final class S3Reader: EntryReader, @unchecked Sendable {
             (info, bytes) = try await prefetch.removeValue(forKey: start)!.value
             for (b, t) in prefetch where b < start { t.cancel(); prefetch[b] = nil }
         }
-        if whole, let etag = info.etag?.trimmingCharacters(in: CharacterSet(charactersIn: "\"")), etag.count == 32, !etag.contains("-") {
-            let md5 = Array(bytes.md5Digest).hexString
-            if md5 != etag.lowercased() {
-                throw S3Error(.checksumMismatch, operation: "GetObject", bucket: location.bucket, key: key,
-                              message: "the bytes received (MD5 \(md5)) are not what the server stored (ETag \(etag))",
-                              path: path, retryClass: .retryable)
-            }
-        }
+        try await check(info, bytes, at: start)
         object = info
         block = (start, bytes)
+    }
+
+    /// Feeds a block read in order to the ETag check; the check ends when the last byte is in.
+    private func check(_ info: S3Object, _ bytes: ByteBuffer, at start: Int64) async throws {
+        if let firstETag {
+            if info.etag != firstETag {
+                throw S3Error(.sourceChanged, operation: "GetObject", bucket: location.bucket, key: key,
+                              message: "the object changed while it was read (ETag \(firstETag ?? "none"), then \(info.etag ?? "none"))",
+                              path: path, retryClass: .itemFailed)
+            }
+        } else {
+            firstETag = .some(info.etag)
+            checker = try await makeChecker(info)
+        }
+        guard var c = checker, start == c.fed else {
+            if let c = checker, start > c.fed { checker = nil }  // read out of order: cannot check
+            return
+        }
+        bytes.withUnsafeReadableBytes { c.feed($0) }
+        checker = c
+        guard c.fed == c.total else { return }
+        let computed = c.computed()
+        if computed != c.expected {
+            throw S3Error(.checksumMismatch, operation: "GetObject", bucket: location.bucket, key: key,
+                          message: "the bytes received (ETag \(computed.description)) are not what the server stored (ETag \(c.expected.description))",
+                          path: path, retryClass: .retryable)
+        }
+    }
+
+    private func makeChecker(_ info: S3Object) async throws -> S3ETagChecker? {
+        guard info.etagIsContentMD5, let etag = S3ETag(info.etag), info.size == metadata.size else { return nil }
+        var firstPart = info.size
+        if let parts = etag.parts, parts > 1 {
+            guard let size = try await location.client.partSize(bucket: location.bucket, key: key, partNumber: 1) else { return nil }
+            firstPart = size
+        }
+        guard let sizes = etag.partSizes(firstPart: firstPart, objectSize: info.size) else {
+            location.client.logger.debug("cannot check the ETag: parts of unequal size", metadata: ["key": "\(key)", "etag": "\(etag.description)"])
+            return nil
+        }
+        return S3ETagChecker(expected: etag, partSizes: sizes)
     }
 
     private func fetch(_ start: Int64) -> Task<(S3Object, ByteBuffer), any Error> {

@@ -9,7 +9,8 @@ import Testing
 @Suite struct S3FaultTests {
     /// Starts Fixtures/fault_proxy.py on a free port in front of `upstream` (faults every
     /// `every` requests, 0 for none; https with `tls` as (cert, key)); stop it with SIGKILL.
-    static func startProxy(upstream: Int, every: Int, tls: (String, String)? = nil, output: Any? = nil) throws -> (Process, Int) {
+    static func startProxy(upstream: Int, every: Int, tls: (String, String)? = nil, corruptGETs: Int = 0,
+                           output: Any? = nil) throws -> (Process, Int) {
         let port = try S3TestServer.freePort()
         let proxy = Process()
         proxy.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
@@ -17,6 +18,7 @@ import Testing
         proxy.arguments = ["--pdeathsig", "KILL", "--", S3TestServer.which("python3") ?? "/usr/bin/python3", script,
                            "\(port)", "\(upstream)", "\(every)"] + (tls.map { [$0.0, $0.1] } ?? [])
         proxy.standardOutput = output ?? FileHandle(forWritingAtPath: "/dev/null")
+        proxy.environment = ProcessInfo.processInfo.environment.merging(["CORRUPT_GETS": "\(corruptGETs)"]) { $1 }
         try proxy.run()
         try S3TestServer.waitForPort(port, process: proxy, what: "fault proxy")
         return (proxy, port)
@@ -129,6 +131,51 @@ import Testing
         proxy.waitUntilExit()
         let log = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(log.contains("SlowDown") && log.contains("InternalError") && log.contains("reset"), "faults injected: \(log)")
+    }
+}
+
+/// Bytes corrupted between the server and Ferry (a flipped bit signatures do not cover)
+/// are caught against the ETag — the MD5 of a single-part object, the MD5 of part MD5s of
+/// a multipart one — retried once, and never land under a final name.
+@Suite struct S3DownloadChecksumTests {
+    @Test func corruptedDownloadsAreCaughtAgainstTheETag() async throws {
+        let server = try S3TestServer.moto.get()
+        let bucket = "ferry-corrupt-\(UInt32.random(in: 0..<UInt32.max))"
+        #expect(try S3Tests.aws(server, ["s3", "mb", "s3://\(bucket)"]).status == 0)
+        let f = try Fixture("s3-corrupt")
+        defer { f.cleanUp() }
+        // The aws CLI uploads 20 MiB in 8 MiB parts (ETag "…-3"), 5 KiB in one PUT.
+        try f.source.file("multi.bin", TestTree.bytes(20 << 20 | 77, seed: 11))
+        try f.source.file("single.bin", TestTree.bytes(5_000, seed: 12))
+        #expect(try S3Tests.aws(server, ["s3", "cp", "--recursive", f.source.root, "s3://\(bucket)/c"]).status == 0)
+        let head = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", bucket, "--key", "c/multi.bin"])
+        #expect(head.stdout.contains("-3\\\""), "a three-part upload: \(head.stdout)")
+
+        // Every GET corrupted: both files fail (twice each), nothing under a final name.
+        let out = Pipe()
+        var (proxy, port) = try S3FaultTests.startProxy(upstream: server.port, every: 0, corruptGETs: 1_000, output: out)
+        let bad = try CLI.run(["sync", "s3://\(bucket)/c", f.destinationRoot, "--endpoint-url", "http://127.0.0.1:\(port)"],
+                              environment: server.clientEnvironment)
+        kill(proxy.processIdentifier, SIGKILL)
+        proxy.waitUntilExit()
+        #expect(bad.status == 3, "\(bad.stdout)\(bad.stderr)")
+        #expect(bad.stderr.contains("multi.bin") && bad.stderr.contains("single.bin"), "\(bad.stderr)")
+        #expect(bad.stderr.contains("are not what the server stored"), "\(bad.stderr)")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: f.destinationRoot)) ?? []
+        #expect(left.isEmpty, "\(left)")
+        let log = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        #expect(log.contains("corrupted"), "\(log)")
+
+        // One GET corrupted: caught, the file is read again, the run ends exact.
+        (proxy, port) = try S3FaultTests.startProxy(upstream: server.port, every: 0, corruptGETs: 1)
+        defer { kill(proxy.processIdentifier, SIGKILL) }
+        let good = try CLI.run(["sync", "s3://\(bucket)/c", f.destinationRoot, "--endpoint-url", "http://127.0.0.1:\(port)", "-v"],
+                               environment: server.clientEnvironment)
+        #expect(good.status == 0, "\(good.stdout)\(good.stderr)")
+        #expect(good.stderr.contains("retrying the file") && good.stderr.contains("are not what the server stored"), "\(good.stderr)")
+        for name in ["multi.bin", "single.bin"] {
+            #expect(FileManager.default.contents(atPath: "\(f.destinationRoot)/\(name)") == FileManager.default.contents(atPath: "\(f.source.root)/\(name)"))
+        }
     }
 }
 

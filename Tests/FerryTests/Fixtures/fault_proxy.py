@@ -6,11 +6,14 @@ Forwards every request to 127.0.0.1:UPSTREAM_PORT, except that every EVERY-th re
 (never, with EVERY 0) is answered with an S3 error instead: 503 SlowDown, 500
 InternalError, or a connection closed without an answer, in turn. Prints one line per
 injected fault to stdout. With CERT and KEY (PEM) it serves https.
+With CORRUPT_GETS=N in the environment, the bodies of the first N successful GET answers
+(GetObject: no query) have one byte flipped (data corrupted in transit, which signatures do not cover).
 """
-import http.client, http.server, socketserver, ssl, sys, threading
+import http.client, http.server, os, socketserver, ssl, sys, threading
 
 listen, upstream, every = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 count = 0
+corrupt_left = int(os.environ.get("CORRUPT_GETS", "0"))
 lock = threading.Lock()
 FAULTS = [(503, "SlowDown", "Please reduce your request rate."),
           (500, "InternalError", "We encountered an internal error. Please try again."),
@@ -62,6 +65,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         conn.request(self.command, self.path, body=body if body or self.command in ("PUT", "POST") else None, headers=headers)
         r = conn.getresponse()
         data = r.read()
+        global corrupt_left
+        if self.command == "GET" and "?" not in self.path and r.status in (200, 206) and data:
+            with lock:
+                flip = corrupt_left > 0
+                corrupt_left -= flip
+            if flip:
+                data = bytearray(data)
+                data[len(data) // 2] ^= 0x01
+                data = bytes(data)
+                print(f"corrupted {n} GET {self.path}", flush=True)
         self.send_response(r.status)
         for k, v in r.getheaders():
             if k.lower() not in ("transfer-encoding", "connection", "content-length"):

@@ -1,0 +1,90 @@
+import Crypto
+import Foundation
+
+/// What an S3 ETag says about an object's bytes, and the running check of bytes read in
+/// order against it.
+///
+/// A single-part upload's ETag is the hex MD5 of the object. A multipart upload's is the
+/// MD5 of the concatenated binary MD5s of its parts, followed by `-N` (N parts); checking it
+/// needs the part boundaries, which `HeadObject?partNumber=1` gives (every part but the
+/// last has the first part's size, as every common uploader does). Objects encrypted with
+/// SSE-KMS or SSE-C have ETags that are not MD5s and cannot be checked this way.
+struct S3ETag: Sendable, Equatable {
+    /// The lower-case hex digest (without quotes and without `-N`).
+    var digest: String
+    /// The number of parts (nil: a single-part upload).
+    var parts: Int?
+
+    /// Parses `"0123…abcd"` or `"0123…abcd-12"`; nil for anything that is not MD5-shaped.
+    init?(_ header: String?) {
+        guard let header else { return nil }
+        let text = header.trimmingCharacters(in: CharacterSet(charactersIn: "\" ")).lowercased()
+        let pieces = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard let hex = pieces.first, hex.count == 32, hex.allSatisfy(\.isHexDigit) else { return nil }
+        digest = String(hex)
+        switch pieces.count {
+        case 1: parts = nil
+        case 2:
+            guard let n = Int(pieces[1]), (1...10_000).contains(n) else { return nil }
+            parts = n
+        default: return nil
+        }
+    }
+
+    var description: String { digest + (parts.map { "-\($0)" } ?? "") }
+
+    /// The sizes of the parts, given the size of the first part and of the object; nil when
+    /// they cannot be uniform parts of that size.
+    func partSizes(firstPart: Int64, objectSize: Int64) -> [Int64]? {
+        guard let parts else { return [objectSize] }
+        guard firstPart > 0, Int64(parts - 1) * firstPart < objectSize, Int64(parts) * firstPart >= objectSize else { return nil }
+        return (0..<parts).map { $0 < parts - 1 ? firstPart : objectSize - Int64(parts - 1) * firstPart }
+    }
+}
+
+/// Hashes bytes fed in order, part by part, and says whether they match an ``S3ETag``.
+struct S3ETagChecker {
+    let expected: S3ETag
+    private let partSizes: [Int64]
+    private var part = 0
+    private var inPart: Int64 = 0
+    private var md5 = Insecure.MD5()
+    private var partDigests: [UInt8] = []
+    /// Bytes fed so far (the offset the next bytes must start at).
+    private(set) var fed: Int64 = 0
+
+    init(expected: S3ETag, partSizes: [Int64]) {
+        self.expected = expected
+        self.partSizes = partSizes
+    }
+
+    var total: Int64 { partSizes.reduce(0, +) }
+
+    mutating func feed(_ bytes: UnsafeRawBufferPointer) {
+        var rest = bytes[...]
+        while !rest.isEmpty, part < partSizes.count {
+            let take = Int(min(Int64(rest.count), partSizes[part] - inPart))
+            md5.update(bufferPointer: UnsafeRawBufferPointer(rebasing: rest.prefix(take)))
+            inPart += Int64(take)
+            fed += Int64(take)
+            rest = rest.dropFirst(take)
+            if inPart == partSizes[part] {
+                partDigests += Array(md5.finalize())
+                md5 = Insecure.MD5()
+                part += 1
+                inPart = 0
+            }
+        }
+    }
+
+    /// The ETag the bytes fed produce (call once all ``total`` bytes were fed).
+    func computed() -> S3ETag {
+        var result = expected
+        if expected.parts == nil {
+            result.digest = partDigests.hexString
+        } else {
+            result.digest = Array(Insecure.MD5.hash(data: partDigests)).hexString
+        }
+        return result
+    }
+}
