@@ -148,4 +148,12 @@ public protocol EntryWriter: Sendable {
     func commit() async throws -> [String]
     /// Discards the temporary file.
     func abort() async
+    /// After ``commit()``: whether the destination itself confirmed that it holds exactly
+    /// the bytes written (an object store's MD5 of what it stored matched the MD5 of what
+    /// was sent). ONLY_FILES_TRANSFERRED verification then needs no read-back of the data.
+    var contentConfirmed: Bool { get }
+}
+
+extension EntryWriter {
+    public var contentConfirmed: Bool { false }
 }

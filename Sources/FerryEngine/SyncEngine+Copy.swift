@@ -14,7 +14,8 @@ extension SyncEngine {
     /// Copies one file: reads the source extent by extent (holes stay holes), checksums what
     /// it reads, writes it under a temporary name, checks that the source did not change
     /// meanwhile (size, mtime, ctime), commits metadata and the final name, then (with
-    /// ONLY_FILES_TRANSFERRED) re-reads the destination and compares checksum and metadata.
+    /// ONLY_FILES_TRANSFERRED) re-reads the destination and compares checksum and metadata —
+    /// unless the destination confirmed the bytes itself (``EntryWriter/contentConfirmed``).
     /// A changed source or a checksum mismatch is tried once more before it is reported.
     func copyFile(_ item: PlannedItem) async throws -> Completion {
         let s = item.source!
@@ -47,6 +48,7 @@ extension SyncEngine {
             // Bytes count as transferred while they move (live progress); an attempt that is
             // abandoned takes its bytes back.
             var moved: Int64 = 0
+            var notStored: [String] = []
             do {
                 (checksum, written) = try await pump(reader, extents: extents, size: before.size) { chunk, offset in
                     if let limiter = self.limiter { try await limiter.acquire(chunk.count) }
@@ -64,7 +66,7 @@ extension SyncEngine {
                 if case .copyFile(replacing: .directory) = item.action {
                     try await destination.remove(item.path, kind: .directory)
                 }
-                let notStored = try await writer.commit()
+                notStored = try await writer.commit()
                 if !notStored.isEmpty {
                     counters.add(.metadataNotStored)
                     let reason = "the destination did not store: \(notStored.joined(separator: ", "))"
@@ -79,7 +81,20 @@ extension SyncEngine {
             }
             counters.add(.bytesWritten, written)
             counters.add(.bytesTransferred, before.size - written)  // the holes
-            if options.verifyMode == .onlyFilesTransferred {
+            if options.verifyMode == .onlyFilesTransferred, writer.contentConfirmed {
+                // The destination checked the bytes it stored against what was sent; what
+                // it could not keep of the metadata is a verification failure.
+                counters.add(.filesTransferred)
+                record(.transferred, item.path, s, checksum: checksum)
+                if !notStored.isEmpty {
+                    counters.add(.verificationFailures)
+                    record(.verified, item.path, s, status: "FAILED", checksum: checksum, failure: .metadataFailure,
+                           reason: "the destination did not store: \(notStored.joined(separator: ", "))")
+                } else {
+                    counters.add(.filesVerified)
+                    record(.verified, item.path, s, checksum: checksum)
+                }
+            } else if options.verifyMode == .onlyFilesTransferred {
                 let started = ContinuousClock.now
                 defer { verifyNanoseconds.add(nanoseconds(ContinuousClock.now - started), ordering: .relaxed) }
                 let (arrived, metadata) = try await checksumOf(destination, item.path, expected: Entry(name: s.name, kind: .file, metadata: before))

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -126,16 +127,20 @@ extension S3Client {
         metadata.sorted { $0.key < $1.key }.map { ("x-amz-meta-\($0.key)", $0.value) }
     }
 
-    /// PutObject with Content-MD5 (the server checks the bytes it got).
+    /// PutObject with Content-MD5 (the server checks the bytes it got); returns the stored
+    /// object as the answer describes it (ETag, encryption).
     @discardableResult
-    public func putObject(bucket: String, key: String, body: ByteBuffer, metadata: [String: String], contentType: String = "application/octet-stream") async throws -> String? {
+    public func putObject(bucket: String, key: String, body: ByteBuffer, metadata: [String: String], contentType: String = "application/octet-stream",
+                          contentMD5: Insecure.MD5.Digest? = nil) async throws -> S3Object {
         var headers = S3Client.metadataHeaders(metadata)
-        headers.append(("Content-MD5", body.md5Base64))
+        headers.append(("Content-MD5", Data(contentMD5 ?? body.md5Digest).base64EncodedString()))
         headers.append(("Content-Type", contentType))
         headers.append(("Content-Length", "\(body.readableBytes)"))
         let response = try await send(Request(method: .PUT, bucket: bucket, key: key, headers: headers, body: body,
                                               payloadHash: SigV4Signer.unsignedPayload, operation: "PutObject"))
-        return response.headers.first(name: "etag")
+        var stored = S3Client.object(key: key, headers: response.headers)
+        stored.size = Int64(body.readableBytes)
+        return stored
     }
 
     public func createMultipartUpload(bucket: String, key: String, metadata: [String: String]) async throws -> String {
@@ -150,8 +155,9 @@ extension S3Client {
     }
 
     /// UploadPart with Content-MD5; returns the part's ETag.
-    public func uploadPart(bucket: String, key: String, uploadID: String, partNumber: Int, body: ByteBuffer) async throws -> String {
-        let headers = [("Content-MD5", body.md5Base64), ("Content-Length", "\(body.readableBytes)")]
+    public func uploadPart(bucket: String, key: String, uploadID: String, partNumber: Int, body: ByteBuffer,
+                           contentMD5: Insecure.MD5.Digest? = nil) async throws -> String {
+        let headers = [("Content-MD5", Data(contentMD5 ?? body.md5Digest).base64EncodedString()), ("Content-Length", "\(body.readableBytes)")]
         let response = try await send(Request(method: .PUT, bucket: bucket, key: key,
                                               query: [("partNumber", "\(partNumber)"), ("uploadId", uploadID)], headers: headers,
                                               body: body, payloadHash: SigV4Signer.unsignedPayload, operation: "UploadPart"))
@@ -161,7 +167,9 @@ extension S3Client {
         return etag
     }
 
-    public func completeMultipartUpload(bucket: String, key: String, uploadID: String, parts: [(Int, String)]) async throws {
+    /// CompleteMultipartUpload; returns the object as the answer describes it (ETag, encryption).
+    @discardableResult
+    public func completeMultipartUpload(bucket: String, key: String, uploadID: String, parts: [(Int, String)]) async throws -> S3Object {
         var xml = "<CompleteMultipartUpload>"
         for (n, etag) in parts { xml += "<Part><PartNumber>\(n)</PartNumber><ETag>\(xmlEscape(etag))</ETag></Part>" }
         xml += "</CompleteMultipartUpload>"
@@ -174,6 +182,9 @@ extension S3Client {
             throw S3Error(.http, operation: "CompleteMultipartUpload", bucket: bucket, key: key, status: 200, s3Code: x["Code"],
                           message: x["Message"] ?? "error", requestID: x["RequestId"])
         }
+        var stored = S3Client.object(key: key, headers: response.headers)
+        stored.etag = XMLElement.parse(Data(response.body.readableBytesView))?["ETag"] ?? stored.etag
+        return stored
     }
 
     public func abortMultipartUpload(bucket: String, key: String, uploadID: String) async throws {
@@ -297,8 +308,6 @@ extension S3Client {
         _ = try await send(Request(method: .PUT, bucket: bucket, body: body, payloadHash: hash, operation: "CreateBucket"), accept: [200, 409])
     }
 }
-
-import Crypto
 
 enum SHA256Hex {
     static func of(_ b: ByteBuffer) -> String { b.sha256Hex }

@@ -31,6 +31,11 @@ struct S3ETag: Sendable, Equatable {
         }
     }
 
+    init(digest: String, parts: Int?) {
+        self.digest = digest
+        self.parts = parts
+    }
+
     var description: String { digest + (parts.map { "-\($0)" } ?? "") }
 
     /// The sizes of the parts, given the size of the first part and of the object; nil when

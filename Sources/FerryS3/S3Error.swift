@@ -37,7 +37,8 @@ public struct S3Error: LocationError {
         if code == .transport { return .retryable }
         guard let status else { return .itemFailed }
         switch (status, s3Code) {
-        case (500..., _), (_, "SlowDown"?), (_, "RequestTimeout"?), (429, _): return .retryable
+        // BadDigest: the body arrived other than sent (Content-MD5); sending it again heals.
+        case (500..., _), (_, "SlowDown"?), (_, "RequestTimeout"?), (429, _), (_, "BadDigest"?): return .retryable
         case (403, _), (_, "NoSuchBucket"?), (_, "InvalidAccessKeyId"?), (_, "SignatureDoesNotMatch"?): return .fatal
         default: return .itemFailed
         }

@@ -1,3 +1,4 @@
+import Crypto
 import FerryCore
 import Foundation
 import NIOCore
@@ -6,7 +7,10 @@ import NIOCore
 /// one PutObject at commit (S3 makes it appear atomically). Above it, a multipart upload
 /// with parts sized for the object (at least 8 MiB, at most 10,000 parts); the object
 /// appears only when the upload completes, and ``abort()`` aborts it. Up to
-/// ``partsInFlight`` parts upload at once. Holes are sent as zeros. Used by one task at a time.
+/// ``partsInFlight`` parts upload at once. Holes are sent as zeros. Every PutObject and
+/// part carries Content-MD5 (the server refuses bytes that do not match), and the ETag the
+/// server answers for the whole object is compared with the MD5s of what was sent (see
+/// ``S3ETag``): a match is ``contentConfirmed``. Used by one task at a time.
 final class S3Writer: EntryWriter, @unchecked Sendable {
     let location: S3Location
     let key: String
@@ -19,8 +23,11 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
     private var bufferStart: Int64 = 0
     private var uploadID: String?
     private var parts: [(Int, String)] = []
+    /// MD5s of the parts sent, in order.
+    private var partDigests: [UInt8] = []
     /// Parts being uploaded (bounded by `partsInFlight`); awaited in order.
-    private var pending: [Task<(Int, String), any Error>] = []
+    private var pending: [Task<(Int, String, [UInt8]), any Error>] = []
+    private(set) var contentConfirmed = false
     static let partsInFlight = 4
 
     /// Metadata known not to fit before anything is sent.
@@ -74,16 +81,34 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
         if uploadID == nil {
             uploadID = try await client.createMultipartUpload(bucket: location.bucket, key: key, metadata: metadata)
         }
-        if pending.count >= S3Writer.partsInFlight { parts.append(try await pending.removeFirst().value) }
+        if pending.count >= S3Writer.partsInFlight { try await finishPart() }
         let number = parts.count + pending.count + 1
         let (bucket, key, id) = (location.bucket, self.key, uploadID!)
         pending.append(Task {
-            (number, try await client.uploadPart(bucket: bucket, key: key, uploadID: id, partNumber: number, body: part))
+            let md5 = part.md5Digest
+            return (number, try await client.uploadPart(bucket: bucket, key: key, uploadID: id, partNumber: number, body: part, contentMD5: md5), Array(md5))
         })
     }
 
+    private func finishPart() async throws {
+        let (number, etag, md5) = try await pending.removeFirst().value
+        parts.append((number, etag))
+        partDigests += md5
+    }
+
     private func finishParts() async throws {
-        while !pending.isEmpty { parts.append(try await pending.removeFirst().value) }
+        while !pending.isEmpty { try await finishPart() }
+    }
+
+    /// Compares the ETag the server gave the stored object with what was sent.
+    private func confirm(_ stored: S3Object, sent: S3ETag) throws {
+        guard stored.etagIsContentMD5, let answered = S3ETag(stored.etag) else { return }
+        if answered != sent {
+            throw S3Error(.checksumMismatch, operation: isMultipart ? "CompleteMultipartUpload" : "PutObject", bucket: location.bucket, key: key,
+                          message: "the server stored ETag \(answered.description), but the bytes sent give \(sent.description)",
+                          path: path, retryClass: .retryable)
+        }
+        contentConfirmed = true
     }
 
     func commit() async throws -> [String] {
@@ -92,10 +117,13 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
         if isMultipart {
             if buffer.readableBytes > 0 || parts.isEmpty && pending.isEmpty { try await upload(buffer.slice()) }
             try await finishParts()
-            try await location.client.completeMultipartUpload(bucket: location.bucket, key: key, uploadID: uploadID!, parts: parts)
+            let stored = try await location.client.completeMultipartUpload(bucket: location.bucket, key: key, uploadID: uploadID!, parts: parts)
             uploadID = nil
+            try confirm(stored, sent: S3ETag(digest: Array(Insecure.MD5.hash(data: partDigests)).hexString, parts: parts.count))
         } else {
-            try await location.client.putObject(bucket: location.bucket, key: key, body: buffer, metadata: metadata)
+            let md5 = buffer.md5Digest
+            let stored = try await location.client.putObject(bucket: location.bucket, key: key, body: buffer, metadata: metadata, contentMD5: md5)
+            try confirm(stored, sent: S3ETag(digest: Array(md5).hexString, parts: nil))
         }
         buffer = ByteBuffer()
         let kept = try await location.metadataSupport.keepsUserMetadata(location: location, key: key)

@@ -10,7 +10,7 @@ import Testing
     /// Starts Fixtures/fault_proxy.py on a free port in front of `upstream` (faults every
     /// `every` requests, 0 for none; https with `tls` as (cert, key)); stop it with SIGKILL.
     static func startProxy(upstream: Int, every: Int, tls: (String, String)? = nil, corruptGETs: Int = 0,
-                           output: Any? = nil) throws -> (Process, Int) {
+                           environment: [String: String] = [:], output: Any? = nil) throws -> (Process, Int) {
         let port = try S3TestServer.freePort()
         let proxy = Process()
         proxy.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
@@ -18,7 +18,7 @@ import Testing
         proxy.arguments = ["--pdeathsig", "KILL", "--", S3TestServer.which("python3") ?? "/usr/bin/python3", script,
                            "\(port)", "\(upstream)", "\(every)"] + (tls.map { [$0.0, $0.1] } ?? [])
         proxy.standardOutput = output ?? FileHandle(forWritingAtPath: "/dev/null")
-        proxy.environment = ProcessInfo.processInfo.environment.merging(["CORRUPT_GETS": "\(corruptGETs)"]) { $1 }
+        proxy.environment = ProcessInfo.processInfo.environment.merging(["CORRUPT_GETS": "\(corruptGETs)"].merging(environment) { $1 }) { $1 }
         try proxy.run()
         try S3TestServer.waitForPort(port, process: proxy, what: "fault proxy")
         return (proxy, port)
@@ -175,6 +175,44 @@ import Testing
         #expect(good.stderr.contains("retrying the file") && good.stderr.contains("are not what the server stored"), "\(good.stderr)")
         for name in ["multi.bin", "single.bin"] {
             #expect(FileManager.default.contents(atPath: "\(f.destinationRoot)/\(name)") == FileManager.default.contents(atPath: "\(f.source.root)/\(name)"))
+        }
+    }
+}
+
+/// Uploads are checked by the server (Content-MD5 on every PutObject and part) and by
+/// Ferry (the ETag answered for the stored object against the MD5s of what was sent), so
+/// ONLY_FILES_TRANSFERRED needs no read-back GET.
+@Suite struct S3UploadChecksumTests {
+    @Test func corruptedUploadsAndWrongETagsAreCaughtWithoutReadingBack() async throws {
+        let server = try S3TestServer.moto.get()
+        let bucket = "ferry-upcheck-\(UInt32.random(in: 0..<UInt32.max))"
+        #expect(try S3Tests.aws(server, ["s3", "mb", "s3://\(bucket)"]).status == 0)
+        let f = try Fixture("s3-upcheck")
+        defer { f.cleanUp() }
+        try f.source.file("multi.bin", TestTree.bytes(20 << 20 | 5, seed: 21))
+        try f.source.file("single.bin", TestTree.bytes(5_000, seed: 22))
+        // moto stores a corrupted body without checking its Content-MD5 (real S3 answers
+        // BadDigest, which is retried); the ETag it answers then names other bytes.
+        for (prefix, faults) in [("corrupt", ["CORRUPT_PUTS": "1"]), ("lie", ["ETAG_LIES": "1"])] {
+            let out = Pipe()
+            let (proxy, port) = try S3FaultTests.startProxy(upstream: server.port, every: 0,
+                                                            environment: faults.merging(["LOG_REQUESTS": "1"]) { $1 }, output: out)
+            let up = try CLI.run(["sync", f.source.root, "s3://\(bucket)/\(prefix)", "--endpoint-url", "http://127.0.0.1:\(port)", "-v"],
+                                 environment: server.clientEnvironment)
+            kill(proxy.processIdentifier, SIGKILL)
+            proxy.waitUntilExit()
+            let log = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(up.status == 0, "\(up.stdout)\(up.stderr)")
+            #expect(log.contains(prefix == "corrupt" ? "corrupted" : "lied"), "\(log)")
+            #expect(up.stderr.contains("retrying the file") && up.stderr.contains("but the bytes sent give"), "\(up.stderr)")
+            #expect(up.stdout.contains("FilesVerified: 3"), "\(up.stdout)")  // two files and the root
+            // Verified without reading the objects back: no GetObject (a GET without a query).
+            let gets = log.split(separator: "\n").filter { $0.hasPrefix("request GET ") && !$0.contains("?") }
+            #expect(gets.isEmpty, "\(gets)")
+        }
+        for name in ["multi.bin", "single.bin"] {
+            #expect(try S3FaultTests.download(server, "s3://\(bucket)/corrupt/\(name)", to: f.destinationRoot + "-" + name)
+                    == FileManager.default.contents(atPath: "\(f.source.root)/\(name)"))
         }
     }
 }

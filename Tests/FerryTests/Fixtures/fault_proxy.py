@@ -8,12 +8,19 @@ InternalError, or a connection closed without an answer, in turn. Prints one lin
 injected fault to stdout. With CERT and KEY (PEM) it serves https.
 With CORRUPT_GETS=N in the environment, the bodies of the first N successful GET answers
 (GetObject: no query) have one byte flipped (data corrupted in transit, which signatures do not cover).
+With CORRUPT_PUTS=N, the first N PUT bodies are corrupted the same way on their way up;
+with ETAG_LIES=N, the first N PutObject answers for non-empty bodies carry a wrong ETag
+(a server that stored other bytes than it was sent). With LOG_REQUESTS=1 every request
+is printed as "request METHOD PATH".
 """
 import http.client, http.server, os, socketserver, ssl, sys, threading
 
 listen, upstream, every = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 count = 0
 corrupt_left = int(os.environ.get("CORRUPT_GETS", "0"))
+corrupt_puts = int(os.environ.get("CORRUPT_PUTS", "0"))
+etag_lies = int(os.environ.get("ETAG_LIES", "0"))
+log_requests = os.environ.get("LOG_REQUESTS") == "1"
 lock = threading.Lock()
 FAULTS = [(503, "SlowDown", "Please reduce your request rate."),
           (500, "InternalError", "We encountered an internal error. Please try again."),
@@ -40,9 +47,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+        global corrupt_puts, etag_lies
         with lock:
             count += 1
             n = count
+            flip_put = self.command == "PUT" and len(body) > 0 and corrupt_puts > 0
+            corrupt_puts -= flip_put
+            lie = self.command == "PUT" and "?" not in self.path and len(body) > 0 and not flip_put and etag_lies > 0
+            etag_lies -= lie
+        if log_requests:
+            print(f"request {self.command} {self.path}", flush=True)
+        if flip_put:
+            body = bytearray(body)
+            body[len(body) // 2] ^= 0x01
+            body = bytes(body)
+            print(f"corrupted {n} PUT {self.path}", flush=True)
         if every and n % every == 0:
             status, code, message = FAULTS[(n // every) % len(FAULTS)]
             print(f"fault {n} {self.command} {self.path} {code or 'reset'}", flush=True)
@@ -77,6 +96,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 print(f"corrupted {n} GET {self.path}", flush=True)
         self.send_response(r.status)
         for k, v in r.getheaders():
+            if lie and k.lower() == "etag":
+                v = '"' + ("0" if v.strip('"')[0] != "0" else "1") + v.strip('"')[1:] + '"'
+                print(f"lied {n} PUT {self.path} ETag {v}", flush=True)
             if k.lower() not in ("transfer-encoding", "connection", "content-length"):
                 self.send_header(k, v)
         # A HEAD answer has no body but keeps the object's Content-Length.
