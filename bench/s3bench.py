@@ -8,6 +8,7 @@ fresh prefix: a first upload, then a no-change re-run. Ferry's S3 request count 
 no-change re-run comes from `ferry sync -v` ("S3 requests: N").
 
     python3 bench/s3bench.py [--cases small,large,sub2k] [--servers moto,juicefs] [--runs 1]
+                             [--tools "ferry,aws s3 sync,rclone,rclone -t16"]
 
 `sub2k` is the first 2,000 files of `small` (the JuiceFS gateway, with SQLite metadata,
 needs minutes per tool for 20,000 small objects).
@@ -86,6 +87,7 @@ def main():
     ap.add_argument("--cases", default="small,large")
     ap.add_argument("--servers", default="moto,juicefs")
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--tools", default="ferry,aws s3 sync,rclone,rclone -t16", help="comma-separated subset of the tools")
     ap.add_argument("--ferry", default=os.path.join(ROOT, ".build/release/ferry"))
     a = ap.parse_args()
     results = []
@@ -111,6 +113,7 @@ def main():
                 "rclone": lambda p: ["rclone", "sync", src, f"B:{bucket}/{p}"],
                 "rclone -t16": lambda p: ["rclone", "sync", "--transfers", "16", src, f"B:{bucket}/{p}"],
             }
+            tools = {k: v for k, v in tools.items() if k in a.tools.split(",")}
             samples = {}
             requests = []
             for r in range(a.runs):
@@ -124,6 +127,9 @@ def main():
                             requests += [int(l.split(":")[1]) for l in err.splitlines() if l.startswith("S3 requests:")]
                         samples.setdefault((name, phase), []).append((wall, rss, code))
                         print(f"{s['name']} {case} {phase} {name}: {wall:.2f}s rss {rss:.0f}MiB exit {code}", flush=True)
+                    if case == "large":  # moto keeps objects in memory: drop the 1 GiB copies
+                        subprocess.run(["aws", "--endpoint-url", s["endpoint"], "s3", "rm", "--recursive", f"s3://{bucket}/{prefix}"],
+                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for phase in ("first", "nochange"):
                 ft = statistics.median(x[0] for x in samples[("ferry", phase)])
                 for name in tools:
