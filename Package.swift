@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "FerryEngine", targets: ["FerryEngine"]),
         .library(name: "FerryLocal", targets: ["FerryLocal"]),
         .library(name: "FerryS3", targets: ["FerryS3"]),
+        .library(name: "FerryServer", targets: ["FerryServer"]),
         .library(name: "FerryTesting", targets: ["FerryTesting"]),
     ],
     dependencies: [
@@ -19,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // Syscalls Glibc does not expose (openat2, copy_file_range, xattrs, SEEK_DATA, ...)
@@ -46,20 +49,34 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .target(
+            name: "FerryStore",
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "FerryServer",
+            dependencies: [
+                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.copy("Resources")],
+            swiftSettings: swiftSettings),
+        .target(
             name: "FerryTesting",
             dependencies: ["FerryCore", "CFerry"],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3",
+                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryServer", "FerryStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "FerryTests",
-            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryTesting", "CFerry", "ferry"],
+            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryServer", "FerryStore", "FerryTesting", "CFerry", "ferry"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings),
     ]

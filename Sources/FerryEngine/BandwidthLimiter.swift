@@ -11,14 +11,15 @@ public final class BandwidthLimiter: Sendable {
     private let state: Mutex<State>
     private let clock = ContinuousClock()
 
-    /// `bytesPerSecond`: the sustained rate; bursts up to a quarter second of it.
-    public init(bytesPerSecond: Int64) {
-        state = Mutex(State(rate: Double(bytesPerSecond), tokens: 0, last: ContinuousClock.now))
+    /// `bytesPerSecond`: the sustained rate; bursts up to a quarter second of it. nil: no
+    /// limit (until ``setRate(_:)`` sets one).
+    public init(bytesPerSecond: Int64?) {
+        state = Mutex(State(rate: bytesPerSecond.map(Double.init) ?? .infinity, tokens: 0, last: ContinuousClock.now))
     }
 
-    /// Changes the rate for all workers from now on.
-    public func setRate(_ bytesPerSecond: Int64) {
-        state.withLock { $0.rate = Double(bytesPerSecond) }
+    /// Changes the rate for all workers from now on (nil: no limit).
+    public func setRate(_ bytesPerSecond: Int64?) {
+        state.withLock { $0.rate = bytesPerSecond.map(Double.init) ?? .infinity }
     }
 
     /// Takes `bytes` tokens; sleeps as long as the bucket needs to refill.

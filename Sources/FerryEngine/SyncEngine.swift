@@ -24,7 +24,8 @@ public final class SyncEngine: Sendable {
     public init(_ configuration: SyncConfiguration, report: TaskReportSink = TaskReportSink(spoolDirectory: nil)) {
         self.configuration = configuration
         self.report = report
-        self.limiter = configuration.options.bytesPerSecond.map { BandwidthLimiter(bytesPerSecond: $0) }
+        // Always present, so a rate set while the execution runs (UpdateTaskExecution) applies.
+        self.limiter = BandwidthLimiter(bytesPerSecond: configuration.options.bytesPerSecond)
         var selection = configuration.options.metadataSelection
         let caps = configuration.destination.capabilities
         selection.uid = selection.uid && caps.ownership
@@ -46,7 +47,8 @@ public final class SyncEngine: Sendable {
     var dryRun: Bool { configuration.dryRun }
 
     /// Changes BytesPerSecond while running (no effect if the run started without a limit).
-    public func updateBandwidth(_ bytesPerSecond: Int64) { limiter?.setRate(bytesPerSecond) }
+    /// Changes BytesPerSecond while the execution runs (nil: no limit).
+    public func updateBandwidth(_ bytesPerSecond: Int64?) { limiter?.setRate(bytesPerSecond) }
 
     /// Runs the execution to its end and returns DataSync-shaped results. Never throws:
     /// failures are in the result and the report.

@@ -1,0 +1,175 @@
+import FerryStore
+import Foundation
+
+/// NFS (a path on the built-in agent's host), object storage (any S3-compatible endpoint)
+/// and S3 (a bucket ARN served by the configured S3 endpoint) locations.
+extension ControlPlane {
+    /// Members a Describe call never returns.
+    static let secretMembers: Set<String> = ["SecretKey", "Password", "KerberosKeytab", "SasConfiguration", "CmkSecretConfig", "CustomSecretConfig"]
+
+    static func subdirectory(_ s: String?) -> String {
+        var d = s ?? "/"
+        if !d.hasPrefix("/") { d = "/" + d }
+        if !d.hasSuffix("/") { d += "/" }
+        return d
+    }
+
+    func agents(_ input: JSONValue, member: String) throws -> JSONValue {
+        let given = input[member]?.array?.compactMap(\.string) ?? []
+        for a in given { _ = try existing(a, .agent, "Agent") }
+        return .array((given.isEmpty ? [builtInAgentArn] : given).map { .string($0) })
+    }
+
+    func createLocationNfs(_ input: JSONValue) throws -> JSONValue {
+        let arn = arns.location()
+        let sub = ControlPlane.subdirectory(input["Subdirectory"]?.string)
+        var body = input
+        body["Tags"] = nil
+        body["LocationArn"] = .string(arn)
+        body["Type"] = "NFS"
+        body["LocationUri"] = .string("nfs://\(input["ServerHostname"]?.string ?? "")\(sub)")
+        body["OnPremConfig"] = ["AgentArns": try agents(input["OnPremConfig"] ?? [:], member: "AgentArns")]
+        body["MountOptions"] = input["MountOptions"] ?? ["Version": "AUTOMATIC"]
+        body["CreationTime"] = ControlPlane.now()
+        try store.insert(arn: arn, kind: .location, body: body)
+        try storeTags(arn, input)
+        return ["LocationArn": .string(arn)]
+    }
+
+    func createLocationObjectStorage(_ input: JSONValue) throws -> JSONValue {
+        let arn = arns.location()
+        var body = input
+        body["Tags"] = nil
+        let proto = input["ServerProtocol"]?.string ?? "HTTPS"
+        body["ServerProtocol"] = .string(proto)
+        body["ServerPort"] = input["ServerPort"] ?? .number(proto == "HTTPS" ? 443 : 80)
+        body["LocationArn"] = .string(arn)
+        body["Type"] = "OBJECT_STORAGE"
+        let sub = ControlPlane.subdirectory(input["Subdirectory"]?.string)
+        body["LocationUri"] = .string("object-storage://\(input["ServerHostname"]?.string ?? "")/\(input["BucketName"]?.string ?? "")\(sub)")
+        body["AgentArns"] = try agents(input, member: "AgentArns")
+        body["CreationTime"] = ControlPlane.now()
+        try store.insert(arn: arn, kind: .location, body: body)
+        try storeTags(arn, input)
+        return ["LocationArn": .string(arn)]
+    }
+
+    func createLocationS3(_ input: JSONValue) throws -> JSONValue {
+        let bucketArn = input["S3BucketArn"]?.string ?? ""
+        guard bucketArn.contains(":::") else {
+            throw ServerError.invalid("Only bucket ARNs (arn:aws:s3:::BUCKET) are supported by Ferry; access points and Outposts are not.")
+        }
+        let bucket = String(bucketArn.split(separator: ":").last ?? "")
+        let arn = arns.location()
+        var body = input
+        body["Tags"] = nil
+        body["LocationArn"] = .string(arn)
+        body["Type"] = "S3"
+        body["S3StorageClass"] = input["S3StorageClass"] ?? "STANDARD"
+        body["LocationUri"] = .string("s3://\(bucket)\(ControlPlane.subdirectory(input["Subdirectory"]?.string))")
+        if input["AgentArns"] != nil { body["AgentArns"] = try agents(input, member: "AgentArns") }
+        body["CreationTime"] = ControlPlane.now()
+        try store.insert(arn: arn, kind: .location, body: body)
+        try storeTags(arn, input)
+        return ["LocationArn": .string(arn)]
+    }
+
+    /// The fields of a Describe answer, never a secret.
+    static let describedMembers: [String: [String]] = [
+        "NFS": ["LocationArn", "LocationUri", "OnPremConfig", "MountOptions", "CreationTime"],
+        "OBJECT_STORAGE": ["LocationArn", "LocationUri", "AccessKey", "ServerPort", "ServerProtocol", "AgentArns", "CreationTime", "ServerCertificate"],
+        "S3": ["LocationArn", "LocationUri", "S3StorageClass", "S3Config", "AgentArns", "CreationTime"],
+    ]
+
+    func location(_ input: JSONValue, type: String) throws -> Store.Resource {
+        let arn = input["LocationArn"]?.string ?? ""
+        let r = try existing(arn, .location, "Location")
+        guard r.body["Type"]?.string == type else {
+            throw ServerError.invalid("Location \(arn) is a \(r.body["Type"]?.string ?? "?") location, not \(type).")
+        }
+        return r
+    }
+
+    func describeLocation(_ input: JSONValue, type: String) throws -> JSONValue {
+        let r = try location(input, type: type)
+        var out: [String: JSONValue] = [:]
+        for m in ControlPlane.describedMembers[type] ?? [] where !ControlPlane.secretMembers.contains(m) {
+            if let v = r.body[m] { out[m] = v }
+        }
+        return .object(out)
+    }
+
+    func updateLocation(_ input: JSONValue, type: String) throws -> JSONValue {
+        let r = try location(input, type: type)
+        try store.modify(r.arn) { body in
+            for (k, v) in input.object ?? [:] where k != "LocationArn" { body[k] = v }
+            if let sub = input["Subdirectory"]?.string, let uri = body["LocationUri"]?.string {
+                // Keep scheme and host (and bucket), replace the subdirectory.
+                let parts = uri.components(separatedBy: "://")
+                var rest = parts.count == 2 ? parts[1] : uri
+                let keep = type == "OBJECT_STORAGE" ? 2 : 1
+                rest = rest.split(separator: "/", omittingEmptySubsequences: false).prefix(keep).joined(separator: "/")
+                body["LocationUri"] = .string("\(parts[0])://\(rest)\(ControlPlane.subdirectory(sub))")
+            }
+        }
+        return [:]
+    }
+
+    func listLocations(_ input: JSONValue) throws -> JSONValue {
+        let filters = input["Filters"]?.array ?? []
+        let (items, next) = try Pagination.page(store, .location, input: input) { r in
+            filters.allSatisfy { f in ControlPlane.matches(r.body, filter: f) }
+        }
+        var out: JSONValue = ["Locations": .array(items.map { ["LocationArn": $0.body["LocationArn"] ?? .null, "LocationUri": $0.body["LocationUri"] ?? .null] })]
+        if let next { out["NextToken"] = .string(next) }
+        return out
+    }
+
+    /// ListLocations' `Filters`: `LocationUri`, `LocationType`, `CreationTime` with
+    /// Equals / NotEquals / In / LessThan(OrEqual) / GreaterThan(OrEqual) / Contains /
+    /// NotContains / BeginsWith.
+    static func matches(_ body: JSONValue, filter: JSONValue) -> Bool {
+        let name = filter["Name"]?.string ?? ""
+        let op = filter["Operator"]?.string ?? "Equals"
+        let values = filter["Values"]?.array?.compactMap(\.string) ?? []
+        let field: String
+        switch name {
+        case "LocationUri": field = body["LocationUri"]?.string ?? ""
+        case "LocationType": field = body["Type"]?.string == "OBJECT_STORAGE" ? "OBJECT_STORAGE" : body["Type"]?.string ?? ""
+        case "CreationTime": field = "\(Int64(body["CreationTime"]?.number ?? 0))"
+        default: return true
+        }
+        return ControlPlane.apply(op, field, values)
+    }
+
+    static func apply(_ op: String, _ field: String, _ values: [String]) -> Bool {
+        let numeric = Double(field)
+        func cmp(_ v: String, _ f: (Double, Double) -> Bool, _ g: (String, String) -> Bool) -> Bool {
+            if let a = numeric, let b = Double(v) { return f(a, b) }
+            return g(field, v)
+        }
+        switch op {
+        case "Equals", "In": return values.contains(field)
+        case "NotEquals": return !values.contains(field)
+        case "Contains": return values.contains { field.contains($0) }
+        case "NotContains": return !values.contains { field.contains($0) }
+        case "BeginsWith": return values.contains { field.hasPrefix($0) }
+        case "LessThan": return values.allSatisfy { cmp($0, <, <) }
+        case "LessThanOrEqual": return values.allSatisfy { cmp($0, <=, <=) }
+        case "GreaterThan": return values.allSatisfy { cmp($0, >, >) }
+        case "GreaterThanOrEqual": return values.allSatisfy { cmp($0, >=, >=) }
+        default: return true
+        }
+    }
+
+    func deleteLocation(_ input: JSONValue) throws -> JSONValue {
+        let arn = input["LocationArn"]?.string ?? ""
+        _ = try existing(arn, .location, "Location")
+        let users = try store.referencing(arn, kind: .task, fields: ["SourceLocationArn", "DestinationLocationArn"])
+        if let task = users.first {
+            throw ServerError.invalid("Location \(arn) is used by task \(task); delete the task first.")
+        }
+        try store.delete(arn)
+        return [:]
+    }
+}

@@ -1,0 +1,31 @@
+import FerryStore
+import Foundation
+
+/// `GET /metrics`: Prometheus text with DataSync's metric names per execution (labelled by
+/// task, execution and agent), plus server health.
+extension ControlPlane {
+    static let metricNames: [(String, String)] = [
+        ("BytesTransferred", "BytesTransferred"), ("BytesWritten", "BytesWritten"), ("FilesTransferred", "FilesTransferred"),
+        ("FilesPreparedSource", "FilesPrepared"), ("FilesVerifiedDestination", "FilesVerified"), ("FilesDeleted", "FilesDeleted"),
+        ("FilesSkipped", "FilesSkipped"),
+    ]
+
+    public func metricsText() async -> String {
+        var lines: [String] = ["# HELP ferry_up Whether the Ferry server is serving.", "# TYPE ferry_up gauge", "ferry_up 1"]
+        let executions = (try? store.list(.execution, limit: Int.max)) ?? []
+        var byStatus: [String: Int] = [:]
+        for e in executions { byStatus[e.body["Status"]?.string ?? "?", default: 0] += 1 }
+        lines.append("# TYPE ferry_task_executions gauge")
+        for (s, n) in byStatus.sorted(by: { $0.key < $1.key }) { lines.append("ferry_task_executions{status=\"\(s)\"} \(n)") }
+        for (metric, field) in ControlPlane.metricNames {
+            lines.append("# TYPE datasync_\(metric) gauge")
+            for e in executions {
+                var body = e.body
+                if let live = await runner.live(e.arn) { for (k, v) in live.object ?? [:] { body[k] = v } }
+                let value = body[field]?.number ?? 0
+                lines.append("datasync_\(metric){task=\"\(e.parent ?? "")\",execution=\"\(e.arn)\",agent=\"\(builtInAgentArn)\"} \(Int64(value))")
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

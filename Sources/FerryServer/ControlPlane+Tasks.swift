@@ -1,0 +1,106 @@
+import FerryStore
+import Foundation
+
+/// CreateTask, DescribeTask, UpdateTask, ListTasks, DeleteTask.
+extension ControlPlane {
+    func createTask(_ input: JSONValue) throws -> JSONValue {
+        let source = input["SourceLocationArn"]?.string ?? ""
+        let destination = input["DestinationLocationArn"]?.string ?? ""
+        _ = try existing(source, .location, "Location")
+        _ = try existing(destination, .location, "Location")
+        if source == destination { throw ServerError.invalid("The source and destination locations must differ.") }
+        _ = try TaskOptions.filters(includes: input["Includes"], excludes: input["Excludes"])
+        let arn = arns.task()
+        var body = input
+        body["Tags"] = nil
+        body["TaskArn"] = .string(arn)
+        body["Status"] = "AVAILABLE"
+        body["Options"] = try TaskOptions.merged(nil, input["Options"])
+        body["Includes"] = input["Includes"] ?? []
+        body["Excludes"] = input["Excludes"] ?? []
+        body["TaskMode"] = input["TaskMode"] ?? "BASIC"
+        body["CreationTime"] = ControlPlane.now()
+        if let schedule = input["Schedule"] {
+            _ = try Schedule(schedule["ScheduleExpression"]?.string ?? "")
+            body["Schedule"] = ["ScheduleExpression": schedule["ScheduleExpression"] ?? .null, "Status": schedule["Status"] ?? "ENABLED"]
+        }
+        try store.insert(arn: arn, kind: .task, body: body)
+        try storeTags(arn, input)
+        return ["TaskArn": .string(arn)]
+    }
+
+    static let describedTaskMembers = [
+        "TaskArn", "Status", "Name", "CurrentTaskExecutionArn", "SourceLocationArn", "DestinationLocationArn",
+        "CloudWatchLogGroupArn", "SourceNetworkInterfaceArns", "DestinationNetworkInterfaceArns", "Options", "Excludes",
+        "Schedule", "ErrorCode", "ErrorDetail", "CreationTime", "Includes", "ManifestConfig", "TaskReportConfig",
+        "ScheduleDetails", "TaskMode",
+    ]
+
+    func describeTask(_ input: JSONValue) throws -> JSONValue {
+        let r = try existing(input["TaskArn"]?.string ?? "", .task, "Task")
+        var out: [String: JSONValue] = [:]
+        for m in ControlPlane.describedTaskMembers { if let v = r.body[m] { out[m] = v } }
+        out["SourceNetworkInterfaceArns"] = out["SourceNetworkInterfaceArns"] ?? []
+        out["DestinationNetworkInterfaceArns"] = out["DestinationNetworkInterfaceArns"] ?? []
+        return .object(out)
+    }
+
+    func updateTask(_ input: JSONValue) throws -> JSONValue {
+        let arn = input["TaskArn"]?.string ?? ""
+        let r = try existing(arn, .task, "Task")
+        let options = try TaskOptions.merged(r.body["Options"], input["Options"])
+        _ = try TaskOptions.filters(includes: input["Includes"] ?? r.body["Includes"], excludes: input["Excludes"] ?? r.body["Excludes"])
+        if let schedule = input["Schedule"], let expression = schedule["ScheduleExpression"]?.string, !expression.isEmpty {
+            _ = try Schedule(expression)
+        }
+        try store.modify(arn) { body in
+            for (k, v) in input.object ?? [:] where k != "TaskArn" && k != "Options" { body[k] = v }
+            body["Options"] = options
+            if let schedule = input["Schedule"] {
+                let expression = schedule["ScheduleExpression"]?.string ?? ""
+                body["Schedule"] = expression.isEmpty ? nil
+                    : ["ScheduleExpression": .string(expression), "Status": schedule["Status"] ?? "ENABLED"]
+            }
+        }
+        return [:]
+    }
+
+    func listTasks(_ input: JSONValue) throws -> JSONValue {
+        let filters = input["Filters"]?.array ?? []
+        let (items, next) = try Pagination.page(store, .task, input: input) { r in
+            filters.allSatisfy { f in
+                let field: String
+                switch f["Name"]?.string {
+                case "LocationId": field = (r.body["SourceLocationArn"]?.string ?? "") + " " + (r.body["DestinationLocationArn"]?.string ?? "")
+                case "CreationTime": field = "\(Int64(r.body["CreationTime"]?.number ?? 0))"
+                default: return true
+                }
+                let values = f["Values"]?.array?.compactMap(\.string) ?? []
+                if f["Name"]?.string == "LocationId" {
+                    let hit = values.contains { field.contains($0) }
+                    return f["Operator"]?.string == "NotEquals" ? !hit : hit
+                }
+                return ControlPlane.apply(f["Operator"]?.string ?? "Equals", field, values)
+            }
+        }
+        var out: JSONValue = ["Tasks": .array(items.map { r in
+            ["TaskArn": r.body["TaskArn"] ?? .null, "Status": r.body["Status"] ?? .null, "Name": r.body["Name"] ?? .null,
+             "TaskMode": r.body["TaskMode"] ?? "BASIC"]
+        })]
+        if let next { out["NextToken"] = .string(next) }
+        return out
+    }
+
+    func deleteTask(_ input: JSONValue) async throws -> JSONValue {
+        let arn = input["TaskArn"]?.string ?? ""
+        _ = try existing(arn, .task, "Task")
+        // DataSync cancels what runs and deletes the task with its history.
+        for e in try store.list(.execution, parent: arn, limit: Int.max) {
+            await runner.cancel(e.arn, reason: "the task was deleted")
+        }
+        await runner.waitIdle(task: arn)
+        for e in try store.list(.execution, parent: arn, limit: Int.max) { try store.delete(e.arn) }
+        try store.delete(arn)
+        return [:]
+    }
+}

@@ -1,0 +1,105 @@
+import FerryCore
+import FerryS3
+import FerryStore
+import Foundation
+import Logging
+
+/// The DataSync control plane: validates each call against DataSync's model, keeps
+/// agents, locations, tasks and executions in the ``Store``, and hands executions to the
+/// ``ExecutionRunner``. Transport-free: ``DataSyncServer`` feeds it authenticated calls.
+public final class ControlPlane: Sendable {
+    public let store: Store
+    let arns: ARNFactory
+    let runner: ExecutionRunner
+    let logger: Logger
+    /// The built-in agent, which runs executions in this process.
+    public let builtInAgentArn: String
+    /// Where `create-location-s3` buckets are served (nil: AWS).
+    let s3Endpoint: S3Configuration.Overrides
+    let dataDirectory: String
+
+    public init(dataDirectory: String, region: String = "us-east-1", s3Endpoint: S3Configuration.Overrides = .init(),
+                logger: Logger = Logger(label: "ferry.server")) async throws {
+        self.dataDirectory = dataDirectory
+        store = try Store(directory: dataDirectory)
+        arns = ARNFactory(region: region)
+        self.s3Endpoint = s3Endpoint
+        self.logger = logger
+        if let agent = try store.list(.agent, limit: 1).first {
+            builtInAgentArn = agent.arn
+        } else {
+            builtInAgentArn = arns.agent()
+            try store.insert(arn: builtInAgentArn, kind: .agent, body: [
+                "AgentArn": .string(builtInAgentArn), "Name": "ferry-built-in", "Status": "ONLINE",
+                "CreationTime": .number(Date().timeIntervalSince1970.rounded()), "EndpointType": "PUBLIC",
+                "Platform": ["Version": "ferry"],
+            ])
+        }
+        runner = ExecutionRunner(store: store, logger: logger)
+        await runner.attach(resolver: LocationResolver(store: store, s3Endpoint: s3Endpoint, dataDirectory: dataDirectory))
+        try await runner.recover()
+    }
+
+    /// Runs one API call: `operation` is the part after `FmrsService.`.
+    public func handle(operation: String, input: JSONValue) async throws -> JSONValue {
+        try DataSyncModel.shared.validate(operation: operation, input: input)
+        switch operation {
+        case "CreateLocationNfs": return try createLocationNfs(input)
+        case "CreateLocationObjectStorage": return try createLocationObjectStorage(input)
+        case "CreateLocationS3": return try createLocationS3(input)
+        case "DescribeLocationNfs": return try describeLocation(input, type: "NFS")
+        case "DescribeLocationObjectStorage": return try describeLocation(input, type: "OBJECT_STORAGE")
+        case "DescribeLocationS3": return try describeLocation(input, type: "S3")
+        case "UpdateLocationNfs": return try updateLocation(input, type: "NFS")
+        case "UpdateLocationObjectStorage": return try updateLocation(input, type: "OBJECT_STORAGE")
+        case "UpdateLocationS3": return try updateLocation(input, type: "S3")
+        case "ListLocations": return try listLocations(input)
+        case "DeleteLocation": return try deleteLocation(input)
+        case "CreateTask": return try createTask(input)
+        case "DescribeTask": return try describeTask(input)
+        case "UpdateTask": return try updateTask(input)
+        case "ListTasks": return try listTasks(input)
+        case "DeleteTask": return try await deleteTask(input)
+        case "StartTaskExecution": return try await startTaskExecution(input)
+        case "DescribeTaskExecution": return try await describeTaskExecution(input)
+        case "ListTaskExecutions": return try listTaskExecutions(input)
+        case "CancelTaskExecution": return try await cancelTaskExecution(input)
+        case "UpdateTaskExecution": return try await updateTaskExecution(input)
+        case "ListAgents": return try listAgents(input)
+        case "DescribeAgent": return try describeAgent(input)
+        case "TagResource": return try tagResource(input)
+        case "UntagResource": return try untagResource(input)
+        case "ListTagsForResource": return try listTagsForResource(input)
+        default:
+            if operation.hasPrefix("CreateLocation") || operation.hasPrefix("DescribeLocation") || operation.hasPrefix("UpdateLocation") {
+                let kind = operation.replacingOccurrences(of: "CreateLocation", with: "").replacingOccurrences(of: "DescribeLocation", with: "")
+                    .replacingOccurrences(of: "UpdateLocation", with: "")
+                throw ServerError.invalid("\(kind) locations are not supported by Ferry yet; supported: NFS (a path on the agent's host), ObjectStorage and S3.",
+                                          errorCode: "UnsupportedOperation")
+            }
+            throw ServerError.invalid("\(operation) is not supported by Ferry yet.", errorCode: "UnsupportedOperation")
+        }
+    }
+
+    /// Stops running executions (they end in ERROR and are recovered on the next start).
+    public func shutdown() async {
+        await runner.shutdown()
+    }
+
+    static func now() -> JSONValue { .number(Date().timeIntervalSince1970.rounded()) }
+
+    /// `Tags` of a create call, stored for `arn`.
+    func storeTags(_ arn: String, _ input: JSONValue) throws {
+        let tags = (input["Tags"]?.array ?? []).compactMap { t -> (key: String, value: String)? in
+            guard let k = t["Key"]?.string else { return nil }
+            return (k, t["Value"]?.string ?? "")
+        }
+        try store.tag(arn, tags)
+    }
+
+    /// The resource under `arn` of `kind`, or DataSync's "not found".
+    func existing(_ arn: String, _ kind: Store.Kind, _ what: String) throws -> Store.Resource {
+        guard let r = try store.get(arn), r.kind == kind else { throw ServerError.notFound(what, arn) }
+        return r
+    }
+}

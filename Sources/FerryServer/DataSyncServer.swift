@@ -1,0 +1,124 @@
+import FerryS3
+import FerryStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+
+/// `ferry server`: the DataSync JSON 1.1 API on `POST /` (`X-Amz-Target:
+/// FmrsService.<Operation>`), every call SigV4-authenticated; `GET /metrics` (Prometheus
+/// text) and `GET /health`. Built on Hummingbird.
+public struct DataSyncServer: Sendable {
+    public struct Configuration: Sendable {
+        public var dataDirectory: String
+        public var host: String
+        public var port: Int
+        public var region: String
+        public var s3Endpoint: S3Configuration.Overrides
+        public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 8950, region: String = "us-east-1",
+                    s3Endpoint: S3Configuration.Overrides = .init()) {
+            self.dataDirectory = dataDirectory
+            self.host = host
+            self.port = port
+            self.region = region
+            self.s3Endpoint = s3Endpoint
+        }
+    }
+
+    let configuration: Configuration
+    let logger: Logger
+
+    public init(_ configuration: Configuration, logger: Logger = Logger(label: "ferry.server")) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Starts the server and runs until cancelled (SIGINT/SIGTERM end it through the
+    /// service lifecycle). `onRunning` gets the endpoint URL once the port is bound.
+    public func run(onRunning: @escaping @Sendable (String) -> Void = { _ in }) async throws {
+        let credentials = try AdminCredentials.loadOrCreate(dataDirectory: configuration.dataDirectory)
+        let plane = try await ControlPlane(dataDirectory: configuration.dataDirectory, region: configuration.region,
+                                           s3Endpoint: configuration.s3Endpoint, logger: logger)
+        let handler = APIHandler(plane: plane, authenticator: RequestAuthenticator(credentials: [credentials]), logger: logger)
+        let router = Router()
+        router.post("/") { request, _ in await handler.respond(request) }
+        router.get("/health") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(string: await plane.metricsText())))
+        }
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ferry"),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? configuration.port
+                onRunning("http://\(configuration.host):\(port)")
+            },
+            logger: logger)
+        do {
+            try await app.runService()
+        } catch {
+            await plane.shutdown()
+            throw error
+        }
+        await plane.shutdown()
+    }
+}
+
+/// One API call: authenticate, parse, dispatch, answer in DataSync's JSON and error shapes.
+struct APIHandler: Sendable {
+    let plane: ControlPlane
+    let authenticator: RequestAuthenticator
+    let logger: Logger
+
+    func respond(_ incoming: Request) async -> Response {
+        var request = incoming
+        let operation: String
+        do {
+            let body = try await request.collectBody(upTo: 16 << 20)
+            let data = Data(body.readableBytesView)
+            var headers: [(name: String, value: String)] = request.headers.map { ($0.name.rawName, $0.value) }
+            if let authority = request.head.authority { headers.append(("host", authority)) }
+            try authenticator.authenticate(.init(method: request.method.rawValue, rawPath: request.uri.path,
+                                                 rawQuery: request.uri.query ?? "", headers: headers, body: data))
+            guard let target = request.headers[HTTPField.Name("X-Amz-Target")!], target.hasPrefix("FmrsService.") else {
+                throw ServerError(type: "UnknownOperationException", status: 400, message: "The X-Amz-Target header must name FmrsService.<Operation>.")
+            }
+            operation = String(target.dropFirst("FmrsService.".count))
+            let input: JSONValue
+            do {
+                input = data.isEmpty ? [:] : try JSONValue.parse(data)
+            } catch {
+                throw ServerError(type: "SerializationException", status: 400, message: "The request body is not valid JSON.")
+            }
+            guard case .object = input else {
+                throw ServerError(type: "SerializationException", status: 400, message: "The request body must be a JSON object.")
+            }
+            let output = try await plane.handle(operation: operation, input: input)
+            return APIHandler.json(.ok, output)
+        } catch let e as ServerError {
+            if e.status >= 500 { logger.error("request failed", metadata: ["error": "\(e.message)"]) }
+            return APIHandler.error(e)
+        } catch {
+            logger.error("request failed", metadata: ["error": "\(error)"])
+            return APIHandler.error(.internalError("\(error)"))
+        }
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ value: JSONValue) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/x-amz-json-1.1"
+        headers[HTTPField.Name("x-amzn-RequestId")!] = UUID().uuidString.lowercased()
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: value.serialized())))
+    }
+
+    static func error(_ e: ServerError) -> Response {
+        var body: JSONValue = ["__type": .string(e.type), "message": .string(e.message)]
+        if let code = e.errorCode { body["errorCode"] = .string(code) }
+        if let code = e.datasyncErrorCode { body["datasyncErrorCode"] = .string(code) }
+        var r = json(HTTPResponse.Status(code: e.status), body)
+        r.headers[HTTPField.Name("x-amzn-ErrorType")!] = e.type
+        return r
+    }
+}

@@ -1,0 +1,65 @@
+import FerryEngine
+import FerryStore
+import Foundation
+import Synchronization
+
+/// An execution's log at DataSync's LogLevel: OFF (nothing), BASIC (start, end, errors),
+/// TRANSFER (also one line per file transferred, verified, deleted or skipped). Lines are
+/// buffered and written to the store in batches.
+final class ExecutionLog: Sendable {
+    let store: Store
+    let execution: String
+    let level: String
+    private let buffer = Mutex<[String]>([])
+
+    init(store: Store, execution: String, level: String) {
+        self.store = store
+        self.execution = execution
+        self.level = level
+    }
+
+    func basic(_ line: String) {
+        guard level != "OFF" else { return }
+        add(line)
+    }
+
+    private func add(_ line: String) {
+        let stamp = ISO8601DateFormatter().string(from: Date())
+        let full = buffer.withLock { b -> Bool in
+            b.append("\(stamp) \(line)")
+            return b.count >= 500
+        }
+        if full { flush() }
+    }
+
+    func flush() {
+        let lines = buffer.withLock { b -> [String] in
+            defer { b = [] }
+            return b
+        }
+        try? store.appendLog(execution, lines)
+    }
+
+    /// The engine's per-item events as log lines.
+    var itemHandler: (@Sendable (ItemEvent) -> Void)? {
+        guard level != "OFF" else { return nil }
+        let transfer = level == "TRANSFER"
+        return { [self] e in
+            switch e.kind {
+            case .fail: self.add("[ERROR] \(e.path): \(e.reason ?? "failed")")
+            case .skip: self.add("[WARN] Skipped \(e.path): \(e.reason ?? "skipped")")
+            default:
+                if transfer { self.add("[NOTICE] \(ExecutionLog.verb(e.kind)) \(e.entryKind == .directory ? "directory" : "file") \(e.path), \(e.size) bytes") }
+            }
+        }
+    }
+
+    static func verb(_ kind: ItemEvent.Kind) -> String {
+        switch kind {
+        case .create: "Transferred"
+        case .update: "Transferred"
+        case .delete: "Deleted"
+        default: "\(kind.rawValue.capitalized)"
+        }
+    }
+}

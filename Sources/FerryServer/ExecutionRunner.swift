@@ -1,0 +1,213 @@
+import FerryCore
+import FerryEngine
+import FerryS3
+import FerryStore
+import Foundation
+import Logging
+import Synchronization
+
+/// Runs task executions on the built-in agent: one execution per task at a time, the
+/// others QUEUED in start order (TaskQueueing); status moves QUEUED → LAUNCHING →
+/// PREPARING → TRANSFERRING → VERIFYING → SUCCESS | ERROR as the engine's phases move;
+/// live counters come from the running engine; cancel goes through CANCELLING to ERROR.
+/// Every state change is written to the store, so a restart finds no execution stuck.
+actor ExecutionRunner {
+    let store: Store
+    let logger: Logger
+    private var resolver: LocationResolver?
+
+    private struct Running {
+        var task: Task<Void, Never>?
+        var engine: SyncEngine?
+        var cancelReason: String?
+    }
+    private var running: [String: Running] = [:]
+    private var queued: [String: [String]] = [:]
+    private var activeByTask: [String: String] = [:]
+    private var idleWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+    init(store: Store, logger: Logger) {
+        self.store = store
+        self.logger = logger
+    }
+
+    func attach(resolver: LocationResolver) { self.resolver = resolver }
+
+    /// After a restart: executions that were running end in ERROR with the reason; queued
+    /// ones are queued again in their order.
+    func recover() throws {
+        for e in try store.list(.execution, limit: Int.max) {
+            let status = e.body["Status"]?.string ?? ""
+            if status == "QUEUED" {
+                enqueue(e.arn, task: e.parent ?? "")
+            } else if !ControlPlane.terminal.contains(status) {
+                try finish(e.arn, status: "ERROR", errorCode: "ServerRestarted",
+                           detail: "the Ferry server stopped while this execution was \(status); nothing was left under a final name — start the task again to finish the transfer")
+                logger.warning("execution ended by a restart", metadata: ["execution.id": "\(e.arn)", "status": "\(status)"])
+            }
+        }
+    }
+
+    func enqueue(_ execution: String, task: String) {
+        queued[task, default: []].append(execution)
+        pump(task)
+    }
+
+    private func pump(_ task: String) {
+        guard activeByTask[task] == nil, var q = queued[task], !q.isEmpty else {
+            if activeByTask[task] == nil { for w in idleWaiters.removeValue(forKey: task) ?? [] { w.resume() } }
+            return
+        }
+        let next = q.removeFirst()
+        queued[task] = q
+        activeByTask[task] = next
+        running[next] = Running()
+        running[next]?.task = Task { await self.run(next, task: task) }
+    }
+
+    /// The live fields of a running execution (status and counters), nil when not running.
+    func live(_ execution: String) -> JSONValue? {
+        guard let r = running[execution] else { return nil }
+        if r.cancelReason != nil { return ["Status": "CANCELLING"] }
+        guard let engine = r.engine else { return nil }
+        let c = engine.counters.snapshot()
+        var status = engine.counters.currentPhase.description
+        if status == "SUCCESS" || status == "ERROR" { status = "VERIFYING" }  // the store says the end
+        return ExecutionRunner.counterFields(c).merging(["Status": .string(status)]) { $1 }
+    }
+
+    static func counterFields(_ c: CounterSnapshot) -> JSONValue {
+        [
+            "EstimatedFilesToTransfer": .number(Double(c.estimatedFilesToTransfer)),
+            "EstimatedBytesToTransfer": .number(Double(c.estimatedBytesToTransfer)),
+            "EstimatedFilesToDelete": .number(Double(c.estimatedFilesToDelete)),
+            "FilesTransferred": .number(Double(c.filesTransferred)), "BytesTransferred": .number(Double(c.bytesTransferred)),
+            "BytesWritten": .number(Double(c.bytesWritten)), "FilesDeleted": .number(Double(c.filesDeleted)),
+            "FilesSkipped": .number(Double(c.filesSkipped)), "FilesVerified": .number(Double(c.filesVerified)),
+            "FilesPrepared": .number(Double(c.filesListedSource)),
+            "FilesListed": ["AtSource": .number(Double(c.filesListedSource)), "AtDestinationForDelete": .number(Double(c.filesListedDestination))],
+            "FilesFailed": ["Transfer": .number(Double(c.filesFailed)), "Verify": .number(Double(c.verificationFailures))],
+        ]
+    }
+
+    func cancel(_ execution: String, reason: String) {
+        if let task = queued.first(where: { $0.value.contains(execution) })?.key {
+            queued[task]?.removeAll { $0 == execution }
+            try? finish(execution, status: "ERROR", errorCode: "Cancelled", detail: reason)
+            pump(task)
+            return
+        }
+        guard running[execution] != nil else { return }
+        running[execution]?.cancelReason = reason
+        try? store.modify(execution) { $0["Status"] = "CANCELLING" }
+        running[execution]?.task?.cancel()
+    }
+
+    func setBandwidth(_ execution: String, bytesPerSecond: Int64?) {
+        running[execution]?.engine?.updateBandwidth(bytesPerSecond)
+    }
+
+    func waitIdle(task: String) async {
+        if activeByTask[task] == nil && (queued[task] ?? []).isEmpty { return }
+        await withCheckedContinuation { idleWaiters[task, default: []].append($0) }
+    }
+
+    func shutdown() async {
+        let tasks = running.values.compactMap(\.task)
+        for (arn, _) in running { running[arn]?.cancelReason = running[arn]?.cancelReason ?? "the server is shutting down" }
+        for t in tasks { t.cancel() }
+        for t in tasks { await t.value }
+    }
+
+    private func register(_ execution: String, engine: SyncEngine) -> Bool {
+        running[execution]?.engine = engine
+        return running[execution]?.cancelReason == nil
+    }
+
+    private func ended(_ execution: String, task: String) {
+        running[execution] = nil
+        activeByTask[task] = nil
+        try? store.modify(task) { body in
+            if body["CurrentTaskExecutionArn"]?.string == execution { body["CurrentTaskExecutionArn"] = nil }
+        }
+        pump(task)
+    }
+
+    private func cancelReason(_ execution: String) -> String? { running[execution]?.cancelReason }
+
+    /// One execution from LAUNCHING to its end.
+    private func run(_ execution: String, task: String) async {
+        var clients: [S3Client] = []
+        do {
+            try store.modify(execution) { $0["Status"] = "LAUNCHING"; $0["LaunchTime"] = ControlPlane.now() }
+            guard let taskBody = try store.get(task)?.body, let body = try store.get(execution)?.body, let resolver else {
+                throw ServerError.internalError("the task or execution vanished")
+            }
+            let logLevel = body["Options"]?["LogLevel"]?.string ?? "OFF"
+            let log = ExecutionLog(store: store, execution: execution, level: logLevel)
+            log.basic("[INFO] Execution \(execution) started: \(taskBody["SourceLocationArn"]?.string ?? "") -> \(taskBody["DestinationLocationArn"]?.string ?? "")")
+            let options = try TaskOptions.transferOptions(body["Options"] ?? [:])
+            let filters = try TaskOptions.filters(includes: body["Includes"], excludes: body["Excludes"])
+            let (source, sourceClient) = try resolver.resolve(taskBody["SourceLocationArn"]?.string ?? "", asDestination: false)
+            if let sourceClient { clients.append(sourceClient) }
+            let (destination, destinationClient) = try resolver.resolve(taskBody["DestinationLocationArn"]?.string ?? "", asDestination: true)
+            if let destinationClient { clients.append(destinationClient) }
+            var logger = self.logger
+            logger[metadataKey: "execution.id"] = "\(execution)"
+            let engine = SyncEngine(SyncConfiguration(source: source, destination: destination, options: options, filters: filters,
+                                                      logger: logger, onItem: log.itemHandler))
+            guard register(execution, engine: engine) else { throw CancellationError() }
+            let result = await engine.run()
+            log.flush()
+            if let reason = cancelReason(execution) {
+                try finish(execution, status: "ERROR", errorCode: "Cancelled", detail: reason, result: result)
+                log.basic("[INFO] Execution \(execution) cancelled: \(reason)")
+            } else {
+                let status = result.outcome == .success ? "SUCCESS" : "ERROR"
+                try finish(execution, status: status, errorCode: result.errorCode, detail: result.errorDetail, result: result)
+                log.basic("[INFO] Execution \(execution) ended \(status)\(result.errorDetail.map { ": \($0)" } ?? "")")
+            }
+            log.flush()
+        } catch {
+            let reason = cancelReason(execution)
+            let detail = reason ?? ((error as? ServerError)?.message ?? "\(error)")
+            try? finish(execution, status: "ERROR", errorCode: reason == nil ? "LaunchFailed" : "Cancelled", detail: detail)
+            try? store.appendLog(execution, ["[ERROR] Execution \(execution) failed: \(detail)"])
+            logger.error("execution failed", metadata: ["execution.id": "\(execution)", "error": "\(detail)"])
+        }
+        for c in clients { await c.shutdown() }
+        ended(execution, task: task)
+    }
+
+    /// Writes the terminal state: status, Result, counters, EndTime.
+    private func finish(_ execution: String, status: String, errorCode: String?, detail: String?, result: ExecutionResult? = nil) throws {
+        try store.modify(execution) { b in
+            b["Status"] = .string(status)
+            b["EndTime"] = ControlPlane.now()
+            var r: JSONValue = b["Result"] ?? [:]
+            if let result {
+                for (k, v) in ExecutionRunner.counterFields(result.counters).object ?? [:] { b[k] = v }
+                r["PrepareDuration"] = .number(Double(result.prepareDuration))
+                r["PrepareStatus"] = .string(result.prepareStatus)
+                r["TransferDuration"] = .number(Double(result.transferDuration))
+                r["TransferStatus"] = .string(result.transferStatus)
+                r["VerifyDuration"] = .number(Double(result.verifyDuration))
+                r["VerifyStatus"] = .string(result.verifyStatus)
+                r["TotalDuration"] = .number(Double(result.totalDuration))
+            } else {
+                for phase in ["PrepareStatus", "TransferStatus", "VerifyStatus"] where r[phase]?.string == "PENDING" { r[phase] = "ERROR" }
+            }
+            if status == "ERROR" {
+                r["ErrorCode"] = .string(errorCode ?? "Error")
+                r["ErrorDetail"] = .string(detail ?? "the execution failed")
+            }
+            b["Result"] = r
+        }
+    }
+}
+
+extension JSONValue {
+    func merging(_ other: [String: JSONValue], _ combine: (JSONValue, JSONValue) -> JSONValue) -> JSONValue {
+        .object((object ?? [:]).merging(other, uniquingKeysWith: combine))
+    }
+}

@@ -1,0 +1,52 @@
+import FerryCore
+import FerryLocal
+import FerryS3
+import FerryStore
+import Foundation
+
+/// Turns a stored location into a ``Location`` the engine can use on the built-in agent:
+/// NFS → the path on this host; object storage → an S3 client for that endpoint with the
+/// location's keys (and CA certificate); S3 → the server's configured S3 endpoint.
+struct LocationResolver: Sendable {
+    let store: Store
+    let s3Endpoint: S3Configuration.Overrides
+    let dataDirectory: String
+
+    /// The location and the S3 client to shut down after the execution (if any).
+    func resolve(_ arn: String, asDestination: Bool) throws -> (any Location, S3Client?) {
+        guard let r = try store.get(arn), r.kind == .location else { throw ServerError.notFound("Location", arn) }
+        let b = r.body
+        switch b["Type"]?.string {
+        case "NFS":
+            let path = b["Subdirectory"]?.string ?? "/"
+            return (try POSIXLocation(path: path, create: asDestination), nil)
+        case "OBJECT_STORAGE":
+            let proto = (b["ServerProtocol"]?.string ?? "HTTPS").lowercased()
+            let port = b["ServerPort"]?.int ?? (proto == "https" ? 443 : 80)
+            var caPath: String?
+            if let cert = b["ServerCertificate"]?.string, let pem = Data(base64Encoded: cert) {
+                caPath = dataDirectory + "/certificates/" + (arn.split(separator: "/").last.map(String.init) ?? "location") + ".pem"
+                try FileManager.default.createDirectory(atPath: dataDirectory + "/certificates", withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+                FileManager.default.createFile(atPath: caPath!, contents: pem, attributes: [.posixPermissions: 0o600])
+            }
+            guard let url = URL(string: "\(proto)://\(b["ServerHostname"]?.string ?? "localhost"):\(port)") else {
+                throw ServerError.invalid("Location \(arn) has an endpoint that is not a URL.")
+            }
+            let endpoint = S3Endpoint(url: url, region: "us-east-1", pathStyle: true,
+                                      credentials: AWSCredentials(accessKeyID: b["AccessKey"]?.string ?? "", secretAccessKey: b["SecretKey"]?.string ?? ""),
+                                      caBundlePath: caPath)
+            let client = try S3Client(endpoint: endpoint)
+            let prefix = String(ControlPlane.subdirectory(b["Subdirectory"]?.string).dropFirst())
+            return (S3Location(client: client, bucket: b["BucketName"]?.string ?? "", prefix: prefix), client)
+        case "S3":
+            let bucket = String((b["S3BucketArn"]?.string ?? "").split(separator: ":").last ?? "")
+            let endpoint = try S3Configuration.endpoint(s3Endpoint)
+            let client = try S3Client(endpoint: endpoint)
+            let prefix = String(ControlPlane.subdirectory(b["Subdirectory"]?.string).dropFirst())
+            return (S3Location(client: client, bucket: bucket, prefix: prefix), client)
+        default:
+            throw ServerError.invalid("Location \(arn) has a type Ferry cannot run.")
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import ArgumentParser
+import FerryS3
+import FerryServer
+import FerryStore
+import Foundation
+import Logging
+
+/// `ferry server`: the DataSync-compatible control plane (see README).
+struct ServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server",
+        abstract: "Run the control plane that the aws datasync CLI, boto3 and Terraform drive.",
+        subcommands: [ServerRun.self, ServerCredentials.self, ServerLogs.self],
+        defaultSubcommand: ServerRun.self)
+}
+
+struct DataDirectory: ParsableArguments {
+    @Option(help: ArgumentHelp("Where the server keeps its state (SQLite), credentials and certificates.", valueName: "dir"))
+    var dataDir: String = "./ferry-data"
+}
+
+struct ServerRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Start the server (the default).")
+
+    @OptionGroup var data: DataDirectory
+
+    @Option(help: "Address to listen on (loopback unless told otherwise).")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port to listen on.")
+    var port: Int = 8950
+
+    @Option(help: "Region the server names in its ARNs.")
+    var region: String = "us-east-1"
+
+    @Option(help: ArgumentHelp("S3 endpoint that serves create-location-s3 buckets (default: the AWS environment).", valueName: "url"))
+    var s3EndpointUrl: String?
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let server = DataSyncServer(.init(dataDirectory: data.dataDir, host: host, port: port, region: region,
+                                          s3Endpoint: S3Configuration.Overrides(endpointURL: s3EndpointUrl)))
+        let dir = data.dataDir
+        try await server.run { endpoint in
+            // Unbuffered: whoever started the server waits for this line.
+            FileHandle.standardOutput.write(Data("Ferry server listening on \(endpoint)\nCredentials: ferry server credentials --data-dir \(dir)\n".utf8))
+        }
+    }
+}
+
+struct ServerCredentials: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "credentials", abstract: "Print the admin access key as AWS_ACCESS_KEY_ID=… / AWS_SECRET_ACCESS_KEY=… lines.")
+
+    @OptionGroup var data: DataDirectory
+
+    func run() throws {
+        let c = try AdminCredentials.loadOrCreate(dataDirectory: data.dataDir)
+        print("AWS_ACCESS_KEY_ID=\(c.accessKeyID)")
+        print("AWS_SECRET_ACCESS_KEY=\(c.secretAccessKey)")
+    }
+}
+
+struct ServerLogs: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print an execution's log.")
+
+    @OptionGroup var data: DataDirectory
+
+    @Argument(help: "The task execution ARN.")
+    var executionArn: String
+
+    func run() throws {
+        let store = try Store(directory: data.dataDir)
+        for line in try store.logs(executionArn) { print(line) }
+    }
+}

@@ -1,0 +1,150 @@
+import FerryTesting
+import Foundation
+import Glibc
+import Testing
+
+/// `ferry server` driven by the real `aws datasync` CLI over SigV4, end to end.
+final class FerryServerProcess {
+    let process = Process()
+    let port: Int
+    let dataDirectory: String
+    let environment: [String: String]
+
+    init(dataDirectory: String) throws {
+        self.dataDirectory = dataDirectory
+        port = try S3TestServer.freePort()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        process.arguments = ["--pdeathsig", "KILL", "--", CLI.executable, "server", "--data-dir", dataDirectory, "--port", "\(port)"]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        try S3TestServer.waitForPort(port, process: process, what: "ferry server")
+        let creds = try CLI.run(["server", "credentials", "--data-dir", dataDirectory])
+        var env = ProcessInfo.processInfo.environment
+        for line in creds.stdout.split(separator: "\n") {
+            let kv = line.split(separator: "=", maxSplits: 1)
+            if kv.count == 2 { env[String(kv[0])] = String(kv[1]) }
+        }
+        env["AWS_DEFAULT_REGION"] = "eu-west-3"  // any region signs
+        env["AWS_CA_BUNDLE"] = nil
+        env["AWS_PAGER"] = ""
+        environment = env
+    }
+
+    func kill() {
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    /// `aws datasync ARGS --endpoint-url …`; JSON output parsed when the call succeeds.
+    func aws(_ args: [String], environment: [String: String]? = nil) throws -> (status: Int32, json: [String: Any], stderr: String) {
+        let r = try CLI.run(["datasync"] + args + ["--endpoint-url", "http://127.0.0.1:\(port)", "--output", "json"],
+                            wrapper: ["aws"], direct: true, environment: environment ?? self.environment)
+        let json = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any] ?? [:]
+        return (r.status, json, r.stderr)
+    }
+
+    func ok(_ args: [String]) throws -> [String: Any] {
+        let r = try aws(args)
+        #expect(r.status == 0, "aws datasync \(args.joined(separator: " ")): \(r.stderr)")
+        return r.json
+    }
+}
+
+@Suite struct ServerTests {
+    @Test func nfsToNfsLifecycleThroughTheAWSCLI() async throws {
+        let f = try Fixture("server-nfs")
+        defer { f.cleanUp() }
+        try SampleTrees.rich(f.source, devices: false)
+        let data = f.destinationRoot + "-state"
+        var server = try FerryServerProcess(dataDirectory: data)
+        defer { server.kill() }
+        let agents = try server.ok(["list-agents"])["Agents"] as? [[String: Any]] ?? []
+        #expect(agents.count == 1 && agents.first?["Status"] as? String == "ONLINE")
+        let agent = agents.first?["AgentArn"] as? String ?? ""
+
+        let src = try server.ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", f.source.root,
+                                 "--on-prem-config", "AgentArns=\(agent)", "--tags", "Key=side,Value=source"])["LocationArn"] as? String ?? ""
+        let dst = try server.ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", f.destinationRoot,
+                                 "--on-prem-config", "AgentArns=\(agent)", "--mount-options", "Version=NFS4_1"])["LocationArn"] as? String ?? ""
+        #expect(src.range(of: #"^arn:aws:datasync:us-east-1:\d{12}:location/loc-[0-9a-f]{17}$"#, options: .regularExpression) != nil, "\(src)")
+        let described = try server.ok(["describe-location-nfs", "--location-arn", dst])
+        #expect(described["LocationUri"] as? String == "nfs://localhost\(f.destinationRoot)/")
+        #expect((described["MountOptions"] as? [String: Any])?["Version"] as? String == "NFS4_1")
+
+        // Three locations listed one per page: the CLI follows NextToken to the end.
+        _ = try server.ok(["create-location-nfs", "--server-hostname", "h", "--subdirectory", "/spare", "--on-prem-config", "AgentArns=\(agent)"])
+        let listed = try server.ok(["list-locations", "--page-size", "1"])["Locations"] as? [[String: Any]] ?? []
+        #expect(listed.count == 3, "\(listed)")
+
+        let task = try server.ok(["create-task", "--source-location-arn", src, "--destination-location-arn", dst, "--name", "nightly",
+                                  "--options", "VerifyMode=ONLY_FILES_TRANSFERRED,LogLevel=TRANSFER,PreserveDevices=PRESERVE"])["TaskArn"] as? String ?? ""
+        let options = try server.ok(["describe-task", "--task-arn", task])["Options"] as? [String: Any] ?? [:]
+        #expect(options["VerifyMode"] as? String == "ONLY_FILES_TRANSFERRED" && options["TaskQueueing"] as? String == "ENABLED"
+                && options["BytesPerSecond"] as? Int == -1 && options["Atime"] as? String == "BEST_EFFORT", "\(options)")
+
+        let execution = try server.ok(["start-task-execution", "--task-arn", task])["TaskExecutionArn"] as? String ?? ""
+        var seen: [String] = []
+        var last: [String: Any] = [:]
+        #expect(Fixture.waitUntil(seconds: 60) {
+            last = (try? server.ok(["describe-task-execution", "--task-execution-arn", execution])) ?? [:]
+            if let s = last["Status"] as? String, seen.last != s { seen.append(s) }
+            return ["SUCCESS", "ERROR"].contains(last["Status"] as? String ?? "")
+        })
+        #expect(last["Status"] as? String == "SUCCESS", "\(last)")
+        #expect((last["FilesTransferred"] as? Int ?? 0) > 10 && (last["FilesVerified"] as? Int ?? 0) > 10, "\(last)")
+        #expect((last["Result"] as? [String: Any])?["TransferStatus"] as? String == "SUCCESS", "\(seen)")
+        #expect(try f.differences() == [])
+
+        let logs = try CLI.run(["server", "logs", "--data-dir", data, execution])
+        #expect(logs.stdout.contains("[NOTICE] Transferred file /dir/owned"), "\(logs.stdout)")
+        let tags = try server.ok(["list-tags-for-resource", "--resource-arn", src])["Tags"] as? [[String: Any]] ?? []
+        #expect(tags.first?["Key"] as? String == "side" && tags.first?["Value"] as? String == "source")
+
+        // State survives a restart: the same agent, task and execution.
+        server.kill()
+        server = try FerryServerProcess(dataDirectory: data)
+        #expect((try server.ok(["list-agents"])["Agents"] as? [[String: Any]])?.first?["AgentArn"] as? String == agent)
+        #expect(try server.ok(["describe-task-execution", "--task-execution-arn", execution])["Status"] as? String == "SUCCESS")
+        let executions = try server.ok(["list-task-executions", "--task-arn", task])["TaskExecutions"] as? [[String: Any]] ?? []
+        #expect(executions.count == 1)
+    }
+
+    @Test func badRequestsGetDataSyncErrorsAndChangeNothing() async throws {
+        let f = try Fixture("server-bad")
+        defer { f.cleanUp() }
+        let server = try FerryServerProcess(dataDirectory: f.destinationRoot + "-state")
+        defer { server.kill() }
+        let agent = (try server.ok(["list-agents"])["Agents"] as? [[String: Any]])?.first?["AgentArn"] as? String ?? ""
+        let src = try server.ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", f.source.root,
+                                 "--on-prem-config", "AgentArns=\(agent)"])["LocationArn"] as? String ?? ""
+        let dst = try server.ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", f.destinationRoot,
+                                 "--on-prem-config", "AgentArns=\(agent)"])["LocationArn"] as? String ?? ""
+
+        func refused(_ args: [String], _ type: String, _ text: String, environment: [String: String]? = nil) throws {
+            let r = try server.aws(args, environment: environment)
+            #expect(r.status != 0 && r.stderr.contains(type) && r.stderr.contains(text), "\(args): \(r.stderr)")
+        }
+        try refused(["create-task", "--source-location-arn", src, "--destination-location-arn", dst, "--options", "VerifyMode=SOMETIMES"],
+                    "InvalidRequestException", "Member must satisfy enum value set")
+        try refused(["create-task", "--source-location-arn", src, "--destination-location-arn", dst, "--options", "Atime=NONE"],
+                    "InvalidRequestException", "Mtime PRESERVE requires Atime BEST_EFFORT")
+        try refused(["create-task", "--source-location-arn", src, "--destination-location-arn", dst,
+                     "--options", "PreserveDeletedFiles=REMOVE,TransferMode=ALL"], "InvalidRequestException", "REMOVE")
+        try refused(["describe-task", "--task-arn", "arn:aws:datasync:us-east-1:000000000000:task/task-12"],
+                    "InvalidRequestException", "regular expression pattern")
+        try refused(["describe-task", "--task-arn", "arn:aws:datasync:us-east-1:000000000000:task/task-0123456789abcdef0"],
+                    "InvalidRequestException", "is not found")
+        try refused(["create-location-smb", "--subdirectory", "/share", "--server-hostname", "h", "--user", "u", "--password", "p",
+                     "--agent-arns", agent], "InvalidRequestException", "not supported")
+        var wrong = server.environment
+        wrong["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
+        try refused(["list-tasks"], "InvalidSignatureException", "signature", environment: wrong)
+        var unknown = server.environment
+        unknown["AWS_ACCESS_KEY_ID"] = "AKIDUNKNOWN"
+        try refused(["list-tasks"], "UnrecognizedClientException", "security token", environment: unknown)
+        // Nothing above created anything.
+        #expect((try server.ok(["list-tasks"])["Tasks"] as? [Any])?.isEmpty == true)
+        #expect((try server.ok(["list-locations"])["Locations"] as? [Any])?.count == 2)
+    }
+}
