@@ -143,8 +143,65 @@ final class FerryServerProcess {
         var unknown = server.environment
         unknown["AWS_ACCESS_KEY_ID"] = "AKIDUNKNOWN"
         try refused(["list-tasks"], "UnrecognizedClientException", "security token", environment: unknown)
+        // What the CLI cannot send: an unknown operation, malformed JSON, a missing member.
+        let script = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/datasync_raw.py").path
+        func raw(_ target: String, _ body: String) throws -> (status: String, body: String) {
+            let r = try CLI.run([script, "http://127.0.0.1:\(server.port)", target, body], wrapper: ["python3"], direct: true,
+                                environment: server.environment)
+            let lines = r.stdout.split(separator: "\n", maxSplits: 1).map(String.init)
+            return (lines.first ?? "", lines.count > 1 ? lines[1] : r.stderr)
+        }
+        let unknownOp = try raw("FmrsService.MakeCoffee", "{}")
+        #expect(unknownOp.status == "400" && unknownOp.body.contains("UnknownOperationException"), "\(unknownOp)")
+        let malformed = try raw("FmrsService.CreateTask", "{\"SourceLocationArn\": ")
+        #expect(malformed.status == "400" && malformed.body.contains("SerializationException"), "\(malformed)")
+        let missing = try raw("FmrsService.CreateTask", "{\"SourceLocationArn\": \"\(src)\"}")
+        #expect(missing.status == "400" && missing.body.contains("InvalidRequestException")
+                && missing.body.contains("destinationLocationArn") && missing.body.contains("must not be null"), "\(missing)")
+        let ok = try raw("FmrsService.ListTasks", "{}")
+        #expect(ok.status == "200" && ok.body.contains("Tasks"), "\(ok)")
         // Nothing above created anything.
         #expect((try server.ok(["list-tasks"])["Tasks"] as? [Any])?.isEmpty == true)
         #expect((try server.ok(["list-locations"])["Locations"] as? [Any])?.count == 2)
+    }
+
+    /// Two starts of one task: the second waits QUEUED; cancelling the first (slowed by
+    /// BytesPerSecond) goes CANCELLING → ERROR with nothing partial under a final name; the
+    /// second then runs, sped up by UpdateTaskExecution, to SUCCESS.
+    @Test func queueingCancelAndBandwidthUpdate() async throws {
+        let f = try Fixture("server-queue")
+        defer { f.cleanUp() }
+        for i in 0..<4 { try f.source.file("big\(i).bin", TestTree.bytes(2 << 20, seed: UInt64(i))) }
+        let server = try FerryServerProcess(dataDirectory: f.destinationRoot + "-state")
+        defer { server.kill() }
+        let agent = (try server.ok(["list-agents"])["Agents"] as? [[String: Any]])?.first?["AgentArn"] as? String ?? ""
+        let src = try server.ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", f.source.root,
+                                 "--on-prem-config", "AgentArns=\(agent)"])["LocationArn"] as? String ?? ""
+        let dst = try server.ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", f.destinationRoot,
+                                 "--on-prem-config", "AgentArns=\(agent)"])["LocationArn"] as? String ?? ""
+        let task = try server.ok(["create-task", "--source-location-arn", src, "--destination-location-arn", dst,
+                                  "--options", "BytesPerSecond=262144,VerifyMode=ONLY_FILES_TRANSFERRED"])["TaskArn"] as? String ?? ""
+        let first = try server.ok(["start-task-execution", "--task-arn", task])["TaskExecutionArn"] as? String ?? ""
+        let second = try server.ok(["start-task-execution", "--task-arn", task])["TaskExecutionArn"] as? String ?? ""
+        func status(_ e: String) -> String { ((try? server.ok(["describe-task-execution", "--task-execution-arn", e]))?["Status"] as? String) ?? "" }
+        #expect(Fixture.waitUntil(seconds: 30) { status(first) == "TRANSFERRING" })
+        #expect(status(second) == "QUEUED")
+        _ = try server.ok(["cancel-task-execution", "--task-execution-arn", first])
+        #expect(Fixture.waitUntil(seconds: 30) { status(first) == "ERROR" })
+        let cancelled = try server.ok(["describe-task-execution", "--task-execution-arn", first])
+        #expect((cancelled["Result"] as? [String: Any])?["ErrorDetail"] as? String == "the execution was cancelled", "\(cancelled)")
+        // Whatever arrived under a final name is whole. (Temporaries of the cancelled copies
+        // may remain until the next run removes them — see below.)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: f.destinationRoot)) ?? [] where !name.hasPrefix(".ferry-tmp-") {
+            #expect(FileManager.default.contents(atPath: "\(f.destinationRoot)/\(name)") == FileManager.default.contents(atPath: "\(f.source.root)/\(name)"))
+        }
+        #expect(Fixture.waitUntil(seconds: 30) { status(second) == "TRANSFERRING" })
+        _ = try server.ok(["update-task-execution", "--task-execution-arn", second, "--options", "BytesPerSecond=-1"])
+        #expect(Fixture.waitUntil(seconds: 30) { status(second) == "SUCCESS" }, "an unlimited rate finishes 8 MiB at once")
+        #expect(try f.differences() == [])
+        #expect(try f.temporaries() == [], "the next run removes the cancelled run's temporaries")
+        let metrics = try CLI.run(["-s", "http://127.0.0.1:\(server.port)/metrics"], wrapper: ["curl"], direct: true)
+        #expect(metrics.stdout.contains("datasync_BytesWritten{task=\"\(task)\",execution=\"\(second)\"") && metrics.stdout.contains("ferry_up 1"),
+                "\(metrics.stdout)")
     }
 }
