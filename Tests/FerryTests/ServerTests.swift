@@ -44,6 +44,16 @@ final class FerryServerProcess {
         return (r.status, json, r.stderr)
     }
 
+    /// The built-in agent and two NFS locations: the fixture's source and destination.
+    func nfsLocations(_ f: Fixture) throws -> (agent: String, source: String, destination: String) {
+        let agent = (try ok(["list-agents"])["Agents"] as? [[String: Any]])?.first?["AgentArn"] as? String ?? ""
+        func location(_ path: String) throws -> String {
+            try ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", path,
+                    "--on-prem-config", "AgentArns=\(agent)"])["LocationArn"] as? String ?? ""
+        }
+        return (agent, try location(f.source.root), try location(f.destinationRoot))
+    }
+
     func ok(_ args: [String]) throws -> [String: Any] {
         let r = try aws(args)
         #expect(r.status == 0, "aws datasync \(args.joined(separator: " ")): \(r.stderr)")
@@ -115,11 +125,7 @@ final class FerryServerProcess {
         defer { f.cleanUp() }
         let server = try FerryServerProcess(dataDirectory: f.destinationRoot + "-state")
         defer { server.kill() }
-        let agent = (try server.ok(["list-agents"])["Agents"] as? [[String: Any]])?.first?["AgentArn"] as? String ?? ""
-        let src = try server.ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", f.source.root,
-                                 "--on-prem-config", "AgentArns=\(agent)"])["LocationArn"] as? String ?? ""
-        let dst = try server.ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", f.destinationRoot,
-                                 "--on-prem-config", "AgentArns=\(agent)"])["LocationArn"] as? String ?? ""
+        let (agent, src, dst) = try server.nfsLocations(f)
 
         func refused(_ args: [String], _ type: String, _ text: String, environment: [String: String]? = nil) throws {
             let r = try server.aws(args, environment: environment)
@@ -174,11 +180,7 @@ final class FerryServerProcess {
         for i in 0..<4 { try f.source.file("big\(i).bin", TestTree.bytes(2 << 20, seed: UInt64(i))) }
         let server = try FerryServerProcess(dataDirectory: f.destinationRoot + "-state")
         defer { server.kill() }
-        let agent = (try server.ok(["list-agents"])["Agents"] as? [[String: Any]])?.first?["AgentArn"] as? String ?? ""
-        let src = try server.ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", f.source.root,
-                                 "--on-prem-config", "AgentArns=\(agent)"])["LocationArn"] as? String ?? ""
-        let dst = try server.ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", f.destinationRoot,
-                                 "--on-prem-config", "AgentArns=\(agent)"])["LocationArn"] as? String ?? ""
+        let (_, src, dst) = try server.nfsLocations(f)
         let task = try server.ok(["create-task", "--source-location-arn", src, "--destination-location-arn", dst,
                                   "--options", "BytesPerSecond=262144,VerifyMode=ONLY_FILES_TRANSFERRED"])["TaskArn"] as? String ?? ""
         let first = try server.ok(["start-task-execution", "--task-arn", task])["TaskExecutionArn"] as? String ?? ""
