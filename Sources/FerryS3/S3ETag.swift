@@ -36,6 +36,13 @@ struct S3ETag: Sendable, Equatable {
         self.parts = parts
     }
 
+    /// The ETag S3 gives an upload whose parts had these binary MD5s (concatenated, in
+    /// part order): a single-part upload's is its MD5, a multipart one's the MD5 of the
+    /// part MD5s with `-N`.
+    init(partDigests: [UInt8], multipart parts: Int?) {
+        self.init(digest: parts == nil ? partDigests.hexString : Array(Insecure.MD5.hash(data: partDigests)).hexString, parts: parts)
+    }
+
     var description: String { digest + (parts.map { "-\($0)" } ?? "") }
 
     /// The sizes of the parts, given the size of the first part and of the object; nil when
@@ -84,12 +91,6 @@ struct S3ETagChecker {
 
     /// The ETag the bytes fed produce (call once all ``total`` bytes were fed).
     func computed() -> S3ETag {
-        var result = expected
-        if expected.parts == nil {
-            result.digest = partDigests.hexString
-        } else {
-            result.digest = Array(Insecure.MD5.hash(data: partDigests)).hexString
-        }
-        return result
+        S3ETag(partDigests: partDigests, multipart: expected.parts)
     }
 }

@@ -19,8 +19,8 @@ final class S3Reader: EntryReader, @unchecked Sendable {
     /// Ranged GETs under way for the blocks after the current one, by block offset.
     private var prefetch: [Int64: Task<(S3Object, ByteBuffer), any Error>] = [:]
     static let blocksAhead: Int64 = 4
-    /// The ETag of the first block; every later block must carry the same.
-    private var firstETag: String??
+    /// The first block's answer; every later block must carry the same ETag.
+    private var first: S3Object?
     /// Checks the bytes read in order; nil when the ETag cannot be checked.
     private var checker: S3ETagChecker?
 
@@ -79,14 +79,14 @@ final class S3Reader: EntryReader, @unchecked Sendable {
 
     /// Feeds a block read in order to the ETag check; the check ends when the last byte is in.
     private func check(_ info: S3Object, _ bytes: ByteBuffer, at start: Int64) async throws {
-        if let firstETag {
-            if info.etag != firstETag {
+        if let first {
+            if info.etag != first.etag {
                 throw S3Error(.sourceChanged, operation: "GetObject", bucket: location.bucket, key: key,
-                              message: "the object changed while it was read (ETag \(firstETag ?? "none"), then \(info.etag ?? "none"))",
+                              message: "the object changed while it was read (ETag \(first.etag ?? "none"), then \(info.etag ?? "none"))",
                               path: path, retryClass: .itemFailed)
             }
         } else {
-            firstETag = .some(info.etag)
+            first = info
             checker = try await makeChecker(info)
         }
         guard var c = checker, start == c.fed else {

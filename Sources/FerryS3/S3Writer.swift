@@ -119,11 +119,11 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
             try await finishParts()
             let stored = try await location.client.completeMultipartUpload(bucket: location.bucket, key: key, uploadID: uploadID!, parts: parts)
             uploadID = nil
-            try confirm(stored, sent: S3ETag(digest: Array(Insecure.MD5.hash(data: partDigests)).hexString, parts: parts.count))
+            try confirm(stored, sent: S3ETag(partDigests: partDigests, multipart: parts.count))
         } else {
             let md5 = buffer.md5Digest
             let stored = try await location.client.putObject(bucket: location.bucket, key: key, body: buffer, metadata: metadata, contentMD5: md5)
-            try confirm(stored, sent: S3ETag(digest: Array(md5).hexString, parts: nil))
+            try confirm(stored, sent: S3ETag(partDigests: Array(md5), multipart: nil))
         }
         buffer = ByteBuffer()
         let kept = try await location.metadataSupport.keepsUserMetadata(location: location, key: key)

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Glibc
 
 /// AWS credentials. `description` never shows the secret or the session token.
 public struct AWSCredentials: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
@@ -138,12 +139,44 @@ public struct SigV4Signer: Sendable {
 
     // MARK: signature
 
+    /// `YYYYMMDD'T'HHMMSS'Z'` in UTC (what `X-Amz-Date` carries), without a formatter
+    /// object per request: it is computed for every request signed.
     public static func amzDate(_ date: Date) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return f.string(from: date)
+        var t = time_t(date.timeIntervalSince1970.rounded(.down))
+        var tm = Glibc.tm()
+        gmtime_r(&t, &tm)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(tm.tm_year + 1900)\(two(tm.tm_mon + 1))\(two(tm.tm_mday))T\(two(tm.tm_hour))\(two(tm.tm_min))\(two(tm.tm_sec))Z"
+    }
+
+    /// The instant an `X-Amz-Date` value names; nil if it is not `YYYYMMDD'T'HHMMSS'Z'`.
+    public static func parseAmzDate(_ text: String) -> Date? {
+        let b = Array(text.utf8)
+        guard b.count == 16, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "Z") else { return nil }
+        func number(_ range: Range<Int>) -> Int32? {
+            var n: Int32 = 0
+            for c in b[range] {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) else { return nil }
+                n = n * 10 + Int32(c - UInt8(ascii: "0"))
+            }
+            return n
+        }
+        guard let year = number(0..<4), let month = number(4..<6), let day = number(6..<8),
+              let hour = number(9..<11), let minute = number(11..<13), let second = number(13..<15),
+              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
+        var tm = Glibc.tm()
+        tm.tm_year = year - 1900
+        tm.tm_mon = month - 1
+        tm.tm_mday = day
+        tm.tm_hour = hour
+        tm.tm_min = minute
+        tm.tm_sec = second
+        return Date(timeIntervalSince1970: TimeInterval(timegm(&tm)))
+    }
+
+    /// Lower-case hex SHA-256 of a payload (the signed payload hash).
+    public static func payloadHash(_ data: Data) -> String {
+        SHA256.hash(data: data).hexString
     }
 
     func scope(_ amzDate: String) -> String {

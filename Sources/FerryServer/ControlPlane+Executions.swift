@@ -44,8 +44,7 @@ extension ControlPlane {
 
     func describeTaskExecution(_ input: JSONValue) async throws -> JSONValue {
         let arn = input["TaskExecutionArn"]?.string ?? ""
-        var body = try existing(arn, .execution, "Task execution").body
-        if let live = await runner.live(arn) { for (k, v) in live.object ?? [:] { body[k] = v } }
+        let body = await runner.current(try existing(arn, .execution, "Task execution"))
         var out: [String: JSONValue] = [:]
         for m in ControlPlane.describedExecutionMembers { if let v = body[m] { out[m] = v } }
         return .object(out)

@@ -20,38 +20,39 @@ extension ControlPlane {
         return .array((given.isEmpty ? [builtInAgentArn] : given).map { .string($0) })
     }
 
-    func createLocationNfs(_ input: JSONValue) throws -> JSONValue {
+    /// Stores a new location: the create call's members (without Tags) plus its ARN, type,
+    /// URI and creation time, then its tags.
+    private func insertLocation(_ input: JSONValue, type: String, uri: String, _ fill: (inout JSONValue) throws -> Void = { _ in }) throws -> JSONValue {
         let arn = arns.location()
-        let sub = ControlPlane.subdirectory(input["Subdirectory"]?.string)
         var body = input
         body["Tags"] = nil
         body["LocationArn"] = .string(arn)
-        body["Type"] = "NFS"
-        body["LocationUri"] = .string("nfs://\(input["ServerHostname"]?.string ?? "")\(sub)")
-        body["OnPremConfig"] = ["AgentArns": try agents(input["OnPremConfig"] ?? [:], member: "AgentArns")]
-        body["MountOptions"] = input["MountOptions"] ?? ["Version": "AUTOMATIC"]
+        body["Type"] = .string(type)
+        body["LocationUri"] = .string(uri)
         body["CreationTime"] = ControlPlane.now()
+        try fill(&body)
         try store.insert(arn: arn, kind: .location, body: body)
         try storeTags(arn, input)
         return ["LocationArn": .string(arn)]
     }
 
+    func createLocationNfs(_ input: JSONValue) throws -> JSONValue {
+        let uri = "nfs://\(input["ServerHostname"]?.string ?? "")\(ControlPlane.subdirectory(input["Subdirectory"]?.string))"
+        return try insertLocation(input, type: "NFS", uri: uri) { body in
+            body["OnPremConfig"] = ["AgentArns": try agents(input["OnPremConfig"] ?? [:], member: "AgentArns")]
+            body["MountOptions"] = input["MountOptions"] ?? ["Version": "AUTOMATIC"]
+        }
+    }
+
     func createLocationObjectStorage(_ input: JSONValue) throws -> JSONValue {
-        let arn = arns.location()
-        var body = input
-        body["Tags"] = nil
-        let proto = input["ServerProtocol"]?.string ?? "HTTPS"
-        body["ServerProtocol"] = .string(proto)
-        body["ServerPort"] = input["ServerPort"] ?? .number(proto == "HTTPS" ? 443 : 80)
-        body["LocationArn"] = .string(arn)
-        body["Type"] = "OBJECT_STORAGE"
-        let sub = ControlPlane.subdirectory(input["Subdirectory"]?.string)
-        body["LocationUri"] = .string("object-storage://\(input["ServerHostname"]?.string ?? "")/\(input["BucketName"]?.string ?? "")\(sub)")
-        body["AgentArns"] = try agents(input, member: "AgentArns")
-        body["CreationTime"] = ControlPlane.now()
-        try store.insert(arn: arn, kind: .location, body: body)
-        try storeTags(arn, input)
-        return ["LocationArn": .string(arn)]
+        let uri = "object-storage://\(input["ServerHostname"]?.string ?? "")/\(input["BucketName"]?.string ?? "")"
+            + ControlPlane.subdirectory(input["Subdirectory"]?.string)
+        return try insertLocation(input, type: "OBJECT_STORAGE", uri: uri) { body in
+            let proto = input["ServerProtocol"]?.string ?? "HTTPS"
+            body["ServerProtocol"] = .string(proto)
+            body["ServerPort"] = input["ServerPort"] ?? .number(proto == "HTTPS" ? 443 : 80)
+            body["AgentArns"] = try agents(input, member: "AgentArns")
+        }
     }
 
     func createLocationS3(_ input: JSONValue) throws -> JSONValue {
@@ -60,18 +61,10 @@ extension ControlPlane {
             throw ServerError.invalid("Only bucket ARNs (arn:aws:s3:::BUCKET) are supported by Ferry; access points and Outposts are not.")
         }
         let bucket = String(bucketArn.split(separator: ":").last ?? "")
-        let arn = arns.location()
-        var body = input
-        body["Tags"] = nil
-        body["LocationArn"] = .string(arn)
-        body["Type"] = "S3"
-        body["S3StorageClass"] = input["S3StorageClass"] ?? "STANDARD"
-        body["LocationUri"] = .string("s3://\(bucket)\(ControlPlane.subdirectory(input["Subdirectory"]?.string))")
-        if input["AgentArns"] != nil { body["AgentArns"] = try agents(input, member: "AgentArns") }
-        body["CreationTime"] = ControlPlane.now()
-        try store.insert(arn: arn, kind: .location, body: body)
-        try storeTags(arn, input)
-        return ["LocationArn": .string(arn)]
+        return try insertLocation(input, type: "S3", uri: "s3://\(bucket)\(ControlPlane.subdirectory(input["Subdirectory"]?.string))") { body in
+            body["S3StorageClass"] = input["S3StorageClass"] ?? "STANDARD"
+            if input["AgentArns"] != nil { body["AgentArns"] = try agents(input, member: "AgentArns") }
+        }
     }
 
     /// The fields of a Describe answer, never a secret.

@@ -12,18 +12,17 @@ extension ControlPlane {
 
     public func metricsText() async -> String {
         var lines: [String] = ["# HELP ferry_up Whether the Ferry server is serving.", "# TYPE ferry_up gauge", "ferry_up 1"]
-        let executions = (try? store.list(.execution, limit: Int.max)) ?? []
+        var executions: [(resource: Store.Resource, body: JSONValue)] = []
+        for e in (try? store.list(.execution, limit: Int.max)) ?? [] { executions.append((e, await runner.current(e))) }
         var byStatus: [String: Int] = [:]
         for e in executions { byStatus[e.body["Status"]?.string ?? "?", default: 0] += 1 }
         lines.append("# TYPE ferry_task_executions gauge")
         for (s, n) in byStatus.sorted(by: { $0.key < $1.key }) { lines.append("ferry_task_executions{status=\"\(s)\"} \(n)") }
         for (metric, field) in ControlPlane.metricNames {
             lines.append("# TYPE datasync_\(metric) gauge")
-            for e in executions {
-                var body = e.body
-                if let live = await runner.live(e.arn) { for (k, v) in live.object ?? [:] { body[k] = v } }
-                let value = body[field]?.number ?? 0
-                lines.append("datasync_\(metric){task=\"\(e.parent ?? "")\",execution=\"\(e.arn)\",agent=\"\(builtInAgentArn)\"} \(Int64(value))")
+            for (e, body) in executions {
+                let labels = "task=\"\(e.parent ?? "")\",execution=\"\(e.arn)\",agent=\"\(builtInAgentArn)\""
+                lines.append("datasync_\(metric){\(labels)} \(Int64(body[field]?.number ?? 0))")
             }
         }
         return lines.joined(separator: "\n") + "\n"

@@ -71,10 +71,8 @@ public final class ControlPlane: Sendable {
         case "UntagResource": return try untagResource(input)
         case "ListTagsForResource": return try listTagsForResource(input)
         default:
-            if operation.hasPrefix("CreateLocation") || operation.hasPrefix("DescribeLocation") || operation.hasPrefix("UpdateLocation") {
-                let kind = operation.replacingOccurrences(of: "CreateLocation", with: "").replacingOccurrences(of: "DescribeLocation", with: "")
-                    .replacingOccurrences(of: "UpdateLocation", with: "")
-                throw ServerError.invalid("\(kind) locations are not supported by Ferry yet; supported: NFS (a path on the agent's host), ObjectStorage and S3.",
+            for verb in ["CreateLocation", "DescribeLocation", "UpdateLocation"] where operation.hasPrefix(verb) {
+                throw ServerError.invalid("\(operation.dropFirst(verb.count)) locations are not supported by Ferry yet; supported: NFS (a path on the agent's host), ObjectStorage and S3.",
                                           errorCode: "UnsupportedOperation")
             }
             throw ServerError.invalid("\(operation) is not supported by Ferry yet.", errorCode: "UnsupportedOperation")

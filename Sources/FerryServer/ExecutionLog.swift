@@ -11,6 +11,7 @@ final class ExecutionLog: Sendable {
     let execution: String
     let level: String
     private let buffer = Mutex<[String]>([])
+    private static let timestamp = Date.ISO8601FormatStyle()
 
     init(store: Store, execution: String, level: String) {
         self.store = store
@@ -24,7 +25,7 @@ final class ExecutionLog: Sendable {
     }
 
     private func add(_ line: String) {
-        let stamp = ISO8601DateFormatter().string(from: Date())
+        let stamp = Date().formatted(ExecutionLog.timestamp)
         let full = buffer.withLock { b -> Bool in
             b.append("\(stamp) \(line)")
             return b.count >= 500

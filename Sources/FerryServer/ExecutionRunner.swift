@@ -65,15 +65,16 @@ actor ExecutionRunner {
         running[next]?.task = Task { await self.run(next, task: task) }
     }
 
-    /// The live fields of a running execution (status and counters), nil when not running.
-    func live(_ execution: String) -> JSONValue? {
-        guard let r = running[execution] else { return nil }
-        if r.cancelReason != nil { return ["Status": "CANCELLING"] }
-        guard let engine = r.engine else { return nil }
-        let c = engine.counters.snapshot()
+    /// An execution as it stands now: its stored body with, while it runs, the live status
+    /// and counters of its engine laid over it.
+    func current(_ execution: Store.Resource) -> JSONValue {
+        guard let r = running[execution.arn] else { return execution.body }
+        if r.cancelReason != nil { return execution.body.merging(["Status": "CANCELLING"]) { $1 } }
+        guard let engine = r.engine else { return execution.body }
         var status = engine.counters.currentPhase.description
         if status == "SUCCESS" || status == "ERROR" { status = "VERIFYING" }  // the store says the end
-        return ExecutionRunner.counterFields(c).merging(["Status": .string(status)]) { $1 }
+        let live = ExecutionRunner.counterFields(engine.counters.snapshot()).object ?? [:]
+        return execution.body.merging(live.merging(["Status": .string(status)]) { $1 }) { $1 }
     }
 
     static func counterFields(_ c: CounterSnapshot) -> JSONValue {

@@ -1,4 +1,3 @@
-import Crypto
 import FerryS3
 import Foundation
 
@@ -61,7 +60,7 @@ public struct RequestAuthenticator: Sendable {
         guard let secret = keys[scope[0]] else {
             throw RequestAuthenticator.denied("UnrecognizedClientException", "The security token included in the request is invalid.")
         }
-        guard let amzDate = header("x-amz-date"), let date = RequestAuthenticator.parse(amzDate) else {
+        guard let amzDate = header("x-amz-date"), let date = SigV4Signer.parseAmzDate(amzDate) else {
             throw RequestAuthenticator.denied("IncompleteSignatureException", "The request must carry a valid X-Amz-Date header.")
         }
         if abs(date.timeIntervalSince(now)) > maxSkew {
@@ -76,7 +75,7 @@ public struct RequestAuthenticator: Sendable {
             throw RequestAuthenticator.denied("InvalidSignatureException", "The host header must be signed.")
         }
         let signed = r.headers.filter { names.contains($0.name.lowercased()) }
-        let payloadHash = header("x-amz-content-sha256") ?? SHA256.hash(data: r.body).map { String(format: "%02x", $0) }.joined()
+        let payloadHash = header("x-amz-content-sha256") ?? SigV4Signer.payloadHash(r.body)
         let signer = SigV4Signer(credentials: AWSCredentials(accessKeyID: scope[0], secretAccessKey: secret), region: scope[2], service: scope[3])
         let path = r.rawPath.removingPercentEncoding ?? r.rawPath
         let request = SigV4Signer.Request(method: r.method, path: path, rawQuery: r.rawQuery, headers: signed, payloadHash: payloadHash)
@@ -95,13 +94,5 @@ public struct RequestAuthenticator: Sendable {
         var diff: UInt8 = 0
         for i in 0..<x.count { diff |= x[i] ^ y[i] }
         return diff == 0
-    }
-
-    static func parse(_ amzDate: String) -> Date? {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return f.date(from: amzDate)
     }
 }
