@@ -24,6 +24,15 @@ import Testing
         return (proxy, port)
     }
 
+    /// A source with `multi.bin` (20 MiB + 77 bytes: the aws CLI and Ferry upload it in
+    /// 8 MiB parts, ETag "…-3") and `single.bin` (5,000 bytes, one PutObject).
+    static func multipartAndSingle(_ label: String) throws -> Fixture {
+        let f = try Fixture(label)
+        try f.source.file("multi.bin", TestTree.bytes(20 << 20 | 77, seed: 11))
+        try f.source.file("single.bin", TestTree.bytes(5_000, seed: 12))
+        return f
+    }
+
     static func openUploads(_ server: S3TestServer, bucket: String) throws -> Int {
         let r = try CLI.run(["s3api", "list-multipart-uploads", "--bucket", bucket, "--output", "json"], wrapper: ["aws"], direct: true,
                             environment: server.clientEnvironment)
@@ -139,14 +148,9 @@ import Testing
 /// a multipart one — retried once, and never land under a final name.
 @Suite struct S3DownloadChecksumTests {
     @Test func corruptedDownloadsAreCaughtAgainstTheETag() async throws {
-        let server = try S3TestServer.moto.get()
-        let bucket = "ferry-corrupt-\(UInt32.random(in: 0..<UInt32.max))"
-        #expect(try S3Tests.aws(server, ["s3", "mb", "s3://\(bucket)"]).status == 0)
-        let f = try Fixture("s3-corrupt")
+        let (server, bucket) = try await S3Tests.freshBucket()
+        let f = try S3FaultTests.multipartAndSingle("s3-corrupt")
         defer { f.cleanUp() }
-        // The aws CLI uploads 20 MiB in 8 MiB parts (ETag "…-3"), 5 KiB in one PUT.
-        try f.source.file("multi.bin", TestTree.bytes(20 << 20 | 77, seed: 11))
-        try f.source.file("single.bin", TestTree.bytes(5_000, seed: 12))
         #expect(try S3Tests.aws(server, ["s3", "cp", "--recursive", f.source.root, "s3://\(bucket)/c"]).status == 0)
         let head = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", bucket, "--key", "c/multi.bin"])
         #expect(head.stdout.contains("-3\\\""), "a three-part upload: \(head.stdout)")
@@ -184,13 +188,9 @@ import Testing
 /// ONLY_FILES_TRANSFERRED needs no read-back GET.
 @Suite struct S3UploadChecksumTests {
     @Test func corruptedUploadsAndWrongETagsAreCaughtWithoutReadingBack() async throws {
-        let server = try S3TestServer.moto.get()
-        let bucket = "ferry-upcheck-\(UInt32.random(in: 0..<UInt32.max))"
-        #expect(try S3Tests.aws(server, ["s3", "mb", "s3://\(bucket)"]).status == 0)
-        let f = try Fixture("s3-upcheck")
+        let (server, bucket) = try await S3Tests.freshBucket()
+        let f = try S3FaultTests.multipartAndSingle("s3-upcheck")
         defer { f.cleanUp() }
-        try f.source.file("multi.bin", TestTree.bytes(20 << 20 | 5, seed: 21))
-        try f.source.file("single.bin", TestTree.bytes(5_000, seed: 22))
         // moto stores a corrupted body without checking its Content-MD5 (real S3 answers
         // BadDigest, which is retried); the ETag it answers then names other bytes.
         for (prefix, faults) in [("corrupt", ["CORRUPT_PUTS": "1"]), ("lie", ["ETAG_LIES": "1"])] {

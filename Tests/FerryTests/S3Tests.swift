@@ -24,6 +24,13 @@ import Testing
         return name
     }
 
+    /// The moto server and a fresh bucket, for tests that use only the command-line clients.
+    static func freshBucket() async throws -> (S3TestServer, String) {
+        var result: (S3TestServer, String)?
+        try await withBucket { server, _, bucket in result = (server, bucket) }
+        return result!
+    }
+
     /// Runs `body` with the moto server, a client and a fresh bucket; shuts the client down after.
     static func withBucket(_ body: (S3TestServer, S3Client, String) async throws -> Void) async throws {
         let server = try S3Tests.server()
@@ -135,10 +142,7 @@ import Testing
     }
 
     @Test func objectsFromTheAWSCLIRestoreWithTheirMetadataOrDataSyncDefaults() async throws {
-        let server = try S3Tests.server()
-        let client = try S3Tests.client(server)
-        let bucket = try await S3Tests.bucket(client)
-        await client.shutdown()
+        let (server, bucket) = try await S3Tests.freshBucket()
         let f = try Fixture("s3-awscli")
         defer { f.cleanUp() }
         try f.source.file("body", Array("from the aws cli".utf8))
@@ -162,10 +166,7 @@ import Testing
     }
 
     @Test func hostileKeysAreSkippedAndNeverEscape() async throws {
-        let server = try S3Tests.server()
-        let client = try S3Tests.client(server)
-        let bucket = try await S3Tests.bucket(client)
-        await client.shutdown()
+        let (server, bucket) = try await S3Tests.freshBucket()
         let f = try Fixture("s3-hostile")
         defer { f.cleanUp() }
         try f.source.file("body", [1, 2, 3])

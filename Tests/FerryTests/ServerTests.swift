@@ -180,7 +180,7 @@ final class FerryServerProcess {
         for i in 0..<4 { try f.source.file("big\(i).bin", TestTree.bytes(2 << 20, seed: UInt64(i))) }
         let server = try FerryServerProcess(dataDirectory: f.destinationRoot + "-state")
         defer { server.kill() }
-        let (_, src, dst) = try server.nfsLocations(f)
+        let (agent, src, dst) = try server.nfsLocations(f)
         let task = try server.ok(["create-task", "--source-location-arn", src, "--destination-location-arn", dst,
                                   "--options", "BytesPerSecond=262144,VerifyMode=ONLY_FILES_TRANSFERRED"])["TaskArn"] as? String ?? ""
         let first = try server.ok(["start-task-execution", "--task-arn", task])["TaskExecutionArn"] as? String ?? ""
@@ -202,8 +202,11 @@ final class FerryServerProcess {
         #expect(Fixture.waitUntil(seconds: 30) { status(second) == "SUCCESS" }, "an unlimited rate finishes 8 MiB at once")
         #expect(try f.differences() == [])
         #expect(try f.temporaries() == [], "the next run removes the cancelled run's temporaries")
+        // The metric carries the execution's own count: what it wrote is what Describe says.
+        let written = try server.ok(["describe-task-execution", "--task-execution-arn", second])["BytesWritten"] as? Int ?? -1
+        #expect(written > 0)
         let metrics = try CLI.run(["-s", "http://127.0.0.1:\(server.port)/metrics"], wrapper: ["curl"], direct: true)
-        #expect(metrics.stdout.contains("datasync_BytesWritten{task=\"\(task)\",execution=\"\(second)\"") && metrics.stdout.contains("ferry_up 1"),
-                "\(metrics.stdout)")
+        let line = "datasync_BytesWritten{task=\"\(task)\",execution=\"\(second)\",agent=\"\(agent)\"} \(written)"
+        #expect(metrics.stdout.contains(line) && metrics.stdout.contains("ferry_up 1"), "\(line)\n\(metrics.stdout)")
     }
 }
