@@ -8,7 +8,7 @@ alternated within each round; old copies on the disk are moved aside, never dele
 between runs (ext4 is slow to create files right after many were deleted), and removed
 only at the end. Wall time and peak RSS come from wait4(2) of each child.
 """
-import argparse, json, os, random, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, random, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,6 +39,26 @@ def gen_large(path, files=4, size=256 << 20):
 
 
 CASES = {"small": gen_small, "large": gen_large}
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, proc, what):
+    for _ in range(300):
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"{what} did not start")
 
 
 def tools(ferry):

@@ -56,11 +56,16 @@ public final class TaskReportSink: Sendable {
     }
     private let state: Mutex<State>
     private let spoolDirectory: URL?
+    private let keep: @Sendable (ReportCategory, ReportEntry) -> Bool
     public let problemCap: Int
 
     /// `spoolDirectory`: where per-category spool files go (nil: keep only problems).
-    public init(spoolDirectory: URL?, problemCap: Int = 10_000) {
+    /// `keep`: which entries the report file lists (DataSync's ReportLevel: all, or only
+    /// what failed or was skipped); the summary counts everything.
+    public init(spoolDirectory: URL?, problemCap: Int = 10_000,
+                keep: @escaping @Sendable (ReportCategory, ReportEntry) -> Bool = { _, _ in true }) {
         self.spoolDirectory = spoolDirectory
+        self.keep = keep
         self.problemCap = problemCap
         var s = State()
         if let dir = spoolDirectory {
@@ -80,7 +85,7 @@ public final class TaskReportSink: Sendable {
     /// Records one entry; problems also go to the in-memory list.
     public func record(_ category: ReportCategory, _ entry: ReportEntry) {
         let isProblem = entry.status != "SUCCESS"
-        let line: Data? = recordsEverything ? (try? TaskReportSink.encoder.encode(entry)).map { $0 + Data([10]) } : nil
+        let line: Data? = recordsEverything && keep(category, entry) ? (try? TaskReportSink.encoder.encode(entry)).map { $0 + Data([10]) } : nil
         state.withLock { s in
             if isProblem {
                 if s.problems.count < problemCap {

@@ -27,7 +27,10 @@ extension ControlPlane {
             "Result": ["PrepareStatus": "PENDING", "TransferStatus": "PENDING", "VerifyStatus": "PENDING",
                        "PrepareDuration": 0, "TransferDuration": 0, "VerifyDuration": 0, "TotalDuration": 0],
         ]
-        if let report = input["TaskReportConfig"] ?? task.body["TaskReportConfig"] { body["TaskReportConfig"] = report }
+        if let report = input["TaskReportConfig"] ?? task.body["TaskReportConfig"] {
+            body["TaskReportConfig"] = report
+            body["ReportResult"] = ["Status": "PENDING"]
+        }
         try store.insert(arn: arn, kind: .execution, parent: taskArn, body: body)
         try storeTags(arn, input)
         try store.modify(taskArn) { $0["CurrentTaskExecutionArn"] = .string(arn) }

@@ -21,11 +21,15 @@ extension ControlPlane {
         body["TaskMode"] = input["TaskMode"] ?? "BASIC"
         body["CreationTime"] = ControlPlane.now()
         if let schedule = input["Schedule"] {
-            _ = try Schedule(schedule["ScheduleExpression"]?.string ?? "")
-            body["Schedule"] = ["ScheduleExpression": schedule["ScheduleExpression"] ?? .null, "Status": schedule["Status"] ?? "ENABLED"]
+            guard !(schedule["ScheduleExpression"]?.string ?? "").isEmpty else {
+                throw ServerError.invalid("Invalid ScheduleExpression: it must not be empty.")
+            }
+            try validateSchedule(schedule)
+            ControlPlane.storedSchedule(schedule, into: &body)
         }
         try store.insert(arn: arn, kind: .task, body: body)
         try storeTags(arn, input)
+        reschedule(arn)
         return ["TaskArn": .string(arn)]
     }
 
@@ -50,18 +54,14 @@ extension ControlPlane {
         let r = try existing(arn, .task, "Task")
         let options = try TaskOptions.merged(r.body["Options"], input["Options"])
         _ = try TaskOptions.filters(includes: input["Includes"] ?? r.body["Includes"], excludes: input["Excludes"] ?? r.body["Excludes"])
-        if let schedule = input["Schedule"], let expression = schedule["ScheduleExpression"]?.string, !expression.isEmpty {
-            _ = try Schedule(expression)
-        }
+        try validateSchedule(input["Schedule"])
         try store.modify(arn) { body in
-            for (k, v) in input.object ?? [:] where k != "TaskArn" && k != "Options" { body[k] = v }
+            for (k, v) in input.object ?? [:] where k != "TaskArn" && k != "Options" && k != "Schedule" { body[k] = v }
             body["Options"] = options
-            if let schedule = input["Schedule"] {
-                let expression = schedule["ScheduleExpression"]?.string ?? ""
-                body["Schedule"] = expression.isEmpty ? nil
-                    : ["ScheduleExpression": .string(expression), "Status": schedule["Status"] ?? "ENABLED"]
-            }
+            // An empty ScheduleExpression removes the schedule (DataSync's way).
+            if let schedule = input["Schedule"] { ControlPlane.storedSchedule(schedule, into: &body) }
         }
+        reschedule(arn)
         return [:]
     }
 
@@ -101,6 +101,7 @@ extension ControlPlane {
         await runner.waitIdle(task: arn)
         for e in try store.list(.execution, parent: arn, limit: Int.max) { try store.delete(e.arn) }
         try store.delete(arn)
+        reschedule(arn)
         return [:]
     }
 }

@@ -3,6 +3,7 @@ import FerryS3
 import FerryStore
 import Foundation
 import Logging
+import Synchronization
 
 /// The DataSync control plane: validates each call against DataSync's model, keeps
 /// agents, locations, tasks and executions in the ``Store``, and hands executions to the
@@ -17,10 +18,15 @@ public final class ControlPlane: Sendable {
     /// Where `create-location-s3` buckets are served (nil: AWS).
     let s3Endpoint: S3Configuration.Overrides
     let dataDirectory: String
+    /// The shortest schedule interval accepted (DataSync: one hour).
+    let minimumScheduleInterval: TimeInterval
+    /// Each scheduled task's next firing.
+    let scheduleDue = Mutex<[String: Date]>([:])
 
     public init(dataDirectory: String, region: String = "us-east-1", s3Endpoint: S3Configuration.Overrides = .init(),
-                logger: Logger = Logger(label: "ferry.server")) async throws {
+                minimumScheduleInterval: TimeInterval = 3600, logger: Logger = Logger(label: "ferry.server")) async throws {
         self.dataDirectory = dataDirectory
+        self.minimumScheduleInterval = minimumScheduleInterval
         store = try Store(directory: dataDirectory)
         arns = ARNFactory(region: region)
         self.s3Endpoint = s3Endpoint
@@ -38,6 +44,7 @@ public final class ControlPlane: Sendable {
         runner = ExecutionRunner(store: store, logger: logger)
         await runner.attach(resolver: LocationResolver(store: store, s3Endpoint: s3Endpoint, dataDirectory: dataDirectory))
         try await runner.recover()
+        try loadSchedules()
     }
 
     /// Runs one API call: `operation` is the part after `FmrsService.`.
@@ -82,6 +89,16 @@ public final class ControlPlane: Sendable {
     /// Stops running executions (they end in ERROR and are recovered on the next start).
     public func shutdown() async {
         await runner.shutdown()
+    }
+
+    /// An execution's log lines, named by its task and execution ids (`task-…`, `exec-…`).
+    func logLines(task: String, execution: String) throws -> [String] {
+        let arn = "arn:aws:datasync:\(arns.region):\(arns.account):task/\(task)/execution/\(execution)"
+        guard arn.range(of: #"task/task-[0-9a-f]{17}/execution/exec-[0-9a-f]{17}$"#, options: .regularExpression) != nil else {
+            throw ServerError.invalid("The log path must be /logs/task-ID/exec-ID (ids of 17 hexadecimal digits).")
+        }
+        _ = try existing(arn, .execution, "Task execution")
+        return try store.logs(arn)
     }
 
     static func now() -> JSONValue { .number(Date().timeIntervalSince1970.rounded()) }

@@ -16,9 +16,12 @@ public struct DataSyncServer: Sendable {
         public var port: Int
         public var region: String
         public var s3Endpoint: S3Configuration.Overrides
+        /// The shortest schedule interval accepted, in seconds (DataSync: one hour).
+        public var minimumScheduleInterval: TimeInterval
         public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 8950, region: String = "us-east-1",
-                    s3Endpoint: S3Configuration.Overrides = .init()) {
+                    s3Endpoint: S3Configuration.Overrides = .init(), minimumScheduleInterval: TimeInterval = 3600) {
             self.dataDirectory = dataDirectory
+            self.minimumScheduleInterval = minimumScheduleInterval
             self.host = host
             self.port = port
             self.region = region
@@ -39,10 +42,15 @@ public struct DataSyncServer: Sendable {
     public func run(onRunning: @escaping @Sendable (String) -> Void = { _ in }) async throws {
         let credentials = try AdminCredentials.loadOrCreate(dataDirectory: configuration.dataDirectory)
         let plane = try await ControlPlane(dataDirectory: configuration.dataDirectory, region: configuration.region,
-                                           s3Endpoint: configuration.s3Endpoint, logger: logger)
+                                           s3Endpoint: configuration.s3Endpoint,
+                                           minimumScheduleInterval: configuration.minimumScheduleInterval, logger: logger)
         let handler = APIHandler(plane: plane, authenticator: RequestAuthenticator(credentials: [credentials]), logger: logger)
         let router = Router()
         router.post("/") { request, _ in await handler.respond(request) }
+        router.get("/logs/{task}/{execution}") { request, context in
+            await handler.respondWithLog(request, task: context.parameters.get("task") ?? "",
+                                         execution: context.parameters.get("execution") ?? "")
+        }
         router.get("/health") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
@@ -56,8 +64,13 @@ public struct DataSyncServer: Sendable {
                 onRunning("http://\(configuration.host):\(port)")
             },
             logger: logger)
+        // The schedules fire while the server runs; both stop together.
         do {
-            try await app.runService()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await plane.runSchedules() }
+                defer { group.cancelAll() }
+                try await app.runService()
+            }
         } catch {
             await plane.shutdown()
             throw error
@@ -72,16 +85,37 @@ struct APIHandler: Sendable {
     let authenticator: RequestAuthenticator
     let logger: Logger
 
-    func respond(_ incoming: Request) async -> Response {
+    /// The request's body, once its SigV4 signature is verified.
+    func authenticatedBody(_ incoming: Request) async throws -> Data {
         var request = incoming
+        let body = try await request.collectBody(upTo: 16 << 20)
+        let data = Data(body.readableBytesView)
+        var headers: [(name: String, value: String)] = request.headers.map { ($0.name.rawName, $0.value) }
+        if let authority = request.head.authority { headers.append(("host", authority)) }
+        try authenticator.authenticate(.init(method: request.method.rawValue, rawPath: request.uri.path,
+                                             rawQuery: request.uri.query ?? "", headers: headers, body: data))
+        return data
+    }
+
+    /// `GET /logs/task-…/exec-…`: an execution's log lines as text (SigV4 like every call).
+    func respondWithLog(_ request: Request, task: String, execution: String) async -> Response {
+        do {
+            _ = try await authenticatedBody(request)
+            let lines = try plane.logLines(task: task, execution: execution)
+            let text = lines.isEmpty ? "" : lines.joined(separator: "\n") + "\n"
+            return Response(status: .ok, headers: [.contentType: "text/plain; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(string: text)))
+        } catch let e as ServerError {
+            return APIHandler.error(e)
+        } catch {
+            return APIHandler.error(.internalError("\(error)"))
+        }
+    }
+
+    func respond(_ request: Request) async -> Response {
         let operation: String
         do {
-            let body = try await request.collectBody(upTo: 16 << 20)
-            let data = Data(body.readableBytesView)
-            var headers: [(name: String, value: String)] = request.headers.map { ($0.name.rawName, $0.value) }
-            if let authority = request.head.authority { headers.append(("host", authority)) }
-            try authenticator.authenticate(.init(method: request.method.rawValue, rawPath: request.uri.path,
-                                                 rawQuery: request.uri.query ?? "", headers: headers, body: data))
+            let data = try await authenticatedBody(request)
             guard let target = request.headers[HTTPField.Name("X-Amz-Target")!], target.hasPrefix("FmrsService.") else {
                 throw ServerError(type: "UnknownOperationException", status: 400, message: "The X-Amz-Target header must name FmrsService.<Operation>.")
             }

@@ -43,6 +43,11 @@ actor ExecutionRunner {
             } else if !ControlPlane.terminal.contains(status) {
                 try finish(e.arn, status: "ERROR", errorCode: "ServerRestarted",
                            detail: "the Ferry server stopped while this execution was \(status); nothing was left under a final name — start the task again to finish the transfer")
+                if let task = e.parent {
+                    try store.modify(task) { body in
+                        if body["CurrentTaskExecutionArn"]?.string == e.arn { body["CurrentTaskExecutionArn"] = nil }
+                    }
+                }
                 logger.warning("execution ended by a restart", metadata: ["execution.id": "\(e.arn)", "status": "\(status)"])
             }
         }
@@ -71,10 +76,44 @@ actor ExecutionRunner {
         guard let r = running[execution.arn] else { return execution.body }
         if r.cancelReason != nil { return execution.body.merging(["Status": "CANCELLING"]) { $1 } }
         guard let engine = r.engine else { return execution.body }
+        return execution.body.merging(ExecutionRunner.liveFields(engine)) { $1 }
+    }
+
+    /// A running engine's status and counters in DescribeTaskExecution's members.
+    static func liveFields(_ engine: SyncEngine) -> [String: JSONValue] {
         var status = engine.counters.currentPhase.description
         if status == "SUCCESS" || status == "ERROR" { status = "VERIFYING" }  // the store says the end
-        let live = ExecutionRunner.counterFields(engine.counters.snapshot()).object ?? [:]
-        return execution.body.merging(live.merging(["Status": .string(status)]) { $1 }) { $1 }
+        let live = counterFields(engine.counters.snapshot()).object ?? [:]
+        return live.merging(["Status": .string(status)]) { $1 }
+    }
+
+    /// Runs the engine, writing its status and counters to the store every two seconds, so
+    /// a server killed meanwhile knows which phase the execution had reached.
+    private func runPersistingProgress(_ execution: String, _ engine: SyncEngine) async -> ExecutionResult {
+        let store = self.store
+        return await withTaskGroup(of: ExecutionResult?.self) { group in
+            group.addTask { await engine.run() }
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(2))
+                    if Task.isCancelled { break }
+                    try? store.modify(execution) { body in
+                        if !ControlPlane.terminal.contains(body["Status"]?.string ?? ""), body["Status"]?.string != "CANCELLING" {
+                            body = body.merging(ExecutionRunner.liveFields(engine)) { $1 }
+                        }
+                    }
+                }
+                return nil
+            }
+            var result: ExecutionResult?
+            while let r = await group.next() {
+                if let r {
+                    result = r
+                    group.cancelAll()
+                }
+            }
+            return result!
+        }
     }
 
     static func counterFields(_ c: CounterSnapshot) -> JSONValue {
@@ -155,16 +194,39 @@ actor ExecutionRunner {
             if let destinationClient { clients.append(destinationClient) }
             var logger = self.logger
             logger[metadataKey: "execution.id"] = "\(execution)"
+            let report = try body["TaskReportConfig"].map {
+                try ExecutionReport(config: $0, dataDirectory: resolver.dataDirectory, task: task, execution: execution)
+            }
             let engine = SyncEngine(SyncConfiguration(source: source, destination: destination, options: options, filters: filters,
-                                                      logger: logger, onItem: log.itemHandler))
+                                                      logger: logger, onItem: log.itemHandler),
+                                    report: report?.sink ?? TaskReportSink(spoolDirectory: nil))
             guard register(execution, engine: engine) else { throw CancellationError() }
-            let result = await engine.run()
+            let result = await runPersistingProgress(execution, engine)
             log.flush()
-            if let reason = cancelReason(execution) {
+            let reason = cancelReason(execution)
+            let status = reason == nil && result.outcome == .success ? "SUCCESS" : "ERROR"
+            if let report {
+                let header: JSONValue = [
+                    "AccountId": .string(ARNFactory().account), "TaskArn": .string(task), "TaskExecutionArn": .string(execution),
+                    "SourceLocationArn": taskBody["SourceLocationArn"] ?? .null,
+                    "DestinationLocationArn": taskBody["DestinationLocationArn"] ?? .null, "Status": .string(status),
+                    "StartTime": body["StartTime"] ?? .null, "EndTime": ControlPlane.now(), "Options": body["Options"] ?? [:],
+                ]
+                var reportResult: JSONValue
+                do {
+                    reportResult = await report.deliver(try report.write(result: result, header: header), s3Endpoint: resolver.s3Endpoint)
+                } catch {
+                    reportResult = ["Status": "ERROR", "ErrorCode": "ReportWriteFailed", "ErrorDetail": .string("\(error)")]
+                }
+                if reportResult["Status"]?.string != "SUCCESS" {
+                    log.basic("[ERROR] Task report: \(reportResult["ErrorDetail"]?.string ?? "failed")")
+                }
+                try store.modify(execution) { $0["ReportResult"] = reportResult }
+            }
+            if let reason {
                 try finish(execution, status: "ERROR", errorCode: "Cancelled", detail: reason, result: result)
                 log.basic("[INFO] Execution \(execution) cancelled: \(reason)")
             } else {
-                let status = result.outcome == .success ? "SUCCESS" : "ERROR"
                 try finish(execution, status: status, errorCode: result.errorCode, detail: result.errorDetail, result: result)
                 log.basic("[INFO] Execution \(execution) ended \(status)\(result.errorDetail.map { ": \($0)" } ?? "")")
             }

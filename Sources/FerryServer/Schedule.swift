@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// A task schedule as DataSync (EventBridge) writes it: `rate(N minute|minutes|hour|hours|day|days)`
 /// or `cron(MIN HOUR DAY-OF-MONTH MONTH DAY-OF-WEEK YEAR)` with `*`, `?`, lists, ranges,
@@ -79,22 +80,50 @@ struct Schedule: Sendable, Hashable {
         return out
     }
 
+    /// The shortest gap between firings: a rate's period, or for cron the smallest gap among
+    /// the next firings after `date` (enough to catch `*/5`-style minute and hour fields).
+    func shortestInterval(after date: Date) -> TimeInterval? {
+        if case .rate(let seconds) = kind { return TimeInterval(seconds) }
+        var times: [Date] = []
+        var t = date
+        while times.count < 25, let n = next(after: t) {
+            times.append(n)
+            t = n
+        }
+        return zip(times, times.dropFirst()).map { $1.timeIntervalSince($0) }.min()
+    }
+
+    /// Refuses a schedule that would fire more often than `minimum` seconds (DataSync: one hour).
+    func requireInterval(atLeast minimum: TimeInterval, now: Date = Date()) throws {
+        guard let gap = shortestInterval(after: now), gap < minimum else { return }
+        let text = minimum.truncatingRemainder(dividingBy: 3600) == 0 ? "\(Int(minimum / 3600)) hour(s)" : "\(Int(minimum / 60)) minute(s)"
+        throw ServerError.invalid("Invalid ScheduleExpression \(expression): a task cannot be scheduled more often than every \(text) (this one fires every \(Int(gap / 60)) minute(s)).")
+    }
+
     /// The first firing time strictly after `date`.
     func next(after date: Date) -> Date? {
         switch kind {
         case .rate(let seconds):
             return date.addingTimeInterval(TimeInterval(seconds))
         case .cron(let f):
-            var calendar = Calendar(identifier: .gregorian)
-            calendar.timeZone = TimeZone(identifier: "UTC")!
-            var t = Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 60).rounded(.down) * 60 + 60)
-            for _ in 0..<(366 * 24 * 60 * 2) {
-                let c = calendar.dateComponents([.minute, .hour, .day, .month, .weekday, .year], from: t)
-                if f[5].contains(c.year!), f[3].contains(c.month!), f[2].contains(c.day!), f[4].contains(c.weekday!),
-                   f[1].contains(c.hour!), f[0].contains(c.minute!) {
-                    return t
+            // Day by day (UTC), then the matching hours and minutes of a matching day.
+            let first = Int((date.timeIntervalSince1970 / 60).rounded(.down)) * 60 + 60
+            var day = first - first % 86400
+            let hours = f[1].sorted(), minutes = f[0].sorted(), lastYear = f[5].max() ?? 2199
+            for _ in 0..<(366 * 5) {
+                var t = time_t(day)
+                var c = tm()
+                gmtime_r(&t, &c)
+                let year = Int(c.tm_year) + 1900
+                if year > lastYear { return nil }
+                if f[5].contains(year), f[3].contains(Int(c.tm_mon) + 1), f[2].contains(Int(c.tm_mday)), f[4].contains(Int(c.tm_wday) + 1) {
+                    for h in hours {
+                        for m in minutes where day + h * 3600 + m * 60 >= first {
+                            return Date(timeIntervalSince1970: TimeInterval(day + h * 3600 + m * 60))
+                        }
+                    }
                 }
-                t = t.addingTimeInterval(60)
+                day += 86400
             }
             return nil
         }

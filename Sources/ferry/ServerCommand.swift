@@ -36,14 +36,19 @@ struct ServerRun: AsyncParsableCommand {
     @Option(help: ArgumentHelp("S3 endpoint that serves create-location-s3 buckets (default: the AWS environment).", valueName: "url"))
     var s3EndpointUrl: String?
 
+    @Option(help: ArgumentHelp("Shortest schedule interval accepted, in minutes (DataSync allows one hour at least).", valueName: "minutes"))
+    var minScheduleMinutes: Int = 60
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard minScheduleMinutes >= 1 else { throw ValidationError("--min-schedule-minutes must be at least 1") }
     }
 
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         let server = DataSyncServer(.init(dataDirectory: data.dataDir, host: host, port: port, region: region,
-                                          s3Endpoint: S3Configuration.Overrides(endpointURL: s3EndpointUrl)))
+                                          s3Endpoint: S3Configuration.Overrides(endpointURL: s3EndpointUrl),
+                                          minimumScheduleInterval: TimeInterval(minScheduleMinutes * 60)))
         let dir = data.dataDir
         try await server.run { endpoint in
             // Unbuffered: whoever started the server waits for this line.

@@ -43,6 +43,14 @@ struct Fixture {
     }
 
     /// Paths of leftover temporary files anywhere in the destination.
+    /// Top-level destination files (temporaries aside) whose bytes differ from the source's.
+    func partialUnderFinalNames() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: destinationRoot)) ?? []).filter { name in
+            !name.hasPrefix(".ferry-tmp-")
+                && FileManager.default.contents(atPath: "\(destinationRoot)/\(name)") != FileManager.default.contents(atPath: "\(source.root)/\(name)")
+        }
+    }
+
     func temporaries() throws -> [EntryPath] {
         try TreeSnapshot(destinationRoot).entries.keys.filter { $0.name.starts(with: Array(".ferry-tmp-".utf8)) }
     }
