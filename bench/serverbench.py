@@ -7,7 +7,7 @@
    keep-alive connection, every request SigV4-signed by botocore's signer) for S seconds:
    requests per second and p50/p99 latency seen by the clients, and the server's CPU time.
 2. One task execution (NFS → NFS, the `small` data set of bench.py on tmpfs) timed from
-   StartTaskExecution until DescribeTaskExecution says SUCCESS (polled every 20 ms),
+   StartTaskExecution until DescribeTaskExecution says SUCCESS (polled every --poll s),
    against `ferry sync SRC DST` on the same data in the same run, alternating, each into a
    fresh destination on tmpfs. The difference is the control plane's overhead.
 
@@ -69,6 +69,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--case", default="small")
+    ap.add_argument("--poll", type=float, default=0.02, help="DescribeTaskExecution polling interval while an execution runs")
     ap.add_argument("--ferry", default=os.path.join(ROOT, ".build/release/ferry"))
     a = ap.parse_args()
     src = f"/dev/shm/ferry-bench/data-{a.case}"
@@ -102,7 +103,7 @@ def main():
                     d = ds.describe_task_execution(TaskExecutionArn=execution)
                     if d["Status"] in ("SUCCESS", "ERROR"):
                         break
-                    time.sleep(0.02)
+                    time.sleep(a.poll)
                 samples[what].append(time.perf_counter() - start)
                 totals.append(d["Result"]["TotalDuration"] / 1000)
                 if d["Status"] != "SUCCESS":
