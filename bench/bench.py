@@ -1,12 +1,23 @@
 #!/usr/bin/env python3
-"""Ferry vs rsync and cp on the same data in the same run.
+"""Ferry vs cp, rsync, tar and rclone on the same data in the same run (local → local).
 
-Cases (issue 2's set; issue 5 grows it): `small` = 20,000 files of 1-16 KiB in 200
-directories, `large` = 4 files of 256 MiB. Each case runs on the disk (/tmp) and on tmpfs
-(/dev/shm): a first copy into a fresh destination, then a no-change re-run. Tools are
-alternated within each round; old copies on the disk are moved aside, never deleted
-between runs (ext4 is slow to create files right after many were deleted), and removed
-only at the end. Wall time and peak RSS come from wait4(2) of each child.
+    python3 bench/bench.py [--runs 3] [--cases small,medium,large,mixed] [--fs disk,tmpfs]
+                           [--tools "ferry,rsync -a,cp -a,tar|tar,rclone,rclone -t16"] [--floors]
+    python3 bench/bench.py --cases tree1m --fs tmpfs --runs 1 --tools "ferry,rsync -a"
+
+Cases: `small` = 20,000 files of 1-16 KiB in 200 directories; `medium` = 1,000 files of
+256 KiB-4 MiB in 20 directories; `large` = 4 files of 256 MiB; `large512` = 4 of 512 MiB;
+`mixed` = files with symlinks, hard links, sparse files and empty directories;
+`tree1m` = 1,000,000 entries (1,000 directories of 999 empty files) for scan speed and
+memory. Each case runs on the disk (/tmp, ext4) and on tmpfs (/dev/shm). Phases, each
+tool into its own destination: `first` copy, `nochange` re-run, `changed` re-run after 1 %
+of the files changed (same size, new bytes, new mtime), and for the large cases `onechange`
+(4 KiB rewritten in one file). cp and tar have no incremental mode: they run `first` only.
+Tools alternate within each round (the order rotates); old copies on the disk are moved
+aside, never deleted between runs (ext4 creates files slowly right after many were
+deleted), and removed at the end. Wall time and peak RSS come from wait4(2) of each child.
+`--floors` measures what bounds the cases: file creation on the disk and tmpfs, disk write
+bandwidth, and hashing (xxhsum -H2 = XXH3-128, Ferry's checksum, against sha256sum).
 """
 import argparse, json, os, random, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -27,6 +38,18 @@ def gen_small(path, files=20000, dirs=200):
     return files, total
 
 
+def gen_medium(path, files=1000, dirs=20):
+    rng = random.Random(3)
+    os.makedirs(path)
+    for d in range(dirs):
+        os.mkdir(f"{path}/d{d:02}")
+    block = rng.randbytes(4 << 20)
+    for i in range(files):
+        size = rng.randint(256 << 10, 4 << 20)
+        with open(f"{path}/d{i % dirs:02}/m{i:04}", "wb") as f:
+            f.write(bytes([i & 255, i >> 8]) + block[2:size])
+
+
 def gen_large(path, files=4, size=256 << 20):
     rng = random.Random(2)
     os.makedirs(path)
@@ -38,7 +61,35 @@ def gen_large(path, files=4, size=256 << 20):
     return files, files * size
 
 
-CASES = {"small": gen_small, "large": gen_large}
+def gen_mixed(path):
+    rng = random.Random(4)
+    os.makedirs(path)
+    for d in range(10):
+        os.makedirs(f"{path}/d{d}/sub")
+        for i in range(50):
+            with open(f"{path}/d{d}/f{i}", "wb") as f:
+                f.write(rng.randbytes(rng.randint(0, 64 << 10)))
+            if i % 5 == 0:
+                os.symlink(f"f{i}", f"{path}/d{d}/link{i}")
+                os.link(f"{path}/d{d}/f{i}", f"{path}/d{d}/sub/hard{i}")
+        for e in range(10):
+            os.makedirs(f"{path}/d{d}/empty{e}")
+        with open(f"{path}/d{d}/sparse.img", "wb") as f:  # 64 MiB, 1 MiB of data
+            f.seek(32 << 20)
+            f.write(rng.randbytes(1 << 20))
+            f.truncate(64 << 20)
+
+
+def gen_tree1m(path, dirs=1000, per=999):
+    os.makedirs(path)
+    for d in range(dirs):
+        os.mkdir(f"{path}/d{d:04}")
+        for i in range(per):
+            os.close(os.open(f"{path}/d{d:04}/e{i:04}", os.O_CREAT | os.O_WRONLY, 0o644))
+
+
+CASES = {"small": gen_small, "medium": gen_medium, "large": gen_large,
+         "large512": lambda p: gen_large(p, size=512 << 20), "mixed": gen_mixed, "tree1m": gen_tree1m}
 
 
 def free_port():
@@ -61,12 +112,19 @@ def wait_port(port, proc, what):
     sys.exit(f"{what} did not start")
 
 
-def tools(ferry):
+def tools(ferry, case):
+    rsync = ["rsync", "-aHAXS"] if case == "mixed" else ["rsync", "-a"]
     return {
         "ferry": lambda s, d: [ferry, "sync", s, d, "-q"],
-        "rsync -a": lambda s, d: ["rsync", "-a", s + "/", d + "/"],
-        "cp -a": lambda s, d: ["cp", "-a", s + "/.", d + "/"] if os.path.isdir(d) else ["cp", "-a", s, d],
+        "rsync -a": lambda s, d: rsync + [s + "/", d + "/"],
+        "cp -a": lambda s, d: ["cp", "-a", s, d],
+        "tar|tar": lambda s, d: ["sh", "-c", f"mkdir -p '{d}' && tar -C '{s}' -cf - . | tar -C '{d}' -xpf -"],
+        "rclone": lambda s, d: ["rclone", "sync", "--links", s, d],
+        "rclone -t16": lambda s, d: ["rclone", "sync", "--links", "--transfers", "16", s, d],
     }
+
+
+FULL_COPY_ONLY = {"cp -a", "tar|tar"}
 
 
 def run(cmd):
@@ -84,16 +142,84 @@ def run(cmd):
     return wall, usage.ru_maxrss / 1024  # MiB
 
 
+def change_one_percent(src, seed):
+    """Rewrites the start of 1 % of the files (same size, new bytes, mtime + 1 s). Returns the undo list."""
+    rng = random.Random(seed)
+    files = sorted(os.path.join(r, f) for r, _, fs in os.walk(src) for f in fs if not os.path.islink(os.path.join(r, f)))
+    undo = []
+    for path in rng.sample(files, max(1, len(files) // 100)):
+        undo.append(rewrite(path, 0, rng.randbytes(min(os.stat(path).st_size, 64))))
+    return undo
+
+
+def change_one_block(src, seed):
+    """Rewrites 4 KiB in the first file. Returns the undo list."""
+    rng = random.Random(seed)
+    path = sorted(os.path.join(r, f) for r, _, fs in os.walk(src) for f in fs)[0]
+    return [rewrite(path, rng.randrange(0, os.stat(path).st_size - 4096), rng.randbytes(4096))]
+
+
+def rewrite(path, offset, data):
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        old = f.read(len(data))
+        f.seek(offset)
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    return path, offset, old, st
+
+
+def undo_changes(undo):
+    """Puts the data set back as generated, so every run and tool sees the same data."""
+    for path, offset, old, st in undo:
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            f.write(old)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def floors(bases):
+    out = {}
+    for fs, base in bases.items():
+        d = f"{base}/floor-{time.time_ns()}"
+        os.makedirs(d)
+        n = 20000
+        for k in range(200):
+            os.mkdir(f"{d}/d{k:03}")
+        start = time.perf_counter()
+        for i in range(n):
+            os.close(os.open(f"{d}/d{i % 200:03}/f{i}", os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644))
+        out[f"create µs/file {fs}"] = round((time.perf_counter() - start) / n * 1e6, 1)
+        if fs == "disk":
+            start = time.perf_counter()
+            subprocess.run(["dd", "if=/dev/zero", f"of={d}/zeros", "bs=1M", "count=1024", "conv=fdatasync"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out["disk write MB/s (1 GiB, fdatasync)"] = round(1024 * 1.048576 / (time.perf_counter() - start), 1)
+        shutil.move(d, f"{base}/trash-floor-{time.time_ns()}") if fs == "disk" else shutil.rmtree(d)
+    big = "/dev/shm/ferry-bench/data-large/big0"
+    if os.path.exists(big):
+        for name, cmd in (("xxhsum -H2 (XXH3-128)", ["xxhsum", "-H2", big]), ("sha256sum", ["sha256sum", big])):
+            if shutil.which(cmd[0]):
+                t, _ = run(cmd)
+                out[f"{name} MB/s"] = round(os.path.getsize(big) / t / 1e6, 1)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cases", default="small,large")
     ap.add_argument("--fs", default="disk,tmpfs")
+    ap.add_argument("--tools", default="ferry,rsync -a,cp -a", help="comma-separated: ferry, rsync -a, cp -a, tar|tar, rclone, rclone -t16")
+    ap.add_argument("--phases", default="first,nochange", help="first, nochange, changed, onechange")
+    ap.add_argument("--floors", action="store_true")
     ap.add_argument("--ferry", default=os.path.join(ROOT, ".build/release/ferry"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/out"))
     a = ap.parse_args()
     bases = {"disk": "/tmp/ferry-bench", "tmpfs": "/dev/shm/ferry-bench"}
     results = []
+    phases_wanted = a.phases.split(",")
     for fs in a.fs.split(","):
         base = bases[fs]
         trash = f"{base}/trash-{os.getpid()}"
@@ -103,25 +229,45 @@ def main():
             if not os.path.isdir(src):
                 CASES[case](src)
             files = sum(len(fs_) for _, _, fs_ in os.walk(src))
-            nbytes = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs_ in os.walk(src) for f in fs_)
-            ts = tools(a.ferry)
+            nbytes = sum(os.lstat(os.path.join(r, f)).st_size for r, _, fs_ in os.walk(src) for f in fs_)
+            ts = {k: v for k, v in tools(a.ferry, case).items() if k in a.tools.split(",")}
             names = list(ts)
-            samples = {(n, phase): [] for n in names for phase in ("first", "nochange")}
+            phases = ["first"] + [p for p in ("nochange", "changed", "onechange") if p in phases_wanted
+                                  and (p != "onechange" or case.startswith("large"))]
+            samples = {(n, phase): [] for n in names for phase in phases}
             for r in range(a.runs):
                 order = names[r % len(names):] + names[:r % len(names)]
+                dsts = {}
                 for name in order:
-                    dst = f"{base}/out-{case}-{name.split()[0]}-{r}"
+                    dst = f"{base}/out-{case}-{name.replace(' ', '').replace('|', '')}-{r}"
                     if os.path.exists(dst):
                         shutil.move(dst, f"{trash}/{os.path.basename(dst)}-{time.time_ns()}")
                     samples[(name, "first")].append(run(ts[name](src, dst)))
-                    samples[(name, "nochange")].append(run(ts[name](src, dst)))
-                    if fs == "tmpfs" or case == "large":
+                    dsts[name] = dst
+                    if "nochange" in phases and name not in FULL_COPY_ONLY:
+                        samples[(name, "nochange")].append(run(ts[name](src, dst)))
+                for phase, change in (("changed", change_one_percent), ("onechange", change_one_block)):
+                    if phase not in phases:
+                        continue
+                    undo = change(src, 1000 + r)  # the same change for every tool of this round
+                    try:
+                        for name in order:
+                            if name not in FULL_COPY_ONLY:
+                                samples[(name, phase)].append(run(ts[name](src, dsts[name])))
+                    finally:
+                        undo_changes(undo)
+                for dst in dsts.values():
+                    if fs == "tmpfs" or case.startswith("large"):
                         shutil.rmtree(dst)  # no inode-allocator effect on tmpfs; large: few inodes, saves space
                     else:
                         shutil.move(dst, f"{trash}/{os.path.basename(dst)}-{time.time_ns()}")
-            for phase in ("first", "nochange"):
+            for phase in phases:
+                if not samples[("ferry", phase)]:
+                    continue
                 ferry_t = statistics.median(t for t, _ in samples[("ferry", phase)])
                 for name in names:
+                    if not samples[(name, phase)]:
+                        continue
                     t = statistics.median(x for x, _ in samples[(name, phase)])
                     rss = max(m for _, m in samples[(name, phase)])
                     results.append(dict(fs=fs, case=case, phase=phase, tool=name, median_s=round(t, 4),
@@ -129,13 +275,17 @@ def main():
                                         peak_rss_mib=round(rss, 1), ferry_over_tool=round(ferry_t / t, 3),
                                         runs=[round(x, 4) for x, _ in samples[(name, phase)]]))
         shutil.rmtree(trash, ignore_errors=True)
+    floor = floors(bases) if a.floors else {}
     os.makedirs(a.out, exist_ok=True)
     out = os.path.join(a.out, time.strftime("results-%Y%m%d-%H%M%S.json"))
     with open(out, "w") as f:
-        json.dump(results, f, indent=1)
-    print(f"{'fs':6} {'case':6} {'phase':9} {'tool':9} {'median s':>9} {'MB/s':>8} {'files/s':>9} {'RSS MiB':>8} {'ferry/tool':>10}")
+        json.dump({"results": results, "floors": floor}, f, indent=1)
+    print(f"{'fs':6} {'case':8} {'phase':9} {'tool':11} {'median s':>9} {'MB/s':>8} {'files/s':>9} {'RSS MiB':>8} {'ferry/tool':>10}")
     for x in results:
-        print(f"{x['fs']:6} {x['case']:6} {x['phase']:9} {x['tool']:9} {x['median_s']:9.3f} {x['mb_s']:8.1f} {x['files_s']:9} {x['peak_rss_mib']:8.1f} {x['ferry_over_tool']:10.2f}")
+        print(f"{x['fs']:6} {x['case']:8} {x['phase']:9} {x['tool']:11} {x['median_s']:9.3f} {x['mb_s']:8.1f} {x['files_s']:9} "
+              f"{x['peak_rss_mib']:8.1f} {x['ferry_over_tool']:10.2f}")
+    for k, v in floor.items():
+        print(f"floor: {k}: {v}")
     print(f"results: {out}")
 
 

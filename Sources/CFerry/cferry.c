@@ -41,6 +41,7 @@ const int cferry_SEEK_HOLE = SEEK_HOLE;
 const int cferry_O_NOATIME = O_NOATIME;
 const int cferry_O_PATH = O_PATH;
 const int cferry_AT_EMPTY_PATH = AT_EMPTY_PATH;
+const int cferry_O_TMPFILE = O_TMPFILE;
 const long cferry_UTIME_OMIT = UTIME_OMIT;
 const unsigned int cferry_FICLONE = FICLONE;
 

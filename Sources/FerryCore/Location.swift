@@ -152,8 +152,12 @@ public protocol EntryWriter: Sendable {
     /// the bytes written (an object store's MD5 of what it stored matched the MD5 of what
     /// was sent). ONLY_FILES_TRANSFERRED verification then needs no read-back of the data.
     var contentConfirmed: Bool { get }
+    /// After ``commit()``: a reader of the committed file through the writer's own handle,
+    /// so verification need not open it again by name (nil: open it by name).
+    func committedReader() async throws -> (any EntryReader)?
 }
 
 extension EntryWriter {
     public var contentConfirmed: Bool { false }
+    public func committedReader() async throws -> (any EntryReader)? { nil }
 }

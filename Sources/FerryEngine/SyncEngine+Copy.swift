@@ -97,7 +97,11 @@ extension SyncEngine {
             } else if options.verifyMode == .onlyFilesTransferred {
                 let started = ContinuousClock.now
                 defer { verifyNanoseconds.add(nanoseconds(ContinuousClock.now - started), ordering: .relaxed) }
-                let (arrived, metadata) = try await checksumOf(destination, item.path, expected: Entry(name: s.name, kind: .file, metadata: before))
+                let (arrived, metadata) = if let reader = try await writer.committedReader() {
+                    try await readChecksum(reader)
+                } else {
+                    try await checksumOf(destination, item.path, expected: Entry(name: s.name, kind: .file, metadata: before))
+                }
                 if arrived != checksum {
                     problem = (.checksumFailure, "checksum at the destination \(arrived) differs from the source \(checksum)")
                     continue
@@ -183,7 +187,11 @@ extension SyncEngine {
 
     /// Reads a whole file at `location` and returns its checksum and metadata.
     func checksumOf(_ location: any Location, _ path: EntryPath, expected: Entry) async throws -> (ContentChecksum, FileMetadata) {
-        let reader = try await location.openForReading(path, expected: expected)
+        try await readChecksum(try await location.openForReading(path, expected: expected))
+    }
+
+    /// Reads a whole open file and returns its checksum and metadata.
+    func readChecksum(_ reader: any EntryReader) async throws -> (ContentChecksum, FileMetadata) {
         let extents = try await reader.dataExtents()
         let (sum, _) = try await pump(reader, extents: extents, size: reader.metadata.size) { _, _ in }
         let after = try await reader.close()

@@ -25,8 +25,17 @@ extension POSIXLocation {
         _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
     ) async throws -> any EntryWriter {
         let parent = try parentDirectory(of: path, operation: "open directory")
+        // An unnamed inode, linked into place at commit: one directory change instead of two
+        // (create, rename), and nothing to clean up if the process dies.
+        if anonymousFiles.usable(in: parent.fd) {
+            let fd = openat(parent.fd, ".", cferry_O_TMPFILE | O_RDWR | O_CLOEXEC | cferry_O_NOATIME, 0o600)
+            if fd >= 0 {
+                return POSIXWriter(parent: parent, file: FileDescriptor(fd), temporaryName: nil, path: path, location: self,
+                                   metadata: metadata, attributes: attributes, selection: selection)
+            }
+        }
         let tmp = temporaryName()
-        let fd = Sys.withCString(tmp) { openat(parent.fd, $0, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
+        let fd = Sys.withCString(tmp) { openat(parent.fd, $0, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | cferry_O_NOATIME, 0o600) }
         if fd < 0 { throw fail("create temporary file", path) }
         return POSIXWriter(parent: parent, file: FileDescriptor(fd), temporaryName: tmp, path: path, location: self,
                            metadata: metadata, attributes: attributes, selection: selection)
@@ -187,3 +196,39 @@ extension POSIXLocation {
         }
     }
 }
+
+/// Whether this file system lets Ferry create `O_TMPFILE` files and link them into place
+/// through `/proc/self/fd` (tmpfs, ext4, xfs, btrfs do; NFS and FUSE mostly do not). Probed
+/// once per location, in the first directory written, with a file that is linked and
+/// removed again.
+final class AnonymousFiles: Sendable {
+    private let state = Atomic<Int8>(0)  // 0 unknown, 1 usable, -1 not
+
+    func usable(in directory: Int32) -> Bool {
+        switch state.load(ordering: .relaxed) {
+        case 1: return true
+        case -1: return false
+        default:
+            let ok = AnonymousFiles.probe(directory)
+            state.store(ok ? 1 : -1, ordering: .relaxed)
+            return ok
+        }
+    }
+
+    private static func probe(_ directory: Int32) -> Bool {
+        let fd = openat(directory, ".", cferry_O_TMPFILE | O_WRONLY | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let name = Array(".ferry-probe-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))".utf8)
+        guard link(fd, into: directory, name: name) == 0 else { return false }
+        _ = Sys.withCString(name) { unlinkat(directory, $0, 0) }
+        return true
+    }
+
+    /// `linkat` of an open unnamed file into `directory` as `name`; 0 or -1 with errno.
+    static func link(_ fd: Int32, into directory: Int32, name: [UInt8]) -> Int32 {
+        let proc = "/proc/self/fd/\(fd)"
+        return Sys.withCString(name) { linkat(AT_FDCWD, proc, directory, $0, AT_SYMLINK_FOLLOW) }
+    }
+}
+

@@ -13,6 +13,8 @@ public struct POSIXLocation: Location {
     public let rootPath: String
     let root: FileDescriptor
     let directories = DirectoryCache()
+    /// Whether new files can be written as unnamed `O_TMPFILE` inodes (learned once).
+    let anonymousFiles = AnonymousFiles()
 
     public var uri: String { "file://" + rootPath }
 

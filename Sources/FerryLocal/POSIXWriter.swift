@@ -3,12 +3,14 @@ import FerryCore
 import Glibc
 import Synchronization
 
-/// Writes one file under a temporary name in its final directory (mode 0600), then applies
-/// ownership, mode, xattrs and times to the descriptor and renames it into place.
+/// Writes one file as an unnamed `O_TMPFILE` inode in its final directory (or, where the
+/// file system cannot, under a temporary name), mode 0600, then applies ownership, mode,
+/// xattrs and times to the descriptor and links (or renames) it into place.
 final class POSIXWriter: EntryWriter, @unchecked Sendable {
     let parent: FileDescriptor
     let file: FileDescriptor
-    let temporaryName: [UInt8]
+    /// nil: the file is an unnamed `O_TMPFILE` inode until commit links it.
+    let temporaryName: [UInt8]?
     let path: EntryPath
     let location: POSIXLocation
     private let finished = Atomic<Bool>(false)
@@ -20,7 +22,7 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
     let selection: MetadataSelection
 
     init(
-        parent: FileDescriptor, file: FileDescriptor, temporaryName: [UInt8], path: EntryPath, location: POSIXLocation,
+        parent: FileDescriptor, file: FileDescriptor, temporaryName: [UInt8]?, path: EntryPath, location: POSIXLocation,
         metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
     ) {
         self.metadata = metadata
@@ -34,7 +36,7 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
     }
 
     deinit {
-        if !finished.load(ordering: .relaxed) {
+        if !finished.load(ordering: .relaxed), let temporaryName {
             _ = Sys.withCString(temporaryName) { unlinkat(parent.fd, $0, 0) }
         }
     }
@@ -50,16 +52,40 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
             guard ftruncate(file.fd, off_t(metadata.size)) == 0 else { throw location.fail("ftruncate", path) }
         }
         try POSIXMetadata.apply(fd: file.fd, metadata: metadata, selection: selection, attributes: attributes, location: location, path: path)
-        let renamed = Sys.withCString(temporaryName) { tmp in
-            Sys.withCString(path.name) { renameat(parent.fd, tmp, parent.fd, $0) }
+        if let temporaryName {
+            try rename(temporaryName)
+        } else if AnonymousFiles.link(file.fd, into: parent.fd, name: path.name) != 0 {
+            // A file is there already: link under a temporary name, then rename over it.
+            guard errno == EEXIST else { throw location.fail("linkat", path) }
+            let tmp = location.temporaryName()
+            if AnonymousFiles.link(file.fd, into: parent.fd, name: tmp) != 0 { throw location.fail("linkat", path) }
+            do {
+                try rename(tmp)
+            } catch {
+                _ = Sys.withCString(tmp) { unlinkat(parent.fd, $0, 0) }
+                throw error
+            }
         }
-        if renamed != 0 { throw location.fail("renameat", path) }
         finished.store(true, ordering: .relaxed)
         return []
     }
 
+    private func rename(_ temporary: [UInt8]) throws(LocalError) {
+        let renamed = Sys.withCString(temporary) { tmp in
+            Sys.withCString(path.name) { renameat(parent.fd, tmp, parent.fd, $0) }
+        }
+        if renamed != 0 { throw location.fail("renameat", path) }
+    }
+
+    /// The same descriptor (opened read-write with `O_NOATIME`, so reading back leaves the
+    /// atime just set), now under the final name.
+    func committedReader() async throws -> (any EntryReader)? {
+        guard finished.load(ordering: .relaxed) else { return nil }
+        return POSIXReader(fd: file, metadata: metadata, path: path, location: location)
+    }
+
     func abort() async {
-        if !finished.exchange(true, ordering: .relaxed) {
+        if !finished.exchange(true, ordering: .relaxed), let temporaryName {
             _ = Sys.withCString(temporaryName) { unlinkat(parent.fd, $0, 0) }
         }
     }

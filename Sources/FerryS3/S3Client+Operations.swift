@@ -13,6 +13,8 @@ public struct S3Object: Sendable, Hashable {
     public var metadata: [String: String]
     /// `x-amz-server-side-encryption` (`AES256`, `aws:kms`, …), or `customer` for SSE-C.
     public var serverSideEncryption: String? = nil
+    /// The `Date` of the server's answer (what a write's Last-Modified will be close to).
+    public var serverDate: Date? = nil
 
     /// Whether the ETag can be an MD5 of the bytes (SSE-KMS and SSE-C ETags are not).
     var etagIsContentMD5: Bool { serverSideEncryption == nil || serverSideEncryption == "AES256" }
@@ -96,7 +98,8 @@ extension S3Client {
             lastModified: headers.first(name: "last-modified").flatMap(S3Client.parseHTTPDate),
             etag: headers.first(name: "etag"), metadata: metadata,
             serverSideEncryption: headers.first(name: "x-amz-server-side-encryption")
-                ?? (headers.first(name: "x-amz-server-side-encryption-customer-algorithm") == nil ? nil : "customer"))
+                ?? (headers.first(name: "x-amz-server-side-encryption-customer-algorithm") == nil ? nil : "customer"),
+            serverDate: headers.first(name: "date").flatMap(S3Client.parseHTTPDate))
     }
 
     /// HeadObject; nil if there is no such key.

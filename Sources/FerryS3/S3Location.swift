@@ -20,10 +20,15 @@ public struct S3Location: Location {
     public var singleCopyLimit: Int64 = 5 << 30
     /// Whether the server keeps user metadata, learned from the first object written.
     let metadataSupport = MetadataSupport()
+    /// What was last seen or written of each object (nil: HEAD every listed object).
+    public let metadataCache: S3MetadataCache?
+    /// This bucket's name space in the cache.
+    var cacheScope: String { "\(client.endpoint.url.absoluteString)|\(bucket)" }
 
-    public init(client: S3Client, bucket: String, prefix: String) {
+    public init(client: S3Client, bucket: String, prefix: String, metadataCache: S3MetadataCache? = nil) {
         self.client = client
         self.bucket = bucket
+        self.metadataCache = metadataCache
         var p = prefix
         while p.hasPrefix("/") { p.removeFirst() }
         if !p.isEmpty && !p.hasSuffix("/") { p += "/" }
@@ -62,28 +67,38 @@ public struct S3Location: Location {
         let (objects, prefixes) = try await client.listAll(bucket: bucket, prefix: dirPrefix, delimiter: "/", pageSize: listPageSize)
         if !directory.isRoot && objects.isEmpty && prefixes.isEmpty { return nil }
         var unusable: [(String, String)] = []
-        var candidates: [(name: String, key: String, isDirectory: Bool)] = []
+        var candidates: [(name: String, key: String, listed: S3Object?)] = []
         for o in objects where o.key != dirPrefix {
-            candidates.append((String(o.key.dropFirst(dirPrefix.count)), o.key, false))
+            candidates.append((String(o.key.dropFirst(dirPrefix.count)), o.key, o))
         }
         for p in prefixes {
-            candidates.append((String(p.dropFirst(dirPrefix.count).dropLast()), p, true))
+            candidates.append((String(p.dropFirst(dirPrefix.count).dropLast()), p, nil))
         }
-        var usable: [(name: [UInt8], key: String, isDirectory: Bool)] = []
+        var usable: [(name: [UInt8], key: String, listed: S3Object?)] = []
         for c in candidates {
             let bytes = Array(c.name.utf8)
             if EntryPath.isSafeName(bytes) {
-                usable.append((bytes, c.key, c.isDirectory))
+                usable.append((bytes, c.key, c.listed))
             } else {
                 unusable.append((c.key, "the key \"\(c.key)\" cannot name a safe path (empty, \".\" or \"..\" component, NUL, or over 255 bytes)"))
             }
         }
+        // Objects the cache still describes need no HEAD (directories always get one: their
+        // markers are not in this listing).
+        let remembered = metadataCache?.lookup(scope: cacheScope, usable.compactMap(\.listed)) ?? [:]
         let entries = try await withThrowingTaskGroup(of: Entry?.self) { group in
             var out: [Entry] = []
             var running = 0
             for u in usable {
+                if let hit = remembered[u.key] {
+                    let (kind, metadata) = S3Metadata.decode(hit.0, isDirectory: false)
+                    if kind != .symlink || hit.1 != nil {
+                        out.append(Entry(name: u.name, kind: kind, metadata: metadata, symlinkTarget: hit.1))
+                        continue
+                    }
+                }
                 if running >= listingConcurrency, let e = try await group.next() { if let e { out.append(e) }; running -= 1 }
-                group.addTask { try await self.entry(name: u.name, key: u.key, isDirectory: u.isDirectory) }
+                group.addTask { try await self.entry(name: u.name, key: u.key, isDirectory: u.listed == nil) }
                 running += 1
             }
             for try await e in group { if let e { out.append(e) } }
@@ -112,6 +127,7 @@ public struct S3Location: Location {
             let (_, body) = try await client.getObject(bucket: bucket, key: key)
             target = Array(body.readableBytesView)
         }
+        if !isDirectory { metadataCache?.remember(scope: cacheScope, listed: object!, metadata: object!.metadata, target: target) }
         return Entry(name: name, kind: kind, metadata: metadata, symlinkTarget: target)
     }
 
@@ -151,7 +167,14 @@ public struct S3Location: Location {
 
     public func makeSymlink(_ path: EntryPath, target: [UInt8], metadata: FileMetadata, selection: MetadataSelection) async throws {
         let (values, _) = S3Metadata.encode(kind: .symlink, metadata: metadata, selection: selection, attributes: nil)
-        try await client.putObject(bucket: bucket, key: try key(path), body: ByteBuffer(bytes: target), metadata: values)
+        let k = try key(path)
+        forget(k)
+        try await client.putObject(bucket: bucket, key: k, body: ByteBuffer(bytes: target), metadata: values)
+    }
+
+    /// Drops what the cache remembers of `key` before it changes (the next listing HEADs it).
+    func forget(_ key: String) {
+        metadataCache?.forget(scope: cacheScope, key: key)
     }
 
     /// A server-side copy of the first path, keeping its metadata and link group (the data
@@ -162,6 +185,8 @@ public struct S3Location: Location {
             throw S3Error(.http, operation: "CopyObject", bucket: bucket, key: source, status: 404, message: "the first path of the hard-link group is missing", path: existing)
         }
         var metadata = head.metadata
+        forget(source)
+        forget(try key(path))
         if metadata[S3Metadata.linkGroup] == nil {
             var hash: UInt64 = 0xcbf2_9ce4_8422_2325  // FNV-1a of the key
             for b in source.utf8 { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
@@ -174,7 +199,9 @@ public struct S3Location: Location {
 
     public func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
         let (values, _) = S3Metadata.encode(kind: kind, metadata: metadata, selection: selection, attributes: nil)
-        try await client.putObject(bucket: bucket, key: try key(path), body: ByteBuffer(), metadata: values)
+        let k = try key(path)
+        forget(k)
+        try await client.putObject(bucket: bucket, key: k, body: ByteBuffer(), metadata: values)
     }
 
     /// Directories: the marker object is (re)written. Others: a copy onto itself with the
@@ -189,6 +216,7 @@ public struct S3Location: Location {
             return
         }
         let k = try key(path)
+        forget(k)
         guard let head = try await client.headObject(bucket: bucket, key: k) else {
             throw S3Error(.http, operation: "CopyObject", bucket: bucket, key: k, status: 404, message: "no such object", path: path)
         }
@@ -208,6 +236,7 @@ public struct S3Location: Location {
         guard kind == .file || kind == .directory else { return }
         if path.isRoot && prefix.isEmpty { return }
         let k = try key(path, directory: kind == .directory)
+        forget(k)
         guard let head = try await client.headObject(bucket: bucket, key: k) else { return }
         var values = head.metadata
         if attributes.isEmpty { values[S3Metadata.xattrs] = nil } else { values[S3Metadata.xattrs] = S3Metadata.encodeAttributes(attributes) }
@@ -220,11 +249,14 @@ public struct S3Location: Location {
 
     public func remove(_ path: EntryPath, kind: EntryKind) async throws {
         if kind != .directory {
-            try await client.deleteObject(bucket: bucket, key: try key(path))
+            let k = try key(path)
+            forget(k)
+            try await client.deleteObject(bucket: bucket, key: k)
             return
         }
         let dirPrefix = try key(path) + "/"
         let (objects, _) = try await client.listAll(bucket: bucket, prefix: dirPrefix, delimiter: nil, pageSize: listPageSize)
+        for o in objects { forget(o.key) }
         let failed = try await client.deleteObjects(bucket: bucket, keys: objects.map(\.key))
         if let first = failed.first {
             throw S3Error(.http, operation: "DeleteObjects", bucket: bucket, key: first.key, message: first.message, path: path)
@@ -243,7 +275,9 @@ public struct S3Location: Location {
     ) async throws -> Bool {
         guard let s = source as? S3Location else { return false }
         let (values, _) = S3Metadata.encode(kind: .file, metadata: metadata, selection: selection, attributes: attributes)
-        try await copy(key: try key(path), from: s.bucket, try s.key(path), size: metadata.size, metadata: values)
+        let k = try key(path)
+        forget(k)
+        try await copy(key: k, from: s.bucket, try s.key(path), size: metadata.size, metadata: values)
         return true
     }
 

@@ -42,7 +42,14 @@ public final class ControlPlane: Sendable {
             ])
         }
         runner = ExecutionRunner(store: store, logger: logger)
-        await runner.attach(resolver: LocationResolver(store: store, s3Endpoint: s3Endpoint, dataDirectory: dataDirectory))
+        let cache: S3MetadataCache?
+        do {
+            cache = try S3MetadataCache(directory: dataDirectory + "/cache")
+        } catch {
+            logger.warning("the S3 metadata cache cannot be used; every object will be read with a HEAD", metadata: ["error": "\(error)"])
+            cache = nil
+        }
+        await runner.attach(resolver: LocationResolver(store: store, s3Endpoint: s3Endpoint, dataDirectory: dataDirectory, metadataCache: cache))
         try await runner.recover()
         try loadSchedules()
     }

@@ -239,6 +239,7 @@ actor ExecutionRunner {
             logger.error("execution failed", metadata: ["execution.id": "\(execution)", "error": "\(detail)"])
         }
         for c in clients { await c.shutdown() }
+        resolver?.metadataCache?.flush()
         ended(execution, task: task)
     }
 
@@ -259,6 +260,10 @@ actor ExecutionRunner {
                 r["TotalDuration"] = .number(Double(result.totalDuration))
             } else {
                 for phase in ["PrepareStatus", "TransferStatus", "VerifyStatus"] where r[phase]?.string == "PENDING" { r[phase] = "ERROR" }
+                if b["ReportResult"]?["Status"]?.string == "PENDING" {
+                    b["ReportResult"] = ["Status": "ERROR", "ErrorCode": .string(errorCode ?? "Error"),
+                                         "ErrorDetail": "no task report: the execution did not run to its end"]
+                }
             }
             if status == "ERROR" {
                 r["ErrorCode"] = .string(errorCode ?? "Error")

@@ -11,6 +11,8 @@ struct LocationResolver: Sendable {
     let store: Store
     let s3Endpoint: S3Configuration.Overrides
     let dataDirectory: String
+    /// Object metadata remembered between executions (`DATA_DIR/cache`).
+    let metadataCache: S3MetadataCache?
 
     /// The location and the S3 client to shut down after the execution (if any).
     func resolve(_ arn: String, asDestination: Bool) throws -> (any Location, S3Client?) {
@@ -38,13 +40,13 @@ struct LocationResolver: Sendable {
                                       caBundlePath: caPath)
             let client = try S3Client(endpoint: endpoint)
             let prefix = String(ControlPlane.subdirectory(b["Subdirectory"]?.string).dropFirst())
-            return (S3Location(client: client, bucket: b["BucketName"]?.string ?? "", prefix: prefix), client)
+            return (S3Location(client: client, bucket: b["BucketName"]?.string ?? "", prefix: prefix, metadataCache: metadataCache), client)
         case "S3":
             let bucket = String((b["S3BucketArn"]?.string ?? "").split(separator: ":").last ?? "")
             let endpoint = try S3Configuration.endpoint(s3Endpoint)
             let client = try S3Client(endpoint: endpoint)
             let prefix = String(ControlPlane.subdirectory(b["Subdirectory"]?.string).dropFirst())
-            return (S3Location(client: client, bucket: bucket, prefix: prefix), client)
+            return (S3Location(client: client, bucket: bucket, prefix: prefix, metadataCache: metadataCache), client)
         default:
             throw ServerError.invalid("Location \(arn) has a type Ferry cannot run.")
         }

@@ -17,9 +17,27 @@ final class LocationFactory {
 
     let s3Overrides: S3Configuration.Overrides
     private(set) var clients: [S3Client] = []
+    /// Where S3 object metadata is remembered between runs (nil: not at all).
+    let cacheDirectory: String?
+    private var cache: S3MetadataCache?
 
-    init(s3Overrides: S3Configuration.Overrides) {
+    init(s3Overrides: S3Configuration.Overrides, cacheDirectory: String? = nil) {
         self.s3Overrides = s3Overrides
+        self.cacheDirectory = cacheDirectory
+    }
+
+    /// The metadata cache, opened on first use; a cache that cannot be opened is reported
+    /// once and the run goes on without it (every object gets a HEAD).
+    private func metadataCache() -> S3MetadataCache? {
+        guard let dir = cacheDirectory else { return nil }
+        if cache == nil {
+            do {
+                cache = try S3MetadataCache(directory: dir)
+            } catch {
+                FileHandle.standardError.write(Data("ferry: warning: the metadata cache in \(dir) cannot be used (\(error)); every object will be read with a HEAD\n".utf8))
+            }
+        }
+        return cache
     }
 
     /// Classifies an argument, or a usage error naming what is wrong.
@@ -86,7 +104,7 @@ final class LocationFactory {
         case .s3(let bucket, let prefix):
             let client = try S3Client(endpoint: try S3Configuration.endpoint(s3Overrides))
             clients.append(client)
-            return S3Location(client: client, bucket: bucket, prefix: prefix)
+            return S3Location(client: client, bucket: bucket, prefix: prefix, metadataCache: metadataCache())
         }
     }
 
@@ -94,6 +112,7 @@ final class LocationFactory {
     var s3Requests: Int { clients.reduce(0) { $0 + $1.requestCount.load(ordering: .relaxed) } }
 
     func close() async {
+        cache?.flush()
         for c in clients { await c.shutdown() }
         clients = []
     }

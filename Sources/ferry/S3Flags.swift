@@ -20,6 +20,12 @@ struct S3Flags: ParsableArguments {
     @Option(help: ArgumentHelp("path (host/bucket/key) or virtual (bucket.host/key); default: path with --endpoint-url, virtual for AWS.", valueName: "style"))
     var addressingStyle: S3Configuration.AddressingStyle?
 
+    @Option(help: ArgumentHelp("Where Ferry remembers object metadata between runs, so unchanged objects need no HEAD (else FERRY_CACHE_DIR, XDG_CACHE_HOME/ferry or ~/.cache/ferry).", valueName: "dir"))
+    var cacheDir: String?
+
+    @Flag(help: "Do not remember object metadata between runs: HEAD every listed object.")
+    var noMetadataCache = false
+
     var overrides: S3Configuration.Overrides {
         S3Configuration.Overrides(endpointURL: endpointUrl, region: region, profile: profile, caBundle: caBundle, addressingStyle: addressingStyle)
     }

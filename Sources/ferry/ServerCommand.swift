@@ -1,4 +1,5 @@
 import ArgumentParser
+import CFerry
 import FerryS3
 import FerryServer
 import FerryStore
@@ -46,6 +47,7 @@ struct ServerRun: AsyncParsableCommand {
 
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        _ = cferry_raise_nofile()  // executions keep files and directories open, several at once
         let server = DataSyncServer(.init(dataDirectory: data.dataDir, host: host, port: port, region: region,
                                           s3Endpoint: S3Configuration.Overrides(endpointURL: s3EndpointUrl),
                                           minimumScheduleInterval: TimeInterval(minScheduleMinutes * 60)))

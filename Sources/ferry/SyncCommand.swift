@@ -2,6 +2,7 @@ import ArgumentParser
 import CFerry
 import FerryCore
 import FerryEngine
+import FerryS3
 import Foundation
 import Logging
 
@@ -125,7 +126,8 @@ struct SyncCommand: AsyncParsableCommand {
         let sourceLocation: any Location
         var destinationLocation: any Location
         var placeholder: String?
-        let factory = LocationFactory(s3Overrides: s3.overrides)
+        let factory = LocationFactory(s3Overrides: s3.overrides,
+                                      cacheDirectory: s3.noMetadataCache ? nil : (s3.cacheDir ?? S3MetadataCache.defaultDirectory()))
         do {
             sourceLocation = try factory.open(source, role: .source, create: false)
             do {

@@ -20,6 +20,7 @@ extern const int cferry_SEEK_HOLE;
 extern const int cferry_O_NOATIME;
 extern const int cferry_O_PATH;
 extern const int cferry_AT_EMPTY_PATH;
+extern const int cferry_O_TMPFILE;
 extern const long cferry_UTIME_OMIT;
 extern const unsigned int cferry_FICLONE;
 

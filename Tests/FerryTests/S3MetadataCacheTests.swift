@@ -1,0 +1,62 @@
+import FerryTesting
+import Foundation
+import Testing
+
+/// The S3 metadata cache: a no-change re-run lists instead of HEADing every object, and an
+/// object changed behind Ferry's back (its Last-Modified moves) is still noticed.
+@Suite struct S3MetadataCacheTests {
+    static func requests(_ run: CLI.Run) -> Int {
+        run.stderr.split(separator: "\n").compactMap { line -> Int? in
+            line.hasPrefix("S3 requests:") ? Int(line.dropFirst("S3 requests:".count).trimmingCharacters(in: .whitespaces)) : nil
+        }.first ?? -1
+    }
+
+    @Test func unchangedObjectsNeedNoHeadAndChangedOnesAreNoticed() async throws {
+        let (server, bucket) = try await S3Tests.freshBucket()
+        let f = try Fixture("s3-cache")
+        defer { f.cleanUp() }
+        for d in 0..<3 {
+            for i in 0..<10 { try f.source.file("d\(d)/f\(i)", TestTree.bytes(100 + i, seed: UInt64(d * 10 + i))) }
+        }
+        try f.source.symlink("d0/link", to: "f1")
+        let cache = f.destinationRoot + "-cache"
+        let target = "s3://\(bucket)/tree"
+        func sync(_ extra: [String] = []) throws -> CLI.Run {
+            let r = try S3Tests.ferry(server, ["sync", f.source.root, target, "-v", "--cache-dir", cache] + extra)
+            #expect(r.status == 0, "\(r.stderr)")
+            return r
+        }
+        _ = try sync()
+        let mode = (try? FileManager.default.attributesOfItem(atPath: cache + "/s3-objects.sqlite")[.posixPermissions] as? Int) ?? -1
+        #expect(mode == 0o600)
+
+        // 31 objects in 3 directories: with the cache, listings and the directory markers'
+        // HEADs only; without it, one HEAD per object more (and a GET for the symlink).
+        let cached = try sync()
+        let uncached = try sync(["--no-metadata-cache"])
+        func changes(_ r: CLI.Run) -> [Substring] {
+            r.stdout.split(separator: "\n").filter { $0.hasPrefix("create ") || $0.hasPrefix("update ") || $0.hasPrefix("metadata ") }
+        }
+        #expect(changes(cached).isEmpty && changes(uncached).isEmpty, "\(cached.stdout)\n\(uncached.stdout)")
+        #expect(S3MetadataCacheTests.requests(cached) >= 0 && S3MetadataCacheTests.requests(cached) <= 12, "\(cached.stderr)")
+        #expect(S3MetadataCacheTests.requests(uncached) >= S3MetadataCacheTests.requests(cached) + 31, "\(uncached.stderr)")
+
+        // Someone else changes an object's metadata (same bytes, same ETag, a later
+        // Last-Modified): the next run notices and puts Ferry's metadata back. Last-Modified
+        // has one-second resolution, so the change must fall in a later second.
+        try await Task.sleep(for: .milliseconds(2200))
+        let key = "tree/d1/f3"
+        let changed = try S3Tests.aws(server, ["s3api", "copy-object", "--bucket", bucket, "--key", key, "--copy-source", "\(bucket)/\(key)",
+                                               "--metadata-directive", "REPLACE", "--metadata", "file-mtime=1000000000000000000ns,file-permissions=0100600"])
+        #expect(changed.status == 0, "\(changed.stderr)")
+        let repaired = try sync()
+        #expect(changes(repaired).contains { $0.hasSuffix(" /d1/f3") }, "the changed object is updated: \(repaired.stdout)")
+        let head = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", bucket, "--key", key])
+        let metadata = ((try? JSONSerialization.jsonObject(with: Data(head.stdout.utf8))) as? [String: Any])?["Metadata"] as? [String: String] ?? [:]
+        #expect(metadata["file-mtime"] != "1000000000000000000ns" && metadata["file-permissions"] != "0100600", "\(metadata)")
+        // And a round trip back still gives the source tree.
+        let back = try S3Tests.ferry(server, ["sync", target, f.destinationRoot, "--cache-dir", cache])
+        #expect(back.status == 0, "\(back.stderr)")
+        #expect(try f.differences(compareAtime: false) == [])
+    }
+}
