@@ -22,6 +22,10 @@ public struct S3Location: Location {
     let metadataSupport = MetadataSupport()
     /// What was last seen or written of each object (nil: HEAD every listed object).
     public let metadataCache: S3MetadataCache?
+    /// List the whole prefix flat once instead of each directory with a delimiter (rclone's
+    /// `--fast-list`): fewer requests, every key of the tree held in memory.
+    public var flatListing = false
+    let flat = FlatListing()
     /// This bucket's name space in the cache.
     var cacheScope: String { "\(client.endpoint.url.absoluteString)|\(bucket)" }
 
@@ -64,7 +68,15 @@ public struct S3Location: Location {
 
     public func list(_ directory: EntryPath) async throws -> Listing? {
         let dirPrefix = directory.isRoot ? prefix : try key(directory) + "/"
-        let (objects, prefixes) = try await client.listAll(bucket: bucket, prefix: dirPrefix, delimiter: "/", pageSize: listPageSize)
+        let objects: [S3Object], prefixes: [String]
+        if flatListing {
+            let d = try await flat.listing(of: dirPrefix, rootPrefix: prefix) {
+                try await client.listAll(bucket: bucket, prefix: prefix, delimiter: nil, pageSize: listPageSize).objects
+            }
+            (objects, prefixes) = (d.objects, d.prefixes)
+        } else {
+            (objects, prefixes) = try await client.listAll(bucket: bucket, prefix: dirPrefix, delimiter: "/", pageSize: listPageSize)
+        }
         if !directory.isRoot && objects.isEmpty && prefixes.isEmpty { return nil }
         var unusable: [(String, String)] = []
         var candidates: [(name: String, key: String, listed: S3Object?)] = []

@@ -21,9 +21,13 @@ final class LocationFactory {
     let cacheDirectory: String?
     private var cache: S3MetadataCache?
 
-    init(s3Overrides: S3Configuration.Overrides, cacheDirectory: String? = nil) {
+    /// List S3 trees flat (`--fast-list`).
+    let flatListing: Bool
+
+    init(s3Overrides: S3Configuration.Overrides, cacheDirectory: String? = nil, flatListing: Bool = false) {
         self.s3Overrides = s3Overrides
         self.cacheDirectory = cacheDirectory
+        self.flatListing = flatListing
     }
 
     /// The metadata cache, opened on first use; a cache that cannot be opened is reported
@@ -104,7 +108,9 @@ final class LocationFactory {
         case .s3(let bucket, let prefix):
             let client = try S3Client(endpoint: try S3Configuration.endpoint(s3Overrides))
             clients.append(client)
-            return S3Location(client: client, bucket: bucket, prefix: prefix, metadataCache: metadataCache())
+            var location = S3Location(client: client, bucket: bucket, prefix: prefix, metadataCache: metadataCache())
+            location.flatListing = flatListing
+            return location
         }
     }
 

@@ -26,6 +26,9 @@ struct S3Flags: ParsableArguments {
     @Flag(help: "Do not remember object metadata between runs: HEAD every listed object.")
     var noMetadataCache = false
 
+    @Flag(help: "List each S3 tree flat in pages of 1,000 keys instead of directory by directory: fewer requests, every key held in memory (rclone's --fast-list).")
+    var fastList = false
+
     var overrides: S3Configuration.Overrides {
         S3Configuration.Overrides(endpointURL: endpointUrl, region: region, profile: profile, caBundle: caBundle, addressingStyle: addressingStyle)
     }

@@ -127,7 +127,8 @@ struct SyncCommand: AsyncParsableCommand {
         var destinationLocation: any Location
         var placeholder: String?
         let factory = LocationFactory(s3Overrides: s3.overrides,
-                                      cacheDirectory: s3.noMetadataCache ? nil : (s3.cacheDir ?? S3MetadataCache.defaultDirectory()))
+                                      cacheDirectory: s3.noMetadataCache ? nil : (s3.cacheDir ?? S3MetadataCache.defaultDirectory()),
+                                      flatListing: s3.fastList)
         do {
             sourceLocation = try factory.open(source, role: .source, create: false)
             do {

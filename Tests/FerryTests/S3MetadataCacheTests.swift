@@ -59,4 +59,31 @@ import Testing
         #expect(back.status == 0, "\(back.stderr)")
         #expect(try f.differences(compareAtime: false) == [])
     }
+
+    /// `--fast-list`: one flat listing instead of one per directory, the same tree either way,
+    /// and a point-in-time verification after the transfer lists afresh (it sees what was written).
+    @Test func fastListListsFlatAndVerificationListsAfresh() async throws {
+        let (server, bucket) = try await S3Tests.freshBucket()
+        let f = try Fixture("s3-fastlist")
+        defer { f.cleanUp() }
+        for d in 0..<4 {
+            for i in 0..<5 { try f.source.file("d\(d)/sub/f\(i)", TestTree.bytes(50 + i, seed: UInt64(d * 5 + i))) }
+        }
+        try f.source.directory("empty", mode: 0o750)
+        let target = "s3://\(bucket)/flat"
+        func sync(_ args: [String]) throws -> CLI.Run {
+            let r = try S3Tests.ferry(server, ["sync"] + args + ["-v", "--no-metadata-cache"])
+            #expect(r.status == 0, "\(r.stderr)")
+            return r
+        }
+        let first = try sync([f.source.root, target, "--fast-list", "--verify-mode", "point-in-time-consistent"])
+        #expect(first.stdout.contains("create /d3/sub/f4"), "\(first.stdout)")
+        let flat = try sync([f.source.root, target, "--fast-list"])
+        let perDirectory = try sync([f.source.root, target])
+        // 10 directories listed one by one against one flat page.
+        #expect(S3MetadataCacheTests.requests(flat) + 9 <= S3MetadataCacheTests.requests(perDirectory), "\(flat.stderr)\n\(perDirectory.stderr)")
+        _ = try sync([target, f.destinationRoot, "--fast-list"])
+        #expect(try f.differences(compareAtime: false) == [])
+    }
 }
+
