@@ -139,7 +139,7 @@ public struct S3Location: Location {
             let (_, body) = try await client.getObject(bucket: bucket, key: key)
             target = Array(body.readableBytesView)
         }
-        if !isDirectory { metadataCache?.remember(scope: cacheScope, listed: object!, metadata: object!.metadata, target: target) }
+        if !isDirectory { metadataCache?.remember(scope: cacheScope, head: object!, target: target) }
         return Entry(name: name, kind: kind, metadata: metadata, symlinkTarget: target)
     }
 

@@ -110,11 +110,11 @@ public final class S3MetadataCache: Sendable {
         return out
     }
 
-    /// Remembers an object described by a HEAD of what a listing showed.
-    func remember(scope: String, listed: S3Object, metadata: [String: String], target: [UInt8]?) {
-        guard let etag = listed.etag, let lm = listed.lastModified else { return }
-        enqueue(scope: scope, key: listed.key,
-                Record(etag: etag, size: listed.size, lastModified: S3MetadataCache.seconds(lm), window: nil, metadata: metadata, target: target))
+    /// Remembers an object as a HEAD described it (and a symlink's target).
+    func remember(scope: String, head: S3Object, target: [UInt8]?) {
+        guard let etag = head.etag, let lm = head.lastModified else { return }
+        enqueue(scope: scope, key: head.key,
+                Record(etag: etag, size: head.size, lastModified: S3MetadataCache.seconds(lm), window: nil, metadata: head.metadata, target: target))
     }
 
     /// Remembers an object Ferry wrote: `stored` is the server's answer (ETag, `Date`),

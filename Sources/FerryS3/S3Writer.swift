@@ -114,32 +114,30 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
     }
 
     func commit() async throws -> [String] {
-        var answer: S3Object?
+        let stored: S3Object
         let end = bufferStart + Int64(buffer.readableBytes)
         if size > end { try await appendZeros(size - end) }
         if isMultipart {
             if buffer.readableBytes > 0 || parts.isEmpty && pending.isEmpty { try await upload(buffer.slice()) }
             try await finishParts()
-            location.forget(key)
-            let stored = try await location.client.completeMultipartUpload(bucket: location.bucket, key: key, uploadID: uploadID!, parts: parts)
+            stored = try await location.client.completeMultipartUpload(bucket: location.bucket, key: key, uploadID: uploadID!, parts: parts)
             uploadID = nil
             try confirm(stored, sent: S3ETag(partDigests: partDigests, multipart: parts.count))
-            answer = stored
         } else {
             let md5 = buffer.md5Digest
-            location.forget(key)
-            let stored = try await location.client.putObject(bucket: location.bucket, key: key, body: buffer, metadata: metadata, contentMD5: md5)
+            stored = try await location.client.putObject(bucket: location.bucket, key: key, body: buffer, metadata: metadata, contentMD5: md5)
             try confirm(stored, sent: S3ETag(partDigests: Array(md5), multipart: nil))
-            answer = stored
         }
         buffer = ByteBuffer()
         let kept = try await location.metadataSupport.keepsUserMetadata(location: location, key: key)
-        if kept, let stored = answer {
-            location.metadataCache?.rememberWrite(scope: location.cacheScope, key: key, stored: stored, size: size, metadata: metadata,
-                                                  duration: ContinuousClock.now - started)
+        // One cache row per upload: what was written, or nothing where the server drops metadata.
+        guard kept else {
+            location.forget(key)
+            return notStored + ["x-amz-meta-{\(metadata.keys.sorted().joined(separator: ","))} (the server drops user metadata)"]
         }
-        if kept { return notStored }
-        return notStored + ["x-amz-meta-{\(metadata.keys.sorted().joined(separator: ","))} (the server drops user metadata)"]
+        location.metadataCache?.rememberWrite(scope: location.cacheScope, key: key, stored: stored, size: size, metadata: metadata,
+                                              duration: ContinuousClock.now - started)
+        return notStored
     }
 
     func abort() async {
