@@ -112,10 +112,11 @@ def wait_port(port, proc, what):
     sys.exit(f"{what} did not start")
 
 
-def tools(ferry, case):
-    rsync = ["rsync", "-aHAXS"] if case == "mixed" else ["rsync", "-a"]
+def tools(ferry, case, delete=False):
+    """The commands compared. With delete, the incremental tools also remove what the source no longer has."""
+    rsync = (["rsync", "-aHAXS"] if case == "mixed" else ["rsync", "-a"]) + (["--delete"] if delete else [])
     return {
-        "ferry": lambda s, d: [ferry, "sync", s, d, "-q"],
+        "ferry": lambda s, d: [ferry, "sync", s, d, "-q"] + (["--delete"] if delete else []),
         "rsync -a": lambda s, d: rsync + [s + "/", d + "/"],
         "cp -a": lambda s, d: ["cp", "-a", s, d],
         "tar|tar": lambda s, d: ["sh", "-c", f"mkdir -p '{d}' && tar -C '{s}' -cf - . | tar -C '{d}' -xpf -"],
@@ -170,9 +171,26 @@ def rewrite(path, offset, data):
     return path, offset, old, st
 
 
+def rename_directories(src, seed):
+    """Renames every top-level directory of the source, so a sync with delete removes and recreates
+    every file below them (the ext4 freed-inode effect at full strength). Returns the undo list."""
+    undo = []
+    for name in sorted(os.listdir(src)):
+        old = os.path.join(src, name)
+        if os.path.isdir(old) and not os.path.islink(old):
+            new = f"{old}.r{seed}"
+            os.rename(old, new)
+            undo.append(("rename", new, old))
+    return undo
+
+
 def undo_changes(undo):
     """Puts the data set back as generated, so every run and tool sees the same data."""
-    for path, offset, old, st in undo:
+    for item in reversed(undo):
+        if item[0] == "rename":
+            os.rename(item[1], item[2])
+            continue
+        path, offset, old, st = item
         with open(path, "r+b") as f:
             f.seek(offset)
             f.write(old)
@@ -212,7 +230,7 @@ def main():
     ap.add_argument("--cases", default="small,large")
     ap.add_argument("--fs", default="disk,tmpfs")
     ap.add_argument("--tools", default="ferry,rsync -a,cp -a", help="comma-separated: ferry, rsync -a, cp -a, tar|tar, rclone, rclone -t16")
-    ap.add_argument("--phases", default="first,nochange", help="first, nochange, changed, onechange")
+    ap.add_argument("--phases", default="first,nochange", help="first, nochange, changed, onechange, recreate")
     ap.add_argument("--floors", action="store_true")
     ap.add_argument("--ferry", default=os.path.join(ROOT, ".build/release/ferry"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/out"))
@@ -232,7 +250,7 @@ def main():
             nbytes = sum(os.lstat(os.path.join(r, f)).st_size for r, _, fs_ in os.walk(src) for f in fs_)
             ts = {k: v for k, v in tools(a.ferry, case).items() if k in a.tools.split(",")}
             names = list(ts)
-            phases = ["first"] + [p for p in ("nochange", "changed", "onechange") if p in phases_wanted
+            phases = ["first"] + [p for p in ("nochange", "changed", "onechange", "recreate") if p in phases_wanted
                                   and (p != "onechange" or case.startswith("large")) and (p == "nochange" or case != "tree1m")]
             samples = {(n, phase): [] for n in names for phase in phases}
             for r in range(a.runs):
@@ -248,14 +266,16 @@ def main():
                         samples[(name, "nochange")].append(run(ts[name](src, dst)))
                     if case == "tree1m":  # tmpfs has ~3 M inodes: one copy of the tree at a time
                         shutil.rmtree(dsts.pop(name))
-                for phase, change in (("changed", change_one_percent), ("onechange", change_one_block)):
+                for phase, change in (("changed", change_one_percent), ("onechange", change_one_block),
+                                      ("recreate", rename_directories)):
                     if phase not in phases:
                         continue
                     undo = change(src, 1000 + r)  # the same change for every tool of this round
+                    commands = tools(a.ferry, case, delete=phase == "recreate")
                     try:
                         for name in order:
                             if name not in FULL_COPY_ONLY:
-                                samples[(name, phase)].append(run(ts[name](src, dsts[name])))
+                                samples[(name, phase)].append(run(commands[name](src, dsts[name])))
                     finally:
                         undo_changes(undo)
                 for dst in dsts.values():

@@ -198,37 +198,51 @@ extension POSIXLocation {
 }
 
 /// Whether this file system lets Ferry create `O_TMPFILE` files and link them into place
-/// through `/proc/self/fd` (tmpfs, ext4, xfs, btrfs do; NFS and FUSE mostly do not). Probed
-/// once per location, in the first directory written, with a file that is linked and
-/// removed again.
+/// (tmpfs, ext4, xfs, btrfs do; NFS and FUSE mostly do not), and how: `linkat(fd, "",
+/// AT_EMPTY_PATH)` where the process may (CAP_DAC_READ_SEARCH, e.g. root), otherwise through
+/// `/proc/self/fd/N` with AT_SYMLINK_FOLLOW (a procfs path lookup per file, ~half the cost of
+/// the link in `perf`). Probed once per location, in the first directory written, with a
+/// file that is linked and removed again.
 final class AnonymousFiles: Sendable {
-    private let state = Atomic<Int8>(0)  // 0 unknown, 1 usable, -1 not
+    private enum Mode: Int8 { case unknown = 0, emptyPath = 2, procPath = 1, unusable = -1 }
+    private let state = Atomic<Int8>(Mode.unknown.rawValue)
 
     func usable(in directory: Int32) -> Bool {
-        switch state.load(ordering: .relaxed) {
-        case 1: return true
-        case -1: return false
-        default:
-            let ok = AnonymousFiles.probe(directory)
-            state.store(ok ? 1 : -1, ordering: .relaxed)
-            return ok
+        mode(in: directory) != .unusable
+    }
+
+    private func mode(in directory: Int32) -> Mode {
+        let known = Mode(rawValue: state.load(ordering: .relaxed)) ?? .unknown
+        guard known == .unknown else { return known }
+        let found = AnonymousFiles.probe(directory)
+        state.store(found.rawValue, ordering: .relaxed)
+        return found
+    }
+
+    private static func probe(_ directory: Int32) -> Mode {
+        for mode in [Mode.emptyPath, .procPath] {
+            let fd = openat(directory, ".", cferry_O_TMPFILE | O_WRONLY | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { return .unusable }
+            defer { close(fd) }
+            let name = Array(".ferry-probe-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))".utf8)
+            if link(fd, into: directory, name: name, mode: mode) == 0 {
+                _ = Sys.withCString(name) { unlinkat(directory, $0, 0) }
+                return mode
+            }
+        }
+        return .unusable
+    }
+
+    /// `linkat` of an open unnamed file into `directory` as `name`, the way the probe found;
+    /// 0 or -1 with errno.
+    func link(_ fd: Int32, into directory: Int32, name: [UInt8]) -> Int32 {
+        AnonymousFiles.link(fd, into: directory, name: name, mode: mode(in: directory))
+    }
+
+    private static func link(_ fd: Int32, into directory: Int32, name: [UInt8], mode: Mode) -> Int32 {
+        Sys.withCString(name) { target in
+            if mode == .emptyPath { return linkat(fd, "", directory, target, cferry_AT_EMPTY_PATH) }
+            return linkat(AT_FDCWD, "/proc/self/fd/\(fd)", directory, target, AT_SYMLINK_FOLLOW)
         }
     }
-
-    private static func probe(_ directory: Int32) -> Bool {
-        let fd = openat(directory, ".", cferry_O_TMPFILE | O_WRONLY | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        let name = Array(".ferry-probe-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))".utf8)
-        guard link(fd, into: directory, name: name) == 0 else { return false }
-        _ = Sys.withCString(name) { unlinkat(directory, $0, 0) }
-        return true
-    }
-
-    /// `linkat` of an open unnamed file into `directory` as `name`; 0 or -1 with errno.
-    static func link(_ fd: Int32, into directory: Int32, name: [UInt8]) -> Int32 {
-        let proc = "/proc/self/fd/\(fd)"
-        return Sys.withCString(name) { linkat(AT_FDCWD, proc, directory, $0, AT_SYMLINK_FOLLOW) }
-    }
 }
-

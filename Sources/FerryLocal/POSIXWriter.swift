@@ -54,11 +54,11 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
         try POSIXMetadata.apply(fd: file.fd, metadata: metadata, selection: selection, attributes: attributes, location: location, path: path)
         if let temporaryName {
             try rename(temporaryName)
-        } else if AnonymousFiles.link(file.fd, into: parent.fd, name: path.name) != 0 {
+        } else if location.anonymousFiles.link(file.fd, into: parent.fd, name: path.name) != 0 {
             // A file is there already: link under a temporary name, then rename over it.
             guard errno == EEXIST else { throw location.fail("linkat", path) }
             let tmp = location.temporaryName()
-            if AnonymousFiles.link(file.fd, into: parent.fd, name: tmp) != 0 { throw location.fail("linkat", path) }
+            if location.anonymousFiles.link(file.fd, into: parent.fd, name: tmp) != 0 { throw location.fail("linkat", path) }
             do {
                 try rename(tmp)
             } catch {
