@@ -95,7 +95,7 @@ public struct POSIXLocation: Location {
             throw fail("fdopendir", directory, e)
         }
         defer { closedir(dir) }
-        var entries: [Entry] = []
+        var names: [[UInt8]] = []
         var temporaries: [[UInt8]] = []
         while true {
             errno = 0
@@ -113,6 +113,14 @@ public struct POSIXLocation: Location {
                 temporaries.append(name)
                 continue
             }
+            names.append(name)
+        }
+        // Sort the names, not the entries: an Entry is large and sorting moves it (perf
+        // showed the moves at 10 % of a no-change run).
+        names.sort { $0.lexicographicallyPrecedes($1) }
+        var entries: [Entry] = []
+        entries.reserveCapacity(names.count)
+        for name in names {
             let entry: Entry? = Sys.withCString(name) { cname in
                 guard let st = Sys.lstatAt(fd, cname), let kind = Sys.kind(UInt32(st.st_mode)) else { return nil }
                 var target: [UInt8]?
@@ -124,7 +132,6 @@ public struct POSIXLocation: Location {
             }
             if let entry { entries.append(entry) }
         }
-        entries.sort { $0.name.lexicographicallyPrecedes($1.name) }
         return Listing(entries: entries, staleTemporaries: temporaries)
     }
 
