@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "FerryEngine", targets: ["FerryEngine"]),
         .library(name: "FerryLocal", targets: ["FerryLocal"]),
         .library(name: "FerryS3", targets: ["FerryS3"]),
+        .library(name: "FerryBlock", targets: ["FerryBlock"]),
         .library(name: "FerryServer", targets: ["FerryServer"]),
         .library(name: "FerryTesting", targets: ["FerryTesting"]),
     ],
@@ -50,6 +51,10 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
         .target(
+            name: "FerryBlock",
+            dependencies: ["FerryCore", "FerryS3", "CFerry", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings),
+        .target(
             name: "FerryStore",
             dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: swiftSettings),
@@ -70,14 +75,14 @@ let package = Package(
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryServer", "FerryStore",
+                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryServer", "FerryStore", "FerryBlock",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
         .testTarget(
             name: "FerryTests",
-            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryServer", "FerryStore", "FerryTesting", "CFerry", "ferry"],
+            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryServer", "FerryStore", "FerryBlock", "FerryTesting", "CFerry", "ferry"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings),
     ]

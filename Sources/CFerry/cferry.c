@@ -45,6 +45,20 @@ const int cferry_O_TMPFILE = O_TMPFILE;
 const long cferry_UTIME_OMIT = UTIME_OMIT;
 const unsigned int cferry_FICLONE = FICLONE;
 
+int64_t cferry_block_device_size(int fd) {
+    uint64_t size = 0;
+    if (ioctl(fd, BLKGETSIZE64, &size) != 0) return -1;
+    return (int64_t)size;
+}
+int cferry_block_zeroout(int fd, uint64_t offset, uint64_t len) {
+    uint64_t range[2] = { offset, len };
+    return ioctl(fd, BLKZEROOUT, range);
+}
+int cferry_ficlone(int dest, int src) { return ioctl(dest, FICLONE, src); }
+int cferry_punch_hole(int fd, int64_t offset, int64_t len) {
+    return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, len);
+}
+
 uint64_t cferry_makedev(unsigned int ma, unsigned int mi) { return makedev(ma, mi); }
 unsigned int cferry_major(uint64_t dev) { return major(dev); }
 unsigned int cferry_minor(uint64_t dev) { return minor(dev); }

@@ -16,7 +16,7 @@ struct Ferry: AsyncParsableCommand {
               64  bad usage
             """,
         version: FerryVersion.string,
-        subcommands: [SyncCommand.self, ServerCommand.self])
+        subcommands: [SyncCommand.self, BlockCommand.self, ServerCommand.self])
 }
 
 enum FerryVersion {

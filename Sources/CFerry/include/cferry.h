@@ -48,6 +48,16 @@ void cferry_xxh3_free(cferry_xxh3 *state);
 /// Feeds `len` zero bytes (a hole of a sparse file) into the state.
 void cferry_xxh3_update_zeros(cferry_xxh3 *state, uint64_t len);
 
+// Block devices and image files (FerryBlock).
+/// ioctl(BLKGETSIZE64): the size of a block device in bytes; -1/errno on failure.
+int64_t cferry_block_device_size(int fd);
+/// ioctl(BLKZEROOUT): zeroes [offset, offset+len) of a block device; -1/errno on failure.
+int cferry_block_zeroout(int fd, uint64_t offset, uint64_t len);
+/// ioctl(FICLONE): makes `dest` share the extents of `src` (reflink); -1/errno on failure.
+int cferry_ficlone(int dest, int src);
+/// fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE): turns a range into a hole.
+int cferry_punch_hole(int fd, int64_t offset, int64_t len);
+
 /// 1 if stdout/stderr descriptor is a terminal.
 int cferry_isatty(int fd);
 /// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.

@@ -1,0 +1,107 @@
+import Foundation
+
+/// Writes an image kept on object storage back to a file or device: the newest
+/// generation or a kept older one. Only blocks that differ from what the target's map says
+/// it holds are fetched (a fresh file needs every non-zero block; zero blocks stay holes);
+/// every chunk is checked against its SHA-256 name before it is written, and the target is
+/// verified against the manifest's digest.
+public struct BlockRestore: Sendable {
+    public let store: ObjectImageStore
+    public let generation: Int?
+    public let target: ImageTarget
+    public var parallelism = 16
+    public var windowBytes = 64 << 20
+    public var verify = true
+
+    public init(store: ObjectImageStore, generation: Int?, target: ImageTarget) {
+        self.store = store
+        self.generation = generation
+        self.target = target
+    }
+
+    public func run(progress: @Sendable (BlockSyncReport) -> Void = { _ in }) async throws -> BlockSyncReport {
+        let started = ContinuousClock.now
+        guard let manifest = try await store.manifest(generation: generation) else {
+            throw BlockError(.badBlockMap, "\(store.uri) holds no image (no manifests/ under it)")
+        }
+        let blockSize = manifest.header.blockSize, size = manifest.header.size
+        var state = try await target.prepare(size: size, blockSize: blockSize)
+        var report = BlockSyncReport(source: store.uri, sourceRead: store.uri, destination: target.description, snapshot: nil,
+                                     blockSize: blockSize, size: size, previousSize: state.map?.header.size,
+                                     generation: manifest.header.generation, verification: .init(mode: verify ? "full" : "none"))
+        report.blocksTotal = manifest.hashes.count
+        report.notes = state.notes
+        let windowBlocks = max(1, windowBytes / blockSize)
+        var first = 0
+        while first < manifest.hashes.count {
+            let window = first..<min(first + windowBlocks, manifest.hashes.count)
+            first = window.upperBound
+            report.blocksScanned += window.count
+            report.blocksZero += window.filter { manifest.hashes[$0] == .zero }.count
+            let wanted = window.filter { !(state.known[$0] && state.hashes[$0] == manifest.hashes[$0]) }
+            guard !wanted.isEmpty else { continue }
+            let fetched = try await fetch(wanted.filter { manifest.hashes[$0] != .zero }.map { manifest.hashes[$0] })
+            let writes = wanted.map { i -> BlockWrite in
+                let r = BlockReading.range(i, blockSize: blockSize, size: size)
+                let h = manifest.hashes[i]
+                return BlockWrite(index: i, offset: r.lowerBound, length: Int(r.count), hash: h, data: h == .zero ? nil : fetched[h]!)
+            }
+            var progressMap = BlockMap(blockSize: blockSize, size: size, hashes: state.hashes)
+            progressMap.header.generation = state.map?.header.generation ?? 0
+            progressMap.header.dirty = window.lowerBound..<max(window.upperBound, (state.known.lastIndex(of: false) ?? -1) + 1)
+            progressMap.header.committedBlocks = window.lowerBound
+            try await target.saveProgress(progressMap)
+            report.bytesRead += fetched.values.reduce(0) { $0 + Int64($1.count) }
+            report.bytesWritten += try await target.write(writes)
+            try await target.flush()
+            report.blocksChanged += writes.count
+            report.blocksSent += writes.filter { $0.data != nil }.count
+            for i in wanted { state.hashes[i] = manifest.hashes[i]; state.known[i] = true }
+            progress(report)
+        }
+        var map = manifest
+        map.header.complete = true
+        map.header.dirty = nil
+        map.header.committedBlocks = 0
+        map.header.sourcePath = store.uri
+        map.header.snapshot = nil
+        if verify {
+            let got = try await target.hashes(at: Array(0..<map.hashes.count), expected: map)
+            let bad = zip(0..., got).filter { map.hashes[$0.0] != $0.1 }.map(\.0)
+            report.verification.blocksChecked = got.count
+            report.verification.mismatchedBlocks = bad
+            report.verification.mismatchedRanges = BlockSyncReport.ranges(bad, blockSize: blockSize, size: size)
+            report.verification.sourceDigest = manifest.header.digest
+            report.verification.destinationDigest = BlockMap.digest(blockSize: blockSize, size: size, hashes: got)
+        }
+        if report.verification.ok {
+            report.notes += try await target.finish(map)
+        } else {
+            report.result = "VERIFICATION_FAILED"
+        }
+        let d = ContinuousClock.now - started
+        report.durationSeconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        report.throughputMBps = report.durationSeconds > 0 ? Double(size) / 1e6 / report.durationSeconds : 0
+        return report
+    }
+
+    /// The chunks' bytes, up to `parallelism` requests at once, each checked against its name.
+    private func fetch(_ hashes: [BlockHash]) async throws -> [BlockHash: [UInt8]] {
+        let distinct = Array(Set(hashes))
+        var out: [BlockHash: [UInt8]] = [:]
+        try await withThrowingTaskGroup(of: (BlockHash, [UInt8]).self) { group in
+            var next = 0
+            func start() {
+                let h = distinct[next]
+                next += 1
+                group.addTask { (h, try await store.chunk(h)) }
+            }
+            while next < distinct.count && next < parallelism { start() }
+            while let (h, bytes) = try await group.next() {
+                out[h] = bytes
+                if next < distinct.count { start() }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,270 @@
+import FerryBlock
+import FerryTesting
+import Foundation
+import Glibc
+import Testing
+
+/// `ferry block sync` and `ferry block restore` on real sparse images (ext4 under /tmp),
+/// real loop devices and a real moto server.
+@Suite(.serialized) struct BlockSyncTests {
+    static let gib: Int64 = 1 << 30
+
+    @Test func firstSyncThenOnePercentChanged() throws {
+        let f = try BlockImageFixture("block-incr")
+        defer { f.cleanUp() }
+        try f.sparseImage("src.img", size: BlockSyncTests.gib, writes: 300, seed: 1)
+        let (first, r1) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img")])
+        #expect(first.status == 0, "\(first.stderr)")
+        let one = try #require(r1)
+        #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
+        // Only allocated extents were read, and the copy is as sparse as the source.
+        #expect(one.bytesRead < 300 * 2 << 20)
+        #expect(one.bytesWritten <= BlockImageFixture.allocated(f.path("src.img")))
+        #expect(BlockImageFixture.allocated(f.path("dst.img")) <= BlockImageFixture.allocated(f.path("src.img")) + (64 << 10))
+        #expect(one.generation == 1 && one.verification.ok && one.verification.sourceDigest == one.verification.destinationDigest)
+        // The map beside the destination, 0600, and one in the state directory.
+        var st = stat()
+        #expect(stat(f.path("dst.img.ferry-blockmap"), &st) == 0 && st.st_mode & 0o777 == 0o600)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.state + "/block").count == 1)
+
+        // 1 % of the 1,024 blocks change: about 1 % is sent.
+        try f.overwrite("src.img", at: BlockImageFixture.offsetsInDistinctBlocks(10, size: BlockSyncTests.gib, seed: 9), seed: 5)
+        let (second, r2) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img")])
+        #expect(second.status == 0, "\(second.stderr)")
+        let two = try #require(r2)
+        #expect(two.blocksChanged == 10 && two.blocksSent == 10, "\(two)")
+        #expect(two.bytesWritten <= 10 << 20)
+        #expect(two.generation == 2)
+        #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
+
+        // Nothing changed: nothing sent.
+        let (_, r3) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img"), "--verify", "changed"])
+        #expect(r3?.blocksSent == 0 && r3?.bytesWritten == 0)
+    }
+
+    @Test func changeListsFromRbdDiffAndOffsetLength() throws {
+        let f = try BlockImageFixture("block-cbt")
+        defer { f.cleanUp() }
+        let size: Int64 = 256 << 20
+        try f.sparseImage("src.img", size: size, writes: 100, seed: 2)
+        #expect(try f.ferry(["sync", f.path("src.img"), f.path("dst.img")]).0.status == 0)
+
+        let offsets = BlockImageFixture.offsetsInDistinctBlocks(4, size: size, seed: 3)
+        try f.overwrite("src.img", at: offsets, seed: 11)
+        let rbd = offsets.map { "{\"offset\":\($0),\"length\":4096,\"exists\":\"true\"}" }.joined(separator: ",")
+        try Data("[\(rbd)]".utf8).write(to: URL(fileURLWithPath: f.path("diff.json")))
+        let (run, report) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img"), "--changed-extents", f.path("diff.json")])
+        #expect(run.status == 0, "\(run.stderr)")
+        // Only the listed extents were read.
+        #expect(report?.blocksScanned == 4 && report?.blocksSent == 4 && (report?.bytesRead ?? .max) <= 4 << 20, "\(String(describing: report))")
+        #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
+
+        let more = BlockImageFixture.offsetsInDistinctBlocks(3, size: size, seed: 4)
+        try f.overwrite("src.img", at: more, seed: 12)
+        try Data(("# QueryChangedDiskAreas\n" + more.map { "\($0),4096\n" }.joined()).utf8).write(to: URL(fileURLWithPath: f.path("cbt.txt")))
+        let (run2, report2) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img"), "--changed-extents", f.path("cbt.txt")])
+        #expect(run2.status == 0 && report2?.blocksScanned == 3 && report2?.blocksSent == 3, "\(run2.stderr)")
+        #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
+
+        try Data("0,4096\nten,20\n".utf8).write(to: URL(fileURLWithPath: f.path("bad.txt")))
+        let (bad, _) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img"), "--changed-extents", f.path("bad.txt")])
+        #expect(bad.status == 1 && bad.stderr.contains("bad.txt, line 2"), "\(bad.stderr)")
+    }
+
+    @Test func sourceThatGrowsAndShrinks() throws {
+        let f = try BlockImageFixture("block-size")
+        defer { f.cleanUp() }
+        try f.sparseImage("src.img", size: 64 << 20, writes: 40, seed: 6)
+        #expect(try f.ferry(["sync", f.path("src.img"), f.path("dst.img")]).0.status == 0)
+        for newSize in [Int64(96 << 20) + 12345, Int64(40 << 20) + 777] {
+            #expect(truncate(f.path("src.img"), off_t(newSize)) == 0)
+            try f.overwrite("src.img", at: [newSize - 8192], seed: UInt64(newSize))
+            let (run, report) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img")])
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(report?.notes.contains { $0.contains("now \(newSize) bytes") } == true, "\(String(describing: report?.notes))")
+            #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
+        }
+    }
+
+    @Test func objectStorageGenerationsAndRestore() async throws {
+        let (server, bucket) = try await S3Tests.freshBucket()
+        let f = try BlockImageFixture("block-s3")
+        defer { f.cleanUp() }
+        let size: Int64 = 128 << 20
+        try f.sparseImage("src.img", size: size, writes: 60, seed: 7)
+        let remote = "s3://\(bucket)/vm/disk0"
+        let (up, r1) = try f.ferry(["sync", f.path("src.img"), remote], s3: server)
+        #expect(up.status == 0, "\(up.stderr)")
+        #expect(try CLI.run([f.path("src.img"), f.path("gen1.img")], wrapper: ["cp", "--sparse=always"], direct: true).status == 0)
+        // One chunk object per distinct non-zero block, one manifest.
+        let listing = try S3Tests.aws(server, ["s3", "ls", "--recursive", remote + "/"]).stdout
+        let chunks = listing.split(separator: "\n").filter { $0.contains("/chunks/") }.count
+        #expect(chunks == (r1?.blocksSent ?? -1) && chunks > 0 && chunks < 128)
+        #expect(listing.contains("manifests/0000000001.blockmap"))
+
+        try f.overwrite("src.img", at: BlockImageFixture.offsetsInDistinctBlocks(2, size: size, seed: 8), seed: 13)
+        let (up2, r2) = try f.ferry(["sync", f.path("src.img"), remote], s3: server)
+        #expect(up2.status == 0 && r2?.blocksSent == 2 && r2?.generation == 2, "\(up2.stderr)")
+
+        let (back, rb) = try f.ferry(["restore", remote, f.path("restored.img")], s3: server)
+        #expect(back.status == 0, "\(back.stderr)")
+        #expect(rb?.verification.ok == true)
+        #expect(try BlockImageFixture.same(f.path("src.img"), f.path("restored.img")))
+        #expect(BlockImageFixture.allocated(f.path("restored.img")) <= BlockImageFixture.allocated(f.path("src.img")) + (64 << 10))
+        let (old, _) = try f.ferry(["restore", remote, f.path("old.img"), "--generation", "1"], s3: server)
+        #expect(old.status == 0, "\(old.stderr)")
+        #expect(try BlockImageFixture.same(f.path("gen1.img"), f.path("old.img")))
+
+        // Keeping one generation prunes the first manifest and the chunks only it used.
+        let (up3, r3) = try f.ferry(["sync", f.path("src.img"), remote, "--keep", "1"], s3: server)
+        #expect(up3.status == 0 && r3?.notes.contains { $0.contains("pruned 2 generation") } == true, "\(up3.stderr) \(String(describing: r3?.notes))")
+        let after = try S3Tests.aws(server, ["s3", "ls", "--recursive", remote + "/"]).stdout
+        #expect(!after.contains("manifests/0000000001") && after.contains("manifests/0000000003"))
+        let (gone, _) = try f.ferry(["restore", remote, f.path("none.img"), "--generation", "1"], s3: server)
+        #expect(gone.status == 1 && gone.stderr.contains("no generation 1"), "\(gone.stderr)")
+    }
+
+    /// kill -9 in the middle: the map never claims what the destination does not hold, and
+    /// the next run takes up where the last committed window ended.
+    @Test func killedMidwayThenResumed() async throws {
+        let f = try BlockImageFixture("block-kill")
+        defer { f.cleanUp() }
+        let size: Int64 = 512 << 20
+        // Dense: every block holds data, so there are eight 64 MiB windows to write.
+        let fd = open(f.path("src.img"), O_RDWR | O_CREAT | O_TRUNC, 0o644)
+        for i in 0..<Int(size >> 20) {
+            _ = TestTree.bytes(1 << 20, seed: UInt64(i) + 100).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(i) << 20) }
+        }
+        close(fd)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.executable)
+        p.arguments = ["block", "sync", f.path("src.img"), f.path("dst.img"), "--bwlimit", "100M", "-q"]
+        var env = ProcessInfo.processInfo.environment
+        env["FERRY_STATE_DIR"] = f.state
+        p.environment = env
+        try p.run()
+        let besideMap = f.path("dst.img.ferry-blockmap")
+        let progressed = BlockImageFixture.waitUntil(seconds: 30) {
+            ((try? BlockMap.load(besideMap))??.header.committedBlocks ?? 0) >= 128
+        }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        #expect(progressed, "the sync never committed a second window")
+
+        // Every block the map calls known holds what the map says.
+        let map = try #require(try BlockMap.load(besideMap))
+        #expect(!map.header.complete)
+        let dst = try BlockImage.openSource(f.path("dst.img"))
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        for i in 0..<map.hashes.count where map.isKnown(i) {
+            let n = try buffer.withUnsafeMutableBytes { try dst.read(into: $0, count: 1 << 20, at: Int64(i) << 20) }
+            let h = buffer.withUnsafeBytes { BlockHash.of(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            #expect(h == map.hashes[i], "block \(i) does not hold what the map claims")
+        }
+
+        let (run, report) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img")])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect((report?.resumedAtByte ?? 0) >= 128 << 20, "\(String(describing: report?.notes))")
+        #expect((report?.bytesRead ?? .max) <= size - (128 << 20))
+        #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
+    }
+
+    @Test func snapshotHooksAndReflink() throws {
+        let f = try BlockImageFixture("block-snap")
+        defer { f.cleanUp() }
+        try f.sparseImage("src.img", size: 32 << 20, writes: 20, seed: 10)
+        let create = "s=\(f.dir)/snap-$(date +%s%N).img; cp --sparse=always \"$FERRY_SOURCE\" \"$s\" && echo \"$s\""
+        let cleanup = "echo \"$FERRY_SNAPSHOT\" >> \(f.dir)/cleaned; rm -f \"$FERRY_SNAPSHOT\""
+        let args = ["sync", f.path("src.img"), f.path("dst.img"), "--snapshot-cmd", create, "--snapshot-cleanup-cmd", cleanup]
+        let (one, r1) = try f.ferry(args)
+        #expect(one.status == 0, "\(one.stderr)")
+        let firstSnap = try #require(r1?.snapshot)
+        #expect(r1?.sourceRead == firstSnap && FileManager.default.fileExists(atPath: firstSnap))
+        try f.overwrite("src.img", at: [4096], seed: 3)
+        let (two, r2) = try f.ferry(args)
+        #expect(two.status == 0 && r2?.blocksSent == 1, "\(two.stderr)")
+        // The older snapshot was cleaned up, the latest is kept.
+        #expect(!FileManager.default.fileExists(atPath: firstSnap))
+        #expect(FileManager.default.fileExists(atPath: try #require(r2?.snapshot)))
+        #expect((try? String(contentsOfFile: f.dir + "/cleaned", encoding: .utf8)) == firstSnap + "\n")
+        #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
+
+        // ext4 has no reflinks: a clear error, nothing written.
+        let (reflink, _) = try f.ferry(["sync", f.path("src.img"), f.path("other.img"), "--snapshot", "reflink"])
+        #expect(reflink.status == 1 && reflink.stderr.contains("reflink"), "\(reflink.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: f.dir).filter { $0.hasPrefix(".ferry-snapshot") } == [])
+    }
+
+    /// Blocks that change while they are read (no snapshot) are found by the second pass.
+    @Test func changedWhileReadIsReported() throws {
+        let f = try BlockImageFixture("block-moving")
+        defer { f.cleanUp() }
+        let size: Int64 = 256 << 20
+        let fd = open(f.path("src.img"), O_RDWR | O_CREAT | O_TRUNC, 0o644)
+        for i in 0..<Int(size >> 20) {
+            _ = TestTree.bytes(1 << 20, seed: UInt64(i) + 500).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(i) << 20) }
+        }
+        close(fd)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.executable)
+        let out = Pipe()
+        p.standardOutput = out
+        p.arguments = ["block", "sync", f.path("src.img"), f.path("dst.img"), "--bwlimit", "64M", "--json"]
+        var env = ProcessInfo.processInfo.environment
+        env["FERRY_STATE_DIR"] = f.state
+        p.environment = env
+        try p.run()
+        #expect(BlockImageFixture.waitUntil(seconds: 30) {
+            ((try? BlockMap.load(f.path("dst.img.ferry-blockmap")))??.header.committedBlocks ?? 0) >= 64
+        })
+        try f.overwrite("src.img", at: [4096], seed: 77)  // block 0: read already
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let report = try JSONDecoder().decode(BlockSyncReport.self, from: data)
+        #expect(p.terminationStatus == 2)
+        #expect(!report.pointInTimeConsistent && report.changedWhileReading == ["0-1048576"] && report.result == "NOT_POINT_IN_TIME")
+        // The next run brings the changed block over.
+        let (run, r2) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img")])
+        #expect(run.status == 0 && r2?.blocksSent == 1, "\(run.stderr)")
+        #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
+    }
+
+    /// A loop device as source and destination (as root, where the machine has loop devices).
+    @Test func loopDevices() throws {
+        let f = try BlockImageFixture("block-loop")
+        defer { f.cleanUp() }
+        try f.sparseImage("a.img", size: 128 << 20, writes: 50, seed: 12)
+        _ = FileManager.default.createFile(atPath: f.path("b.img"), contents: nil)
+        #expect(truncate(f.path("b.img"), 160 << 20) == 0)
+        let a = try CLI.run(["-f", "--show", f.path("a.img")], wrapper: ["losetup"], direct: true)
+        let b = try CLI.run(["-f", "--show", f.path("b.img")], wrapper: ["losetup"], direct: true)
+        defer {
+            for dev in [a, b] where dev.status == 0 { _ = try? CLI.run(["-d", dev.stdout.trimmingCharacters(in: .whitespacesAndNewlines)], wrapper: ["losetup"], direct: true) }
+        }
+        guard a.status == 0, b.status == 0 else {
+            print("loopDevices: this machine gives no loop devices (losetup: \(a.stderr)\(b.stderr)); the image-file tests cover the rest")
+            return
+        }
+        let src = a.stdout.trimmingCharacters(in: .whitespacesAndNewlines), dst = b.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let (run, report) = try f.ferry(["sync", src, dst])
+        #expect(run.status == 0, "\(run.stderr)")
+        // A device has no holes to skip: every block is read, zero blocks are not sent.
+        #expect(report?.bytesRead == 128 << 20 && (report?.blocksZero ?? 0) > 0 && (report?.blocksSent ?? 0) < 128)
+        #expect(try CLI.run(["-n", "\(128 << 20)", src, dst], wrapper: ["cmp"], direct: true).status == 0)
+        // A change made through the source device; the next run sends that block only.
+        let fd = open(src, O_WRONLY)
+        _ = TestTree.bytes(4096, seed: 99).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 70 << 20) }
+        fsync(fd)
+        close(fd)
+        let (run2, report2) = try f.ferry(["sync", src, dst])
+        #expect(run2.status == 0 && report2?.blocksSent == 1, "\(run2.stderr)")
+        #expect(try CLI.run(["-n", "\(128 << 20)", src, dst], wrapper: ["cmp"], direct: true).status == 0)
+        // A destination smaller than the source is refused by name.
+        let (small, _) = try f.ferry(["sync", f.path("b.img"), src])
+        #expect(small.status == 1 && small.stderr.contains("holds \(128 << 20) bytes"), "\(small.stderr)")
+    }
+}
+
+extension BlockImageFixture {
+    static func waitUntil(seconds: Double, _ condition: () -> Bool) -> Bool { Fixture.waitUntil(seconds: seconds, condition) }
+}
