@@ -1,4 +1,5 @@
 import ArgumentParser
+import CFerry
 import FerryBlock
 import FerryCore
 import FerryS3
@@ -26,6 +27,16 @@ struct BlockOutputFlags: ParsableArguments {
     @Option(help: ArgumentHelp("Where Ferry keeps its copy of each destination's block map (else FERRY_STATE_DIR, XDG_STATE_HOME/ferry or ~/.local/state/ferry).", valueName: "dir"))
     var stateDir: String?
 
+    /// A one-line progress display on a terminal's stderr (nil when quiet, JSON or not a terminal).
+    var progress: (@Sendable (BlockSyncReport) -> Void)? {
+        guard !quiet && !json && cferry_isatty(2) == 1 else { return nil }
+        return { r in
+            let line = String(format: "\rblocks %d/%d scanned, %d changed, %d sent, %.1f MB written, %.1f s ",
+                              r.blocksScanned, r.blocksTotal, r.blocksChanged, r.blocksSent, Double(r.bytesWritten) / 1e6, r.durationSeconds)
+            FileHandle.standardError.write(Data(line.utf8))
+        }
+    }
+
     /// Prints and writes the summary; the exit status for its result.
     func finish(_ report: BlockSyncReport) throws {
         let encoder = JSONEncoder()
@@ -36,6 +47,7 @@ struct BlockOutputFlags: ParsableArguments {
                 FileHandle.standardError.write(Data("ferry: could not write the report to \(path)\n".utf8))
             }
         }
+        if progress != nil { FileHandle.standardError.write(Data("\n".utf8)) }
         if self.json {
             FileHandle.standardOutput.write(json + Data("\n".utf8))
         } else if !quiet {
@@ -159,7 +171,7 @@ struct BlockSyncCommand: AsyncParsableCommand {
             options.snapshot = snap?.path
             let image = try BlockImage.openSource(snap?.path ?? source)
             let sync = BlockSync(source: image, sourceLabel: source, target: target, options: options)
-            var report = try await sync.run()
+            var report = try await sync.run(progress: output.progress ?? { _ in })
             snap?.release()
             if let cleanup = snapshotCleanupCmd, report.result != "VERIFICATION_FAILED",
                let old = report.previousSnapshot, let latest = snap?.path, old != latest {
@@ -213,7 +225,7 @@ struct BlockRestoreCommand: AsyncParsableCommand {
             let imageTarget = try ImageTarget(path: target, stateDirectory: BlockState.directory(output.stateDir))
             var restore = BlockRestore(store: ObjectImageStore(client: client!, bucket: bucket, prefix: prefix), generation: generation, target: imageTarget)
             restore.verify = !noVerify
-            let report = try await restore.run()
+            let report = try await restore.run(progress: output.progress ?? { _ in })
             await client?.shutdown()
             try output.finish(report)
         } catch let exit as ExitCode {

@@ -15,6 +15,12 @@ struct BlockImageFixture {
         state = dir + "/state"
     }
 
+    /// Images in an existing directory (a mount point), with another fixture's state directory.
+    init(existing dir: String, state: String) {
+        self.dir = dir
+        self.state = state
+    }
+
     func path(_ name: String) -> String { dir + "/" + name }
 
     /// A sparse image of `size` bytes with `writes` random extents of 4 KiB or 64 KiB.
