@@ -1,3 +1,4 @@
+import CFerry
 import Crypto
 
 /// The SHA-256 of one block, or ``zero`` for a block that holds only zero bytes (never
@@ -18,10 +19,42 @@ public struct BlockHash: Hashable, Sendable, CustomStringConvertible {
         self.init(a: words[0], b: words[1], c: words[2], d: words[3])
     }
 
-    /// The hash of `data`: ``zero`` if every byte is zero, else its SHA-256.
+    /// Bytes per page of the hash's zero-page map.
+    static let page = 4096
+
+    /// The hash of `data`: ``zero`` if every byte is zero, else the SHA-256 of an injective
+    /// encoding that leaves zero pages out: the length (8 bytes, little-endian), a bitmap of
+    /// the 4 KiB pages that hold data, then those pages. A sparse block costs only its
+    /// data to hash, and equal hashes still mean equal bytes.
     public static func of(_ data: UnsafeRawBufferPointer) -> BlockHash {
         if isZero(data) { return .zero }
-        return BlockHash(bytes: Array(SHA256.hash(data: data)))
+        let pages = (data.count + page - 1) / page
+        var bitmap = [UInt8](repeating: 0, count: (pages + 7) / 8)
+        var nonZero: [Range<Int>] = []
+        for p in 0..<pages {
+            let r = (p * page)..<min((p + 1) * page, data.count)
+            if !isZero(UnsafeRawBufferPointer(rebasing: data[r])) {
+                bitmap[p / 8] |= 1 << UInt8(p % 8)
+                if let last = nonZero.last, last.upperBound == r.lowerBound { nonZero[nonZero.count - 1] = last.lowerBound..<r.upperBound }
+                else { nonZero.append(r) }
+            }
+        }
+        var sha = SHA256()
+        withUnsafeBytes(of: UInt64(data.count).littleEndian) { sha.update(bufferPointer: $0) }
+        bitmap.withUnsafeBytes { sha.update(bufferPointer: $0) }
+        for r in nonZero { sha.update(bufferPointer: UnsafeRawBufferPointer(rebasing: data[r])) }
+        return BlockHash(bytes: Array(sha.finalize()))
+    }
+
+    /// XXH3-128 of the bytes: the cheap check of the consistency pass (did these bytes
+    /// change between two reads), not a content address.
+    static func quick(_ data: UnsafeRawBufferPointer) -> BlockHash {
+        let state = cferry_xxh3_create()
+        defer { cferry_xxh3_free(state) }
+        cferry_xxh3_update(state, data.baseAddress, data.count)
+        var hi: UInt64 = 0, lo: UInt64 = 0
+        cferry_xxh3_digest(state, &hi, &lo)
+        return BlockHash(a: hi, b: lo, c: 0, d: 0)
     }
 
     /// Whether every byte is zero (eight bytes at a time).

@@ -2,14 +2,19 @@
 struct ExtentIndex: Sendable {
     let extents: [Range<Int64>]
 
-    /// Whether `range` overlaps any data extent (binary search).
-    func touchesData(_ range: Range<Int64>) -> Bool {
+    /// The parts of `range` that hold data, in order.
+    func dataParts(of range: Range<Int64>) -> [Range<Int64>] {
         var lo = 0, hi = extents.count
         while lo < hi {
             let mid = (lo + hi) / 2
             if extents[mid].upperBound <= range.lowerBound { lo = mid + 1 } else { hi = mid }
         }
-        return lo < extents.count && extents[lo].lowerBound < range.upperBound
+        var parts: [Range<Int64>] = []
+        while lo < extents.count && extents[lo].lowerBound < range.upperBound {
+            parts.append(max(extents[lo].lowerBound, range.lowerBound)..<min(extents[lo].upperBound, range.upperBound))
+            lo += 1
+        }
+        return parts
     }
 }
 
@@ -22,6 +27,16 @@ enum BlockReading {
         var data: [UInt8]?
         /// Bytes read (0 for a block that lies in a hole).
         var bytesRead: Int
+        /// XXH3-128 of the bytes (for the consistency pass), zero for a hole.
+        var quick: BlockHash = .zero
+    }
+
+    /// Which hash a read computes.
+    enum Hashing: Sendable {
+        /// The block hash (SHA-256) and the quick one.
+        case strong
+        /// Only the quick hash (XXH3), in `Read.hash`.
+        case quick
     }
 
     static func range(_ i: Int, blockSize: Int, size: Int64) -> Range<Int64> {
@@ -32,7 +47,7 @@ enum BlockReading {
     /// Reads the blocks at `indices` with up to `parallelism` reads in flight; blocks in a
     /// hole are zero without a read. `keep(i, hash)` says whether to keep a block's bytes.
     static func read(_ image: BlockImage, indices: [Int], extents: ExtentIndex, blockSize: Int, size: Int64,
-                     parallelism: Int, keep: @escaping @Sendable (Int, BlockHash) -> Bool) async throws -> [Read] {
+                     parallelism: Int, hashing: Hashing = .strong, keep: @escaping @Sendable (Int, BlockHash) -> Bool) async throws -> [Read] {
         var out: [Read] = []
         out.reserveCapacity(indices.count)
         try await withThrowingTaskGroup(of: Read.self) { group in
@@ -42,18 +57,25 @@ enum BlockReading {
                 next += 1
                 group.addTask {
                     let r = range(i, blockSize: blockSize, size: size)
-                    guard extents.touchesData(r) else { return Read(index: i, hash: .zero, data: nil, bytesRead: 0) }
+                    let parts = extents.dataParts(of: r)
+                    guard !parts.isEmpty else { return Read(index: i, hash: .zero, data: nil, bytesRead: 0) }
                     let length = Int(r.count)
                     var bytesRead = 0
+                    // Only the parts that hold data are read; the holes between them are zeros.
                     var data = try [UInt8](unsafeUninitializedCapacity: length) { buf, count in
                         let raw = UnsafeMutableRawBufferPointer(buf)
-                        bytesRead = try image.read(into: raw, count: length, at: r.lowerBound)
-                        if bytesRead < length { raw.baseAddress!.advanced(by: bytesRead).initializeMemory(as: UInt8.self, repeating: 0, count: length - bytesRead) }
+                        raw.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: length)
                         count = length
+                        for part in parts {
+                            let at = Int(part.lowerBound - r.lowerBound)
+                            bytesRead += try image.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[at...]), count: Int(part.count), at: part.lowerBound)
+                        }
                     }
+                    let quick = data.withUnsafeBytes { BlockHash.quick($0) }
+                    if hashing == .quick { return Read(index: i, hash: quick, data: nil, bytesRead: bytesRead, quick: quick) }
                     let hash = data.withUnsafeBytes { BlockHash.of($0) }
                     if hash == .zero || !keep(i, hash) { data = [] }
-                    return Read(index: i, hash: hash, data: data.isEmpty ? nil : data, bytesRead: bytesRead)
+                    return Read(index: i, hash: hash, data: data.isEmpty ? nil : data, bytesRead: bytesRead, quick: quick)
                 }
             }
             while next < indices.count && next < parallelism { start() }
@@ -66,7 +88,8 @@ enum BlockReading {
     }
 
     /// The hashes of the blocks at `indices`, in that order.
-    static func hash(_ image: BlockImage, indices: [Int], blockSize: Int, size: Int64, parallelism: Int = 2) async throws -> [BlockHash] {
+    static func hash(_ image: BlockImage, indices: [Int], blockSize: Int, size: Int64, parallelism: Int = 2,
+                     hashing: Hashing = .strong) async throws -> [BlockHash] {
         let extents = ExtentIndex(extents: try image.dataExtents(size: size))
         var hashes: [BlockHash] = []
         hashes.reserveCapacity(indices.count)
@@ -74,7 +97,7 @@ enum BlockReading {
         var at = 0
         while at < indices.count {
             let window = Array(indices[at..<min(at + 256, indices.count)])
-            let reads = try await read(image, indices: window, extents: extents, blockSize: blockSize, size: size, parallelism: parallelism) { _, _ in false }
+            let reads = try await read(image, indices: window, extents: extents, blockSize: blockSize, size: size, parallelism: parallelism, hashing: hashing) { _, _ in false }
             let byIndex = Dictionary(uniqueKeysWithValues: reads.map { ($0.index, $0.hash) })
             hashes += window.map { byIndex[$0]! }
             at += window.count

@@ -85,6 +85,7 @@ public struct BlockSync: Sendable {
         let extents = ExtentIndex(extents: try source.dataExtents(size: size))
         let windowBlocks = max(1, options.windowBytes / blockSize)
         var readIndices: [Int] = []  // blocks actually read (for the consistency pass)
+        var quickHashes: [BlockHash] = []  // their XXH3, in the same order
         var written: [Int] = []
         var at = 0
         while at < toRead.count {
@@ -97,7 +98,7 @@ public struct BlockSync: Sendable {
             for r in reads {
                 report.blocksScanned += 1
                 report.bytesRead += Int64(r.bytesRead)
-                if r.bytesRead > 0 { readIndices.append(r.index) }
+                if r.bytesRead > 0 { readIndices.append(r.index); quickHashes.append(r.quick) }
                 if r.hash == .zero { report.blocksZero += 1 }
                 guard !(known[r.index] && hashes[r.index] == r.hash) else { continue }
                 let range = BlockReading.range(r.index, blockSize: blockSize, size: size)
@@ -126,8 +127,9 @@ public struct BlockSync: Sendable {
 
         // Without a snapshot, blocks that changed while they were read make the copy a mix of times.
         if options.snapshot == nil && options.consistencyCheck && !readIndices.isEmpty {
-            let again = try await BlockReading.hash(source, indices: readIndices, blockSize: blockSize, size: size, parallelism: options.parallelism)
-            let moved = zip(readIndices, again).filter { state.hashes[$0.0] != $0.1 }.map(\.0)
+            let again = try await BlockReading.hash(source, indices: readIndices, blockSize: blockSize, size: size,
+                                                    parallelism: options.parallelism, hashing: .quick)
+            let moved = zip(readIndices, zip(quickHashes, again)).filter { $0.1.0 != $0.1.1 }.map(\.0)
             let sizeNow = try source.size()
             if !moved.isEmpty || sizeNow != size {
                 report.pointInTimeConsistent = false
