@@ -26,19 +26,30 @@ public struct BlockHash: Hashable, Sendable, CustomStringConvertible {
     /// encoding that leaves zero pages out: the length (8 bytes, little-endian), a bitmap of
     /// the 4 KiB pages that hold data, then those pages. A sparse block costs only its
     /// data to hash, and equal hashes still mean equal bytes.
-    public static func of(_ data: UnsafeRawBufferPointer) -> BlockHash {
-        if isZero(data) { return .zero }
+    ///
+    /// `dataParts` (offsets within `data`), when given, says where the bytes can be non-zero
+    /// (the rest was a hole and is zero): only pages touching them are examined.
+    public static func of(_ data: UnsafeRawBufferPointer, dataParts: [Range<Int>]? = nil) -> BlockHash {
         let pages = (data.count + page - 1) / page
         var bitmap = [UInt8](repeating: 0, count: (pages + 7) / 8)
         var nonZero: [Range<Int>] = []
-        for p in 0..<pages {
+        func examine(_ p: Int) {
             let r = (p * page)..<min((p + 1) * page, data.count)
-            if !isZero(UnsafeRawBufferPointer(rebasing: data[r])) {
-                bitmap[p / 8] |= 1 << UInt8(p % 8)
-                if let last = nonZero.last, last.upperBound == r.lowerBound { nonZero[nonZero.count - 1] = last.lowerBound..<r.upperBound }
-                else { nonZero.append(r) }
-            }
+            guard !isZero(UnsafeRawBufferPointer(rebasing: data[r])) else { return }
+            bitmap[p / 8] |= 1 << UInt8(p % 8)
+            if let last = nonZero.last, last.upperBound == r.lowerBound { nonZero[nonZero.count - 1] = last.lowerBound..<r.upperBound }
+            else { nonZero.append(r) }
         }
+        if let dataParts {
+            var next = 0
+            for part in dataParts where !part.isEmpty {
+                for p in max(next, part.lowerBound / page)...((part.upperBound - 1) / page) { examine(p) }
+                next = (part.upperBound - 1) / page + 1
+            }
+        } else {
+            for p in 0..<pages { examine(p) }
+        }
+        if nonZero.isEmpty { return .zero }
         var sha = SHA256()
         withUnsafeBytes(of: UInt64(data.count).littleEndian) { sha.update(bufferPointer: $0) }
         bitmap.withUnsafeBytes { sha.update(bufferPointer: $0) }
@@ -46,12 +57,17 @@ public struct BlockHash: Hashable, Sendable, CustomStringConvertible {
         return BlockHash(bytes: Array(sha.finalize()))
     }
 
-    /// XXH3-128 of the bytes: the cheap check of the consistency pass (did these bytes
-    /// change between two reads), not a content address.
-    static func quick(_ data: UnsafeRawBufferPointer) -> BlockHash {
+    /// XXH3-128 of the parts of a block that were read, each with its offset and length:
+    /// the cheap check of the consistency pass (did these bytes change between two reads),
+    /// not a content address.
+    static func quick(_ data: UnsafeRawBufferPointer, parts: [Range<Int>]) -> BlockHash {
         let state = cferry_xxh3_create()
         defer { cferry_xxh3_free(state) }
-        cferry_xxh3_update(state, data.baseAddress, data.count)
+        for part in parts {
+            var header = (UInt64(part.lowerBound).littleEndian, UInt64(part.count).littleEndian)
+            withUnsafeBytes(of: &header) { cferry_xxh3_update(state, $0.baseAddress, $0.count) }
+            cferry_xxh3_update(state, data.baseAddress! + part.lowerBound, part.count)
+        }
         var hi: UInt64 = 0, lo: UInt64 = 0
         cferry_xxh3_digest(state, &hi, &lo)
         return BlockHash(a: hi, b: lo, c: 0, d: 0)

@@ -62,18 +62,29 @@ enum BlockReading {
                     let length = Int(r.count)
                     var bytesRead = 0
                     // Only the parts that hold data are read; the holes between them are zeros.
+                    let relative = parts.map { Int($0.lowerBound - r.lowerBound)..<Int($0.upperBound - r.lowerBound) }
                     var data = try [UInt8](unsafeUninitializedCapacity: length) { buf, count in
                         let raw = UnsafeMutableRawBufferPointer(buf)
-                        raw.baseAddress!.initializeMemory(as: UInt8.self, repeating: 0, count: length)
-                        count = length
-                        for part in parts {
-                            let at = Int(part.lowerBound - r.lowerBound)
-                            bytesRead += try image.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[at...]), count: Int(part.count), at: part.lowerBound)
+                        var filled = 0
+                        for part in relative {
+                            if part.lowerBound > filled {
+                                raw.baseAddress!.advanced(by: filled).initializeMemory(as: UInt8.self, repeating: 0, count: part.lowerBound - filled)
+                            }
+                            let n = try image.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[part.lowerBound...]), count: part.count, at: r.lowerBound + Int64(part.lowerBound))
+                            bytesRead += n
+                            if n < part.count {
+                                raw.baseAddress!.advanced(by: part.lowerBound + n).initializeMemory(as: UInt8.self, repeating: 0, count: part.count - n)
+                            }
+                            filled = part.upperBound
                         }
+                        if filled < length {
+                            raw.baseAddress!.advanced(by: filled).initializeMemory(as: UInt8.self, repeating: 0, count: length - filled)
+                        }
+                        count = length
                     }
-                    let quick = data.withUnsafeBytes { BlockHash.quick($0) }
+                    let quick = data.withUnsafeBytes { BlockHash.quick($0, parts: relative) }
                     if hashing == .quick { return Read(index: i, hash: quick, data: nil, bytesRead: bytesRead, quick: quick) }
-                    let hash = data.withUnsafeBytes { BlockHash.of($0) }
+                    let hash = data.withUnsafeBytes { BlockHash.of($0, dataParts: relative) }
                     if hash == .zero || !keep(i, hash) { data = [] }
                     return Read(index: i, hash: hash, data: data.isEmpty ? nil : data, bytesRead: bytesRead, quick: quick)
                 }
