@@ -37,9 +37,19 @@ import Testing
         #expect(two.generation == 2)
         #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
 
-        // Nothing changed: nothing sent.
-        let (_, r3) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img"), "--verify", "changed"])
+        // Nothing changed: nothing sent; the summary also goes to --report (0600).
+        let (_, r3) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img"), "--verify", "changed", "--report", f.path("report.json")])
         #expect(r3?.blocksSent == 0 && r3?.bytesWritten == 0)
+        let saved = try JSONDecoder().decode(BlockSyncReport.self, from: Data(contentsOf: URL(fileURLWithPath: f.path("report.json"))))
+        #expect(saved.generation == 3 && stat(f.path("report.json"), &st) == 0 && st.st_mode & 0o777 == 0o600)
+
+        // Someone else wrote to the destination: its map no longer describes it, so it is set
+        // aside (and said so) and every block is written again.
+        try f.overwrite("dst.img", at: [512 << 20], seed: 99)
+        #expect(try !BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
+        let (fourth, r4) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img")])
+        #expect(fourth.status == 0 && r4?.notes.contains { $0.contains("changed since Ferry last wrote it") } == true, "\(fourth.stderr)")
+        #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
     }
 
     @Test func changeListsFromRbdDiffAndOffsetLength() throws {
