@@ -133,7 +133,21 @@ struct BlockSyncCommand: AsyncParsableCommand {
         return Int(v)
     }
 
+    /// A path from a plain path, `file:///path` or `block:///dev/…` (DESIGN's location URIs).
+    static func path(_ argument: String) -> String {
+        for scheme in ["block://", "file://"] where argument.hasPrefix(scheme) {
+            let rest = String(argument.dropFirst(scheme.count))
+            return rest.removingPercentEncoding ?? rest
+        }
+        return argument
+    }
+
     func validate() throws {
+        var a = stat(), b = stat()
+        if stat(BlockSyncCommand.path(source), &a) == 0, stat(BlockSyncCommand.path(destination), &b) == 0,
+           a.st_dev == b.st_dev && a.st_ino == b.st_ino {
+            throw ValidationError("\(source) and \(destination) are the same file or device")
+        }
         guard blockSizeBytes != nil else { throw ValidationError("--block-size must be a power of two from 4K to 64M, e.g. 1M (got \(blockSize))") }
         if snapshot != nil && snapshot != "reflink" { throw ValidationError("--snapshot takes reflink (for a hook use --snapshot-cmd)") }
         if snapshot != nil && snapshotCmd != nil { throw ValidationError("--snapshot and --snapshot-cmd cannot be used together") }
@@ -164,12 +178,13 @@ struct BlockSyncCommand: AsyncParsableCommand {
                 client = try S3Client(endpoint: try S3Configuration.endpoint(s3.overrides))
                 target = try ObjectImageTarget(store: ObjectImageStore(client: client!, bucket: bucket, prefix: prefix), stateDirectory: state, keep: keep)
             } else {
-                target = try ImageTarget(path: destination, stateDirectory: state)
+                target = try ImageTarget(path: BlockSyncCommand.path(destination), stateDirectory: state)
             }
-            if snapshot == "reflink" { snap = try BlockSnapshot.take(.reflink, of: source) }
-            if let snapshotCmd { snap = try BlockSnapshot.take(.command(create: snapshotCmd, cleanup: snapshotCleanupCmd), of: source) }
+            let sourcePath = BlockSyncCommand.path(source)
+            if snapshot == "reflink" { snap = try BlockSnapshot.take(.reflink, of: sourcePath) }
+            if let snapshotCmd { snap = try BlockSnapshot.take(.command(create: snapshotCmd, cleanup: snapshotCleanupCmd), of: sourcePath) }
             options.snapshot = snap?.path
-            let image = try BlockImage.openSource(snap?.path ?? source)
+            let image = try BlockImage.openSource(snap?.path ?? sourcePath)
             let sync = BlockSync(source: image, sourceLabel: source, target: target, options: options)
             var report = try await sync.run(progress: output.progress ?? { _ in })
             snap?.release()
@@ -222,7 +237,7 @@ struct BlockRestoreCommand: AsyncParsableCommand {
         do {
             let (bucket, prefix) = try S3Configuration.parse(uri: source)
             client = try S3Client(endpoint: try S3Configuration.endpoint(s3.overrides))
-            let imageTarget = try ImageTarget(path: target, stateDirectory: BlockState.directory(output.stateDir))
+            let imageTarget = try ImageTarget(path: BlockSyncCommand.path(target), stateDirectory: BlockState.directory(output.stateDir))
             var restore = BlockRestore(store: ObjectImageStore(client: client!, bucket: bucket, prefix: prefix), generation: generation, target: imageTarget)
             restore.verify = !noVerify
             let report = try await restore.run(progress: output.progress ?? { _ in })

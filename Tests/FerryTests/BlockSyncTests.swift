@@ -76,6 +76,12 @@ import Testing
         #expect(run2.status == 0 && report2?.blocksScanned == 3 && report2?.blocksSent == 3, "\(run2.stderr)")
         #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
 
+        // block:// and file:// URIs name the same images; an image onto itself is refused.
+        let (uri, ru) = try f.ferry(["sync", "file://" + f.path("src.img"), "block://" + f.path("dst.img"), "--verify", "none"])
+        #expect(uri.status == 0 && ru?.blocksSent == 0, "\(uri.stderr)")
+        let (same, _) = try f.ferry(["sync", f.path("src.img"), "file://" + f.path("src.img")])
+        #expect(same.status == 64 && same.stderr.contains("the same file or device"), "\(same.stderr)")
+
         try Data("0,4096\nten,20\n".utf8).write(to: URL(fileURLWithPath: f.path("bad.txt")))
         let (bad, _) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img"), "--changed-extents", f.path("bad.txt")])
         #expect(bad.status == 1 && bad.stderr.contains("bad.txt, line 2"), "\(bad.stderr)")
