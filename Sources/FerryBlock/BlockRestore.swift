@@ -32,6 +32,7 @@ public struct BlockRestore: Sendable {
         report.blocksTotal = manifest.hashes.count
         report.notes = state.notes
         let windowBlocks = max(1, windowBytes / blockSize)
+        var commits = ProgressCommits(blockCount: manifest.hashes.count, blockSize: blockSize, windowBytes: windowBytes)
         var first = 0
         while first < manifest.hashes.count {
             let window = first..<min(first + windowBlocks, manifest.hashes.count)
@@ -46,14 +47,16 @@ public struct BlockRestore: Sendable {
                 let h = manifest.hashes[i]
                 return BlockWrite(index: i, offset: r.lowerBound, length: Int(r.count), hash: h, data: h == .zero ? nil : fetched[h]!)
             }
-            var progressMap = BlockMap(blockSize: blockSize, size: size, hashes: state.hashes)
-            progressMap.header.generation = state.map?.header.generation ?? 0
-            progressMap.header.dirty = window.lowerBound..<max(window.upperBound, (state.known.lastIndex(of: false) ?? -1) + 1)
-            progressMap.header.committedBlocks = window.lowerBound
-            try await target.saveProgress(progressMap)
+            if let step = commits.before(first: wanted.first!, last: wanted.last!, unknownEnd: (state.known.lastIndex(of: false) ?? -1) + 1) {
+                if step.flushFirst { try await target.flush() }
+                var progressMap = BlockMap(blockSize: blockSize, size: size, hashes: state.hashes)
+                progressMap.header.generation = state.map?.header.generation ?? 0
+                progressMap.header.dirty = step.dirty
+                progressMap.header.committedBlocks = step.dirty.lowerBound
+                try await target.saveProgress(progressMap)
+            }
             report.bytesRead += fetched.values.reduce(0) { $0 + Int64($1.count) }
             report.bytesWritten += try await target.write(writes)
-            try await target.flush()
             report.blocksChanged += writes.count
             report.blocksSent += writes.filter { $0.data != nil }.count
             for i in wanted { state.hashes[i] = manifest.hashes[i]; state.known[i] = true }

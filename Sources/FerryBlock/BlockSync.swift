@@ -87,6 +87,7 @@ public struct BlockSync: Sendable {
         var readIndices: [Int] = []  // blocks actually read (for the consistency pass)
         var quickHashes: [BlockHash] = []  // their XXH3, in the same order
         var written: [Int] = []
+        var commits = ProgressCommits(blockCount: count, blockSize: blockSize, windowBytes: options.windowBytes)
         var at = 0
         while at < toRead.count {
             let window = Array(toRead[at..<min(at + windowBlocks, toRead.count)])
@@ -105,13 +106,14 @@ public struct BlockSync: Sendable {
                 changes.append(BlockWrite(index: r.index, offset: range.lowerBound, length: Int(range.count), hash: r.hash, data: r.data))
             }
             if !changes.isEmpty {
-                // Mark from this window to the last unknown block dirty before writing.
-                let w0 = window[0]
+                // The map marks these blocks dirty before they are written.
                 let unknownEnd = (state.known.lastIndex(of: false).map { $0 + 1 }) ?? 0
-                let dirtyEnd = max(window.last! + 1, unknownEnd)
-                try await target.saveProgress(progressMap(state, previous: previous, size: size, committed: w0, dirty: w0..<dirtyEnd, identity: sourceIdentity))
+                if let step = commits.before(first: changes.first!.index, last: changes.last!.index, unknownEnd: unknownEnd) {
+                    if step.flushFirst { try await target.flush() }
+                    try await target.saveProgress(progressMap(state, previous: previous, size: size, committed: step.dirty.lowerBound,
+                                                              dirty: step.dirty, identity: sourceIdentity))
+                }
                 report.bytesWritten += try await target.write(changes)
-                try await target.flush()
                 try await throttle(report.bytesWritten, since: started)
                 report.blocksChanged += changes.count
                 report.blocksSent += changes.filter { $0.data != nil }.count
@@ -151,6 +153,7 @@ public struct BlockSync: Sendable {
             // The destination does not hold what the map would claim: leave those blocks unknown.
             let bad = report.verification.mismatchedBlocks
             map.header.dirty = bad.min()!..<(bad.max()! + 1)
+            try await target.flush()
             try await target.saveProgress(map)
             report.result = "VERIFICATION_FAILED"
         }

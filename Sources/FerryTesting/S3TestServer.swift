@@ -2,7 +2,8 @@ import Foundation
 import Glibc
 
 /// A real S3 server on 127.0.0.1 for tests: moto (`moto_server`). Started once per test
-/// process on a free port, killed with the process (`setpriv --pdeathsig KILL`). Fails
+/// process on a free port, killed with the process (`setpriv --pdeathsig KILL`, started by
+/// ``ProcessLauncher``). Fails
 /// loudly when it cannot start.
 public final class S3TestServer: Sendable {
     public let endpoint: String
@@ -72,10 +73,15 @@ public final class S3TestServer: Sendable {
         env["MINIO_ROOT_USER"] = "ferryadmin"
         env["MINIO_ROOT_PASSWORD"] = "ferry-gateway-secret"
         p.environment = env
-        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
-        try waitForPort(port, process: p, what: "juicefs gateway")
+        // Its log stays beside the volume (DIR/gateway.log), for when a test finds it gone.
+        let logPath = "\(dir)/gateway.log"
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
+        let log = FileHandle(forWritingAtPath: logPath)
+        log?.seekToEndOfFile()
+        p.standardOutput = log
+        p.standardError = log
+        try ProcessLauncher.run(p)
+        try waitForPort(port, process: p, what: "juicefs gateway (log: \(logPath))")
         return S3TestServer(port: port, process: p, accessKey: "ferryadmin", secretKey: "ferry-gateway-secret", bucket: "vol1")
     }
 
@@ -91,7 +97,7 @@ public final class S3TestServer: Sendable {
         let log = FileHandle(forWritingAtPath: "/dev/null")
         p.standardOutput = log
         p.standardError = log
-        try p.run()
+        try ProcessLauncher.run(p)
         try waitForPort(port, process: p, what: "moto_server")
         return S3TestServer(port: port, process: p)
     }

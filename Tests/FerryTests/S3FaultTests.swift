@@ -19,7 +19,7 @@ import Testing
                            "\(port)", "\(upstream)", "\(every)"] + (tls.map { [$0.0, $0.1] } ?? [])
         proxy.standardOutput = output ?? FileHandle(forWritingAtPath: "/dev/null")
         proxy.environment = ProcessInfo.processInfo.environment.merging(["CORRUPT_GETS": "\(corruptGETs)"].merging(environment) { $1 }) { $1 }
-        try proxy.run()
+        try ProcessLauncher.run(proxy)
         try S3TestServer.waitForPort(port, process: proxy, what: "fault proxy")
         return (proxy, port)
     }

@@ -22,7 +22,7 @@ final class FerryServerProcess {
         }
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
+        try ProcessLauncher.run(process)
         try S3TestServer.waitForPort(port, process: process, what: "ferry server")
         let creds = try CLI.run(["server", "credentials", "--data-dir", dataDirectory])
         var env = ProcessInfo.processInfo.environment
