@@ -98,10 +98,10 @@ struct BlockSyncCommand: AsyncParsableCommand {
     @Argument(help: "The image file, block device or s3://bucket/prefix to write.")
     var destination: String
 
-    @Option(help: ArgumentHelp("Block size, a power of two from 4K to 64M (default 1M).", valueName: "size"))
+    @Option(help: ArgumentHelp("Block size, a power of two from 4K to 64M.", valueName: "size"))
     var blockSize: String = "1M"
 
-    @Option(help: ArgumentHelp("full: hash the whole destination and compare image digests (default); changed: read back only the blocks written; none.", valueName: "mode"))
+    @Option(help: ArgumentHelp("full: hash the whole destination and compare image digests; changed: read back only the blocks written; none.", valueName: "mode"))
     var verify: BlockSyncOptions.Verify = .full
 
     @Option(help: ArgumentHelp("Only these ranges changed since the last sync: the JSON of `rbd diff --format json`, or lines of offset,length (bytes).", valueName: "file"))
@@ -119,14 +119,14 @@ struct BlockSyncCommand: AsyncParsableCommand {
     @Flag(help: "Without a snapshot, do not hash the blocks read a second time to find ones that changed meanwhile.")
     var noConsistencyCheck = false
 
-    @Option(help: ArgumentHelp("Generations kept on object storage (default 3).", valueName: "n"))
+    @Option(help: ArgumentHelp("Generations kept on object storage.", valueName: "n"))
     var keep = 3
 
     @Option(name: .customLong("bwlimit"), help: ArgumentHelp("Bytes written or sent per second, e.g. 10M.", valueName: "rate"))
     var bandwidth: Rate?
 
     @OptionGroup var output: BlockOutputFlags
-    @OptionGroup var s3: S3Flags
+    @OptionGroup var s3: S3ConnectionFlags
 
     var blockSizeBytes: Int? {
         guard let v = TransferOptions.parseRate(blockSize), v >= 4096, v <= 64 << 20, v & (v - 1) == 0 else { return nil }
@@ -226,7 +226,7 @@ struct BlockRestoreCommand: AsyncParsableCommand {
     var noVerify = false
 
     @OptionGroup var output: BlockOutputFlags
-    @OptionGroup var s3: S3Flags
+    @OptionGroup var s3: S3ConnectionFlags
 
     func validate() throws {
         guard source.hasPrefix("s3://") else { throw ValidationError("restore reads an s3://bucket/prefix written by `ferry block sync`") }

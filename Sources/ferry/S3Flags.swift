@@ -3,8 +3,8 @@ import FerryS3
 
 extension S3Configuration.AddressingStyle: ExpressibleByArgument {}
 
-/// Flags for `s3://` locations; each one overrides the AWS environment and profile.
-struct S3Flags: ParsableArguments {
+/// How to reach an S3-compatible server; each flag overrides the AWS environment and profile.
+struct S3ConnectionFlags: ParsableArguments {
     @Option(help: ArgumentHelp("S3-compatible endpoint, e.g. http://127.0.0.1:9000 (else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile, or AWS).", valueName: "url"))
     var endpointUrl: String?
 
@@ -20,6 +20,16 @@ struct S3Flags: ParsableArguments {
     @Option(help: ArgumentHelp("path (host/bucket/key) or virtual (bucket.host/key); default: path with --endpoint-url, virtual for AWS.", valueName: "style"))
     var addressingStyle: S3Configuration.AddressingStyle?
 
+    var overrides: S3Configuration.Overrides {
+        S3Configuration.Overrides(endpointURL: endpointUrl, region: region, profile: profile, caBundle: caBundle, addressingStyle: addressingStyle)
+    }
+}
+
+/// Flags for `s3://` locations of `ferry sync`: the connection and how object metadata is
+/// remembered and listed.
+struct S3Flags: ParsableArguments {
+    @OptionGroup var connection: S3ConnectionFlags
+
     @Option(help: ArgumentHelp("Where Ferry remembers object metadata between runs, so unchanged objects need no HEAD (else FERRY_CACHE_DIR, XDG_CACHE_HOME/ferry or ~/.cache/ferry).", valueName: "dir"))
     var cacheDir: String?
 
@@ -29,7 +39,5 @@ struct S3Flags: ParsableArguments {
     @Flag(help: "List each S3 tree flat in pages of 1,000 keys instead of directory by directory: fewer requests, every key held in memory (rclone's --fast-list).")
     var fastList = false
 
-    var overrides: S3Configuration.Overrides {
-        S3Configuration.Overrides(endpointURL: endpointUrl, region: region, profile: profile, caBundle: caBundle, addressingStyle: addressingStyle)
-    }
+    var overrides: S3Configuration.Overrides { connection.overrides }
 }

@@ -195,6 +195,46 @@ import Testing
         #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
     }
 
+    /// kill -9 while chunks go to object storage: no manifest claims the unfinished generation,
+    /// and the next run takes up after the committed span without sending it again.
+    @Test func objectStorageResumesAfterKill() async throws {
+        let (server, bucket) = try await S3Tests.freshBucket()
+        let f = try BlockImageFixture("block-s3-kill")
+        defer { f.cleanUp() }
+        let size: Int64 = 256 << 20
+        let fd = open(f.path("src.img"), O_RDWR | O_CREAT | O_TRUNC, 0o644)
+        for i in 0..<Int(size >> 20) {
+            _ = TestTree.bytes(1 << 20, seed: UInt64(i) + 900).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(i) << 20) }
+        }
+        close(fd)
+        let remote = "s3://\(bucket)/resume"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.executable)
+        p.arguments = ["block", "sync", f.path("src.img"), remote, "--bwlimit", "32M", "-q", "--endpoint-url", server.endpoint]
+        var env = server.clientEnvironment
+        env["FERRY_STATE_DIR"] = f.state
+        p.environment = env
+        try p.run()
+        func progress() -> Int {
+            let dir = f.state + "/block"
+            guard let name = (try? FileManager.default.contentsOfDirectory(atPath: dir))?.first(where: { $0.hasSuffix(".blockmap") }) else { return 0 }
+            return ((try? BlockMap.load(dir + "/" + name)) ?? nil)?.header.committedBlocks ?? 0
+        }
+        let progressed = BlockImageFixture.waitUntil(seconds: 60) { progress() >= 64 }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        #expect(progressed, "the upload never committed its first span")
+        #expect(!(try S3Tests.aws(server, ["s3", "ls", "--recursive", remote + "/"]).stdout.contains("manifests/")))
+
+        let (run, report) = try f.ferry(["sync", f.path("src.img"), remote], s3: server)
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect((report?.resumedAtByte ?? 0) >= 64 << 20, "\(String(describing: report?.notes))")
+        #expect((report?.blocksSent ?? .max) <= 192 && (report?.bytesRead ?? .max) <= 192 << 20, "\(String(describing: report))")
+        let (back, _) = try f.ferry(["restore", remote, f.path("restored.img")], s3: server)
+        #expect(back.status == 0, "\(back.stderr)")
+        #expect(try BlockImageFixture.same(f.path("src.img"), f.path("restored.img")))
+    }
+
     @Test func snapshotHooksAndReflink() throws {
         let f = try BlockImageFixture("block-snap")
         defer { f.cleanUp() }
