@@ -37,6 +37,25 @@ struct BlockImageFixture {
         }
     }
 
+    /// An image of `size` bytes with data in every 1 MiB block.
+    func denseImage(_ name: String, size: Int64, seed: UInt64) throws {
+        let fd = open(path(name), O_RDWR | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw BlockError(.imageIO, "cannot create \(path(name))") }
+        defer { close(fd) }
+        for i in 0..<Int(size >> 20) { try write(fd, TestTree.bytes(1 << 20, seed: UInt64(i) + seed), at: Int64(i) << 20) }
+    }
+
+    /// Starts `ferry block ARGS` without waiting (to kill it, or change the source under it).
+    func launch(_ args: [String], s3: S3TestServer? = nil, stdout: Pipe? = nil) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.executable)
+        p.arguments = ["block"] + args + (s3.map { ["--endpoint-url", $0.endpoint] } ?? [])
+        p.environment = environment(s3)
+        if let stdout { p.standardOutput = stdout }
+        try p.run()
+        return p
+    }
+
     /// Overwrites 4 KiB at each offset with new random bytes (no other change to the file).
     func overwrite(_ name: String, at offsets: [Int64], seed: UInt64) throws {
         let fd = open(path(name), O_RDWR)
@@ -71,11 +90,16 @@ struct BlockImageFixture {
 
     /// Runs `ferry block ARGS` with the fixture's state directory; the JSON report decoded.
     func ferry(_ args: [String], s3: S3TestServer? = nil) throws -> (CLI.Run, BlockSyncReport?) {
-        var env = s3?.clientEnvironment ?? ProcessInfo.processInfo.environment
-        env["FERRY_STATE_DIR"] = state
-        let run = try CLI.run(["block"] + args + ["--json"] + (s3.map { ["--endpoint-url", $0.endpoint] } ?? []), environment: env)
+        let run = try CLI.run(["block"] + args + ["--json"] + (s3.map { ["--endpoint-url", $0.endpoint] } ?? []), environment: environment(s3))
         let report = try? JSONDecoder().decode(BlockSyncReport.self, from: Data(run.stdout.utf8))
         return (run, report)
+    }
+
+    /// The environment for a ferry run: the S3 server's credentials if any, this fixture's state directory.
+    private func environment(_ s3: S3TestServer?) -> [String: String] {
+        var env = s3?.clientEnvironment ?? ProcessInfo.processInfo.environment
+        env["FERRY_STATE_DIR"] = state
+        return env
     }
 
     func cleanUp() { TestTree(existing: dir).remove() }

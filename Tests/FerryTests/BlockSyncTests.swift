@@ -157,18 +157,8 @@ import Testing
         defer { f.cleanUp() }
         let size: Int64 = 512 << 20
         // Dense: every block holds data, so there are eight 64 MiB windows to write.
-        let fd = open(f.path("src.img"), O_RDWR | O_CREAT | O_TRUNC, 0o644)
-        for i in 0..<Int(size >> 20) {
-            _ = TestTree.bytes(1 << 20, seed: UInt64(i) + 100).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(i) << 20) }
-        }
-        close(fd)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CLI.executable)
-        p.arguments = ["block", "sync", f.path("src.img"), f.path("dst.img"), "--bwlimit", "100M", "-q"]
-        var env = ProcessInfo.processInfo.environment
-        env["FERRY_STATE_DIR"] = f.state
-        p.environment = env
-        try p.run()
+        try f.denseImage("src.img", size: size, seed: 100)
+        let p = try f.launch(["sync", f.path("src.img"), f.path("dst.img"), "--bwlimit", "100M", "-q"])
         let besideMap = f.path("dst.img.ferry-blockmap")
         let progressed = BlockImageFixture.waitUntil(seconds: 30) {
             ((try? BlockMap.load(besideMap))??.header.committedBlocks ?? 0) >= 128
@@ -202,19 +192,9 @@ import Testing
         let f = try BlockImageFixture("block-s3-kill")
         defer { f.cleanUp() }
         let size: Int64 = 256 << 20
-        let fd = open(f.path("src.img"), O_RDWR | O_CREAT | O_TRUNC, 0o644)
-        for i in 0..<Int(size >> 20) {
-            _ = TestTree.bytes(1 << 20, seed: UInt64(i) + 900).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(i) << 20) }
-        }
-        close(fd)
+        try f.denseImage("src.img", size: size, seed: 900)
         let remote = "s3://\(bucket)/resume"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CLI.executable)
-        p.arguments = ["block", "sync", f.path("src.img"), remote, "--bwlimit", "32M", "-q", "--endpoint-url", server.endpoint]
-        var env = server.clientEnvironment
-        env["FERRY_STATE_DIR"] = f.state
-        p.environment = env
-        try p.run()
+        let p = try f.launch(["sync", f.path("src.img"), remote, "--bwlimit", "32M", "-q"], s3: server)
         func progress() -> Int {
             let dir = f.state + "/block"
             guard let name = (try? FileManager.default.contentsOfDirectory(atPath: dir))?.first(where: { $0.hasSuffix(".blockmap") }) else { return 0 }
@@ -295,20 +275,9 @@ import Testing
         let f = try BlockImageFixture("block-moving")
         defer { f.cleanUp() }
         let size: Int64 = 256 << 20
-        let fd = open(f.path("src.img"), O_RDWR | O_CREAT | O_TRUNC, 0o644)
-        for i in 0..<Int(size >> 20) {
-            _ = TestTree.bytes(1 << 20, seed: UInt64(i) + 500).withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(i) << 20) }
-        }
-        close(fd)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CLI.executable)
+        try f.denseImage("src.img", size: size, seed: 500)
         let out = Pipe()
-        p.standardOutput = out
-        p.arguments = ["block", "sync", f.path("src.img"), f.path("dst.img"), "--bwlimit", "64M", "--json"]
-        var env = ProcessInfo.processInfo.environment
-        env["FERRY_STATE_DIR"] = f.state
-        p.environment = env
-        try p.run()
+        let p = try f.launch(["sync", f.path("src.img"), f.path("dst.img"), "--bwlimit", "64M", "--json"], stdout: out)
         #expect(BlockImageFixture.waitUntil(seconds: 30) {
             ((try? BlockMap.load(f.path("dst.img.ferry-blockmap")))??.header.committedBlocks ?? 0) >= 64
         })
