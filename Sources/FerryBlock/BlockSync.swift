@@ -153,6 +153,7 @@ public struct BlockSync: Sendable {
             // The destination does not hold what the map would claim: leave those blocks unknown.
             let bad = report.verification.mismatchedBlocks
             map.header.dirty = bad.min()!..<(bad.max()! + 1)
+            map.header.committedBlocks = bad.min()!  // a resumed run starts at the first bad block
             try await target.flush()
             try await target.saveProgress(map)
             report.result = "VERIFICATION_FAILED"

@@ -56,6 +56,21 @@ struct BlockImageFixture {
         return p
     }
 
+    /// Runs `ferry block sync src.img dst.img` slowly (64 MB/s), calls `change` once the
+    /// first 64 blocks are committed, and returns the exit status and the JSON summary.
+    func syncChangingMidway(_ change: () throws -> Void) throws -> (Int32, BlockSyncReport) {
+        let out = Pipe()
+        let p = try launch(["sync", path("src.img"), path("dst.img"), "--bwlimit", "64M", "--json"], stdout: out)
+        let committed = BlockImageFixture.waitUntil(seconds: 30) {
+            ((try? BlockMap.load(path("dst.img.ferry-blockmap"))) ?? nil)?.header.committedBlocks ?? 0 >= 64
+        }
+        if committed { try change() }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard committed else { throw BlockError(.imageIO, "the sync never committed 64 blocks") }
+        return (p.terminationStatus, try JSONDecoder().decode(BlockSyncReport.self, from: data))
+    }
+
     /// Overwrites 4 KiB at each offset with new random bytes (no other change to the file).
     func overwrite(_ name: String, at offsets: [Int64], seed: UInt64) throws {
         let fd = open(path(name), O_RDWR)

@@ -276,18 +276,28 @@ import Testing
         defer { f.cleanUp() }
         let size: Int64 = 256 << 20
         try f.denseImage("src.img", size: size, seed: 500)
-        let out = Pipe()
-        let p = try f.launch(["sync", f.path("src.img"), f.path("dst.img"), "--bwlimit", "64M", "--json"], stdout: out)
-        #expect(BlockImageFixture.waitUntil(seconds: 30) {
-            ((try? BlockMap.load(f.path("dst.img.ferry-blockmap")))??.header.committedBlocks ?? 0) >= 64
-        })
-        try f.overwrite("src.img", at: [4096], seed: 77)  // block 0: read already
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let report = try JSONDecoder().decode(BlockSyncReport.self, from: data)
-        #expect(p.terminationStatus == 2)
+        let (status, report) = try f.syncChangingMidway { try f.overwrite("src.img", at: [4096], seed: 77) }  // block 0: read already
+        #expect(status == 2)
         #expect(!report.pointInTimeConsistent && report.changedWhileReading == ["0-1048576"] && report.result == "NOT_POINT_IN_TIME")
         // The next run brings the changed block over.
+        let (run, r2) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img")])
+        #expect(run.status == 0 && r2?.blocksSent == 1, "\(run.stderr)")
+        #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
+    }
+
+    /// Someone writes into the destination while the sync runs: full verification finds the
+    /// block, names its range, exits 3, leaves it unknown in the map, and the next run repairs it.
+    @Test func destinationDamagedDuringTheRunFailsVerification() throws {
+        let f = try BlockImageFixture("block-damaged")
+        defer { f.cleanUp() }
+        let size: Int64 = 256 << 20
+        try f.denseImage("src.img", size: size, seed: 700)
+        let (status, report) = try f.syncChangingMidway { try f.overwrite("dst.img", at: [(3 << 20) + 8192], seed: 31) }  // block 3: written already
+        #expect(status == 3 && report.result == "VERIFICATION_FAILED")
+        #expect(report.verification.mismatchedRanges == ["3145728-4194304"], "\(report.verification)")
+        #expect(report.verification.sourceDigest != report.verification.destinationDigest)
+        let map = try #require(try BlockMap.load(f.path("dst.img.ferry-blockmap")))
+        #expect(!map.header.complete && !map.isKnown(3))
         let (run, r2) = try f.ferry(["sync", f.path("src.img"), f.path("dst.img")])
         #expect(run.status == 0 && r2?.blocksSent == 1, "\(run.stderr)")
         #expect(try BlockImageFixture.same(f.path("src.img"), f.path("dst.img")))
