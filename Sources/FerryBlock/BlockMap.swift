@@ -35,13 +35,22 @@ public struct BlockMap: Sendable {
         public var digest: String?
         /// When the generation was completed (ISO 8601).
         public var completedAt: String?
+        /// The block hash the map was made with (``BlockMap/hashName``); a map made with
+        /// another is set aside rather than compared.
+        public var hash: String?
     }
+
+    /// The block hash of this version: SHA-256 over the length, the zero-page bitmap and the data pages.
+    public static let hashName = "sha256-pages-v1"
+
+    /// Whether this map's hashes can be compared with the ones this version computes.
+    public var hashIsCurrent: Bool { header.hash == BlockMap.hashName }
 
     public var header: Header
     public var hashes: [BlockHash]
 
     public init(blockSize: Int, size: Int64, hashes: [BlockHash]) {
-        header = Header(blockSize: blockSize, size: size, generation: 0, complete: false, dirty: nil, committedBlocks: 0)
+        header = Header(blockSize: blockSize, size: size, generation: 0, complete: false, dirty: nil, committedBlocks: 0, hash: BlockMap.hashName)
         self.hashes = hashes
     }
 

@@ -24,6 +24,9 @@ public struct BlockRestore: Sendable {
         guard let manifest = try await store.manifest(generation: generation) else {
             throw BlockError(.badBlockMap, "\(store.uri) holds no image (no manifests/ under it)")
         }
+        guard manifest.hashIsCurrent else {
+            throw BlockError(.badBlockMap, "\(store.uri) generation \(manifest.header.generation) was written with another block hash (\(manifest.header.hash ?? "sha256")), which this version cannot check")
+        }
         let blockSize = manifest.header.blockSize, size = manifest.header.size
         var state = try await target.prepare(size: size, blockSize: blockSize)
         var report = BlockSyncReport(source: store.uri, sourceRead: store.uri, destination: target.description, snapshot: nil,

@@ -40,6 +40,10 @@ public final class ImageTarget: BlockTarget {
                 map = nil
             }
         }
+        if let m = map, !m.hashIsCurrent {
+            notes.append("the block map of \(image.path) was made with another block hash (\(m.header.hash ?? "sha256")): every block is written")
+            map = nil
+        }
         if let m = map, m.header.blockSize != blockSize {
             notes.append("the block size changed from \(m.header.blockSize) to \(blockSize): every block is written")
             map = nil

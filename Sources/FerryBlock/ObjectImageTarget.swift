@@ -34,6 +34,10 @@ public final class ObjectImageTarget: BlockTarget {
            local.header.generation == (latest?.header.generation ?? 0) {
             map = local
         }
+        if let m = map, !m.hashIsCurrent {
+            notes.append("\(store.uri) was written with another block hash (\(m.header.hash ?? "sha256")): every block is sent")
+            map = nil
+        }
         if let m = map, m.header.blockSize != blockSize {
             notes.append("the block size changed from \(m.header.blockSize) to \(blockSize): every block is sent")
             map = nil

@@ -30,6 +30,11 @@ import Testing
         let back = try BlockMap.decode(bytes, what: "test")
         #expect(back.hashes == map.hashes && back.header.generation == 4 && back.header.dirty == 1..<3)
         #expect(back.isKnown(0) && !back.isKnown(1) && !back.isKnown(2) && back.isKnown(3))
+        #expect(back.hashIsCurrent)
+        // A map of another block hash is recognised, not compared.
+        var other = map
+        other.header.hash = "sha256"
+        #expect(!(try BlockMap.decode(try other.encoded(), what: "test")).hashIsCurrent)
         #expect(BlockMap.digest(blockSize: 65536, size: map.header.size, hashes: map.hashes)
             != BlockMap.digest(blockSize: 65536, size: map.header.size, hashes: [.zero, .zero, .zero, hash([9])]))
         #expect(throws: BlockError.self) { try BlockMap.decode(Array(bytes.dropLast(5)), what: "test") }
