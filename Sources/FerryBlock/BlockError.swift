@@ -20,14 +20,7 @@ public struct BlockError: Error, Sendable, CustomStringConvertible {
 
     /// A failed syscall on `path`, with the current errno.
     static func syscall(_ operation: String, _ path: String, errno e: Int32 = Glibc.errno) -> BlockError {
-        var hint = ""
-        switch e {
-        case EACCES, EPERM: hint = "; check permissions, or run as a user that may open it"
-        case ENOSPC, EDQUOT: hint = "; free space at the destination and run again"
-        case EOPNOTSUPP: hint = "; the file system or device does not support it"
-        default: break
-        }
-        return BlockError(.imageIO, "\(operation) failed on \(path): \(String(cString: strerror(e)))\(hint)", errno: e)
+        BlockError(.imageIO, "\(operation) failed on \(path): \(String(cString: strerror(e)))\(ErrnoHint.text(for: e))", errno: e)
     }
 
     public var description: String { message }

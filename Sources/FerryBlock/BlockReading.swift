@@ -48,52 +48,38 @@ enum BlockReading {
     /// hole are zero without a read. `keep(i, hash)` says whether to keep a block's bytes.
     static func read(_ image: BlockImage, indices: [Int], extents: ExtentIndex, blockSize: Int, size: Int64,
                      parallelism: Int, hashing: Hashing = .strong, keep: @escaping @Sendable (Int, BlockHash) -> Bool) async throws -> [Read] {
-        var out: [Read] = []
-        out.reserveCapacity(indices.count)
-        try await withThrowingTaskGroup(of: Read.self) { group in
-            var next = 0
-            func start() {
-                let i = indices[next]
-                next += 1
-                group.addTask {
-                    let r = range(i, blockSize: blockSize, size: size)
-                    let parts = extents.dataParts(of: r)
-                    guard !parts.isEmpty else { return Read(index: i, hash: .zero, data: nil, bytesRead: 0) }
-                    let length = Int(r.count)
-                    var bytesRead = 0
-                    // Only the parts that hold data are read; the holes between them are zeros.
-                    let relative = parts.map { Int($0.lowerBound - r.lowerBound)..<Int($0.upperBound - r.lowerBound) }
-                    var data = try [UInt8](unsafeUninitializedCapacity: length) { buf, count in
-                        let raw = UnsafeMutableRawBufferPointer(buf)
-                        var filled = 0
-                        for part in relative {
-                            if part.lowerBound > filled {
-                                raw.baseAddress!.advanced(by: filled).initializeMemory(as: UInt8.self, repeating: 0, count: part.lowerBound - filled)
-                            }
-                            let n = try image.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[part.lowerBound...]), count: part.count, at: r.lowerBound + Int64(part.lowerBound))
-                            bytesRead += n
-                            if n < part.count {
-                                raw.baseAddress!.advanced(by: part.lowerBound + n).initializeMemory(as: UInt8.self, repeating: 0, count: part.count - n)
-                            }
-                            filled = part.upperBound
-                        }
-                        if filled < length {
-                            raw.baseAddress!.advanced(by: filled).initializeMemory(as: UInt8.self, repeating: 0, count: length - filled)
-                        }
-                        count = length
+        let out = try await boundedConcurrentMap(indices, limit: parallelism) { i -> Read in
+            let r = range(i, blockSize: blockSize, size: size)
+            let parts = extents.dataParts(of: r)
+            guard !parts.isEmpty else { return Read(index: i, hash: .zero, data: nil, bytesRead: 0) }
+            let length = Int(r.count)
+            var bytesRead = 0
+            // Only the parts that hold data are read; the holes between them are zeros.
+            let relative = parts.map { Int($0.lowerBound - r.lowerBound)..<Int($0.upperBound - r.lowerBound) }
+            var data = try [UInt8](unsafeUninitializedCapacity: length) { buf, count in
+                let raw = UnsafeMutableRawBufferPointer(buf)
+                var filled = 0
+                for part in relative {
+                    if part.lowerBound > filled {
+                        raw.baseAddress!.advanced(by: filled).initializeMemory(as: UInt8.self, repeating: 0, count: part.lowerBound - filled)
                     }
-                    let quick = data.withUnsafeBytes { BlockHash.quick($0, parts: relative) }
-                    if hashing == .quick { return Read(index: i, hash: quick, data: nil, bytesRead: bytesRead, quick: quick) }
-                    let hash = data.withUnsafeBytes { BlockHash.of($0, dataParts: relative) }
-                    if hash == .zero || !keep(i, hash) { data = [] }
-                    return Read(index: i, hash: hash, data: data.isEmpty ? nil : data, bytesRead: bytesRead, quick: quick)
+                    let n = try image.read(into: UnsafeMutableRawBufferPointer(rebasing: raw[part.lowerBound...]), count: part.count, at: r.lowerBound + Int64(part.lowerBound))
+                    bytesRead += n
+                    if n < part.count {
+                        raw.baseAddress!.advanced(by: part.lowerBound + n).initializeMemory(as: UInt8.self, repeating: 0, count: part.count - n)
+                    }
+                    filled = part.upperBound
                 }
+                if filled < length {
+                    raw.baseAddress!.advanced(by: filled).initializeMemory(as: UInt8.self, repeating: 0, count: length - filled)
+                }
+                count = length
             }
-            while next < indices.count && next < parallelism { start() }
-            while let read = try await group.next() {
-                out.append(read)
-                if next < indices.count { start() }
-            }
+            let quick = data.withUnsafeBytes { BlockHash.quick($0, parts: relative) }
+            if hashing == .quick { return Read(index: i, hash: quick, data: nil, bytesRead: bytesRead, quick: quick) }
+            let hash = data.withUnsafeBytes { BlockHash.of($0, dataParts: relative) }
+            if hash == .zero || !keep(i, hash) { data = [] }
+            return Read(index: i, hash: hash, data: data.isEmpty ? nil : data, bytesRead: bytesRead, quick: quick)
         }
         return out.sorted { $0.index < $1.index }
     }

@@ -66,48 +66,24 @@ public struct BlockRestore: Sendable {
             progress(report)
         }
         var map = manifest
-        map.header.complete = true
-        map.header.dirty = nil
-        map.header.committedBlocks = 0
         map.header.sourcePath = store.uri
         map.header.snapshot = nil
         if verify {
-            let got = try await target.hashes(at: Array(0..<map.hashes.count), expected: map)
-            let bad = zip(0..., got).filter { map.hashes[$0.0] != $0.1 }.map(\.0)
-            report.verification.blocksChecked = got.count
-            report.verification.mismatchedBlocks = bad
-            report.verification.mismatchedRanges = BlockSyncReport.ranges(bad, blockSize: blockSize, size: size)
-            report.verification.sourceDigest = manifest.header.digest
-            report.verification.destinationDigest = BlockMap.digest(blockSize: blockSize, size: size, hashes: got)
+            report.verification = try await target.verification(of: map, at: Array(0..<map.hashes.count), mode: "full", digests: true)
         }
-        if report.verification.ok {
-            report.notes += try await target.finish(map)
+        if let notes = try await target.conclude(map, generation: manifest.header.generation, verification: report.verification) {
+            report.notes += notes
         } else {
             report.result = "VERIFICATION_FAILED"
         }
-        let d = ContinuousClock.now - started
-        report.durationSeconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-        report.throughputMBps = report.durationSeconds > 0 ? Double(size) / 1e6 / report.durationSeconds : 0
+        report.finish(started: started)
         return report
     }
 
     /// The chunks' bytes, up to `parallelism` requests at once, each checked against its name.
     private func fetch(_ hashes: [BlockHash]) async throws -> [BlockHash: [UInt8]] {
-        let distinct = Array(Set(hashes))
-        var out: [BlockHash: [UInt8]] = [:]
-        try await withThrowingTaskGroup(of: (BlockHash, [UInt8]).self) { group in
-            var next = 0
-            func start() {
-                let h = distinct[next]
-                next += 1
-                group.addTask { (h, try await store.chunk(h)) }
-            }
-            while next < distinct.count && next < parallelism { start() }
-            while let (h, bytes) = try await group.next() {
-                out[h] = bytes
-                if next < distinct.count { start() }
-            }
-        }
-        return out
+        let store = self.store
+        let fetched = try await boundedConcurrentMap(Array(Set(hashes)), limit: parallelism) { h in (h, try await store.chunk(h)) }
+        return Dictionary(uniqueKeysWithValues: fetched)
     }
 }

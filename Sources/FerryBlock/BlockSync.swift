@@ -120,7 +120,7 @@ public struct BlockSync: Sendable {
                 written += changes.map(\.index)
             }
             for r in reads { state.hashes[r.index] = r.hash; state.known[r.index] = true }
-            report.durationSeconds = seconds(since: started)
+            report.durationSeconds = BlockSyncReport.seconds(since: started)
             progress(report)
         }
         if let unknown = state.known.firstIndex(of: false) {
@@ -142,25 +142,18 @@ public struct BlockSync: Sendable {
 
         var map = progressMap(state, previous: previous, size: size, committed: count, dirty: nil, identity: sourceIdentity)
         map.header.digest = BlockMap.digest(blockSize: blockSize, size: size, hashes: state.hashes)
-        try await verify(&report, map: map, written: written)
-        if report.verification.ok {
-            map.header.complete = true
-            map.header.generation = report.generation
-            map.header.committedBlocks = 0
-            map.header.completedAt = ISO8601DateFormatter().string(from: Date())
-            report.notes += try await target.finish(map)
+        switch options.verify {
+        case .none: break
+        case .changed: report.verification = try await target.verification(of: map, at: written.sorted(), mode: "changed", digests: false)
+        case .full: report.verification = try await target.verification(of: map, at: Array(0..<count), mode: "full", digests: true)
+        }
+        if let notes = try await target.conclude(map, generation: report.generation, verification: report.verification) {
+            report.notes += notes
+            if !report.pointInTimeConsistent { report.result = "NOT_POINT_IN_TIME" }
         } else {
-            // The destination does not hold what the map would claim: leave those blocks unknown.
-            let bad = report.verification.mismatchedBlocks
-            map.header.dirty = bad.min()!..<(bad.max()! + 1)
-            map.header.committedBlocks = bad.min()!  // a resumed run starts at the first bad block
-            try await target.flush()
-            try await target.saveProgress(map)
             report.result = "VERIFICATION_FAILED"
         }
-        if report.result == "SUCCESS" && !report.pointInTimeConsistent { report.result = "NOT_POINT_IN_TIME" }
-        report.durationSeconds = seconds(since: started)
-        report.throughputMBps = report.durationSeconds > 0 ? Double(size) / 1e6 / report.durationSeconds : 0
+        report.finish(started: started)
         return report
     }
 
@@ -177,33 +170,10 @@ public struct BlockSync: Sendable {
         return map
     }
 
-    private func verify(_ report: inout BlockSyncReport, map: BlockMap, written: [Int]) async throws {
-        let indices: [Int]
-        switch options.verify {
-        case .none: return
-        case .changed: indices = written.sorted()
-        case .full: indices = Array(0..<map.hashes.count)
-        }
-        let got = try await target.hashes(at: indices, expected: map)
-        let bad = zip(indices, got).filter { map.hashes[$0.0] != $0.1 }.map(\.0)
-        report.verification.blocksChecked = indices.count
-        report.verification.mismatchedBlocks = bad
-        report.verification.mismatchedRanges = BlockSyncReport.ranges(bad, blockSize: map.header.blockSize, size: map.header.size)
-        if options.verify == .full {
-            report.verification.sourceDigest = map.header.digest
-            report.verification.destinationDigest = BlockMap.digest(blockSize: map.header.blockSize, size: map.header.size, hashes: got)
-        }
-    }
-
     /// Sleeps until `bytes` written since `start` are within the bandwidth limit.
     private func throttle(_ bytes: Int64, since start: ContinuousClock.Instant) async throws {
         guard let rate = options.bytesPerSecond, rate > 0 else { return }
-        let due = Double(bytes) / Double(rate) - seconds(since: start)
+        let due = Double(bytes) / Double(rate) - BlockSyncReport.seconds(since: start)
         if due > 0 { try await Task.sleep(for: .seconds(due)) }
-    }
-
-    private func seconds(since start: ContinuousClock.Instant) -> Double {
-        let d = ContinuousClock.now - start
-        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 }

@@ -29,7 +29,7 @@ public final class ImageTarget: BlockTarget {
         var notes: [String] = []
         if created {
             try image.resize(to: size)
-            return TargetState(hashes: Array(repeating: .zero, count: count), known: Array(repeating: true, count: count), map: nil, notes: [])
+            return .uniform(count: count, known: true, map: nil, notes: [])
         }
         var map = try BlockState.newer(besidePath.flatMap { try BlockMap.load($0) }, BlockMap.load(statePath))
         if let m = map, let recorded = m.header.destination, image.kind == .file {
@@ -40,12 +40,8 @@ public final class ImageTarget: BlockTarget {
                 map = nil
             }
         }
-        if let m = map, !m.hashIsCurrent {
-            notes.append("the block map of \(image.path) was made with another block hash (\(m.header.hash ?? "sha256")): every block is written")
-            map = nil
-        }
-        if let m = map, m.header.blockSize != blockSize {
-            notes.append("the block size changed from \(m.header.blockSize) to \(blockSize): every block is written")
+        if let reason = map?.unusableReason(blockSize: blockSize, what: "the block map of \(image.path)", consequence: "every block is written") {
+            notes.append(reason)
             map = nil
         }
         let currentSize = image.kind == .file ? try image.size() : size
@@ -53,23 +49,9 @@ public final class ImageTarget: BlockTarget {
         if image.kind == .file && oldSize != size || image.kind == .device {
             try image.resize(to: size)
         }
-        guard let map else {
-            return TargetState(hashes: Array(repeating: .zero, count: count), known: Array(repeating: false, count: count), map: nil, notes: notes)
-        }
-        var hashes = Array(map.hashes.prefix(count))
-        var known = (0..<hashes.count).map { map.isKnown($0) }
-        // Blocks the old size did not reach are holes (zero) after the resize.
-        hashes += Array(repeating: .zero, count: count - hashes.count)
-        known += Array(repeating: image.kind == .file, count: count - known.count)
-        // A partial last block changed length: its old hash no longer describes it.
-        if oldSize != size {
-            for edge in [oldSize, size] where edge % Int64(blockSize) != 0 {
-                let i = Int(edge / Int64(blockSize))
-                if i < count { known[i] = false }
-            }
-            notes.append("the source is now \(size) bytes (was \(oldSize))")
-        }
-        return TargetState(hashes: hashes, known: known, map: map, notes: notes)
+        guard let map else { return .uniform(count: count, known: false, map: nil, notes: notes) }
+        // Blocks the old size did not reach are holes (zero) after a file's resize.
+        return TargetState(map: map, size: size, blockSize: blockSize, extensionKnown: image.kind == .file, notes: notes)
     }
 
     public func write(_ blocks: [BlockWrite]) async throws -> Int64 {

@@ -34,12 +34,8 @@ public final class ObjectImageTarget: BlockTarget {
            local.header.generation == (latest?.header.generation ?? 0) {
             map = local
         }
-        if let m = map, !m.hashIsCurrent {
-            notes.append("\(store.uri) was written with another block hash (\(m.header.hash ?? "sha256")): every block is sent")
-            map = nil
-        }
-        if let m = map, m.header.blockSize != blockSize {
-            notes.append("the block size changed from \(m.header.blockSize) to \(blockSize): every block is sent")
+        if let reason = map?.unusableReason(blockSize: blockSize, what: store.uri, consequence: "every block is sent") {
+            notes.append(reason)
             map = nil
         }
         stored.withLock { set in
@@ -47,19 +43,8 @@ public final class ObjectImageTarget: BlockTarget {
             set.remove(.zero)
         }
         // What no manifest names is not stored, so it reads as zeros.
-        guard let map else {
-            return TargetState(hashes: Array(repeating: .zero, count: count), known: Array(repeating: true, count: count), map: latest, notes: notes)
-        }
-        var hashes = Array(map.hashes.prefix(count))
-        var known = Array(repeating: true, count: hashes.count)
-        hashes += Array(repeating: .zero, count: count - hashes.count)
-        known += Array(repeating: true, count: count - known.count)
-        if map.header.size != size {
-            let edge = Int(map.header.size / Int64(blockSize))
-            if map.header.size % Int64(blockSize) != 0 && edge < count { known[edge] = false }
-            notes.append("the source is now \(size) bytes (was \(map.header.size))")
-        }
-        return TargetState(hashes: hashes, known: known, map: map, notes: notes)
+        guard let map else { return .uniform(count: count, known: true, map: latest, notes: notes) }
+        return TargetState(map: map, size: size, blockSize: blockSize, extensionKnown: true, notes: notes)
     }
 
     public func write(_ blocks: [BlockWrite]) async throws -> Int64 {
@@ -69,21 +54,13 @@ public final class ObjectImageTarget: BlockTarget {
             guard let data = b.data, !stored.withLock({ $0.contains(b.hash) }) else { continue }
             pending[b.hash] = data
         }
-        let uploads = Array(pending)
-        try await withThrowingTaskGroup(of: BlockHash.self) { group in
-            var next = 0
-            func start() {
-                let (hash, data) = uploads[next]
-                next += 1
-                group.addTask { try await self.store.putChunk(hash, data); return hash }
-            }
-            while next < uploads.count && next < parallelUploads { start() }
-            while let done = try await group.next() {
-                stored.withLock { _ = $0.insert(done) }
-                if next < uploads.count { start() }
-            }
+        let store = self.store
+        let sent = try await boundedConcurrentMap(Array(pending), limit: parallelUploads) { hash, data in
+            try await store.putChunk(hash, data)
+            return hash
         }
-        return uploads.reduce(0) { $0 + Int64($1.value.count) }
+        stored.withLock { $0.formUnion(sent) }
+        return pending.values.reduce(0) { $0 + Int64($1.count) }
     }
 
     public func flush() async throws {}
