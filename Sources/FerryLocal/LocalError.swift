@@ -35,13 +35,7 @@ public struct LocalError: LocationError {
     public var description: String {
         let reason = String(cString: strerror(errno))
         let where_ = path.map { "\(root)\($0.isRoot ? "" : $0.description)" } ?? root
-        var hint = ""
-        switch errno {
-        case EACCES, EPERM: hint = "; check permissions, or run as a user that may read it"
-        case ENOSPC, EDQUOT: hint = "; free space at the destination and run again"
-        case ELOOP: hint = "; a symlink stands where a directory was expected and is not followed"
-        default: break
-        }
+        let hint = ErrnoHint.text(for: errno)
         return "\(operation) failed on \(where_): \(reason)\(hint)"
     }
 }
