@@ -36,6 +36,7 @@ public struct BlockRestore: Sendable {
         report.notes = state.notes
         let windowBlocks = max(1, windowBytes / blockSize)
         var commits = ProgressCommits(blockCount: manifest.hashes.count, blockSize: blockSize, windowBytes: windowBytes)
+        var unknownEnd = state.known.count
         var first = 0
         while first < manifest.hashes.count {
             let window = first..<min(first + windowBlocks, manifest.hashes.count)
@@ -50,7 +51,8 @@ public struct BlockRestore: Sendable {
                 let h = manifest.hashes[i]
                 return BlockWrite(index: i, offset: r.lowerBound, length: Int(r.count), hash: h, data: h == .zero ? nil : fetched[h]!)
             }
-            if let step = commits.before(first: wanted.first!, last: wanted.last!, unknownEnd: (state.known.lastIndex(of: false) ?? -1) + 1) {
+            unknownEnd = state.unknownEnd(below: unknownEnd)
+            if let step = commits.before(first: wanted.first!, last: wanted.last!, unknownEnd: unknownEnd) {
                 if step.flushFirst { try await target.flush() }
                 var progressMap = BlockMap(blockSize: blockSize, size: size, hashes: state.hashes)
                 progressMap.header.generation = state.map?.header.generation ?? 0

@@ -88,6 +88,7 @@ public struct BlockSync: Sendable {
         var quickHashes: [BlockHash] = []  // their XXH3, in the same order
         var written: [Int] = []
         var commits = ProgressCommits(blockCount: count, blockSize: blockSize, windowBytes: options.windowBytes)
+        var unknownEnd = count  // one past the last unknown block (only ever falls)
         var at = 0
         while at < toRead.count {
             let window = Array(toRead[at..<min(at + windowBlocks, toRead.count)])
@@ -107,7 +108,7 @@ public struct BlockSync: Sendable {
             }
             if !changes.isEmpty {
                 // The map marks these blocks dirty before they are written.
-                let unknownEnd = (state.known.lastIndex(of: false).map { $0 + 1 }) ?? 0
+                unknownEnd = state.unknownEnd(below: unknownEnd)
                 if let step = commits.before(first: changes.first!.index, last: changes.last!.index, unknownEnd: unknownEnd) {
                     if step.flushFirst { try await target.flush() }
                     try await target.saveProgress(progressMap(state, previous: previous, size: size, committed: step.dirty.lowerBound,

@@ -26,6 +26,16 @@ extension TargetState {
     }
 }
 
+extension TargetState {
+    /// One past the last unknown block, at or below `bound` (pass the previous answer:
+    /// blocks only ever become known, so a run pays one scan of the image in all).
+    func unknownEnd(below bound: Int) -> Int {
+        var end = min(bound, known.count)
+        while end > 0 && known[end - 1] { end -= 1 }
+        return end
+    }
+}
+
 extension BlockMap {
     /// Why this map cannot describe a destination written in blocks of `blockSize` (another
     /// block hash, another block size), as a note ending in `consequence`; nil if it can.
