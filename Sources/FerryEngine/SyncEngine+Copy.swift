@@ -153,7 +153,7 @@ extension SyncEngine {
         d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
     }
 
-    /// Reads every data extent of `reader` in chunks of up to 1 MiB, feeds the checksum
+    /// Reads every data extent of `reader` in chunks of up to 1 MiB (a pooled buffer), feeds the checksum
     /// (holes as zeros) and hands each chunk to `sink`. Returns the checksum and data bytes.
     func pump(
         _ reader: any EntryReader, extents: [Extent], size: Int64,
@@ -162,10 +162,10 @@ extension SyncEngine {
         let hash = ChecksumState()
         var position: Int64 = 0
         var dataBytes: Int64 = 0
-        let largest = extents.map(\.length).max() ?? 0
-        let bufferSize = Int(min(max(largest, 1), Int64(SyncEngine.maxBufferSize)))
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 4096)
-        defer { buffer.deallocate() }
+        let pooled = buffers.take()
+        defer { buffers.recycle(pooled) }
+        let buffer = pooled.bytes
+        let bufferSize = buffer.count
         outer: for extent in extents {
             let end = min(extent.offset + extent.length, size)
             if extent.offset > position { hash.updateZeros(extent.offset - position) }

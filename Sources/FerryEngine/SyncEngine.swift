@@ -20,12 +20,15 @@ public final class SyncEngine: Sendable {
     let fatalMessage = Mutex<String?>(nil)
     /// Items that could not be read or written in this run (deletions wait for zero).
     let errorsSeen = Atomic<Int64>(0)
+    /// Copy and verification buffers, one per task in flight at most.
+    let buffers: BufferPool
 
     public init(_ configuration: SyncConfiguration, report: TaskReportSink = TaskReportSink(spoolDirectory: nil)) {
         self.configuration = configuration
         self.report = report
         // Always present, so a rate set while the execution runs (UpdateTaskExecution) applies.
         self.limiter = BandwidthLimiter(bytesPerSecond: configuration.options.bytesPerSecond)
+        self.buffers = BufferPool(size: SyncEngine.maxBufferSize, keep: configuration.parallel)
         var selection = configuration.options.metadataSelection
         let caps = configuration.destination.capabilities
         selection.uid = selection.uid && caps.ownership
