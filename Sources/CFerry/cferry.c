@@ -69,6 +69,7 @@ int cferry_fsetxattr(int fd, const char *n, const void *v, size_t s, int f) { re
 int cferry_fremovexattr(int fd, const char *n) { return fremovexattr(fd, n); }
 ssize_t cferry_llistxattr(const char *p, char *list, size_t size) { return llistxattr(p, list, size); }
 ssize_t cferry_lgetxattr(const char *p, const char *n, void *v, size_t s) { return lgetxattr(p, n, v, s); }
+ssize_t cferry_getxattr(const char *p, const char *n, void *v, size_t s) { return getxattr(p, n, v, s); }
 int cferry_lsetxattr(const char *p, const char *n, const void *v, size_t s, int f) { return lsetxattr(p, n, v, s, f); }
 
 struct cferry_xxh3 { XXH3_state_t state; };

@@ -25,10 +25,16 @@ extension POSIXLocation {
         _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
     ) async throws -> any EntryWriter {
         let parent = try parentDirectory(of: path, operation: "open directory")
+        // A file created under a default ACL inherits an access ACL; a source without
+        // attributes then needs the attributes replaced by none.
+        let attributes = attributes == nil && selection.extendedAttributes && parent.hasDefaultACL ? [] : attributes
         // An unnamed inode, linked into place at commit: one directory change instead of two
-        // (create, rename), and nothing to clean up if the process dies.
+        // (create, rename), and nothing to clean up if the process dies. No one can open it
+        // before then, so it is created with its final permission bits (commit then finds
+        // them in place, one fchmod fewer); a named temporary stays 0600 until commit.
         if anonymousFiles.usable(in: parent.fd) {
-            let fd = openat(parent.fd, ".", cferry_O_TMPFILE | O_RDWR | O_CLOEXEC | cferry_O_NOATIME, 0o600)
+            let mode = selection.permissions ? mode_t(metadata.permissions & 0o777) : 0o600
+            let fd = openat(parent.fd, ".", cferry_O_TMPFILE | O_RDWR | O_CLOEXEC | cferry_O_NOATIME, mode)
             if fd >= 0 {
                 return POSIXWriter(parent: parent, file: FileDescriptor(fd), temporaryName: nil, path: path, location: self,
                                    metadata: metadata, attributes: attributes, selection: selection)

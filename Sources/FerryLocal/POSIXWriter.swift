@@ -51,7 +51,9 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
         if end.load(ordering: .relaxed) != metadata.size {
             guard ftruncate(file.fd, off_t(metadata.size)) == 0 else { throw location.fail("ftruncate", path) }
         }
-        try POSIXMetadata.apply(fd: file.fd, metadata: metadata, selection: selection, attributes: attributes, location: location, path: path)
+        try POSIXMetadata.apply(
+            fd: file.fd, metadata: metadata, selection: selection, attributes: attributes, location: location, path: path,
+            skipWhatHolds: temporaryName == nil)
         if let temporaryName {
             try rename(temporaryName)
         } else if location.anonymousFiles.link(file.fd, into: parent.fd, name: path.name) != 0 {
@@ -94,17 +96,27 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
 /// Applying metadata: owner first (chown clears setuid/setgid), then mode, xattrs (ACLs,
 /// capabilities, which chown would clear), then times last (every other change moves ctime only).
 enum POSIXMetadata {
+    /// - Parameter skipWhatHolds: `fstat` first and skip `fchown`/`fchmod` where owner and
+    ///   mode are already right (a new file created with its final mode by its owner: one
+    ///   `fstat` instead of two changes of the inode).
     static func apply(
         fd: Int32, metadata: FileMetadata, selection: MetadataSelection, attributes: [ExtendedAttribute]?,
-        location: POSIXLocation, path: EntryPath
+        location: POSIXLocation, path: EntryPath, skipWhatHolds: Bool = false
     ) throws(LocalError) {
+        var st = Glibc.stat()
+        let known = skipWhatHolds && (selection.uid || selection.gid || selection.permissions) && fstat(fd, &st) == 0
         if selection.uid || selection.gid {
             let uid = selection.uid ? metadata.uid : UInt32.max
             let gid = selection.gid ? metadata.gid : UInt32.max
-            if fchown(fd, uid, gid) != 0 { throw location.fail("fchown", path) }
+            let holds = known && (!selection.uid || st.st_uid == uid) && (!selection.gid || st.st_gid == gid)
+            if !holds {
+                if fchown(fd, uid, gid) != 0 { throw location.fail("fchown", path) }
+                st.st_mode &= ~mode_t(S_ISUID | S_ISGID)  // what chown may have cleared
+            }
         }
         if selection.permissions {
-            if fchmod(fd, mode_t(metadata.permissions)) != 0 { throw location.fail("fchmod", path) }
+            let holds = known && UInt32(st.st_mode) & 0o7777 == metadata.permissions & 0o7777
+            if !holds, fchmod(fd, mode_t(metadata.permissions)) != 0 { throw location.fail("fchmod", path) }
         }
         if let attributes, selection.extendedAttributes {
             try replaceAttributes(fd: fd, attributes, location: location, path: path)

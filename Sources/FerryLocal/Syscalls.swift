@@ -1,6 +1,7 @@
 import CFerry
 import FerryCore
 import Glibc
+import Synchronization
 
 /// Small helpers over raw syscalls: NUL-terminated byte paths, `stat` → ``FileMetadata``.
 enum Sys {
@@ -132,6 +133,23 @@ enum Sys {
 /// An owned file descriptor, closed when released.
 final class FileDescriptor: @unchecked Sendable {
     let fd: Int32
+    /// 0: not asked yet, 1: no default ACL, 2: has one (or could not tell).
+    private let defaultACL = Atomic<UInt8>(0)
+
     init(_ fd: Int32) { self.fd = fd }
     deinit { _ = Glibc.close(fd) }
+
+    /// Whether this directory has a default ACL, which files created in it inherit as an
+    /// access ACL of their own. Asked once per descriptor (through `/proc/self/fd`, as the
+    /// descriptor may be `O_PATH`); when it cannot tell, it says yes.
+    var hasDefaultACL: Bool {
+        let known = defaultACL.load(ordering: .relaxed)
+        if known != 0 { return known == 2 }
+        let r = Sys.withCString(Array("/proc/self/fd/\(fd)".utf8)) {
+            cferry_getxattr($0, "system.posix_acl_default", nil, 0)
+        }
+        let has = r >= 0 || (errno != ENODATA && errno != EOPNOTSUPP)
+        defaultACL.store(has ? 2 : 1, ordering: .relaxed)
+        return has
+    }
 }

@@ -112,4 +112,32 @@ import Testing
         #expect(diffs == [], "\(diffs)")
         #expect(try TreeSnapshot(f.destinationRoot).entries[EntryPath(validatedBytes: latin1)] != nil)
     }
+
+    /// New files are created with their final mode (no one can open them before they are
+    /// linked) and only changed where that did not hold: the umask (022 here: 0666 and 0777
+    /// lose bits), a setgid directory and a default ACL at the destination all alter what creation gives, and every file must
+    /// still arrive with the source's owner, mode and no ACL of its own.
+    @Test func modeAndOwnerHoldDespiteUmaskSetgidAndDefaultACL() async throws {
+        let f = try Fixture("creation-mode")
+        defer { f.cleanUp() }
+        try f.source.directory("d", mode: 0o755)
+        try f.source.file("d/world-writable", [1], mode: 0o666)
+        try f.source.file("d/all", [2], mode: 0o777)
+        try f.source.file("d/owned", [3], mode: 0o640)
+        try f.source.chown("d/owned", uid: 1000, gid: 2000)
+        try f.source.file("d/root", [4], mode: 0o755)
+        try f.source.chown("d/root", uid: 0, gid: 0)
+        try f.source.directory("d/sub", mode: 0o750)
+        try f.source.file("d/sub/deeper", [5], mode: 0o600)
+        // The destination directory exists with setgid, another group and a default ACL.
+        try f.destination.directory("d", mode: 0o755)
+        try f.destination.chown("d", uid: 0, gid: 4444)
+        try f.destination.chmod("d", 0o2775)
+        try f.destination.setXattr("d", name: "system.posix_acl_default", value: SampleTrees.aclValue(uid: 1000))
+        let result = try await f.sync()
+        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(result.counters.verificationFailures == 0)
+        let diffs = try f.differences()
+        #expect(diffs == [], "\(diffs)")
+    }
 }
