@@ -27,7 +27,8 @@ let package = Package(
     targets: [
         // Syscalls Glibc does not expose (openat2, copy_file_range, xattrs, SEEK_DATA, ...)
         // and the XXH3 checksum (libxxhash's header, inlined).
-        .target(name: "CFerry", cSettings: [.unsafeFlags(["-O2"])]),
+        // zlib for CRC32 (S3 part checksums).
+        .target(name: "CFerry", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("z")]),
         .target(
             name: "FerryCore",
             dependencies: ["CFerry", .product(name: "Logging", package: "swift-log")],
@@ -44,6 +45,7 @@ let package = Package(
             name: "FerryS3",
             dependencies: [
                 "FerryCore",
+                "CFerry",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "GRDB", package: "GRDB.swift"),

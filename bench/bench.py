@@ -16,6 +16,9 @@ of the files changed (same size, new bytes, new mtime), and for the large cases 
 Tools alternate within each round (the order rotates); old copies on the disk are moved
 aside, never deleted between runs (ext4 creates files slowly right after many were
 deleted), and removed at the end. Wall time and peak RSS come from wait4(2) of each child.
+On the disk each run starts after a `sync` (untimed), so no tool pays for the writeback of
+the copy before it, and the `sync` after it is timed apart (`+flush s`: wall time plus
+the flush of what the tool left dirty, i.e. until the data is on the disk).
 `--floors` measures what bounds the cases: file creation on the disk and tmpfs, disk write
 bandwidth, and hashing (xxhsum -H2 = XXH3-128, Ferry's checksum, against sha256sum).
 """
@@ -128,7 +131,12 @@ def tools(ferry, case, delete=False):
 FULL_COPY_ONLY = {"cp -a", "tar|tar"}
 
 
-def run(cmd):
+def run(cmd, disk=False):
+    """Runs one tool; returns (wall s, peak RSS MiB, wall + flush s). On the disk every run
+    starts with nothing dirty in the page cache (`sync` first, untimed), so no tool pays for
+    the writeback of the one before it; the flush of what it left dirty is timed apart."""
+    if disk:
+        os.sync()
     # stderr to a file, not a pipe: a long message would fill the pipe and stall the child.
     with tempfile.TemporaryFile() as errfile:
         start = time.perf_counter()
@@ -140,7 +148,12 @@ def run(cmd):
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(f"{cmd[0]} failed with {code}: {err}")
-    return wall, usage.ru_maxrss / 1024  # MiB
+    flushed = wall
+    if disk:
+        start = time.perf_counter()
+        os.sync()
+        flushed += time.perf_counter() - start
+    return wall, usage.ru_maxrss / 1024, flushed  # MiB
 
 
 def change_one_percent(src, seed):
@@ -219,7 +232,7 @@ def floors(bases):
     if os.path.exists(big):
         for name, cmd in (("xxhsum -H2 (XXH3-128)", ["xxhsum", "-H2", big]), ("sha256sum", ["sha256sum", big])):
             if shutil.which(cmd[0]):
-                t, _ = run(cmd)
+                t, _, _ = run(cmd)
                 out[f"{name} MB/s"] = round(os.path.getsize(big) / t / 1e6, 1)
     return out
 
@@ -260,10 +273,10 @@ def main():
                     dst = f"{base}/out-{case}-{name.replace(' ', '').replace('|', '')}-{r}"
                     if os.path.exists(dst):
                         shutil.move(dst, f"{trash}/{os.path.basename(dst)}-{time.time_ns()}")
-                    samples[(name, "first")].append(run(ts[name](src, dst)))
+                    samples[(name, "first")].append(run(ts[name](src, dst), fs == "disk"))
                     dsts[name] = dst
                     if "nochange" in phases and name not in FULL_COPY_ONLY:
-                        samples[(name, "nochange")].append(run(ts[name](src, dst)))
+                        samples[(name, "nochange")].append(run(ts[name](src, dst), fs == "disk"))
                     if case == "tree1m":  # tmpfs has ~3 M inodes: one copy of the tree at a time
                         shutil.rmtree(dsts.pop(name))
                 for phase, change in (("changed", change_one_percent), ("onechange", change_one_block),
@@ -275,7 +288,7 @@ def main():
                     try:
                         for name in order:
                             if name not in FULL_COPY_ONLY:
-                                samples[(name, phase)].append(run(commands[name](src, dsts[name])))
+                                samples[(name, phase)].append(run(commands[name](src, dsts[name]), fs == "disk"))
                     finally:
                         undo_changes(undo)
                 for dst in dsts.values():
@@ -286,26 +299,31 @@ def main():
             for phase in phases:
                 if not samples[("ferry", phase)]:
                     continue
-                ferry_t = statistics.median(t for t, _ in samples[("ferry", phase)])
+                ferry_t = statistics.median(t for t, _, _ in samples[("ferry", phase)])
+                ferry_f = statistics.median(f for _, _, f in samples[("ferry", phase)])
                 for name in names:
                     if not samples[(name, phase)]:
                         continue
-                    t = statistics.median(x for x, _ in samples[(name, phase)])
-                    rss = max(m for _, m in samples[(name, phase)])
+                    t = statistics.median(x for x, _, _ in samples[(name, phase)])
+                    flushed = statistics.median(f for _, _, f in samples[(name, phase)])
+                    rss = max(m for _, m, _ in samples[(name, phase)])
                     results.append(dict(fs=fs, case=case, phase=phase, tool=name, median_s=round(t, 4),
                                         mb_s=round(nbytes / t / 1e6, 1), files_s=round(files / t),
                                         peak_rss_mib=round(rss, 1), ferry_over_tool=round(ferry_t / t, 3),
-                                        runs=[round(x, 4) for x, _ in samples[(name, phase)]]))
+                                        median_flushed_s=round(flushed, 4), ferry_over_tool_flushed=round(ferry_f / flushed, 3),
+                                        runs=[round(x, 4) for x, _, _ in samples[(name, phase)]]))
         shutil.rmtree(trash, ignore_errors=True)
     floor = floors(bases) if a.floors else {}
     os.makedirs(a.out, exist_ok=True)
     out = os.path.join(a.out, time.strftime("results-%Y%m%d-%H%M%S.json"))
     with open(out, "w") as f:
         json.dump({"results": results, "floors": floor}, f, indent=1)
-    print(f"{'fs':6} {'case':8} {'phase':9} {'tool':11} {'median s':>9} {'MB/s':>8} {'files/s':>9} {'RSS MiB':>8} {'ferry/tool':>10}")
+    print(f"{'fs':6} {'case':8} {'phase':9} {'tool':11} {'median s':>9} {'MB/s':>8} {'files/s':>9} {'RSS MiB':>8} {'ferry/tool':>10}"
+          f" {'+flush s':>9} {'ferry/tool':>10}")
     for x in results:
+        flushed = f" {x['median_flushed_s']:9.3f} {x['ferry_over_tool_flushed']:10.2f}" if x["fs"] == "disk" else ""
         print(f"{x['fs']:6} {x['case']:8} {x['phase']:9} {x['tool']:11} {x['median_s']:9.3f} {x['mb_s']:8.1f} {x['files_s']:9} "
-              f"{x['peak_rss_mib']:8.1f} {x['ferry_over_tool']:10.2f}")
+              f"{x['peak_rss_mib']:8.1f} {x['ferry_over_tool']:10.2f}{flushed}")
     for k, v in floor.items():
         print(f"floor: {k}: {v}")
     print(f"results: {out}")

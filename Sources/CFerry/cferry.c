@@ -14,6 +14,7 @@
 #include <linux/openat2.h>
 #include <linux/fs.h>
 #include <stdio.h>
+#include <zlib.h>
 #define XXH_INLINE_ALL
 #include "vendor/xxhash.h"
 
@@ -69,6 +70,7 @@ int cferry_fsetxattr(int fd, const char *n, const void *v, size_t s, int f) { re
 int cferry_fremovexattr(int fd, const char *n) { return fremovexattr(fd, n); }
 ssize_t cferry_llistxattr(const char *p, char *list, size_t size) { return llistxattr(p, list, size); }
 ssize_t cferry_lgetxattr(const char *p, const char *n, void *v, size_t s) { return lgetxattr(p, n, v, s); }
+uint32_t cferry_crc32(uint32_t crc, const void *data, size_t len) { return (uint32_t)crc32_z(crc, data, len); }
 ssize_t cferry_getxattr(const char *p, const char *n, void *v, size_t s) { return getxattr(p, n, v, s); }
 int cferry_lsetxattr(const char *p, const char *n, const void *v, size_t s, int f) { return lsetxattr(p, n, v, s, f); }
 

@@ -146,9 +146,13 @@ extension S3Client {
         return stored
     }
 
-    public func createMultipartUpload(bucket: String, key: String, metadata: [String: String]) async throws -> String {
+    /// CreateMultipartUpload. With `crc32Parts`, the upload declares CRC32 checksums
+    /// (`x-amz-checksum-algorithm: CRC32`, composite): every part then carries its CRC32,
+    /// which the server checks, and CompleteMultipartUpload names them.
+    public func createMultipartUpload(bucket: String, key: String, metadata: [String: String], crc32Parts: Bool = false) async throws -> String {
         var headers = S3Client.metadataHeaders(metadata)
         headers.append(("Content-Type", "application/octet-stream"))
+        if crc32Parts { headers.append(("x-amz-checksum-algorithm", "CRC32")) }
         let response = try await send(Request(method: .POST, bucket: bucket, key: key, query: [("uploads", "")], headers: headers,
                                               operation: "CreateMultipartUpload"))
         guard let id = XMLElement.parse(Data(response.body.readableBytesView))?["UploadId"] else {
@@ -157,10 +161,12 @@ extension S3Client {
         return id
     }
 
-    /// UploadPart with Content-MD5; returns the part's ETag.
+    /// UploadPart with Content-MD5 (and `crc32`, base64, when the upload declared CRC32);
+    /// returns the part's ETag.
     public func uploadPart(bucket: String, key: String, uploadID: String, partNumber: Int, body: ByteBuffer,
-                           contentMD5: Insecure.MD5.Digest? = nil) async throws -> String {
-        let headers = [("Content-MD5", Data(contentMD5 ?? body.md5Digest).base64EncodedString()), ("Content-Length", "\(body.readableBytes)")]
+                           contentMD5: Insecure.MD5.Digest? = nil, crc32: String? = nil) async throws -> String {
+        var headers = [("Content-MD5", Data(contentMD5 ?? body.md5Digest).base64EncodedString()), ("Content-Length", "\(body.readableBytes)")]
+        if let crc32 { headers.append(("x-amz-checksum-crc32", crc32)) }
         let response = try await send(Request(method: .PUT, bucket: bucket, key: key,
                                               query: [("partNumber", "\(partNumber)"), ("uploadId", uploadID)], headers: headers,
                                               body: body, payloadHash: SigV4Signer.unsignedPayload, operation: "UploadPart"))
@@ -171,10 +177,16 @@ extension S3Client {
     }
 
     /// CompleteMultipartUpload; returns the object as the answer describes it (ETag, encryption).
+    /// `crc32s`: the parts' CRC32s (base64), in order, for an upload that declared CRC32.
     @discardableResult
-    public func completeMultipartUpload(bucket: String, key: String, uploadID: String, parts: [(Int, String)]) async throws -> S3Object {
+    public func completeMultipartUpload(
+        bucket: String, key: String, uploadID: String, parts: [(Int, String)], crc32s: [String]? = nil
+    ) async throws -> S3Object {
         var xml = "<CompleteMultipartUpload>"
-        for (n, etag) in parts { xml += "<Part><PartNumber>\(n)</PartNumber><ETag>\(xmlEscape(etag))</ETag></Part>" }
+        for (i, (n, etag)) in parts.enumerated() {
+            let crc = crc32s.map { "<ChecksumCRC32>\($0[i])</ChecksumCRC32>" } ?? ""
+            xml += "<Part>\(crc)<ETag>\(xmlEscape(etag))</ETag><PartNumber>\(n)</PartNumber></Part>"
+        }
         xml += "</CompleteMultipartUpload>"
         let body = ByteBuffer(string: xml)
         let response = try await send(Request(method: .POST, bucket: bucket, key: key, query: [("uploadId", uploadID)],

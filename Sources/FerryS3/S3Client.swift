@@ -1,3 +1,4 @@
+import CFerry
 import AsyncHTTPClient
 import Crypto
 import Foundation
@@ -176,5 +177,12 @@ extension ByteBuffer {
 
     var md5Base64: String {
         Data(md5Digest).base64EncodedString()
+    }
+
+    /// CRC32 as `x-amz-checksum-crc32` carries it: base64 of its four big-endian bytes.
+    var crc32Base64: String {
+        let c = withUnsafeReadableBytes { cferry_crc32(0, $0.baseAddress, $0.count) }
+        return Data([UInt8(c >> 24), UInt8(truncatingIfNeeded: c >> 16), UInt8(truncatingIfNeeded: c >> 8), UInt8(truncatingIfNeeded: c)])
+            .base64EncodedString()
     }
 }

@@ -8,7 +8,9 @@ import NIOCore
 /// with parts sized for the object (at least 8 MiB, at most 10,000 parts); the object
 /// appears only when the upload completes, and ``abort()`` aborts it. Up to
 /// ``partsInFlight`` parts upload at once. Holes are sent as zeros. Every PutObject and
-/// part carries Content-MD5 (the server refuses bytes that do not match), and the ETag the
+/// part carries Content-MD5 (the server refuses bytes that do not match) — parts also a CRC32
+/// (a composite CRC32 upload: the server checks each part and keeps the checksum, and a
+/// server that would otherwise compute a full-object checksum at completion need not) —, and the ETag the
 /// server answers for the whole object is compared with the MD5s of what was sent (see
 /// ``S3ETag``): a match is ``contentConfirmed``. Used by one task at a time.
 final class S3Writer: EntryWriter, @unchecked Sendable {
@@ -23,10 +25,12 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
     private var bufferStart: Int64 = 0
     private var uploadID: String?
     private var parts: [(Int, String)] = []
+    /// CRC32s (base64) of the parts sent, in order.
+    private var partCRCs: [String] = []
     /// MD5s of the parts sent, in order.
     private var partDigests: [UInt8] = []
     /// Parts being uploaded (bounded by `partsInFlight`); awaited in order.
-    private var pending: [Task<(Int, String, [UInt8]), any Error>] = []
+    private var pending: [Task<(number: Int, etag: String, md5: [UInt8], crc32: String), any Error>] = []
     private(set) var contentConfirmed = false
     static let partsInFlight = 4
     /// When the write began: bounds the stored object's Last-Modified for the metadata cache.
@@ -81,21 +85,24 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
     private func upload(_ part: ByteBuffer) async throws {
         let client = location.client
         if uploadID == nil {
-            uploadID = try await client.createMultipartUpload(bucket: location.bucket, key: key, metadata: metadata)
+            uploadID = try await client.createMultipartUpload(bucket: location.bucket, key: key, metadata: metadata, crc32Parts: true)
         }
         if pending.count >= S3Writer.partsInFlight { try await finishPart() }
         let number = parts.count + pending.count + 1
         let (bucket, key, id) = (location.bucket, self.key, uploadID!)
         pending.append(Task {
             let md5 = part.md5Digest
-            return (number, try await client.uploadPart(bucket: bucket, key: key, uploadID: id, partNumber: number, body: part, contentMD5: md5), Array(md5))
+            let crc = part.crc32Base64
+            let etag = try await client.uploadPart(bucket: bucket, key: key, uploadID: id, partNumber: number, body: part, contentMD5: md5, crc32: crc)
+            return (number, etag, Array(md5), crc)
         })
     }
 
     private func finishPart() async throws {
-        let (number, etag, md5) = try await pending.removeFirst().value
-        parts.append((number, etag))
-        partDigests += md5
+        let done = try await pending.removeFirst().value
+        parts.append((done.number, done.etag))
+        partDigests += done.md5
+        partCRCs.append(done.crc32)
     }
 
     private func finishParts() async throws {
@@ -120,7 +127,8 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
         if isMultipart {
             if buffer.readableBytes > 0 || parts.isEmpty && pending.isEmpty { try await upload(buffer.slice()) }
             try await finishParts()
-            stored = try await location.client.completeMultipartUpload(bucket: location.bucket, key: key, uploadID: uploadID!, parts: parts)
+            stored = try await location.client.completeMultipartUpload(bucket: location.bucket, key: key, uploadID: uploadID!, parts: parts,
+                                                                      crc32s: partCRCs)
             uploadID = nil
             try confirm(stored, sent: S3ETag(partDigests: partDigests, multipart: parts.count))
         } else {

@@ -48,6 +48,19 @@ import Testing
         try CLI.run(args, wrapper: ["aws"], direct: true, environment: server.clientEnvironment)
     }
 
+    /// CRC32 (IEEE, reflected, as zlib and S3 compute it), table-driven in Swift: independent of zlib.
+    static func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
+        var table = [UInt32](repeating: 0, count: 256)
+        for i in 0..<256 {
+            var c = UInt32(i)
+            for _ in 0..<8 { c = c & 1 == 1 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+            table[i] = c
+        }
+        var crc: UInt32 = 0xFFFF_FFFF
+        for b in bytes { crc = table[Int((crc ^ UInt32(b)) & 0xff)] ^ (crc >> 8) }
+        return crc ^ 0xFFFF_FFFF
+    }
+
     static func ferry(_ server: S3TestServer, _ args: [String]) throws -> CLI.Run {
         try CLI.run(args + ["--endpoint-url", server.endpoint], environment: server.clientEnvironment)
     }
@@ -103,6 +116,22 @@ import Testing
             #expect(metadata["file-mtime"]?.hasSuffix("ns") == true)
             let big = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", bucket, "--key", "backup/multipart.bin"])
             #expect(big.stdout.contains("-6\\\""), "uploaded in six 8 MiB parts: \(big.stdout)")
+            // A composite CRC32 upload: the server checked each part's CRC32 and keeps the
+            // CRC32 of their concatenation (computed here with an independent CRC32).
+            let attributes = try S3Tests.aws(server, ["s3api", "get-object-attributes", "--bucket", bucket, "--key", "backup/multipart.bin",
+                                                      "--object-attributes", "Checksum"])
+            let checksum = (try JSONSerialization.jsonObject(with: Data(attributes.stdout.utf8)) as? [String: Any])?["Checksum"] as? [String: Any]
+            let bytes = TestTree.bytes(40 << 20 | 4321, seed: 77)
+            var partCRCs: [UInt8] = []
+            for start in stride(from: 0, to: bytes.count, by: 8 << 20) {
+                let c = S3Tests.crc32(bytes[start..<min(start + (8 << 20), bytes.count)])
+                partCRCs += [UInt8(c >> 24), UInt8(truncatingIfNeeded: c >> 16), UInt8(truncatingIfNeeded: c >> 8), UInt8(truncatingIfNeeded: c)]
+            }
+            let composite = S3Tests.crc32(partCRCs[...])
+            let expectedCRC = Data([UInt8(composite >> 24), UInt8(truncatingIfNeeded: composite >> 16),
+                                    UInt8(truncatingIfNeeded: composite >> 8), UInt8(truncatingIfNeeded: composite)]).base64EncodedString()
+            #expect(checksum?["ChecksumCRC32"] as? String == expectedCRC, "\(attributes.stdout)")
+            #expect(checksum?["ChecksumType"] as? String == "COMPOSITE", "\(attributes.stdout)")
         }
     }
 
