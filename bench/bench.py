@@ -222,6 +222,30 @@ def floors(bases):
         for i in range(n):
             os.close(os.open(f"{d}/d{i % 200:03}/f{i}", os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644))
         out[f"create µs/file {fs}"] = round((time.perf_counter() - start) / n * 1e6, 1)
+        small = f"{base}/data-small"
+        if os.path.isdir(small):
+            # The small case's own floor: its 20,000 files written with their bytes (open, write,
+            # close, nothing else: no reading, no metadata, no checksum), one thread; the disk
+            # starts clean and the flush afterwards is timed too.
+            files = [(os.path.relpath(os.path.join(r, f), small), os.path.getsize(os.path.join(r, f)))
+                     for r, _, fs_ in os.walk(small) for f in fs_]
+            payload = os.urandom(max(size for _, size in files))
+            w = f"{d}/small"
+            for r, dirs, _ in os.walk(small):
+                for x in dirs:
+                    os.makedirs(os.path.join(w, os.path.relpath(os.path.join(r, x), small)), exist_ok=True)
+            if fs == "disk":
+                os.sync()
+            start = time.perf_counter()
+            for rel, size in files:
+                fd = os.open(os.path.join(w, rel), os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)
+                os.write(fd, payload[:size])
+                os.close(fd)
+            written = time.perf_counter() - start
+            out[f"small set written, s {fs}"] = round(written, 3)
+            if fs == "disk":
+                os.sync()
+                out[f"small set written + flush, s {fs}"] = round(time.perf_counter() - start, 3)
         if fs == "disk":
             start = time.perf_counter()
             subprocess.run(["dd", "if=/dev/zero", f"of={d}/zeros", "bs=1M", "count=1024", "conv=fdatasync"],

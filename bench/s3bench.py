@@ -32,7 +32,8 @@ def start_moto():
 def start_juicefs():
     d = tempfile.mkdtemp(prefix="ferry-bench-jfs-", dir="/tmp")
     jfs = shutil.which("juicefs")
-    subprocess.run([jfs, "format", f"sqlite3://{d}/meta.db", "vol1", "--storage", "file", "--bucket", f"{d}/data/"],
+    # --trash-days 0: deleted objects free their space at once (the large copies are dropped each round).
+    subprocess.run([jfs, "format", f"sqlite3://{d}/meta.db", "vol1", "--storage", "file", "--bucket", f"{d}/data/", "--trash-days", "0"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = free_port()
     env = dict(os.environ, MINIO_ROOT_USER="benchadmin", MINIO_ROOT_PASSWORD="bench-gateway-secret")
@@ -120,6 +121,9 @@ def main():
                                         exit=[x[2] for x in samples[(name, phase)]], ferry_over_tool=round(ft / t, 3)))
             results.append(dict(server=s["name"], case=case, ferry_nochange_requests=requests))
         s["proc"].kill()
+        s["proc"].wait()
+        if "dir" in s:
+            shutil.rmtree(s["dir"], ignore_errors=True)  # the volume: up to gigabytes on the disk
     out = os.path.join(ROOT, "bench/out", time.strftime("s3-results-%Y%m%d-%H%M%S.json"))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     json.dump(results, open(out, "w"), indent=1)
