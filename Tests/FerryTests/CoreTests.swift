@@ -86,3 +86,33 @@ import Testing
         #expect(EntryPath("a/b/c")!.name == Array("c".utf8))
     }
 }
+
+/// Ferry's XXH3-128 (whichever accumulator the CPU selects: AVX2 or SSE2) against digests
+/// printed by the reference `xxhsum -H2` 0.8.1 for the same bytes.
+@Suite struct ChecksumTests {
+    static let pattern: [UInt8] = (0..<1_000_003).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+
+    @Test func streamingInUnevenPiecesMatchesXxhsum() {
+        let state = ChecksumState()
+        Self.pattern.withUnsafeBytes { all in
+            var at = 0
+            for piece in [1, 63, 64, 4_095, 4_096, 1_024 * 1_024] where at < all.count {
+                let n = min(piece, all.count - at)
+                state.update(UnsafeRawBufferPointer(rebasing: all[at..<at + n]))
+                at += n
+            }
+            state.update(UnsafeRawBufferPointer(rebasing: all[at...]))
+        }
+        #expect(state.finalize().description == "xxh3-128:a6ea16ee0fd324191f748a0eacf646fa")  // xxhsum -H2
+    }
+
+    @Test func holesHashAsZeros() {
+        let state = ChecksumState()
+        Self.pattern.withUnsafeBytes { all in
+            state.update(UnsafeRawBufferPointer(rebasing: all[..<777]))
+            state.updateZeros(5_000_000)
+            state.update(UnsafeRawBufferPointer(rebasing: all[..<12_345]))
+        }
+        #expect(state.finalize().description == "xxh3-128:046e3520b572de3c8fd2a84af2c75e08")  // xxhsum -H2
+    }
+}
