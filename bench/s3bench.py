@@ -4,8 +4,9 @@
 Starts its own servers (moto_server and a JuiceFS gateway on a fresh volume), uses the
 data sets of bench.py (`small` = 20,000 files of 1-16 KiB in 200 directories, `large` = 4
 files of 256 MiB, on tmpfs), and for each server and case runs each tool into its own
-fresh prefix: a first upload, then a no-change re-run. Ferry's S3 request count for the
-no-change re-run comes from `ferry sync -v` ("S3 requests: N").
+fresh prefix: a first upload, then a no-change re-run; then (S3 -> local) every tool
+downloads the prefix Ferry uploaded in that round into a fresh tmpfs directory. Ferry's S3
+request count for the no-change re-run comes from `ferry sync -v` ("S3 requests: N").
 
     python3 bench/s3bench.py [--cases small,large,sub2k] [--servers moto,juicefs] [--runs 1]
                              [--tools "ferry,aws s3 sync,rclone,rclone -t16"]
@@ -95,24 +96,43 @@ def main():
                 "rclone": lambda p: ["rclone", "sync", src, f"B:{bucket}/{p}"],
                 "rclone -t16": lambda p: ["rclone", "sync", "--transfers", "16", src, f"B:{bucket}/{p}"],
             }
+            downloads = {
+                "ferry": lambda p, d: [a.ferry, "sync", f"s3://{bucket}/{p}", d, "--endpoint-url", s["endpoint"], "-v"],
+                "aws s3 sync": lambda p, d: ["aws", "--endpoint-url", s["endpoint"], "s3", "sync", f"s3://{bucket}/{p}", d, "--only-show-errors"],
+                "rclone": lambda p, d: ["rclone", "sync", f"B:{bucket}/{p}", d],
+                "rclone -t16": lambda p, d: ["rclone", "sync", "--transfers", "16", f"B:{bucket}/{p}", d],
+            }
             tools = {k: v for k, v in tools.items() if k in a.tools.split(",")}
             samples = {}
             requests = []
             for r in range(a.runs):
                 names = list(tools)
                 names = names[r % len(names):] + names[:r % len(names)]
+                prefixes = {}
                 for name in names:
                     prefix = f"{case}-{name.split()[0]}-{name.replace(' ', '')}-{r}-{random.randrange(10**6)}"
+                    prefixes[name] = prefix
                     for phase in ("first", "nochange"):
                         wall, rss, code, err = timed(tools[name](prefix), env)
                         if name == "ferry" and phase == "nochange":
                             requests += [int(l.split(":")[1]) for l in err.splitlines() if l.startswith("S3 requests:")]
                         samples.setdefault((name, phase), []).append((wall, rss, code))
                         print(f"{s['name']} {case} {phase} {name}: {wall:.2f}s rss {rss:.0f}MiB exit {code}", flush=True)
-                    if case == "large":  # moto keeps objects in memory: drop the 1 GiB copies
+                # S3 -> local: every tool downloads the same prefix (the one Ferry uploaded in this
+                # round, else the first) into a fresh tmpfs directory.
+                shared = prefixes.get("ferry", next(iter(prefixes.values())))
+                for name in names:
+                    d = f"/dev/shm/ferry-bench/download-{case}-{name.replace(' ', '')}-{r}"
+                    shutil.rmtree(d, ignore_errors=True)
+                    wall, rss, code, err = timed(downloads[name](shared, d), env)
+                    samples.setdefault((name, "download"), []).append((wall, rss, code))
+                    print(f"{s['name']} {case} download {name}: {wall:.2f}s rss {rss:.0f}MiB exit {code}", flush=True)
+                    shutil.rmtree(d, ignore_errors=True)
+                if case == "large":  # moto keeps objects in memory: drop the 1 GiB copies
+                    for prefix in prefixes.values():
                         subprocess.run(["aws", "--endpoint-url", s["endpoint"], "s3", "rm", "--recursive", f"s3://{bucket}/{prefix}"],
                                        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for phase in ("first", "nochange"):
+            for phase in ("first", "nochange", "download"):
                 ft = statistics.median(x[0] for x in samples[("ferry", phase)])
                 for name in tools:
                     t = statistics.median(x[0] for x in samples[(name, phase)])

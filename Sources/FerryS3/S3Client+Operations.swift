@@ -28,26 +28,9 @@ public struct S3ListPage: Sendable {
 }
 
 extension S3Client {
-    static let lastModifiedFormats: [String] = ["yyyy-MM-dd'T'HH:mm:ss.SSS'Z'", "yyyy-MM-dd'T'HH:mm:ss'Z'"]
+    static func parseISODate(_ s: String) -> Date? { WireDates.parseISO(s) }
 
-    static func parseISODate(_ s: String) -> Date? {
-        for format in lastModifiedFormats {
-            let f = DateFormatter()
-            f.locale = Locale(identifier: "en_US_POSIX")
-            f.timeZone = TimeZone(identifier: "UTC")
-            f.dateFormat = format
-            if let d = f.date(from: s) { return d }
-        }
-        return nil
-    }
-
-    static func parseHTTPDate(_ s: String) -> Date? {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "GMT")
-        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        return f.date(from: s)
-    }
+    static func parseHTTPDate(_ s: String) -> Date? { WireDates.parseHTTP(s) }
 
     /// ListObjectsV2: one page under `prefix`, grouped by `delimiter` when given.
     public func listObjects(bucket: String, prefix: String, delimiter: String?, continuationToken: String? = nil, maxKeys: Int = 1000) async throws -> S3ListPage {

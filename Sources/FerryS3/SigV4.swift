@@ -150,29 +150,7 @@ public struct SigV4Signer: Sendable {
     }
 
     /// The instant an `X-Amz-Date` value names; nil if it is not `YYYYMMDD'T'HHMMSS'Z'`.
-    public static func parseAmzDate(_ text: String) -> Date? {
-        let b = Array(text.utf8)
-        guard b.count == 16, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "Z") else { return nil }
-        func number(_ range: Range<Int>) -> Int32? {
-            var n: Int32 = 0
-            for c in b[range] {
-                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c) else { return nil }
-                n = n * 10 + Int32(c - UInt8(ascii: "0"))
-            }
-            return n
-        }
-        guard let year = number(0..<4), let month = number(4..<6), let day = number(6..<8),
-              let hour = number(9..<11), let minute = number(11..<13), let second = number(13..<15),
-              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61 else { return nil }
-        var tm = Glibc.tm()
-        tm.tm_year = year - 1900
-        tm.tm_mon = month - 1
-        tm.tm_mday = day
-        tm.tm_hour = hour
-        tm.tm_min = minute
-        tm.tm_sec = second
-        return Date(timeIntervalSince1970: TimeInterval(timegm(&tm)))
-    }
+    public static func parseAmzDate(_ text: String) -> Date? { WireDates.parseAmz(text) }
 
     /// Lower-case hex SHA-256 of a payload (the signed payload hash).
     public static func payloadHash(_ data: Data) -> String {

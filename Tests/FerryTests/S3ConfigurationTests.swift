@@ -83,3 +83,48 @@ import Testing
         #expect(path.hostHeader(bucket: "bkt") == "127.0.0.1:9000")
     }
 }
+
+/// The wire dates, parsed from bytes, against a `DateFormatter` as the oracle.
+@Suite struct WireDateTests {
+    static func oracle(_ format: String, _ text: String) -> Date? {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = format
+        return f.date(from: text)
+    }
+
+    @Test func httpDatesMatchTheFormatter() {
+        for text in ["Sun, 06 Nov 1994 08:49:37 GMT", "Sun, 22 Nov 2026 16:20:18 GMT", "Thu, 29 Feb 2024 23:59:59 GMT",
+                     "Fri, 31 Dec 1999 00:00:00 GMT", "Thu, 01 Jan 1970 00:00:00 GMT"] {
+            let expected = Self.oracle("EEE, dd MMM yyyy HH:mm:ss 'GMT'", text)
+            #expect(expected != nil)
+            #expect(WireDates.parseHTTP(text) == expected, "\(text)")
+        }
+        #expect(WireDates.parseHTTP("Sun, 06 Nov 1994 08:49:37 UTC") == Self.oracle("EEE, dd MMM yyyy HH:mm:ss 'UTC'", "Sun, 06 Nov 1994 08:49:37 UTC"))
+        for bad in ["", "Sun, 06 Nov 1994 08:49:37 CET", "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 24:49:37 GMT",
+                    "Sunday, 06-Nov-94 08:49:37 GMT", "Sun, 6 Nov 1994 08:49:37 GMT", "Sun, 32 Nov 1994 08:49:37 GMT"] {
+            #expect(WireDates.parseHTTP(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func isoDatesMatchTheFormatter() {
+        for (text, format) in [("2026-11-22T16:20:18.000Z", "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"), ("2026-11-22T16:20:18.123Z", "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"),
+                               ("2009-10-12T17:50:30Z", "yyyy-MM-dd'T'HH:mm:ss'Z'"), ("2024-02-29T00:00:00.999Z", "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")] {
+            let expected = Self.oracle(format, text)!
+            let parsed = WireDates.parseISO(text)
+            #expect(parsed.map { abs($0.timeIntervalSince(expected)) < 0.000_5 } == true, "\(text): \(String(describing: parsed)) vs \(expected)")
+        }
+        #expect(WireDates.parseISO("2026-11-22T16:20:18.5Z")!.timeIntervalSince1970.truncatingRemainder(dividingBy: 1) == 0.5)
+        for bad in ["", "2026-11-22 16:20:18Z", "2026-11-22T16:20:18", "2026-13-22T16:20:18Z", "2026-11-22T16:20:18.Z", "2026-11-22T16:20:18+01:00"] {
+            #expect(WireDates.parseISO(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func amzDatesRoundTrip() {
+        let d = Date(timeIntervalSince1970: 1_795_364_418)
+        #expect(WireDates.parseAmz(SigV4Signer.amzDate(d)) == d)
+        #expect(WireDates.parseAmz("20150830T123600Z") == Self.oracle("yyyyMMdd'T'HHmmss'Z'", "20150830T123600Z"))
+        #expect(WireDates.parseAmz("20150830T123600") == nil)
+    }
+}
