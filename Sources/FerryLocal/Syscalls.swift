@@ -145,10 +145,9 @@ final class FileDescriptor: @unchecked Sendable {
     var hasDefaultACL: Bool {
         let known = defaultACL.load(ordering: .relaxed)
         if known != 0 { return known == 2 }
-        let r = Sys.withCString(Array("/proc/self/fd/\(fd)".utf8)) {
-            cferry_getxattr($0, "system.posix_acl_default", nil, 0)
+        let has = Sys.withCString(Array("/proc/self/fd/\(fd)".utf8)) { path -> Bool in
+            cferry_getxattr(path, "system.posix_acl_default", nil, 0) >= 0 || (errno != ENODATA && errno != EOPNOTSUPP)
         }
-        let has = r >= 0 || (errno != ENODATA && errno != EOPNOTSUPP)
         defaultACL.store(has ? 2 : 1, ordering: .relaxed)
         return has
     }
