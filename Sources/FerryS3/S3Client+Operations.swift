@@ -28,10 +28,6 @@ public struct S3ListPage: Sendable {
 }
 
 extension S3Client {
-    static func parseISODate(_ s: String) -> Date? { WireDates.parseISO(s) }
-
-    static func parseHTTPDate(_ s: String) -> Date? { WireDates.parseHTTP(s) }
-
     /// ListObjectsV2: one page under `prefix`, grouped by `delimiter` when given.
     public func listObjects(bucket: String, prefix: String, delimiter: String?, continuationToken: String? = nil, maxKeys: Int = 1000) async throws -> S3ListPage {
         var query: [(String, String)] = [("list-type", "2"), ("prefix", prefix), ("max-keys", "\(maxKeys)")]
@@ -43,7 +39,7 @@ extension S3Client {
         }
         let objects = xml.all("Contents").compactMap { c -> S3Object? in
             guard let key = c["Key"] else { return nil }
-            return S3Object(key: key, size: Int64(c["Size"] ?? "0") ?? 0, lastModified: c["LastModified"].flatMap(S3Client.parseISODate),
+            return S3Object(key: key, size: Int64(c["Size"] ?? "0") ?? 0, lastModified: c["LastModified"].flatMap(WireDates.parseISO),
                             etag: c["ETag"], metadata: [:])
         }
         let prefixes = xml.all("CommonPrefixes").compactMap { $0["Prefix"] }
@@ -78,11 +74,11 @@ extension S3Client {
         }
         return S3Object(
             key: key, size: size,
-            lastModified: headers.first(name: "last-modified").flatMap(S3Client.parseHTTPDate),
+            lastModified: headers.first(name: "last-modified").flatMap(WireDates.parseHTTP),
             etag: headers.first(name: "etag"), metadata: metadata,
             serverSideEncryption: headers.first(name: "x-amz-server-side-encryption")
                 ?? (headers.first(name: "x-amz-server-side-encryption-customer-algorithm") == nil ? nil : "customer"),
-            serverDate: headers.first(name: "date").flatMap(S3Client.parseHTTPDate))
+            serverDate: headers.first(name: "date").flatMap(WireDates.parseHTTP))
     }
 
     /// HeadObject; nil if there is no such key.
