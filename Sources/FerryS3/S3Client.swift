@@ -198,8 +198,7 @@ extension ByteBuffer {
 
     /// CRC32 as `x-amz-checksum-crc32` carries it: base64 of its four big-endian bytes.
     var crc32Base64: String {
-        let c = withUnsafeReadableBytes { cferry_crc32(0, $0.baseAddress, $0.count) }
-        return Data([UInt8(c >> 24), UInt8(truncatingIfNeeded: c >> 16), UInt8(truncatingIfNeeded: c >> 8), UInt8(truncatingIfNeeded: c)])
-            .base64EncodedString()
+        let crc = withUnsafeReadableBytes { cferry_crc32(0, $0.baseAddress, $0.count) }
+        return Data(withUnsafeBytes(of: crc.bigEndian, Array.init)).base64EncodedString()
     }
 }

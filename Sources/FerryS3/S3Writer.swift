@@ -8,11 +8,12 @@ import NIOCore
 /// with parts sized for the object (at least 8 MiB, at most 10,000 parts); the object
 /// appears only when the upload completes, and ``abort()`` aborts it. Up to
 /// ``partsInFlight`` parts upload at once. Holes are sent as zeros. Every PutObject and
-/// part carries Content-MD5 (the server refuses bytes that do not match) — parts also a CRC32
-/// (a composite CRC32 upload: the server checks each part and keeps the checksum, and a
-/// server that would otherwise compute a full-object checksum at completion need not) —, and the ETag the
+/// part carries Content-MD5 (the server refuses bytes that do not match), and the ETag the
 /// server answers for the whole object is compared with the MD5s of what was sent (see
-/// ``S3ETag``): a match is ``contentConfirmed``. Used by one task at a time.
+/// ``S3ETag``): a match is ``contentConfirmed``. Multipart uploads declare composite CRC32
+/// checksums: each part also carries its CRC32, which the server checks and keeps (and a
+/// server that would build a full-object checksum at completion need not). Used by one
+/// task at a time.
 final class S3Writer: EntryWriter, @unchecked Sendable {
     let location: S3Location
     let key: String

@@ -49,13 +49,14 @@ import Testing
     }
 
     /// CRC32 (IEEE, reflected, as zlib and S3 compute it), table-driven in Swift: independent of zlib.
+    static let crcTable: [UInt32] = (0..<256).map { i in
+        var c = UInt32(i)
+        for _ in 0..<8 { c = c & 1 == 1 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
     static func crc32(_ bytes: ArraySlice<UInt8>) -> UInt32 {
-        var table = [UInt32](repeating: 0, count: 256)
-        for i in 0..<256 {
-            var c = UInt32(i)
-            for _ in 0..<8 { c = c & 1 == 1 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-            table[i] = c
-        }
+        let table = crcTable
         var crc: UInt32 = 0xFFFF_FFFF
         for b in bytes { crc = table[Int((crc ^ UInt32(b)) & 0xff)] ^ (crc >> 8) }
         return crc ^ 0xFFFF_FFFF
@@ -125,11 +126,10 @@ import Testing
             var partCRCs: [UInt8] = []
             for start in stride(from: 0, to: bytes.count, by: 8 << 20) {
                 let c = S3Tests.crc32(bytes[start..<min(start + (8 << 20), bytes.count)])
-                partCRCs += [UInt8(c >> 24), UInt8(truncatingIfNeeded: c >> 16), UInt8(truncatingIfNeeded: c >> 8), UInt8(truncatingIfNeeded: c)]
+                partCRCs += withUnsafeBytes(of: c.bigEndian, Array.init)
             }
             let composite = S3Tests.crc32(partCRCs[...])
-            let expectedCRC = Data([UInt8(composite >> 24), UInt8(truncatingIfNeeded: composite >> 16),
-                                    UInt8(truncatingIfNeeded: composite >> 8), UInt8(truncatingIfNeeded: composite)]).base64EncodedString()
+            let expectedCRC = Data(withUnsafeBytes(of: composite.bigEndian, Array.init)).base64EncodedString()
             #expect(checksum?["ChecksumCRC32"] as? String == expectedCRC, "\(attributes.stdout)")
             #expect(checksum?["ChecksumType"] as? String == "COMPOSITE", "\(attributes.stdout)")
         }
