@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Crypto
 import Foundation
 import NIOCore
@@ -103,6 +104,27 @@ extension S3Client {
         let response = try await send(Request(method: .GET, bucket: bucket, key: key, headers: headers, operation: "GetObject"),
                                       accept: [200, 206], maxBody: range.map { Int($0.count) } ?? (5 << 30))
         return (S3Client.object(key: key, headers: response.headers), response.body)
+    }
+
+    /// GetObject from `offset` to the end, its body left to stream as it arrives. With
+    /// `ifMatch`, an object whose ETag is no longer that is not served (HTTP 412).
+    func openObject(bucket: String, key: String, from offset: Int64, ifMatch: String? = nil) async throws -> (S3Object, HTTPClientResponse.Body) {
+        var headers: [(String, String)] = []
+        if offset > 0 { headers.append(("Range", "bytes=\(offset)-")) }
+        if let ifMatch { headers.append(("If-Match", ifMatch)) }
+        var request = Request(method: .GET, bucket: bucket, key: key, headers: headers, operation: "GetObject")
+        request.streamsBody = true
+        let response = try await send(request, accept: [200, 206])
+        guard let body = response.stream else {
+            throw S3Error(.badResponse, operation: "GetObject", bucket: bucket, key: key, status: response.status, message: "the answer has no body")
+        }
+        // A server that ignores Range answers 200 with the whole object: those bytes are
+        // not the ones asked for.
+        if offset > 0 && !(response.headers.first(name: "content-range") ?? "").hasPrefix("bytes \(offset)-") {
+            throw S3Error(.badResponse, operation: "GetObject", bucket: bucket, key: key, status: response.status,
+                          message: "asked for the bytes from \(offset) on, the server answered \(response.headers.first(name: "content-range") ?? "without a Content-Range")")
+        }
+        return (S3Client.object(key: key, headers: response.headers), body)
     }
 
     static func metadataHeaders(_ metadata: [String: String]) -> [(String, String)] {

@@ -63,6 +63,9 @@ public final class S3Client: Sendable {
         /// Hex SHA-256 of the body, or UNSIGNED-PAYLOAD.
         var payloadHash: String = SigV4Signer.emptyPayloadHash
         var operation: String
+        /// Leave a successful (2xx) answer's body to stream (``Response/stream``) instead
+        /// of collecting it.
+        var streamsBody = false
     }
 
     /// A response: status, headers, body.
@@ -70,6 +73,8 @@ public final class S3Client: Sendable {
         var status: Int
         var headers: HTTPHeaders
         var body: ByteBuffer
+        /// The body still to be read, for a request that ``Request/streamsBody``.
+        var stream: HTTPClientResponse.Body? = nil
     }
 
     static func encodeQuery(_ query: [(String, String)]) -> String {
@@ -148,6 +153,9 @@ public final class S3Client: Sendable {
         }
         requestCount.add(1, ordering: .relaxed)
         let response = try await http.execute(request, timeout: .seconds(300))
+        if r.streamsBody && (200..<300).contains(response.status.code) {
+            return Response(status: Int(response.status.code), headers: response.headers, body: ByteBuffer(), stream: response.body)
+        }
         let limit = max(r.method == .HEAD ? 0 : maxBody, 1 << 20)
         let body = try await S3Client.collect(response, upTo: limit, for: r)
         return Response(status: Int(response.status.code), headers: response.headers, body: body)

@@ -12,6 +12,10 @@ public struct S3Location: Location {
     public let prefix: String
     /// Objects up to this size go in one PutObject; larger ones in multipart uploads.
     public var multipartThreshold: Int64 = 16 << 20
+    /// Objects up to this size are read in one GET streamed as it arrives (rclone's
+    /// `--multi-thread-cutoff` has the same default); larger ones in 8 MiB ranged GETs,
+    /// several in parallel.
+    public var streamingLimit: Int64 = 256 << 20
     /// HEAD requests in flight while listing one directory.
     public var listingConcurrency = 32
     /// Keys per ListObjectsV2 page (S3's maximum is 1,000).

@@ -1,12 +1,15 @@
+import AsyncHTTPClient
 import Crypto
 import FerryCore
 import Foundation
 import NIOCore
 
-/// Reads one object: small objects in one GET, large ones in ranged GETs of 8 MiB blocks,
-/// up to ``blocksAhead`` of them fetched in parallel ahead of the reader. Bytes read in
-/// order are checked against the object's ETag (single-part or multipart, see
-/// ``S3ETag``), and every block must come from the same ETag. Used by one task at a time.
+/// Reads one object. Objects up to ``S3Location/streamingLimit`` come in one GET whose
+/// body is copied out as it arrives (a broken connection resumes where it stopped, with
+/// `If-Match` on the ETag); larger ones, or a read out of order, in ranged GETs of 8 MiB
+/// blocks, up to ``blocksAhead`` of them fetched in parallel ahead of the reader. Bytes
+/// read in order are checked against the object's ETag (single-part or multipart, see
+/// ``S3ETag``), and every answer must carry the same ETag. Used by one task at a time.
 final class S3Reader: EntryReader, @unchecked Sendable {
     let location: S3Location
     let key: String
@@ -19,10 +22,20 @@ final class S3Reader: EntryReader, @unchecked Sendable {
     /// Ranged GETs under way for the blocks after the current one, by block offset.
     private var prefetch: [Int64: Task<(S3Object, ByteBuffer), any Error>] = [:]
     static let blocksAhead: Int64 = 4
-    /// The first block's answer; every later block must carry the same ETag.
+    /// The first answer; every later one must carry the same ETag.
     private var first: S3Object?
     /// Checks the bytes read in order; nil when the ETag cannot be checked.
     private var checker: S3ETagChecker?
+
+    /// The streamed GET's body (nil before it is opened, at its end, or after it broke).
+    private var stream: HTTPClientResponse.Body.AsyncIterator?
+    /// Received bytes not read yet; they start at ``position``.
+    private var pending = ByteBuffer()
+    private var position: Int64 = 0
+    /// Whether reads still follow the stream (a read elsewhere falls back to ranged GETs).
+    private var streaming: Bool
+    /// Times the stream was opened again after it broke.
+    private var resumes = 0
 
     deinit { for t in prefetch.values { t.cancel() } }
 
@@ -31,6 +44,7 @@ final class S3Reader: EntryReader, @unchecked Sendable {
         self.key = key
         self.path = path
         self.metadata = metadata
+        self.streaming = metadata.size <= location.streamingLimit
     }
 
     func dataExtents() async throws -> [Extent] {
@@ -44,7 +58,9 @@ final class S3Reader: EntryReader, @unchecked Sendable {
 
     private func ensureObject() async throws {
         if object != nil { return }
-        if metadata.size > 0 {
+        if metadata.size > 0 && streaming {
+            try await openStream()
+        } else if metadata.size > 0 {
             try await load(0)
         } else {
             object = try await location.client.headObject(bucket: location.bucket, key: key)
@@ -77,8 +93,15 @@ final class S3Reader: EntryReader, @unchecked Sendable {
         block = (start, bytes)
     }
 
-    /// Feeds a block read in order to the ETag check; the check ends when the last byte is in.
+    /// Checks a block read in order: from the same object as every earlier answer, and fed to the ETag check.
     private func check(_ info: S3Object, _ bytes: ByteBuffer, at start: Int64) async throws {
+        try await adopt(info)
+        try feed(bytes, at: start)
+    }
+
+    /// Takes an answer's object: the first one sets the ETag the bytes are checked
+    /// against; a later one with another ETag means the object changed while it was read.
+    private func adopt(_ info: S3Object) async throws {
         if let first {
             if info.etag != first.etag {
                 throw S3Error(.sourceChanged, operation: "GetObject", bucket: location.bucket, key: key,
@@ -89,6 +112,10 @@ final class S3Reader: EntryReader, @unchecked Sendable {
             first = info
             checker = try await makeChecker(info)
         }
+    }
+
+    /// Feeds bytes read in order to the ETag check; the check ends when the last byte is in.
+    private func feed(_ bytes: ByteBuffer, at start: Int64) throws {
         guard var c = checker, start == c.fed else {
             if let c = checker, start > c.fed { checker = nil }  // read out of order: cannot check
             return
@@ -126,6 +153,12 @@ final class S3Reader: EntryReader, @unchecked Sendable {
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) async throws -> Int {
         if offset >= metadata.size || buffer.count == 0 { return 0 }
+        if streaming {
+            if offset == position { return try await readStreamed(into: buffer) }
+            streaming = false
+            stream = nil
+            pending = ByteBuffer()
+        }
         if block == nil || offset < block!.offset || offset >= block!.offset + Int64(block!.bytes.readableBytes) {
             try await load(offset)
         }
@@ -137,6 +170,82 @@ final class S3Reader: EntryReader, @unchecked Sendable {
             buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[Int(offset - start)..<(Int(offset - start) + n)]))
         }
         return n
+    }
+
+    /// Fills `buffer` from the stream at ``position`` (less only at the end of the object).
+    private func readStreamed(into buffer: UnsafeMutableRawBufferPointer) async throws -> Int {
+        var copied = 0
+        while copied < buffer.count && position < metadata.size {
+            if pending.readableBytes == 0 {
+                guard let chunk = try await nextChunk() else { break }
+                pending = chunk
+            }
+            let n = min(buffer.count - copied, pending.readableBytes, Int(metadata.size - position))
+            pending.withUnsafeReadableBytes { raw in
+                (buffer.baseAddress! + copied).copyMemory(from: raw.baseAddress!, byteCount: n)
+            }
+            pending.moveReaderIndex(forwardBy: n)
+            position += Int64(n)
+            copied += n
+        }
+        // Read the end of the body too, so that the connection goes back to the pool.
+        if pending.readableBytes == 0, stream != nil, let object, position == object.size { _ = try await nextChunk() }
+        return copied
+    }
+
+    /// GET from ``position`` on (the first time from the start, later with `If-Match` on the first answer's ETag).
+    private func openStream() async throws {
+        let (info, body): (S3Object, HTTPClientResponse.Body)
+        do {
+            (info, body) = try await location.client.openObject(bucket: location.bucket, key: key, from: position, ifMatch: first?.etag)
+        } catch let error as S3Error where error.status == 412 {
+            throw S3Error(.sourceChanged, operation: "GetObject", bucket: location.bucket, key: key,
+                          message: "the object changed while it was read (it no longer has ETag \(first?.etag ?? "none"))",
+                          path: path, retryClass: .itemFailed)
+        }
+        try await adopt(info)
+        object = info
+        stream = body.makeAsyncIterator()
+    }
+
+    /// The next piece of the body (nil at the end of the object), opening the stream again
+    /// where it broke, up to the client's attempt limit.
+    private func nextChunk() async throws -> ByteBuffer? {
+        while true {
+            if stream == nil {
+                if let object, position >= object.size { return nil }
+                try await openStream()
+            }
+            do {
+                var it = stream!
+                let chunk = try await it.next()
+                stream = it
+                guard let chunk else {
+                    stream = nil
+                    if let object, position < object.size {
+                        throw S3Error(.transport, operation: "GetObject", bucket: location.bucket, key: key,
+                                      message: "the body ended at byte \(position) of \(object.size)", path: path)
+                    }
+                    return nil
+                }
+                try feed(chunk, at: position)
+                return chunk
+            } catch let error as S3Error where error.code != .transport {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                stream = nil
+                resumes += 1
+                guard resumes < location.client.maxAttempts else {
+                    throw S3Error(.transport, operation: "GetObject", bucket: location.bucket, key: key,
+                                  message: "the download broke off at byte \(position) \(resumes) times (last: \(error))", path: path)
+                }
+                location.client.logger.warning("resuming an S3 download", metadata: [
+                    "key": "\(key)", "offset": "\(position)", "error": "\(error)", "attempt": "\(resumes)"])
+                try await Task.sleep(for: .milliseconds(Int64.random(in: 0...min(10_000, 100 << resumes))))
+            }
+        }
     }
 
     /// The object's metadata as the GET/HEAD showed it (S3 has no ctime: it is the mtime).

@@ -183,6 +183,64 @@ import Testing
     }
 }
 
+/// A download broken off in the middle of the body goes on from the byte where it
+/// stopped (a ranged GET with `If-Match` on the ETag), and ends exact; if the object was
+/// replaced meanwhile, the file fails as changed and nothing lands under its name.
+@Suite struct S3DownloadResumeTests {
+    @Test func brokenDownloadsResumeWhereTheyStopped() async throws {
+        let (server, bucket) = try await S3Tests.freshBucket()
+        let f = try S3FaultTests.multipartAndSingle("s3-resume")
+        defer { f.cleanUp() }
+        #expect(try S3Tests.aws(server, ["s3", "cp", "--recursive", f.source.root, "s3://\(bucket)/r"]).status == 0)
+
+        // Both bodies cut at half: each resumes from there with a ranged GET.
+        let out = Pipe()
+        var (proxy, port) = try S3FaultTests.startProxy(upstream: server.port, every: 0,
+                                                         environment: ["TRUNCATE_GETS": "2", "LOG_REQUESTS": "1"], output: out)
+        let good = try CLI.run(["sync", "s3://\(bucket)/r", f.destinationRoot, "--endpoint-url", "http://127.0.0.1:\(port)", "-v"],
+                               environment: server.clientEnvironment)
+        kill(proxy.processIdentifier, SIGKILL)
+        proxy.waitUntilExit()
+        #expect(good.status == 0, "\(good.stdout)\(good.stderr)")
+        #expect(good.stderr.contains("resuming an S3 download"), "\(good.stderr)")
+        #expect(!good.stderr.contains("retrying the file"), "resumed, not read again from the start: \(good.stderr)")
+        for name in ["multi.bin", "single.bin"] {
+            #expect(FileManager.default.contents(atPath: "\(f.destinationRoot)/\(name)") == FileManager.default.contents(atPath: "\(f.source.root)/\(name)"), "\(name)")
+        }
+        let log = String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        // Resumed from a byte past the start (no further than the bytes sent: a reset can
+        // drop what was still in flight), on condition of the same ETag.
+        let resumed = log.split(separator: "\n").filter { $0.contains("Range: bytes=") && $0.contains("If-Match: \"") }
+        #expect(log.contains("truncated") && resumed.count == 2, "\(log)")
+        for line in resumed {
+            let from = line.split(separator: "bytes=")[1].prefix { $0.isNumber }
+            let half = line.contains("multi.bin") ? (20 << 20 | 77) / 2 : 2_500
+            #expect((Int(from) ?? 0) > 0 && (Int(from) ?? .max) <= half, "\(line)")
+        }
+
+        // Cut, and the object replaced before the download resumes: the file fails as changed.
+        let again = try Fixture("s3-resume-changed")
+        defer { again.cleanUp() }
+        let replaced = Pipe()
+        (proxy, port) = try S3FaultTests.startProxy(upstream: server.port, every: 0,
+                                                     environment: server.clientEnvironment.merging(["TRUNCATE_GETS": "1", "REPLACE_TRUNCATED": "1"]) { $1 },
+                                                     output: replaced)
+        defer { kill(proxy.processIdentifier, SIGKILL) }
+        let bad = try CLI.run(["sync", "s3://\(bucket)/r", again.destinationRoot, "--endpoint-url", "http://127.0.0.1:\(port)"],
+                              environment: server.clientEnvironment)
+        let proxyLog = String(decoding: replaced.fileHandleForReading.availableData, as: UTF8.self)
+        #expect(proxyLog.contains("replaced") && proxyLog.contains("HTTP 200"), "\(proxyLog)")
+        #expect(bad.status != 0, "\(bad.stdout)\(bad.stderr)")
+        #expect(bad.stderr.contains("changed while it was read"), "\(bad.stderr)")
+        let name = proxyLog.contains("multi.bin") ? "multi.bin" : "single.bin"
+        let other = name == "multi.bin" ? "single.bin" : "multi.bin"
+        #expect(!FileManager.default.fileExists(atPath: "\(again.destinationRoot)/\(name)"), "nothing under the changed file's name")
+        #expect(FileManager.default.contents(atPath: "\(again.destinationRoot)/\(other)") == FileManager.default.contents(atPath: "\(f.source.root)/\(other)"))
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: again.destinationRoot)) ?? []
+        #expect(left.allSatisfy { !$0.hasPrefix(".") }, "no temporaries left: \(left)")
+    }
+}
+
 /// Uploads are checked by the server (Content-MD5 on every PutObject and part) and by
 /// Ferry (the ETag answered for the stored object against the MD5s of what was sent), so
 /// ONLY_FILES_TRANSFERRED needs no read-back GET.

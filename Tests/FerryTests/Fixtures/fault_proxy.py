@@ -11,7 +11,11 @@ With CORRUPT_GETS=N in the environment, the bodies of the first N successful GET
 With CORRUPT_PUTS=N, the first N PUT bodies are corrupted the same way on their way up;
 with ETAG_LIES=N, the first N PutObject answers for non-empty bodies carry a wrong ETag
 (a server that stored other bytes than it was sent). With LOG_REQUESTS=1 every request
-is printed as "request METHOD PATH".
+is printed as "request METHOD PATH" (with its Range and If-Match headers when it has them).
+With TRUNCATE_GETS=N, the first successful GetObject answers for N objects send their headers and
+half of the body, then the connection is closed (a download broken off mid-body); with
+REPLACE_TRUNCATED=1 the object is then overwritten upstream with other bytes, so that
+resuming the download finds another object.
 """
 import http.client, http.server, os, socketserver, ssl, sys, threading
 
@@ -21,6 +25,9 @@ corrupt_left = int(os.environ.get("CORRUPT_GETS", "0"))
 corrupt_puts = int(os.environ.get("CORRUPT_PUTS", "0"))
 etag_lies = int(os.environ.get("ETAG_LIES", "0"))
 log_requests = os.environ.get("LOG_REQUESTS") == "1"
+truncate_left = int(os.environ.get("TRUNCATE_GETS", "0"))
+truncated_paths = set()
+replace_truncated = os.environ.get("REPLACE_TRUNCATED") == "1"
 lock = threading.Lock()
 FAULTS = [(503, "SlowDown", "Please reduce your request rate."),
           (500, "InternalError", "We encountered an internal error. Please try again."),
@@ -56,7 +63,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             lie = self.command == "PUT" and "?" not in self.path and len(body) > 0 and not flip_put and etag_lies > 0
             etag_lies -= lie
         if log_requests:
-            print(f"request {self.command} {self.path}", flush=True)
+            extra = "".join(f" {h}: {self.headers[h]}" for h in ("Range", "If-Match") if self.headers.get(h))
+            print(f"request {self.command} {self.path}{extra}", flush=True)
         if flip_put:
             body = bytearray(body)
             body[len(body) // 2] ^= 0x01
@@ -94,6 +102,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 data[len(data) // 2] ^= 0x01
                 data = bytes(data)
                 print(f"corrupted {n} GET {self.path}", flush=True)
+        global truncate_left
+        truncate = False
+        if self.command == "GET" and "?" not in self.path and r.status in (200, 206) and len(data) > 1:
+            with lock:  # the first answer for each of N objects
+                truncate = truncate_left > 0 and self.path not in truncated_paths
+                truncate_left -= truncate
+                truncated_paths.add(self.path)
         self.send_response(r.status)
         for k, v in r.getheaders():
             if lie and k.lower() == "etag":
@@ -104,6 +119,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         # A HEAD answer has no body but keeps the object's Content-Length.
         self.send_header("Content-Length", r.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data)))
         self.end_headers()
+        if truncate:
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            conn.close()
+            if replace_truncated:  # before the connection closes, so the resumed GET finds the new object
+                import boto3, urllib.parse  # signed with the credentials in the environment
+                bucket, key = urllib.parse.unquote(self.path).lstrip("/").split("/", 1)
+                answer = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{upstream}").put_object(
+                    Bucket=bucket, Key=key, Body=b"replaced while it was read")
+                print(f"replaced {self.path}: HTTP {answer['ResponseMetadata']['HTTPStatusCode']}", flush=True)
+            self.close_connection = True
+            self.connection.shutdown(2)
+            print(f"truncated {n} GET {self.path} after {len(data) // 2} of {len(data)} bytes", flush=True)
+            return
         if self.command != "HEAD":
             self.wfile.write(data)
         conn.close()
