@@ -20,19 +20,25 @@ extension SyncEngine {
                 if let replacing = job.replacing { try await destination.remove(job.path, kind: replacing) }
                 if !job.destinationExists { try await destination.makeDirectory(job.path) }
             }
-            async let sourceListing = source.list(job.path)
-            var destinationEntries: [Entry] = []
-            if job.destinationExists {
-                if let listing = try await destination.list(job.path) {
-                    destinationEntries = listing.entries
-                    if !dryRun {
-                        for name in listing.staleTemporaries {
-                            try? await destination.removeTemporary(in: job.path, name: name)
-                        }
-                    }
+            // Both sides at once; but a source that fetches small files while listing them
+            // is told, after the destination was listed, which files the destination has.
+            var destinationListing: Listing?
+            let sourceListing: Listing?
+            if fetchAhead {
+                if job.destinationExists { destinationListing = try await destination.list(job.path) }
+                sourceListing = try await source.listForCopying(job.path, except: Set((destinationListing?.entries ?? []).map(\.name)))
+            } else {
+                async let listing = source.list(job.path)
+                if job.destinationExists { destinationListing = try await destination.list(job.path) }
+                sourceListing = try await listing
+            }
+            let destinationEntries = destinationListing?.entries ?? []
+            if !dryRun {
+                for name in destinationListing?.staleTemporaries ?? [] {
+                    try? await destination.removeTemporary(in: job.path, name: name)
                 }
             }
-            guard let listing = try await sourceListing else {
+            guard let listing = sourceListing else {
                 throw FerryError(.sourceChanged, "directory \(job.path) vanished from the source during the run",
                                   path: job.path, retryClass: .itemFailed)
             }

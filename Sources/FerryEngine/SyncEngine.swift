@@ -17,6 +17,8 @@ public final class SyncEngine: Sendable {
     let verifyNanoseconds = Atomic<Int64>(0)
     /// The destination can copy files from the source itself (decided once).
     let serverSideCopy: Bool
+    /// Whether the source lists with ``Location/listForCopying(_:except:)``.
+    let fetchAhead: Bool
     let fatalMessage = Mutex<String?>(nil)
     /// Items that could not be read or written in this run (deletions wait for zero).
     let errorsSeen = Atomic<Int64>(0)
@@ -39,6 +41,9 @@ public final class SyncEngine: Sendable {
         selection.extendedAttributes = caps.extendedAttributes
         self.selection = selection
         self.serverSideCopy = configuration.destination.canCopyServerSide(from: configuration.source)
+        // Contents fetched while listing are for a copy that reads them: not for a dry run,
+        // nor for copies made by the destination itself.
+        self.fetchAhead = configuration.source.capabilities.fetchesContentsWhileListing && !serverSideCopy && !configuration.dryRun
         self.planner = DirectoryPlanner(
             options: configuration.options, filters: configuration.filters, selection: selection,
             destinationCapabilities: caps)

@@ -16,6 +16,11 @@ public struct S3Location: Location {
     /// `--multi-thread-cutoff` has the same default); larger ones in 8 MiB ranged GETs,
     /// several in parallel.
     public var streamingLimit: Int64 = 256 << 20
+    /// ``listForCopying(_:except:)`` GETs objects up to this size instead of HEADing them and
+    /// keeps their bodies for the copy (0: never).
+    public var prefetchLimit: Int64 = 1 << 20
+    /// Bodies fetched that way, until the copy takes them.
+    let prefetched = PrefetchedBodies(budget: 64 << 20)
     /// HEAD requests in flight while listing one directory.
     public var listingConcurrency = 32
     /// Keys per ListObjectsV2 page (S3's maximum is 1,000).
@@ -50,6 +55,7 @@ public struct S3Location: Location {
         var c = Capabilities.everything
         c.sparseFiles = false
         c.reportsExtents = false
+        c.fetchesContentsWhileListing = prefetchLimit > 0
         return c
     }
 
@@ -71,6 +77,17 @@ public struct S3Location: Location {
     static let uploadMarker: [UInt8] = [0]
 
     public func list(_ directory: EntryPath) async throws -> Listing? {
+        try await list(directory, fetchingBodiesUpTo: -1, except: [])
+    }
+
+    /// Objects up to ``prefetchLimit`` bytes that `present` does not name come with a GET
+    /// instead of a HEAD, their bodies kept in ``prefetched`` for the copy: one request per
+    /// small file copied.
+    public func listForCopying(_ directory: EntryPath, except present: Set<[UInt8]>) async throws -> Listing? {
+        try await list(directory, fetchingBodiesUpTo: prefetchLimit > 0 ? prefetchLimit : -1, except: present)
+    }
+
+    func list(_ directory: EntryPath, fetchingBodiesUpTo limit: Int64, except present: Set<[UInt8]> = []) async throws -> Listing? {
         let dirPrefix = directory.isRoot ? prefix : try key(directory) + "/"
         let objects: [S3Object], prefixes: [String]
         if flatListing {
@@ -114,7 +131,8 @@ public struct S3Location: Location {
                     }
                 }
                 if running >= listingConcurrency, let e = try await group.next() { if let e { out.append(e) }; running -= 1 }
-                group.addTask { try await self.entry(name: u.name, key: u.key, isDirectory: u.listed == nil) }
+                let fetchBody = (u.listed?.size).map { $0 <= limit } ?? false && !present.contains(u.name)
+                group.addTask { try await self.entry(name: u.name, key: u.key, isDirectory: u.listed == nil, fetchingBody: fetchBody) }
                 running += 1
             }
             for try await e in group { if let e { out.append(e) } }
@@ -130,9 +148,20 @@ public struct S3Location: Location {
     }
 
     /// The entry for one listed name: a HEAD for the metadata (of the marker, for a
-    /// directory), and a GET of the body for a symlink's target.
-    func entry(name: [UInt8], key: String, isDirectory: Bool) async throws -> Entry? {
-        var object = try await client.headObject(bucket: bucket, key: key)
+    /// directory), and a GET of the body for a symlink's target. With `fetchingBody`, a
+    /// GET in place of the HEAD; a file's body is kept for its copy.
+    func entry(name: [UInt8], key: String, isDirectory: Bool, fetchingBody: Bool = false) async throws -> Entry? {
+        var object: S3Object?
+        var body: ByteBuffer?
+        if fetchingBody {
+            do {
+                (object, body) = try await client.getObject(bucket: bucket, key: key)
+            } catch let error as S3Error where error.status == 404 {
+                object = nil
+            }
+        } else {
+            object = try await client.headObject(bucket: bucket, key: key)
+        }
         if object == nil {
             if !isDirectory { return nil }  // deleted since listed
             object = S3Object(key: key, size: 0, lastModified: nil, etag: nil, metadata: [:])
@@ -140,8 +169,10 @@ public struct S3Location: Location {
         let (kind, metadata) = S3Metadata.decode(object!, isDirectory: isDirectory)
         var target: [UInt8]?
         if kind == .symlink {
-            let (_, body) = try await client.getObject(bucket: bucket, key: key)
-            target = Array(body.readableBytesView)
+            if body == nil { body = try await client.getObject(bucket: bucket, key: key).1 }
+            target = Array(body!.readableBytesView)
+        } else if kind == .file, let body {
+            prefetched.put(key, object: object!, body: body)
         }
         if !isDirectory { metadataCache?.remember(scope: cacheScope, head: object!, target: target) }
         return Entry(name: name, kind: kind, metadata: metadata, symlinkTarget: target)

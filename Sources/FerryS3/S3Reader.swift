@@ -36,6 +36,8 @@ final class S3Reader: EntryReader, @unchecked Sendable {
     private var streaming: Bool
     /// Times the stream was opened again after it broke.
     private var resumes = 0
+    /// The body the listing fetched (``PrefetchedBodies``), until the first read checks it.
+    private var preloaded: (object: S3Object, body: ByteBuffer)?
 
     deinit { for t in prefetch.values { t.cancel() } }
 
@@ -45,6 +47,10 @@ final class S3Reader: EntryReader, @unchecked Sendable {
         self.path = path
         self.metadata = metadata
         self.streaming = metadata.size <= location.streamingLimit
+        if let kept = location.prefetched.take(key), kept.object.size == metadata.size, kept.body.readableBytes == metadata.size {
+            preloaded = kept
+            streaming = false
+        }
     }
 
     func dataExtents() async throws -> [Extent] {
@@ -58,7 +64,13 @@ final class S3Reader: EntryReader, @unchecked Sendable {
 
     private func ensureObject() async throws {
         if object != nil { return }
-        if metadata.size > 0 && streaming {
+        if let kept = preloaded {
+            preloaded = nil
+            try await adopt(kept.object)
+            if kept.body.readableBytes > 0 { try feed(kept.body, at: 0) }  // an empty body has nothing to check
+            object = kept.object
+            block = (0, kept.body)
+        } else if metadata.size > 0 && streaming {
             try await openStream()
         } else if metadata.size > 0 {
             try await load(0)
@@ -153,6 +165,7 @@ final class S3Reader: EntryReader, @unchecked Sendable {
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) async throws -> Int {
         if offset >= metadata.size || buffer.count == 0 { return 0 }
+        if preloaded != nil { try await ensureObject() }
         if streaming {
             if offset == position { return try await readStreamed(into: buffer) }
             streaming = false
