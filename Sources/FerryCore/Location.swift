@@ -19,7 +19,7 @@ public struct Capabilities: Sendable, Hashable {
     public var caseSensitive = true
     /// Reading reports allocated extents (``EntryReader/dataExtents()``).
     public var reportsExtents = false
-    /// ``Location/listForCopying(_:except:)`` fetches the contents of small files with
+    /// ``Location/listForCopying(_:reading:)`` fetches the contents of small files with
     /// their metadata; the engine then lists the destination first, to name what it has.
     public var fetchesContentsWhileListing = false
 
@@ -77,10 +77,10 @@ public protocol Location: Sendable {
     /// Lists one directory, sorted by name bytes; nil if `directory` does not exist or is
     /// not a directory.
     func list(_ directory: EntryPath) async throws -> Listing?
-    /// ``list(_:)`` for a copy from here: files not named in `present` (what the
-    /// destination's directory holds) will be read, and their contents may come ahead
-    /// (only where ``Capabilities/fetchesContentsWhileListing``).
-    func listForCopying(_ directory: EntryPath, except present: Set<[UInt8]>) async throws -> Listing?
+    /// ``list(_:)`` for a copy from here: the files for which `reading` holds (the
+    /// destination lacks them and the filters take them) will be read, and their contents
+    /// may come ahead (only where ``Capabilities/fetchesContentsWhileListing``).
+    func listForCopying(_ directory: EntryPath, reading: @Sendable ([UInt8]) -> Bool) async throws -> Listing?
     /// Stats one path without following a final symlink; nil if it does not exist.
     func stat(_ path: EntryPath) async throws -> Entry?
     /// Opens a file for reading; `expected` is what the listing said (used to notice change).
@@ -123,7 +123,7 @@ public protocol Location: Sendable {
 /// gives their metadata (an object store's GET in place of a HEAD) does so for the files
 /// the destination lacks, which will be read next.
 extension Location {
-    public func listForCopying(_ directory: EntryPath, except present: Set<[UInt8]>) async throws -> Listing? {
+    public func listForCopying(_ directory: EntryPath, reading: @Sendable ([UInt8]) -> Bool) async throws -> Listing? {
         try await list(directory)
     }
 }

@@ -21,12 +21,17 @@ extension SyncEngine {
                 if !job.destinationExists { try await destination.makeDirectory(job.path) }
             }
             // Both sides at once; but a source that fetches small files while listing them
-            // is told, after the destination was listed, which files the destination has.
+            // is told, after the destination was listed, which files the copy will read:
+            // those the destination lacks and the filters take.
             var destinationListing: Listing?
             let sourceListing: Listing?
             if fetchAhead {
                 if job.destinationExists { destinationListing = try await destination.list(job.path) }
-                sourceListing = try await source.listForCopying(job.path, except: Set((destinationListing?.entries ?? []).map(\.name)))
+                let present = Set((destinationListing?.entries ?? []).map(\.name))
+                let (filters, directory) = (planner.filters, job.path)
+                sourceListing = try await source.listForCopying(job.path) { name in
+                    !present.contains(name) && filters.decide(directory.appending(name), isDirectory: false) == .take
+                }
             } else {
                 async let listing = source.list(job.path)
                 if job.destinationExists { destinationListing = try await destination.list(job.path) }

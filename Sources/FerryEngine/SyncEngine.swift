@@ -17,7 +17,7 @@ public final class SyncEngine: Sendable {
     let verifyNanoseconds = Atomic<Int64>(0)
     /// The destination can copy files from the source itself (decided once).
     let serverSideCopy: Bool
-    /// Whether the source lists with ``Location/listForCopying(_:except:)``.
+    /// Whether the source lists with ``Location/listForCopying(_:reading:)``.
     let fetchAhead: Bool
     let fatalMessage = Mutex<String?>(nil)
     /// Items that could not be read or written in this run (deletions wait for zero).

@@ -2,7 +2,7 @@ import NIOCore
 import Synchronization
 
 /// Bodies of small objects fetched while listing a directory the destination lacks
-/// (``S3Location/listForCopying(_:except:)``): a GET in place of the HEAD gives the metadata and
+/// (``S3Location/listForCopying(_:reading:)``): a GET in place of the HEAD gives the metadata and
 /// the bytes in one request, and the copy that follows takes the bytes from here instead
 /// of asking again. Bounded: past ``budget`` bytes the oldest bodies are dropped (their
 /// copy then GETs them), and a body leaves when it is taken.

@@ -16,7 +16,7 @@ public struct S3Location: Location {
     /// `--multi-thread-cutoff` has the same default); larger ones in 8 MiB ranged GETs,
     /// several in parallel.
     public var streamingLimit: Int64 = 256 << 20
-    /// ``listForCopying(_:except:)`` GETs objects up to this size instead of HEADing them and
+    /// ``listForCopying(_:reading:)`` GETs objects up to this size instead of HEADing them and
     /// keeps their bodies for the copy (0: never).
     public var prefetchLimit: Int64 = 1 << 20
     /// Bodies fetched that way, until the copy takes them.
@@ -77,17 +77,17 @@ public struct S3Location: Location {
     static let uploadMarker: [UInt8] = [0]
 
     public func list(_ directory: EntryPath) async throws -> Listing? {
-        try await list(directory, fetchingBodiesUpTo: -1, except: [])
+        try await list(directory, fetchingBodiesUpTo: -1)
     }
 
-    /// Objects up to ``prefetchLimit`` bytes that `present` does not name come with a GET
+    /// Objects up to ``prefetchLimit`` bytes that the copy will read come with a GET
     /// instead of a HEAD, their bodies kept in ``prefetched`` for the copy: one request per
     /// small file copied.
-    public func listForCopying(_ directory: EntryPath, except present: Set<[UInt8]>) async throws -> Listing? {
-        try await list(directory, fetchingBodiesUpTo: prefetchLimit > 0 ? prefetchLimit : -1, except: present)
+    public func listForCopying(_ directory: EntryPath, reading: @Sendable ([UInt8]) -> Bool) async throws -> Listing? {
+        try await list(directory, fetchingBodiesUpTo: prefetchLimit > 0 ? prefetchLimit : -1, reading: reading)
     }
 
-    func list(_ directory: EntryPath, fetchingBodiesUpTo limit: Int64, except present: Set<[UInt8]> = []) async throws -> Listing? {
+    func list(_ directory: EntryPath, fetchingBodiesUpTo limit: Int64, reading: @Sendable ([UInt8]) -> Bool = { _ in false }) async throws -> Listing? {
         let dirPrefix = directory.isRoot ? prefix : try key(directory) + "/"
         let objects: [S3Object], prefixes: [String]
         if flatListing {
@@ -131,7 +131,7 @@ public struct S3Location: Location {
                     }
                 }
                 if running >= listingConcurrency, let e = try await group.next() { if let e { out.append(e) }; running -= 1 }
-                let fetchBody = (u.listed?.size).map { $0 <= limit } ?? false && !present.contains(u.name)
+                let fetchBody = (u.listed?.size).map { $0 <= limit } ?? false && reading(u.name)
                 group.addTask { try await self.entry(name: u.name, key: u.key, isDirectory: u.listed == nil, fetchingBody: fetchBody) }
                 running += 1
             }

@@ -1,12 +1,13 @@
 @testable import FerryS3
 import FerryTesting
 import Foundation
+import Glibc
 import NIOCore
 import Testing
 
 /// Downloads of small objects the destination lacks: the listing GETs each one instead of
 /// HEADing it and the copy takes the body it fetched, one request per file, with the same
-/// bytes and metadata as the HEAD-then-GET path.
+/// bytes and metadata as the HEAD-then-GET path; objects the filters leave out are not fetched.
 @Suite struct S3PrefetchTests {
     @Test func smallObjectsTheDestinationLacksComeInOneRequestEach() async throws {
         let (server, bucket) = try await S3Tests.freshBucket()
@@ -54,6 +55,23 @@ import Testing
         let freshRequests = S3MetadataCacheTests.requests(fresh), headedRequests = S3MetadataCacheTests.requests(headed)
         #expect(freshRequests > 33 && freshRequests <= 4 * 3 + 1 + 33 + 1, "\(fresh.stderr)")
         #expect(headedRequests >= freshRequests + 32, "fresh \(freshRequests), stale \(headedRequests)")
+
+        // Excluded objects are not fetched: the listing HEADs the 11 in d1 (it plans before
+        // filtering), but GETs none of them.
+        let filtered = try Fixture("s3-prefetch-filtered")
+        defer { filtered.cleanUp() }
+        let log = Pipe()
+        let (proxy, port) = try S3FaultTests.startProxy(upstream: server.port, every: 0, environment: ["LOG_REQUESTS": "1"], output: log)
+        let excluding = try CLI.run(["sync", target, filtered.destinationRoot, "--no-metadata-cache", "--exclude", "/d1/*",
+                                     "--endpoint-url", "http://127.0.0.1:\(port)"], environment: server.clientEnvironment)
+        kill(proxy.processIdentifier, SIGKILL)
+        proxy.waitUntilExit()
+        #expect(excluding.status == 0, "\(excluding.stderr)")
+        let requests = String(decoding: log.fileHandleForReading.availableData, as: UTF8.self)
+        #expect(requests.contains("request HEAD /\(bucket)/p/d1/f0") && !requests.contains("request GET /\(bucket)/p/d1/f"), "\(requests)")
+        #expect(requests.contains("request GET /\(bucket)/p/d2/f0"), "\(requests)")
+        #expect(!FileManager.default.fileExists(atPath: "\(filtered.destinationRoot)/d1/f0"))
+        #expect(FileManager.default.contents(atPath: "\(filtered.destinationRoot)/d2/f9") == FileManager.default.contents(atPath: "\(f.source.root)/d2/f9"))
     }
 
     @Test func prefetchedBodiesStayWithinTheirBudget() {
