@@ -33,6 +33,14 @@ import Testing
         return f
     }
 
+    /// ``multipartAndSingle(_:)`` uploaded by the aws CLI under `prefix` of a fresh bucket.
+    static func uploadedMultipartAndSingle(_ label: String, prefix: String) async throws -> (S3TestServer, String, Fixture) {
+        let (server, bucket) = try await S3Tests.freshBucket()
+        let f = try S3FaultTests.multipartAndSingle(label)
+        #expect(try S3Tests.aws(server, ["s3", "cp", "--recursive", f.source.root, "s3://\(bucket)/\(prefix)"]).status == 0)
+        return (server, bucket, f)
+    }
+
     static func openUploads(_ server: S3TestServer, bucket: String) throws -> Int {
         let r = try CLI.run(["s3api", "list-multipart-uploads", "--bucket", bucket, "--output", "json"], wrapper: ["aws"], direct: true,
                             environment: server.clientEnvironment)
@@ -148,10 +156,8 @@ import Testing
 /// a multipart one — retried once, and never land under a final name.
 @Suite struct S3DownloadChecksumTests {
     @Test func corruptedDownloadsAreCaughtAgainstTheETag() async throws {
-        let (server, bucket) = try await S3Tests.freshBucket()
-        let f = try S3FaultTests.multipartAndSingle("s3-corrupt")
+        let (server, bucket, f) = try await S3FaultTests.uploadedMultipartAndSingle("s3-corrupt", prefix: "c")
         defer { f.cleanUp() }
-        #expect(try S3Tests.aws(server, ["s3", "cp", "--recursive", f.source.root, "s3://\(bucket)/c"]).status == 0)
         let head = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", bucket, "--key", "c/multi.bin"])
         #expect(head.stdout.contains("-3\\\""), "a three-part upload: \(head.stdout)")
 
@@ -188,10 +194,8 @@ import Testing
 /// replaced meanwhile, the file fails as changed and its name keeps what it held.
 @Suite struct S3DownloadResumeTests {
     @Test func brokenDownloadsResumeWhereTheyStopped() async throws {
-        let (server, bucket) = try await S3Tests.freshBucket()
-        let f = try S3FaultTests.multipartAndSingle("s3-resume")
+        let (server, bucket, f) = try await S3FaultTests.uploadedMultipartAndSingle("s3-resume", prefix: "r")
         defer { f.cleanUp() }
-        #expect(try S3Tests.aws(server, ["s3", "cp", "--recursive", f.source.root, "s3://\(bucket)/r"]).status == 0)
 
         // Stale copies at the destination: the files are HEADed while listed (a small file
         // the destination lacks would come whole with its listing GET), then streamed.
