@@ -84,7 +84,8 @@ let package = Package(
             swiftSettings: swiftSettings),
         .testTarget(
             name: "FerryTests",
-            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryServer", "FerryStore", "FerryBlock", "FerryTesting", "CFerry", "ferry"],
+            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryServer", "FerryStore", "FerryBlock", "FerryTesting", "CFerry", "ferry",
+                           .product(name: "Crypto", package: "swift-crypto")],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings),
     ]

@@ -72,20 +72,21 @@ struct S3ETagChecker {
 
     var total: Int64 { partSizes.reduce(0, +) }
 
+    /// Feeds the next bytes; every part they complete (an empty object's one empty part
+    /// included, with no bytes at all) is closed with its MD5.
     mutating func feed(_ bytes: UnsafeRawBufferPointer) {
         var rest = bytes[...]
-        while !rest.isEmpty, part < partSizes.count {
+        while part < partSizes.count {
             let take = Int(min(Int64(rest.count), partSizes[part] - inPart))
-            md5.update(bufferPointer: UnsafeRawBufferPointer(rebasing: rest.prefix(take)))
+            if take > 0 { md5.update(bufferPointer: UnsafeRawBufferPointer(rebasing: rest.prefix(take))) }
             inPart += Int64(take)
             fed += Int64(take)
             rest = rest.dropFirst(take)
-            if inPart == partSizes[part] {
-                partDigests += Array(md5.finalize())
-                md5 = Insecure.MD5()
-                part += 1
-                inPart = 0
-            }
+            guard inPart == partSizes[part] else { break }
+            partDigests += Array(md5.finalize())
+            md5 = Insecure.MD5()
+            part += 1
+            inPart = 0
         }
     }
 

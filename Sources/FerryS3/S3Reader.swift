@@ -66,8 +66,7 @@ final class S3Reader: EntryReader, @unchecked Sendable {
         if object != nil { return }
         if let kept = preloaded {
             preloaded = nil
-            try await adopt(kept.object)
-            if kept.body.readableBytes > 0 { try feed(kept.body, at: 0) }  // an empty body has nothing to check
+            try await check(kept.object, kept.body, at: 0)
             object = kept.object
             block = (0, kept.body)
         } else if metadata.size > 0 && streaming {

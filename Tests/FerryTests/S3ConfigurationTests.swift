@@ -1,4 +1,5 @@
 @testable import FerryS3
+import Crypto
 import FerryTesting
 import Foundation
 import Testing
@@ -126,5 +127,27 @@ import Testing
         #expect(WireDates.parseAmz(SigV4Signer.amzDate(d)) == d)
         #expect(WireDates.parseAmz("20150830T123600Z") == Self.oracle("yyyyMMdd'T'HHmmss'Z'", "20150830T123600Z"))
         #expect(WireDates.parseAmz("20150830T123600") == nil)
+    }
+}
+
+/// The running ETag check: an empty object's (no bytes fed) and a multipart one's fed in
+/// pieces that cross part boundaries, against MD5s computed here.
+@Suite struct S3ETagCheckerTests {
+    @Test func emptyObjectMatchesTheMD5OfNothing() {
+        let etag = S3ETag("\"d41d8cd98f00b204e9800998ecf8427e\"")!
+        var checker = S3ETagChecker(expected: etag, partSizes: etag.partSizes(firstPart: 0, objectSize: 0)!)
+        checker.feed(UnsafeRawBufferPointer(start: nil, count: 0))
+        #expect(checker.fed == checker.total && checker.computed() == etag)
+    }
+
+    @Test func multipartFedAcrossPartBoundaries() {
+        let bytes = (0..<2_500).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let parts = stride(from: 0, to: bytes.count, by: 1_000).map { Array(bytes[$0..<min($0 + 1_000, bytes.count)]) }
+        let expected = S3ETag(partDigests: parts.flatMap { Array(Insecure.MD5.hash(data: $0)) }, multipart: parts.count)
+        var checker = S3ETagChecker(expected: expected, partSizes: expected.partSizes(firstPart: 1_000, objectSize: 2_500)!)
+        bytes.withUnsafeBytes { all in
+            for range in [0..<999, 999..<2_001, 2_001..<2_500] { checker.feed(UnsafeRawBufferPointer(rebasing: all[range])) }
+        }
+        #expect(checker.fed == 2_500 && checker.computed() == expected && expected.description.hasSuffix("-3"))
     }
 }
