@@ -124,10 +124,15 @@ public final class S3Client: Sendable {
                 }
                 logger.warning("retrying S3 request", metadata: ["operation": "\(r.operation)", "error": "\(error)", "attempt": "\(attempt)"])
             }
-            // Exponential backoff with full jitter: up to 100 ms · 2^attempt, at most 10 s.
-            let cap = min(10_000.0, 100.0 * pow(2.0, Double(attempt)))
-            try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...cap))))
+            try await S3Client.backOff(attempt: attempt)
         }
+    }
+
+    /// Waits before attempt `attempt + 1`: exponential backoff with full jitter, up to
+    /// 100 ms · 2^attempt, at most 10 s.
+    static func backOff(attempt: Int) async throws {
+        let cap = min(10_000.0, 100.0 * pow(2.0, Double(attempt)))
+        try await Task.sleep(for: .milliseconds(Int64(Double.random(in: 0...cap))))
     }
 
     static func isUnknownHost(_ error: NIOConnectionError) -> Bool {

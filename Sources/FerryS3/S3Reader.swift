@@ -228,36 +228,41 @@ final class S3Reader: EntryReader, @unchecked Sendable {
                 if let object, position >= object.size { return nil }
                 try await openStream()
             }
+            let broke: any Error
             do {
                 var it = stream!
                 let chunk = try await it.next()
                 stream = it
-                guard let chunk else {
-                    stream = nil
-                    if let object, position < object.size {
-                        throw S3Error(.transport, operation: "GetObject", bucket: location.bucket, key: key,
-                                      message: "the body ended at byte \(position) of \(object.size)", path: path)
-                    }
-                    return nil
+                if let chunk {
+                    try feed(chunk, at: position)
+                    return chunk
                 }
-                try feed(chunk, at: position)
-                return chunk
-            } catch let error as S3Error where error.code != .transport {
-                throw error
+                stream = nil
+                guard let object, position < object.size else { return nil }
+                broke = S3Error(.transport, operation: "GetObject", bucket: location.bucket, key: key,
+                                message: "the body ended at byte \(position) of \(object.size)", path: path)
+            } catch let error as S3Error {
+                throw error  // the bytes do not match the ETag
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
-                stream = nil
-                resumes += 1
-                guard resumes < location.client.maxAttempts else {
-                    throw S3Error(.transport, operation: "GetObject", bucket: location.bucket, key: key,
-                                  message: "the download broke off at byte \(position) \(resumes) times (last: \(error))", path: path)
-                }
-                location.client.logger.warning("resuming an S3 download", metadata: [
-                    "key": "\(key)", "offset": "\(position)", "error": "\(error)", "attempt": "\(resumes)"])
-                try await Task.sleep(for: .milliseconds(Int64.random(in: 0...min(10_000, 100 << resumes))))
+                broke = error
             }
+            try await resume(after: broke)
         }
+    }
+
+    /// Drops a broken stream and waits before it is opened again at ``position``.
+    private func resume(after error: any Error) async throws {
+        stream = nil
+        resumes += 1
+        guard resumes < location.client.maxAttempts else {
+            throw S3Error(.transport, operation: "GetObject", bucket: location.bucket, key: key,
+                          message: "the download broke off at byte \(position) \(resumes) times (last: \(error))", path: path)
+        }
+        location.client.logger.warning("resuming an S3 download", metadata: [
+            "key": "\(key)", "offset": "\(position)", "error": "\(error)", "attempt": "\(resumes)"])
+        try await S3Client.backOff(attempt: resumes)
     }
 
     /// The object's metadata as the GET/HEAD showed it (S3 has no ctime: it is the mtime).
