@@ -11,9 +11,8 @@ final class PrefetchedBodies: Sendable {
 
     private struct State {
         var bodies: [String: (object: S3Object, body: ByteBuffer)] = [:]
-        /// Keys in the order they came; a key may remain after its body was taken.
-        var order: [String] = []
-        var head = 0
+        /// Keys in the order they came, oldest first; a key may remain after its body was taken.
+        var order = CircularBuffer<String>()
         var bytes = 0
     }
     private let state = Mutex(State())
@@ -26,17 +25,18 @@ final class PrefetchedBodies: Sendable {
     func put(_ key: String, object: S3Object, body: ByteBuffer) {
         guard body.readableBytes <= budget else { return }
         state.withLock { s in
-            if let old = s.bodies.updateValue((object, body), forKey: key) { s.bytes -= old.body.readableBytes }
-            s.order.append(key)
-            s.bytes += body.readableBytes
-            while s.bytes > budget, s.head < s.order.count {
-                if let dropped = s.bodies.removeValue(forKey: s.order[s.head]) { s.bytes -= dropped.body.readableBytes }
-                s.head += 1
+            if let old = s.bodies.updateValue((object, body), forKey: key) {
+                s.bytes -= old.body.readableBytes
+            } else {
+                s.order.append(key)
             }
-            // Forget keys dropped or taken once they are most of the queue.
-            if s.order.count - s.head > 2 * s.bodies.count + 1024 || (s.head > 1024 && s.head * 2 > s.order.count) {
-                s.order = s.order[s.head...].filter { s.bodies[$0] != nil }
-                s.head = 0
+            s.bytes += body.readableBytes
+            while s.bytes > budget, let oldest = s.order.popFirst() {
+                if let dropped = s.bodies.removeValue(forKey: oldest) { s.bytes -= dropped.body.readableBytes }
+            }
+            // Forget taken keys once they are most of the queue.
+            if s.order.count > 2 * s.bodies.count + 1024 {
+                s.order = CircularBuffer(s.order.filter { s.bodies[$0] != nil })
             }
         }
     }
@@ -53,5 +53,5 @@ final class PrefetchedBodies: Sendable {
     /// Bytes held now.
     var heldBytes: Int { state.withLock { $0.bytes } }
     /// Keys still queued for dropping (some already taken), to check the queue stays bounded.
-    var queuedKeys: Int { state.withLock { $0.order.count - $0.head } }
+    var queuedKeys: Int { state.withLock { $0.order.count } }
 }

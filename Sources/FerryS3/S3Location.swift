@@ -77,17 +77,18 @@ public struct S3Location: Location {
     static let uploadMarker: [UInt8] = [0]
 
     public func list(_ directory: EntryPath) async throws -> Listing? {
-        try await list(directory, fetchingBodiesUpTo: -1)
+        try await list(directory) { _ in false }
     }
 
     /// Objects up to ``prefetchLimit`` bytes that the copy will read come with a GET
     /// instead of a HEAD, their bodies kept in ``prefetched`` for the copy: one request per
     /// small file copied.
     public func listForCopying(_ directory: EntryPath, reading: @Sendable ([UInt8]) -> Bool) async throws -> Listing? {
-        try await list(directory, fetchingBodiesUpTo: prefetchLimit > 0 ? prefetchLimit : -1, reading: reading)
+        try await list(directory, reading: reading)
     }
 
-    func list(_ directory: EntryPath, fetchingBodiesUpTo limit: Int64, reading: @Sendable ([UInt8]) -> Bool = { _ in false }) async throws -> Listing? {
+    /// Lists `directory`; the objects `reading` names, up to ``prefetchLimit`` bytes, are fetched whole.
+    func list(_ directory: EntryPath, reading: @Sendable ([UInt8]) -> Bool) async throws -> Listing? {
         let dirPrefix = directory.isRoot ? prefix : try key(directory) + "/"
         let objects: [S3Object], prefixes: [String]
         if flatListing {
@@ -131,7 +132,7 @@ public struct S3Location: Location {
                     }
                 }
                 if running >= listingConcurrency, let e = try await group.next() { if let e { out.append(e) }; running -= 1 }
-                let fetchBody = (u.listed?.size).map { $0 <= limit } ?? false && reading(u.name)
+                let fetchBody = u.listed.map { prefetchLimit > 0 && $0.size <= prefetchLimit && reading(u.name) } ?? false
                 group.addTask { try await self.entry(name: u.name, key: u.key, isDirectory: u.listed == nil, fetchingBody: fetchBody) }
                 running += 1
             }
