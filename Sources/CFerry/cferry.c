@@ -118,12 +118,81 @@ void cferry_xxh3_digest(cferry_xxh3 *s, uint64_t *hi, uint64_t *lo) {
 }
 void cferry_xxh3_free(cferry_xxh3 *s) { free(s); }
 static const unsigned char cferry_zero_block[65536];
-void cferry_xxh3_update_zeros(cferry_xxh3 *s, uint64_t len) {
+static void xxh3_update_zero_bytes(XXH3_state_t *st, uint64_t len) {
     while (len > 0) {
         size_t n = len > sizeof cferry_zero_block ? sizeof cferry_zero_block : (size_t)len;
-        xxh3_update(&s->state, cferry_zero_block, n);
+        xxh3_update(st, cferry_zero_block, n);
         len -= n;
     }
+}
+
+/* One zero stripe at secret offset `key`: XXH3's accumulate round with input 0 adds nothing
+   to the swapped lane and lo32(k) * hi32(k) of its key k to its own lane. */
+static void xxh3_add_zero_stripe(xxh_u64 *acc, const xxh_u8 *key) {
+    for (size_t lane = 0; lane < XXH_ACC_NB; lane++) {
+        xxh_u64 const k = XXH_readLE64(key + 8 * lane);
+        acc[lane] += XXH_mult32to64((xxh_u32)k, k >> 32);
+    }
+}
+
+/* `blocks` whole blocks of zero stripes: each adds the block's constant `block`, then XXH3's
+   scramble (scalar: a dependency chain per lane, which vectors only lengthen: 4.7 ns a block
+   here against 12.9 ns with AVX2). */
+static void xxh3_zero_blocks(xxh_u64 *acc, const xxh_u64 *block, const xxh_u8 *scrambleKey, uint64_t blocks) {
+    xxh_u64 a[XXH_ACC_NB], k[XXH_ACC_NB];
+    for (size_t lane = 0; lane < XXH_ACC_NB; lane++) { a[lane] = acc[lane]; k[lane] = XXH_readLE64(scrambleKey + 8 * lane); }
+    for (; blocks > 0; blocks--) {
+        for (size_t lane = 0; lane < XXH_ACC_NB; lane++) {
+            xxh_u64 x = a[lane] + block[lane];
+            x ^= x >> 47;
+            x ^= k[lane];
+            a[lane] = x * XXH_PRIME32_1;
+        }
+    }
+    for (size_t lane = 0; lane < XXH_ACC_NB; lane++) acc[lane] = a[lane];
+}
+
+/* Consumes `stripes` zero stripes exactly as XXH3_consumeStripes would, without reading
+   any input: within a block the accumulators only gain a per-stripe constant, so a whole
+   block is 8 additions and the scramble XXH3 does at every block end (eagerly, as here). */
+static void xxh3_consume_zero_stripes(XXH3_state_t *st, uint64_t stripes) {
+    const xxh_u8 *secret = st->extSecret == NULL ? st->customSecret : st->extSecret;
+    size_t const perBlock = st->nbStripesPerBlock;
+    xxh_u64 *acc = st->acc;
+    xxh_u64 block[XXH_ACC_NB] = {0};
+    for (size_t n = 0; n < perBlock; n++) xxh3_add_zero_stripe(block, secret + n * XXH_SECRET_CONSUME_RATE);
+    while (stripes > 0) {
+        if (st->nbStripesSoFar == 0 && stripes >= perBlock) {
+            uint64_t const blocks = stripes / perBlock;
+            xxh3_zero_blocks(acc, block, secret + st->secretLimit, blocks);
+            stripes -= blocks * perBlock;
+            continue;
+        }
+        xxh3_add_zero_stripe(acc, secret + st->nbStripesSoFar * XXH_SECRET_CONSUME_RATE);
+        stripes--;
+        if (++st->nbStripesSoFar == perBlock) {
+            st->nbStripesSoFar = 0;
+            XXH3_scrambleAcc_scalar(acc, secret + st->secretLimit);
+        }
+    }
+}
+
+/* Feeds `len` zero bytes (a hole) with the same result as hashing them, at a fraction of
+   the cost for long runs. 512 zeros go through the normal update first: then everything
+   buffered (the buffer and the copy of the stripe before it) is zeros, so whole zero
+   stripes can be consumed ahead of the buffered zeros without changing the byte stream;
+   at least 512 more zeros go through the normal update after them. */
+void cferry_xxh3_update_zeros(cferry_xxh3 *s, uint64_t len) {
+    XXH3_state_t *st = &s->state;
+    if (len >= 4096) {
+        xxh3_update_zero_bytes(st, 512);
+        len -= 512;
+        uint64_t const stripes = (len - 512) / XXH_STRIPE_LEN;
+        xxh3_consume_zero_stripes(st, stripes);
+        st->totalLen += stripes * XXH_STRIPE_LEN;
+        len -= stripes * XXH_STRIPE_LEN;
+    }
+    xxh3_update_zero_bytes(st, len);
 }
 
 int cferry_isatty(int fd) { return isatty(fd); }

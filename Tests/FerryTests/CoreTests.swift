@@ -115,4 +115,38 @@ import Testing
         }
         #expect(state.finalize().description == "xxh3-128:046e3520b572de3c8fd2a84af2c75e08")  // xxhsum -H2
     }
+
+    /// Long holes skip XXH3's per-byte work (whole zero stripes are added in closed form);
+    /// the digest must equal hashing the zeros, at every alignment of block, stripe and buffer.
+    @Test func longHolesMatchHashingTheZeros() {
+        let zeros = [UInt8](repeating: 0, count: 3_000_000)
+        let prefixes = [0, 1, 63, 64, 65, 200, 255, 256, 257, 1_000, 1_023, 1_024, 1_025, 5_000, 70_001]
+        let holes = [4_095, 4_096, 4_097, 5_000, 16_384 + 64 * 3 + 7, 1 << 20, (1 << 20) + 1, 3_000_000]
+        let suffixes = [0, 1, 100, 5_000]
+        Self.pattern.withUnsafeBytes { all in
+            zeros.withUnsafeBytes { z in
+                for prefix in prefixes {
+                    for hole in holes {
+                        for suffix in suffixes {
+                            let fast = ChecksumState(), slow = ChecksumState()
+                            for s in [fast, slow] { s.update(UnsafeRawBufferPointer(rebasing: all[..<prefix])) }
+                            fast.updateZeros(Int64(hole))
+                            slow.update(UnsafeRawBufferPointer(rebasing: z[..<hole]))
+                            for s in [fast, slow] { s.update(UnsafeRawBufferPointer(rebasing: all[1_000..<1_000 + suffix])) }
+                            #expect(fast.finalize() == slow.finalize(), "prefix \(prefix), hole \(hole), suffix \(suffix)")
+                        }
+                    }
+                }
+            }
+        }
+        // Holes back to back, and after a hole the state keeps taking bytes.
+        let fast = ChecksumState(), slow = ChecksumState()
+        fast.updateZeros(10_000); fast.updateZeros(70_000)
+        zeros.withUnsafeBytes { slow.update(UnsafeRawBufferPointer(rebasing: $0[..<80_000])) }
+        #expect(fast.finalize() == slow.finalize())
+        Self.pattern.withUnsafeBytes { all in
+            for s in [fast, slow] { s.update(all) }
+        }
+        #expect(fast.finalize() == slow.finalize())
+    }
 }
