@@ -22,6 +22,19 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: "/tmp/ferry-never-made"))
     }
 
+    /// `--help` shows defaults in DataSync's spelling (`CHANGED`); typing them works too.
+    @Test func dataSyncSpellingsAreTakenToo() throws {
+        let f = try Fixture("spellings")
+        defer { f.cleanUp() }
+        try f.source.file("a", [1, 2, 3])
+        let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "--transfer-mode", "CHANGED", "--overwrite-mode", "ALWAYS",
+                               "--verify-mode", "ONLY_FILES_TRANSFERRED", "--mtime", "PRESERVE", "-q"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(FileManager.default.contents(atPath: f.destinationRoot + "/a") == Data([1, 2, 3]))
+        let help = try CLI.run(["sync", "--help"])
+        #expect(help.stdout.contains("values: changed, all;"), "\(help.stdout)")
+    }
+
     @Test func pairingRuleMessageNamesTheFix() throws {
         let run = try CLI.run(["sync", "/tmp", "/tmp/x", "--mtime", "none"])
         #expect(run.stderr.contains("Atime BEST_EFFORT requires Mtime PRESERVE"))
