@@ -31,18 +31,23 @@ struct Scheduler {
         await withTaskGroup(of: Completion.self) { group in
             var running = 0
             while true {
-                while running < limit && fatal == nil, let work = stack.popLast() {
+                while running < limit && fatal == nil, let work = nextWork() {
                     group.addTask { await engine.perform(work) }
                     running += 1
                 }
                 guard let completion = await group.next() else { break }
                 running -= 1
-                if case .fatal(let message) = completion {
-                    fatal = message
-                    group.cancelAll()
-                    continue
+                let completions: [Completion]
+                if case .batch(let all) = completion { completions = all } else { completions = [completion] }
+                for completion in completions {
+                    if case .fatal(let message) = completion {
+                        fatal = message
+                        group.cancelAll()
+                        break
+                    }
+                    handle(completion)
                 }
-                handle(completion)
+                if fatal != nil { continue }
                 if scansOutstanding == 0 {
                     onListingDone()
                     scansOutstanding = -1
@@ -51,6 +56,30 @@ struct Scheduler {
             }
         }
         if let fatal { throw FerryError(.fatal, fatal) }
+    }
+
+    /// Small files copied per task when much work is waiting.
+    static let batchSize = 8
+    /// Files up to this size join a batch.
+    static let batchFileSize: Int64 = 64 << 10
+
+    /// The next work: a batch of consecutive small-file copies when the stack holds enough
+    /// work to keep every task busy with batches, else one item.
+    private mutating func nextWork() -> Work? {
+        guard let work = stack.popLast() else { return nil }
+        guard case .item(let first) = work, Self.batches(first),
+              stack.count >= Self.batchSize * engine.configuration.parallel else { return work }
+        var items = [first]
+        while items.count < Self.batchSize, case .item(let next)? = stack.last, Self.batches(next) {
+            items.append(next)
+            stack.removeLast()
+        }
+        return items.count == 1 ? work : .items(items)
+    }
+
+    private static func batches(_ item: PlannedItem) -> Bool {
+        guard case .copyFile = item.action, let s = item.source else { return false }
+        return s.metadata.size <= batchFileSize
     }
 
     private mutating func handle(_ completion: Completion) {
@@ -64,7 +93,7 @@ struct Scheduler {
             childDone(in: item.path.parent, changed: changed)
         case .finalized(let path):
             if !path.isRoot { childDone(in: path.parent, changed: false) }
-        case .fatal:
+        case .fatal, .batch:
             break
         }
     }

@@ -6,6 +6,15 @@ extension SyncEngine {
         switch work {
         case .scan(let job): return await scan(job)
         case .item(let item): return await apply(item)
+        case .items(let items):
+            var done: [Completion] = []
+            done.reserveCapacity(items.count)
+            for item in items {
+                let completion = await apply(item)
+                done.append(completion)
+                if case .fatal = completion { break }
+            }
+            return .batch(done)
         case .link(let item, let leader): return await link(item, to: leader)
         case .finalize(let path, let entry, let counted): return await finalize(path, entry, counted: counted)
         }

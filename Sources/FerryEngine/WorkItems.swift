@@ -14,6 +14,9 @@ enum Work: Sendable {
     case scan(ScanJob)
     /// Copy, update metadata or place one planned item.
     case item(PlannedItem)
+    /// Several small files of one directory, copied one after another in one task: a task
+    /// per tiny file cost more in task creation and scheduling than some of the copies.
+    case items([PlannedItem])
     /// Make `item.path` a hard link to `leader` (already at the destination).
     case link(PlannedItem, leader: EntryPath)
     /// Apply a directory's own metadata after its children.
@@ -28,6 +31,8 @@ enum Completion: Sendable {
     case itemDone(PlannedItem, succeeded: Bool, changedDestination: Bool)
     case finalized(EntryPath)
     case fatal(String)
+    /// The completions of an ``Work/items(_:)`` batch, in order.
+    case batch([Completion])
 }
 
 /// Per-directory bookkeeping in the scheduler: children not yet done, and whether the

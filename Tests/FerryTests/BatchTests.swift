@@ -1,0 +1,40 @@
+import FerryCore
+import FerryTesting
+import Foundation
+import Glibc
+import Testing
+
+/// Small files are copied several to a task when much work waits (`Scheduler.nextWork`);
+/// each file of a batch still succeeds, fails and links on its own.
+@Suite struct BatchTests {
+    @Test func batchedSmallFilesKeepPerFileOutcomes() throws {
+        let f = try Fixture("batch")
+        defer { f.cleanUp() }
+        // 70 small files in one directory: with --parallel 2 the stack holds far more than
+        // 8 x 2 items, so they go in batches of 8.
+        func source(_ i: Int) -> Int { i == 61 ? 10 : i }  // f61 is a hard link to f10
+        for i in 0..<70 where i != 33 && i != 61 {
+            try f.source.file("many/f\(i)", TestTree.bytes(100 + i * 700, seed: UInt64(i)), mode: i % 2 == 0 ? 0o640 : 0o604)
+        }
+        try f.lockedSourceFile("many/f33")  // unreadable: fails inside its batch
+        try f.source.hardLink("many/f61", to: "many/f10")
+        let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "--parallel", "2", "--json"], wrapper: CLI.withoutDACOverride)
+        #expect(run.status == 2, "\(run.stdout) \(run.stderr)")
+        let json = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
+        let problems = (json["Problems"] as! [[String: Any]]).map { $0["entry"] as! [String: Any] }
+        #expect(problems.map { $0["RelativePath"] as? String } == ["/many/f33"], "\(problems)")
+        for i in 0..<70 where i != 33 {
+            let path = "many/f\(i)"
+            let s = source(i)
+            #expect(FileManager.default.contents(atPath: "\(f.destinationRoot)/\(path)") == Data(TestTree.bytes(100 + s * 700, seed: UInt64(s))), "\(path)")
+            var st = stat()
+            #expect(stat("\(f.destinationRoot)/\(path)", &st) == 0 && st.st_mode & 0o777 == (s % 2 == 0 ? 0o640 : 0o604), "\(path)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(f.destinationRoot)/many/f33"))
+        var a = stat(), b = stat()
+        stat("\(f.destinationRoot)/many/f10", &a)
+        stat("\(f.destinationRoot)/many/f61", &b)
+        #expect(a.st_ino == b.st_ino)
+        #expect(try f.temporaries().isEmpty)
+    }
+}
