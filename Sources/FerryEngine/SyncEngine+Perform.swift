@@ -10,6 +10,7 @@ extension SyncEngine {
             var done: [Completion] = []
             done.reserveCapacity(items.count)
             for item in items {
+                if Task.isCancelled { break }  // a fatal error elsewhere: start no more files
                 let completion = await apply(item)
                 done.append(completion)
                 if case .fatal = completion { break }
