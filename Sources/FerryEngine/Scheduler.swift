@@ -58,12 +58,13 @@ struct Scheduler {
         if let fatal { throw FerryError(.fatal, fatal) }
     }
 
-    /// Small files copied per task when much work is waiting.
+    /// Small items handled per task when much work is waiting.
     static let batchSize = 8
-    /// Files up to this size join a batch.
+    /// Files up to this size join a batch (as do symlinks, devices and metadata-only updates).
     static let batchFileSize: Int64 = 64 << 10
 
-    /// The next work: a batch of consecutive small-file copies when the stack holds enough
+    /// The next work: a batch of consecutive small items (copies of small files, symlinks,
+    /// metadata updates) when the stack holds enough
     /// work to keep every task busy with batches, else one item.
     private mutating func nextWork() -> Work? {
         guard let work = stack.popLast() else { return nil }
@@ -78,8 +79,11 @@ struct Scheduler {
     }
 
     private static func batches(_ item: PlannedItem) -> Bool {
-        guard case .copyFile = item.action, let s = item.source else { return false }
-        return s.metadata.size <= batchFileSize
+        switch item.action {
+        case .copyFile: return (item.source?.metadata.size ?? .max) <= batchFileSize
+        case .place, .updateMetadata: return true
+        default: return false
+        }
     }
 
     private mutating func handle(_ completion: Completion) {

@@ -14,8 +14,9 @@ enum Work: Sendable {
     case scan(ScanJob)
     /// Copy, update metadata or place one planned item.
     case item(PlannedItem)
-    /// Several small files of one directory, copied one after another in one task: a task
-    /// per tiny file cost more in task creation and scheduling than some of the copies.
+    /// Several small items of one directory (small files, symlinks, metadata updates), done
+    /// one after another in one task: a task per tiny item cost more in task creation and
+    /// scheduling than some of the copies.
     case items([PlannedItem])
     /// Make `item.path` a hard link to `leader` (already at the destination).
     case link(PlannedItem, leader: EntryPath)

@@ -4,8 +4,8 @@ import Foundation
 import Glibc
 import Testing
 
-/// Small files are copied several to a task when much work waits (`Scheduler.nextWork`);
-/// each file of a batch still succeeds, fails and links on its own.
+/// Small files and symlinks are handled several to a task when much work waits
+/// (`Scheduler.nextWork`); each item of a batch still succeeds, fails and links on its own.
 @Suite struct BatchTests {
     @Test func batchedSmallFilesKeepPerFileOutcomes() throws {
         let f = try Fixture("batch")
@@ -18,6 +18,7 @@ import Testing
         }
         try f.lockedSourceFile("many/f33")  // unreadable: fails inside its batch
         try f.source.hardLink("many/f61", to: "many/f10")
+        for i in 0..<20 { try f.source.symlink("many/l\(i)", to: "f\(i)") }  // symlinks batch too
         let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "--parallel", "2", "--json"], wrapper: CLI.withoutDACOverride)
         #expect(run.status == 2, "\(run.stdout) \(run.stderr)")
         let json = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
@@ -35,6 +36,11 @@ import Testing
         stat("\(f.destinationRoot)/many/f10", &a)
         stat("\(f.destinationRoot)/many/f61", &b)
         #expect(a.st_ino == b.st_ino)
+        for i in 0..<20 {
+            var buffer = [CChar](repeating: 0, count: 64)
+            let n = readlink("\(f.destinationRoot)/many/l\(i)", &buffer, buffer.count)
+            #expect(n > 0 && String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) == "f\(i)")
+        }
         #expect(try f.temporaries().isEmpty)
     }
 }
