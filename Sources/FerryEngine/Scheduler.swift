@@ -37,17 +37,11 @@ struct Scheduler {
                 }
                 guard let completion = await group.next() else { break }
                 running -= 1
-                let completions: [Completion]
-                if case .batch(let all) = completion { completions = all } else { completions = [completion] }
-                for completion in completions {
-                    if case .fatal(let message) = completion {
-                        fatal = message
-                        group.cancelAll()
-                        break
-                    }
-                    handle(completion)
+                if let message = handle(completion) {
+                    fatal = message
+                    group.cancelAll()
+                    continue
                 }
-                if fatal != nil { continue }
                 if scansOutstanding == 0 {
                     onListingDone()
                     scansOutstanding = -1
@@ -86,7 +80,8 @@ struct Scheduler {
         }
     }
 
-    private mutating func handle(_ completion: Completion) {
+    /// Books one completion (each of a batch's, in order); returns the message of a fatal one.
+    private mutating func handle(_ completion: Completion) -> String? {
         switch completion {
         case .scanned(let job, let items):
             scansOutstanding -= 1
@@ -97,9 +92,14 @@ struct Scheduler {
             childDone(in: item.path.parent, changed: changed)
         case .finalized(let path):
             if !path.isRoot { childDone(in: path.parent, changed: false) }
-        case .fatal, .batch:
-            break
+        case .fatal(let message):
+            return message
+        case .batch(let all):
+            for completion in all {
+                if let message = handle(completion) { return message }
+            }
         }
+        return nil
     }
 
     /// Queues the planned items of one directory and counts them as its pending children.
