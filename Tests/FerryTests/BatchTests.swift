@@ -43,4 +43,32 @@ import Testing
         }
         #expect(try f.temporaries().isEmpty)
     }
+
+    /// A destination that fills up mid-batch (ENOSPC is fatal): the execution stops with the
+    /// reason and starts no further file, every file under its final name holds the source's
+    /// bytes, no temporary is left.
+    @Test func aFullDestinationStopsInsideABatch() throws {
+        let f = try Fixture("batch-full")
+        defer { f.cleanUp() }
+        for i in 0..<70 { try f.source.file("many/f\(i)", TestTree.bytes(20_000, seed: UInt64(i))) }
+        let mountPoint = f.destinationRoot + "-small"
+        #expect(mkdir(mountPoint, 0o755) == 0)
+        let mount = try CLI.run(["-t", "tmpfs", "-o", "size=512k", "tmpfs", mountPoint], wrapper: ["mount"], direct: true)
+        #expect(mount.status == 0, "mount a 512 KiB tmpfs: \(mount.stderr)")
+        guard mount.status == 0 else { return }
+        defer { _ = try? CLI.run([mountPoint], wrapper: ["umount"], direct: true) }
+        let run = try CLI.run(["sync", f.source.root, mountPoint + "/dest", "--parallel", "2", "-v"])
+        #expect(run.status == 1, "\(run.stdout) \(run.stderr)")
+        #expect(run.stderr.contains("free space at the destination"), "\(run.stderr)")
+        let arrived = (try? FileManager.default.contentsOfDirectory(atPath: mountPoint + "/dest/many")) ?? []
+        #expect(!arrived.isEmpty && arrived.count < 70, "\(arrived.count) files arrived")
+        // After the fatal error no file starts: at most the two tasks' batches (8 each) were under way.
+        let started = (run.stdout + run.stderr).split(separator: "\n").filter { $0.hasPrefix("create /many/f") }.count
+        #expect(started <= arrived.count + 2 * 8, "\(started) files started, \(arrived.count) arrived")
+        for name in arrived {
+            #expect(!name.hasPrefix(".ferry-tmp-"), "temporary left: \(name)")
+            let i = UInt64(name.dropFirst())!
+            #expect(FileManager.default.contents(atPath: "\(mountPoint)/dest/many/\(name)") == Data(TestTree.bytes(20_000, seed: i)), "\(name)")
+        }
+    }
 }
