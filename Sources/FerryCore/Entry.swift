@@ -138,12 +138,24 @@ public struct Entry: Sendable, Hashable {
     public var metadata: FileMetadata
     /// The target of a symlink, raw bytes.
     public var symlinkTarget: [UInt8]?
+    /// The location's own name for the file's bytes, when it has one (an S3 ETag); the
+    /// location's ``Location/holdsSameContent(_:_:as:)`` compares it with a source's bytes.
+    public var contentTag: String?
+    /// True when the location does not hold this file's mtime and `metadata.mtime` is a
+    /// stand-in (an object without `file-mtime` metadata: its Last-Modified). Size and
+    /// mtime then cannot tell whether the file changed; its content can.
+    public var mtimeIsStandIn: Bool
 
-    public init(name: [UInt8], kind: EntryKind, metadata: FileMetadata, symlinkTarget: [UInt8]? = nil) {
+    public init(
+        name: [UInt8], kind: EntryKind, metadata: FileMetadata, symlinkTarget: [UInt8]? = nil, contentTag: String? = nil,
+        mtimeIsStandIn: Bool = false
+    ) {
         self.name = name
         self.kind = kind
         self.metadata = metadata
         self.symlinkTarget = symlinkTarget
+        self.contentTag = contentTag
+        self.mtimeIsStandIn = mtimeIsStandIn
     }
 }
 

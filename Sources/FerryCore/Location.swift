@@ -22,6 +22,10 @@ public struct Capabilities: Sendable, Hashable {
     /// ``Location/listForCopying(_:reading:)`` fetches the contents of small files with
     /// their metadata; the engine then lists the destination first, to name what it has.
     public var fetchesContentsWhileListing = false
+    /// The location keeps the metadata written with an entry. False for an S3-compatible
+    /// server known to drop user metadata: metadata-only updates would be lost there, so
+    /// none are planned (what a copy could not store is still reported).
+    public var keepsMetadata = true
 
     public init() {}
 
@@ -117,6 +121,10 @@ public protocol Location: Sendable {
     func copyServerSide(
         from source: any Location, _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
     ) async throws -> Bool
+    /// Whether the file `entry` (as listed here at `path`) holds exactly the bytes `source`
+    /// reads, judged from ``Entry/contentTag``; nil when this location cannot tell (default).
+    /// Reads `source` from its start to its end.
+    func holdsSameContent(_ path: EntryPath, _ entry: Entry, as source: any EntryReader) async throws -> Bool?
 }
 
 /// Listing for a copy: a location that can fetch small files' contents in the request that
@@ -137,6 +145,13 @@ extension Location {
     public func copyServerSide(
         from source: any Location, _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
     ) async throws -> Bool { false }
+}
+
+/// Content comparison: a location that names a file's bytes itself (``Entry/contentTag``,
+/// an S3 ETag) can tell whether a source file holds the same bytes, where the mtime it
+/// does not hold cannot (``Entry/mtimeIsStandIn``).
+extension Location {
+    public func holdsSameContent(_ path: EntryPath, _ entry: Entry, as source: any EntryReader) async throws -> Bool? { nil }
 }
 
 /// Reads one file. Not shared between tasks.

@@ -10,6 +10,9 @@ struct PlannedItem: Sendable {
         case copyFile(replacing: EntryKind?)
         /// Data is current; only metadata differs.
         case updateMetadata
+        /// Same size, but the destination does not hold the mtime: its content decides
+        /// between ``unchanged``/``updateMetadata`` and ``copyFile(replacing:)``.
+        case compareContent
         /// Create or replace a symlink, FIFO or device node.
         case place(replacing: EntryKind?)
         /// At the destination only; remove it (PreserveDeletedFiles REMOVE).
@@ -79,7 +82,9 @@ struct DirectoryPlanner: Sendable {
         case .directory:
             item.action = .directory(destinationExists: d != nil && replacing == nil, replacing: replacing)
         case .file:
-            if let d, replacing == nil, options.transferMode == .changed, !dataDiffers(s, d) {
+            if let d, replacing == nil, options.transferMode == .changed, comparesContent(s, d) {
+                item.action = .compareContent
+            } else if let d, replacing == nil, options.transferMode == .changed, !dataDiffers(s, d) {
                 item.action = metadataDiffers(s, d) ? .updateMetadata : .unchanged
             } else {
                 item.action = .copyFile(replacing: replacing)
@@ -117,8 +122,19 @@ struct DirectoryPlanner: Sendable {
         return s.metadata.mtime > d.metadata.mtime
     }
 
-    /// Whether the preserved metadata (per the options) differs.
+    /// Whether a file of the same size must be compared by content: mtimes are preserved,
+    /// but the destination's is a stand-in (an object whose server dropped Ferry's
+    /// metadata, or written by another tool), and the destination names its bytes. Not for
+    /// hard-linked files, whose groups are settled by their first path's action.
+    func comparesContent(_ s: Entry, _ d: Entry) -> Bool {
+        selection.mtime && d.mtimeIsStandIn && d.contentTag != nil && s.metadata.size == d.metadata.size
+            && !(destinationCapabilities.hardLinks && s.metadata.linkCount > 1 && s.metadata.fileID != nil)
+    }
+
+    /// Whether the preserved metadata (per the options) differs; never where the
+    /// destination would not keep it.
     func metadataDiffers(_ s: Entry, _ d: Entry) -> Bool {
+        guard destinationCapabilities.keepsMetadata else { return false }
         let a = s.metadata, b = d.metadata
         if selection.uid && destinationCapabilities.ownership && a.uid != b.uid { return true }
         if selection.gid && destinationCapabilities.ownership && a.gid != b.gid { return true }

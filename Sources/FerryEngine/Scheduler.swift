@@ -74,7 +74,7 @@ struct Scheduler {
 
     private static func batches(_ item: PlannedItem) -> Bool {
         switch item.action {
-        case .copyFile: return (item.source?.metadata.size ?? .max) <= batchFileSize
+        case .copyFile, .compareContent: return (item.source?.metadata.size ?? .max) <= batchFileSize
         case .place, .updateMetadata: return true
         default: return false
         }
@@ -131,6 +131,9 @@ struct Scheduler {
                 scansOutstanding += 1
                 added += 1
                 if !exists { directories[directory]!.changed = true }
+            case .compareContent:
+                stack.append(.item(item))  // counted when its content has decided
+                added += 1
             case .copyFile, .updateMetadata, .place:
                 counters.add(.estimatedFilesToTransfer)
                 if case .copyFile = item.action { counters.add(.estimatedBytesToTransfer, item.source!.metadata.size) }

@@ -82,6 +82,8 @@ extension SyncEngine {
             switch item.action {
             case .copyFile:
                 return try await copyFile(item)
+            case .compareContent:
+                return try await compareContent(item)
             case .updateMetadata:
                 emit(.metadata, item.path, s)
                 if !dryRun {

@@ -50,12 +50,14 @@ public struct S3Location: Location {
 
     public var uri: String { "s3://\(bucket)/\(prefix)" }
 
-    /// Everything is kept as user metadata, but objects have no holes or extents.
+    /// Everything is kept as user metadata, but objects have no holes or extents; nothing
+    /// is kept on a server known to drop user metadata.
     public var capabilities: Capabilities {
         var c = Capabilities.everything
         c.sparseFiles = false
         c.reportsExtents = false
         c.fetchesContentsWhileListing = prefetchLimit > 0
+        c.keepsMetadata = !metadataSupport.knownToDrop(self)
         return c
     }
 
@@ -125,9 +127,9 @@ public struct S3Location: Location {
             var running = 0
             for u in usable {
                 if let hit = remembered[u.key] {
-                    let (kind, metadata) = S3Metadata.decode(hit.0, isDirectory: false)
-                    if kind != .symlink || hit.1 != nil {
-                        out.append(Entry(name: u.name, kind: kind, metadata: metadata, symlinkTarget: hit.1))
+                    let entry = S3Location.describe(u.name, hit.0, isDirectory: false, target: hit.1)
+                    if entry.kind != .symlink || hit.1 != nil {
+                        out.append(entry)
                         continue
                     }
                 }
@@ -167,16 +169,62 @@ public struct S3Location: Location {
             if !isDirectory { return nil }  // deleted since listed
             object = S3Object(key: key, size: 0, lastModified: nil, etag: nil, metadata: [:])
         }
-        let (kind, metadata) = S3Metadata.decode(object!, isDirectory: isDirectory)
-        var target: [UInt8]?
-        if kind == .symlink {
+        var entry = S3Location.describe(name, object!, isDirectory: isDirectory, target: nil)
+        if entry.kind == .symlink {
             if body == nil { body = try await client.getObject(bucket: bucket, key: key).1 }
-            target = Array(body!.readableBytesView)
-        } else if kind == .file, let body {
+            entry.symlinkTarget = Array(body!.readableBytesView)
+        } else if entry.kind == .file, let body {
             prefetched.put(key, object: object!, body: body)
         }
-        if !isDirectory { metadataCache?.remember(scope: cacheScope, head: object!, target: target) }
-        return Entry(name: name, kind: kind, metadata: metadata, symlinkTarget: target)
+        if !isDirectory { metadataCache?.remember(scope: cacheScope, head: object!, target: entry.symlinkTarget) }
+        return entry
+    }
+
+    /// The entry an object stands for: kind and metadata from its user metadata (defaults
+    /// without), and for a file its ETag and whether its mtime is only its Last-Modified.
+    static func describe(_ name: [UInt8], _ object: S3Object, isDirectory: Bool, target: [UInt8]?) -> Entry {
+        let (kind, metadata) = S3Metadata.decode(object, isDirectory: isDirectory)
+        let file = kind == .file
+        return Entry(name: name, kind: kind, metadata: metadata, symlinkTarget: target, contentTag: file ? object.etag : nil,
+                     mtimeIsStandIn: file && S3Metadata.parseTime(object.metadata[S3Metadata.mtime]) == nil)
+    }
+
+    /// Compares the bytes `source` reads with the object's ETag (an MD5, or an MD5 of part
+    /// MD5s); nil where the ETag is no such digest. A multipart ETag whose part count
+    /// Ferry's (and the aws CLI's) 8 MiB parts give is taken to have those parts; others ask
+    /// `HeadObject?partNumber=1`.
+    public func holdsSameContent(_ path: EntryPath, _ entry: Entry, as source: any EntryReader) async throws -> Bool? {
+        let size = entry.metadata.size, usual = S3Writer.partSize(objectSize: size)
+        let guess = S3ETag(entry.contentTag).flatMap { $0.parts.flatMap { $0 > 1 ? $0 : nil } }
+            .flatMap { (size + usual - 1) / usual == Int64($0) ? usual : nil }
+        guard var checker = try await etagChecker(key: try key(path), etag: entry.contentTag, size: size, firstPart: guess) else { return nil }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(max(1, min(size, 1 << 20))), alignment: 64)
+        defer { buffer.deallocate() }
+        if size == 0 { checker.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<0])) }
+        while checker.fed < size {
+            let n = try await source.read(into: buffer, at: checker.fed)
+            if n <= 0 { return false }  // shorter than listed
+            checker.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+        return checker.computed() == checker.expected
+    }
+
+    /// A checker of bytes read in order against `etag`, for an object of `size` bytes
+    /// (multipart: parts of `firstPart` bytes, else as the server says).
+    func etagChecker(key: String, etag: String?, size: Int64, firstPart known: Int64? = nil) async throws -> S3ETagChecker? {
+        guard let etag = S3ETag(etag) else { return nil }
+        var firstPart = size
+        if let known {
+            firstPart = known
+        } else if let parts = etag.parts, parts > 1 {
+            guard let part = try await client.partSize(bucket: bucket, key: key, partNumber: 1) else { return nil }
+            firstPart = part
+        }
+        guard let sizes = etag.partSizes(firstPart: firstPart, objectSize: size) else {
+            client.logger.debug("cannot check the ETag: parts of unequal size", metadata: ["key": "\(key)", "etag": "\(etag.description)"])
+            return nil
+        }
+        return S3ETagChecker(expected: etag, partSizes: sizes)
     }
 
     public func stat(_ path: EntryPath) async throws -> Entry? {
@@ -271,6 +319,7 @@ public struct S3Location: Location {
         var (values, _) = S3Metadata.encode(kind: kind, metadata: metadata, selection: selection, attributes: nil)
         for (name, value) in head.metadata where name.hasPrefix("ferry-") && values[name] == nil { values[name] = value }
         try await copy(key: k, from: bucket, k, size: head.size, metadata: values)
+        _ = try await metadataSupport.keepsUserMetadata(location: self, key: k)  // learned once a run, for later runs
     }
 
     public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] {

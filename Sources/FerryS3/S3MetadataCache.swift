@@ -13,8 +13,9 @@ import Synchronization
 /// one remembered. Objects Ferry wrote itself are remembered before their Last-Modified is
 /// known; they match a listed Last-Modified inside the write's window (the server's `Date`
 /// of the answer, less the upload's duration, ± 1 s) and are then pinned to it. Only another
-/// writer replacing the object within those seconds could go unnoticed. Objects whose
-/// metadata the server drops are never remembered from a write.
+/// writer replacing the object within those seconds could go unnoticed. Where the server
+/// drops user metadata, a write is remembered without any, as the server holds it; and the
+/// cache also remembers, per bucket, whether the server keeps user metadata.
 ///
 /// SQLite through GRDB in `DIRECTORY/s3-objects.sqlite` (0600), one row per endpoint, bucket
 /// and key; writes are batched. Lookups go by key, so memory does not grow with the bucket.
@@ -61,7 +62,26 @@ public final class S3MetadataCache: Sendable {
                 t.primaryKey(["scope", "key"])
             }
         }
+        migrator.registerMigration("v2: servers") { db in
+            try db.create(table: "server") { t in
+                t.primaryKey("scope", .text)
+                t.column("keepsUserMetadata", .boolean).notNull()
+            }
+        }
         try migrator.migrate(queue)
+    }
+
+    /// Whether the server behind `scope` kept user metadata when Ferry last wrote there
+    /// (nil: never learned).
+    func keepsUserMetadata(scope: String) -> Bool? {
+        try? queue.read { db in try Bool.fetchOne(db, sql: "SELECT keepsUserMetadata FROM server WHERE scope = ?", arguments: [scope]) }
+    }
+
+    /// Remembers whether the server behind `scope` keeps user metadata.
+    func rememberKeepsUserMetadata(scope: String, _ keeps: Bool) {
+        try? queue.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO server (scope, keepsUserMetadata) VALUES (?, ?)", arguments: [scope, keeps])
+        }
     }
 
     /// The default place: `$FERRY_CACHE_DIR`, else `$XDG_CACHE_HOME/ferry`, else `~/.cache/ferry`.
@@ -75,7 +95,7 @@ public final class S3MetadataCache: Sendable {
 
     /// The remembered description of each listed object that still matches, by key.
     func lookup(scope: String, _ listed: [S3Object]) -> [String: (S3Object, [UInt8]?)] {
-        let wanted = listed.filter { $0.etag != nil && $0.lastModified != nil }
+        let wanted = listed.filter { $0.lastModified != nil }
         guard !wanted.isEmpty else { return [:] }
         var found: [String: Record] = [:]
         for chunk in stride(from: 0, to: wanted.count, by: 400).map({ wanted[$0..<min($0 + 400, wanted.count)] }) {
@@ -93,7 +113,10 @@ public final class S3MetadataCache: Sendable {
         }
         var out: [String: (S3Object, [UInt8]?)] = [:]
         for o in wanted {
-            guard var r = found[o.key], let remembered = S3ETag(r.etag), remembered == S3ETag(o.etag), r.size == o.size else { continue }
+            // A listing without ETags (the JuiceFS gateway's): size and Last-Modified decide,
+            // and the ETag remembered from the write names the bytes.
+            let listedTag = S3ETag(o.etag)
+            guard var r = found[o.key], r.size == o.size, listedTag == nil || listedTag == S3ETag(r.etag) else { continue }
             let listedSeconds = S3MetadataCache.seconds(o.lastModified!)
             if let lm = r.lastModified {
                 guard lm == listedSeconds else { continue }
@@ -105,6 +128,7 @@ public final class S3MetadataCache: Sendable {
             }
             var described = o
             described.metadata = r.metadata
+            if listedTag == nil { described.etag = r.etag.isEmpty ? nil : r.etag }
             out[o.key] = (described, r.target)
         }
         return out
@@ -112,9 +136,9 @@ public final class S3MetadataCache: Sendable {
 
     /// Remembers an object as a HEAD described it (and a symlink's target).
     func remember(scope: String, head: S3Object, target: [UInt8]?) {
-        guard let etag = head.etag, let lm = head.lastModified else { return }
+        guard let lm = head.lastModified else { return }
         enqueue(scope: scope, key: head.key,
-                Record(etag: etag, size: head.size, lastModified: S3MetadataCache.seconds(lm), window: nil, metadata: head.metadata, target: target))
+                Record(etag: head.etag ?? "", size: head.size, lastModified: S3MetadataCache.seconds(lm), window: nil, metadata: head.metadata, target: target))
     }
 
     /// Remembers an object Ferry wrote: `stored` is the server's answer (ETag, `Date`),

@@ -143,17 +143,8 @@ final class S3Reader: EntryReader, @unchecked Sendable {
     }
 
     private func makeChecker(_ info: S3Object) async throws -> S3ETagChecker? {
-        guard info.etagIsContentMD5, let etag = S3ETag(info.etag), info.size == metadata.size else { return nil }
-        var firstPart = info.size
-        if let parts = etag.parts, parts > 1 {
-            guard let size = try await location.client.partSize(bucket: location.bucket, key: key, partNumber: 1) else { return nil }
-            firstPart = size
-        }
-        guard let sizes = etag.partSizes(firstPart: firstPart, objectSize: info.size) else {
-            location.client.logger.debug("cannot check the ETag: parts of unequal size", metadata: ["key": "\(key)", "etag": "\(etag.description)"])
-            return nil
-        }
-        return S3ETagChecker(expected: etag, partSizes: sizes)
+        guard info.etagIsContentMD5, info.size == metadata.size else { return nil }
+        return try await location.etagChecker(key: key, etag: info.etag, size: info.size)
     }
 
     private func fetch(_ start: Int64) -> Task<(S3Object, ByteBuffer), any Error> {

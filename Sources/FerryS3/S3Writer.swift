@@ -47,9 +47,7 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
         self.path = path
         self.size = size
         self.metadata = metadata
-        let mib: Int64 = 1 << 20
-        let needed = (size + 9_999) / 10_000
-        partSize = Int(max(8 * mib, (needed + mib - 1) / mib * mib))
+        partSize = Int(S3Writer.partSize(objectSize: size))
         buffer = ByteBuffer()
         buffer.reserveCapacity(Int(min(size, location.multipartThreshold, Int64(partSize))))
     }
@@ -121,6 +119,14 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
         contentConfirmed = true
     }
 
+    /// Ferry's part size for an object of `objectSize` bytes: 8 MiB (as the aws CLI's), or
+    /// the whole MiBs that keep it within 10,000 parts.
+    static func partSize(objectSize size: Int64) -> Int64 {
+        let mib: Int64 = 1 << 20
+        let needed = (size + 9_999) / 10_000
+        return max(8 * mib, (needed + mib - 1) / mib * mib)
+    }
+
     func commit() async throws -> [String] {
         let stored: S3Object
         let end = bufferStart + Int64(buffer.readableBytes)
@@ -139,13 +145,12 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
         }
         buffer = ByteBuffer()
         let kept = try await location.metadataSupport.keepsUserMetadata(location: location, key: key)
-        // One cache row per upload: what was written, or nothing where the server drops metadata.
+        // One cache row per upload: what the server holds (no user metadata where it drops it).
+        location.metadataCache?.rememberWrite(scope: location.cacheScope, key: key, stored: stored, size: size,
+                                              metadata: kept ? metadata : [:], duration: ContinuousClock.now - started)
         guard kept else {
-            location.forget(key)
             return notStored + ["x-amz-meta-{\(metadata.keys.sorted().joined(separator: ","))} (the server drops user metadata)"]
         }
-        location.metadataCache?.rememberWrite(scope: location.cacheScope, key: key, stored: stored, size: size, metadata: metadata,
-                                              duration: ContinuousClock.now - started)
         return notStored
     }
 

@@ -1,0 +1,127 @@
+import FerryCore
+import FerryTesting
+import Foundation
+import Testing
+
+/// Files whose destination does not hold their mtime (objects written by another tool, or
+/// on a server that drops user metadata) are compared by content against the object's
+/// ETag: the same bytes move no data, other bytes of the same size and mtime still go.
+@Suite struct ContentComparisonTests {
+    struct Outcome {
+        var status: Int32
+        var counters: [String: Any]
+        /// Paths the report lists as transferred (data or metadata).
+        var transferred: Set<String>
+        var stderr: String
+    }
+
+    /// `ferry sync … --json --report` with the server's environment and endpoint.
+    static func sync(_ server: S3TestServer, _ args: [String], report: String) throws -> Outcome {
+        let run = try CLI.run(["sync"] + args + ["--endpoint-url", server.endpoint, "--json", "--report", report],
+                              environment: server.clientEnvironment)
+        let json = (try? JSONSerialization.jsonObject(with: Data(run.stdout.utf8))) as? [String: Any] ?? [:]
+        let written = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report)))) as? [String: Any] ?? [:]
+        let transferred = (written["Transferred"] as? [[String: Any]] ?? []).compactMap { $0["RelativePath"] as? String }
+        try? FileManager.default.removeItem(atPath: report)
+        return Outcome(status: run.status, counters: json["Counters"] as? [String: Any] ?? [:], transferred: Set(transferred),
+                       stderr: run.stdout + run.stderr)
+    }
+
+    /// Key → (ETag, LastModified) of every object under `prefix`, as the aws CLI lists them.
+    static func objects(_ server: S3TestServer, bucket: String, prefix: String) throws -> [String: String] {
+        let run = try S3Tests.aws(server, ["s3api", "list-objects-v2", "--bucket", bucket, "--prefix", prefix])
+        #expect(run.status == 0, "\(run.stderr)")
+        let json = (try? JSONSerialization.jsonObject(with: Data(run.stdout.utf8))) as? [String: Any] ?? [:]
+        var out: [String: String] = [:]
+        for o in json["Contents"] as? [[String: Any]] ?? [] {
+            out[o["Key"] as! String] = "\(o["ETag"] ?? "") \(o["LastModified"] ?? "")"
+        }
+        return out
+    }
+
+    static func body(_ server: S3TestServer, bucket: String, key: String, into path: String) throws -> [UInt8] {
+        let get = try S3Tests.aws(server, ["s3", "cp", "s3://\(bucket)/\(key)", path])
+        #expect(get.status == 0, "\(get.stderr)")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return Array(FileManager.default.contents(atPath: path) ?? Data())
+    }
+
+    @Test func noChangeRunAgainstAServerThatDropsMetadataMovesNothing() async throws {
+        let server = try JuiceFSGatewayTests.server()
+        let bucket = server.bucket!
+        let f = try Fixture("compare-juicefs")
+        defer { f.cleanUp() }
+        try f.source.file("a/one", TestTree.bytes(3000, seed: 1))
+        try f.source.file("a/two", TestTree.bytes(100_000, seed: 2))
+        try f.source.file("big.bin", TestTree.bytes(20 << 20, seed: 3))  // a multipart upload
+        try f.source.file("same", TestTree.bytes(5000, seed: 4))
+        try f.source.file("empty", [])
+        try f.source.setTimes("same", atime: SampleTrees.time(1), mtime: SampleTrees.time(2))
+        let prefix = "compare-\(UInt32.random(in: 0..<UInt32.max))"
+        let args = [f.source.root, "s3://\(bucket)/\(prefix)", "--cache-dir", f.destinationRoot + "-cache"]
+        let report = f.destinationRoot + "-report.json"
+
+        let first = try ContentComparisonTests.sync(server, args, report: report)
+        #expect(first.status == 3, "the dropped metadata is reported: \(first.stderr)")
+        let files: Set<String> = ["/a/one", "/a/two", "/big.bin", "/same", "/empty"]
+        #expect(first.transferred.isSuperset(of: files), "\(first.transferred)")
+        let stored = try ContentComparisonTests.objects(server, bucket: bucket, prefix: prefix + "/")
+        #expect(Set(stored.keys).isSuperset(of: files.map { prefix + $0 }), "\(stored)")
+
+        // Last-Modified has one-second resolution: a re-upload would move it.
+        try await Task.sleep(for: .milliseconds(1100))
+        let again = try ContentComparisonTests.sync(server, args, report: report)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.transferred.isEmpty, "\(again.transferred)")
+        #expect(again.counters["BytesTransferred"] as? Int == 0 && again.counters["FilesTransferred"] as? Int == 0, "\(again.counters)")
+        #expect(again.counters["FilesUnchanged"] as? Int == 6, "five files and a/: \(again.counters)")
+        #expect(try ContentComparisonTests.objects(server, bucket: bucket, prefix: prefix + "/") == stored)
+
+        // Other bytes of the same size under the same mtime: only the content tells, and it goes.
+        let edited = TestTree.bytes(5000, seed: 5)
+        _ = try f.source.file("same", edited)
+        try f.source.setTimes("same", atime: SampleTrees.time(1), mtime: SampleTrees.time(2))
+        let third = try ContentComparisonTests.sync(server, args, report: report)
+        #expect(third.status == 3, "\(third.stderr)")
+        #expect(third.transferred == ["/same"], "\(third.transferred)")
+        #expect(third.counters["BytesTransferred"] as? Int == 5000, "\(third.counters)")
+        #expect(try ContentComparisonTests.body(server, bucket: bucket, key: prefix + "/same", into: f.destinationRoot + "-same") == edited)
+    }
+
+    @Test func objectsAnotherToolWroteGetFerrysMetadataWithoutTheirData() async throws {
+        let (server, bucket) = try await S3Tests.freshBucket()
+        let f = try Fixture("compare-foreign")
+        defer { f.cleanUp() }
+        try f.source.file("x/a", TestTree.bytes(4000, seed: 1), mode: 0o640)
+        try f.source.file("x/big", TestTree.bytes(20 << 20, seed: 2))  // the aws CLI uploads it in 8 MiB parts
+        try f.source.file("c", TestTree.bytes(6000, seed: 3))
+        try f.source.setTimes("x/a", atime: SampleTrees.time(3), mtime: SampleTrees.time(4))
+        let upload = try S3Tests.aws(server, ["s3", "cp", "--recursive", f.source.root, "s3://\(bucket)/t"])
+        #expect(upload.status == 0, "\(upload.stderr)")
+        // c in the bucket: the same size, other bytes.
+        let other = f.destinationRoot + "-other"
+        try Data(TestTree.bytes(6000, seed: 9)).write(to: URL(fileURLWithPath: other))
+        #expect(try S3Tests.aws(server, ["s3", "cp", other, "s3://\(bucket)/t/c"]).status == 0)
+        let before = try ContentComparisonTests.objects(server, bucket: bucket, prefix: "t/")
+        #expect(before["t/x/big"]?.contains("-3") == true, "a multipart ETag: \(before)")
+
+        let report = f.destinationRoot + "-report.json"
+        let args = [f.source.root, "s3://\(bucket)/t", "--cache-dir", f.destinationRoot + "-cache"]
+        let run = try ContentComparisonTests.sync(server, args, report: report)
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.counters["BytesTransferred"] as? Int == 6000, "only c's bytes move: \(run.counters)")
+        #expect(Set(["/x/a", "/x/big", "/c"]).isSubset(of: run.transferred), "\(run.transferred)")
+        #expect(try ContentComparisonTests.body(server, bucket: bucket, key: "t/c", into: other) == TestTree.bytes(6000, seed: 3))
+        let head = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", bucket, "--key", "t/x/a"])
+        let metadata = ((try? JSONSerialization.jsonObject(with: Data(head.stdout.utf8))) as? [String: Any])?["Metadata"] as? [String: String] ?? [:]
+        #expect(metadata["file-mtime"] == "\(SampleTrees.time(4).totalNanoseconds)ns", "\(metadata)")
+        #expect(metadata["file-permissions"] == "0100640", "\(metadata)")
+
+        let again = try ContentComparisonTests.sync(server, args, report: report)
+        #expect(again.status == 0 && again.transferred.isEmpty, "\(again.transferred) \(again.stderr)")
+        // And back: the tree as it was.
+        let back = try S3Tests.ferry(server, ["sync", "s3://\(bucket)/t", f.destinationRoot, "--cache-dir", f.destinationRoot + "-cache"])
+        #expect(back.status == 0, "\(back.stderr)")
+        #expect(try f.differences(compareAtime: false) == [])
+    }
+}
