@@ -126,15 +126,17 @@ public struct S3Location: Location {
             var out: [Entry] = []
             var running = 0
             for u in usable {
+                // A small file the copy will read comes with a GET even when remembered: the
+                // same one request, made here, many at once.
+                let fetchBody = u.listed.map { prefetchLimit > 0 && $0.size <= prefetchLimit && reading(u.name) } ?? false
                 if let hit = remembered[u.key] {
                     let entry = S3Location.describe(u.name, hit.0, isDirectory: false, target: hit.1)
-                    if entry.kind != .symlink || hit.1 != nil {
+                    if !(fetchBody && entry.kind == .file) && (entry.kind != .symlink || hit.1 != nil) {
                         out.append(entry)
                         continue
                     }
                 }
                 if running >= listingConcurrency, let e = try await group.next() { if let e { out.append(e) }; running -= 1 }
-                let fetchBody = u.listed.map { prefetchLimit > 0 && $0.size <= prefetchLimit && reading(u.name) } ?? false
                 group.addTask { try await self.entry(name: u.name, key: u.key, isDirectory: u.listed == nil, fetchingBody: fetchBody) }
                 running += 1
             }
