@@ -121,7 +121,9 @@ public enum S3Metadata {
             if let k = EntryKind(modeTypeBits: mode), !isDirectory || k == .directory { kind = k }
             perms = mode & 0o7777
         }
-        let lastModified = object.lastModified.map(timestamp) ?? Timestamp(seconds: 0, nanoseconds: 0)
+        // Whole seconds: a listing gives Last-Modified in milliseconds (the JuiceFS gateway's
+        // are not zero), HEAD and GET in seconds; a stand-in mtime must not depend on which.
+        let lastModified = Timestamp(seconds: object.lastModified.map(timestamp)?.seconds ?? 0, nanoseconds: 0)
         let mt = parseTime(meta[mtime]) ?? lastModified
         let at = parseTime(meta[atime]) ?? mt
         var fileID: FileID?

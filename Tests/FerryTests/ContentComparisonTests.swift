@@ -86,6 +86,15 @@ import Testing
         #expect(third.transferred == ["/same"], "\(third.transferred)")
         #expect(third.counters["BytesTransferred"] as? Int == 5000, "\(third.counters)")
         #expect(try ContentComparisonTests.body(server, bucket: bucket, key: prefix + "/same", into: f.destinationRoot + "-same") == edited)
+
+        // And back, described from the cache (the listing's Last-Modified has milliseconds,
+        // a GET's whole seconds: the stand-in mtime must be the same either way).
+        let back = try CLI.run(["sync", "s3://\(bucket)/\(prefix)", f.destinationRoot, "--endpoint-url", server.endpoint,
+                                "--cache-dir", f.destinationRoot + "-cache"], environment: server.clientEnvironment)
+        #expect(back.status == 0, "\(back.stdout)\(back.stderr)")
+        #expect(FileManager.default.contents(atPath: f.destinationRoot + "/big.bin") == Data(TestTree.bytes(20 << 20, seed: 3)))
+        #expect(FileManager.default.contents(atPath: f.destinationRoot + "/a/two") == Data(TestTree.bytes(100_000, seed: 2)))
+        #expect(FileManager.default.contents(atPath: f.destinationRoot + "/same") == Data(edited))
     }
 
     @Test func objectsAnotherToolWroteGetFerrysMetadataWithoutTheirData() async throws {
