@@ -145,10 +145,15 @@ public struct Entry: Sendable, Hashable {
     /// stand-in (an object without `file-mtime` metadata: its Last-Modified). Size and
     /// mtime then cannot tell whether the file changed; its content can.
     public var mtimeIsStandIn: Bool
+    /// For a file whose mtime is a stand-in: the mtime of the source file whose bytes Ferry
+    /// wrote here, where the location remembers it (a server that dropped the metadata sent
+    /// with them). Equal size and this mtime mean unchanged, as equal size and mtime do
+    /// where mtimes are kept.
+    public var writtenFromMtime: Timestamp?
 
     public init(
         name: [UInt8], kind: EntryKind, metadata: FileMetadata, symlinkTarget: [UInt8]? = nil, contentTag: String? = nil,
-        mtimeIsStandIn: Bool = false
+        mtimeIsStandIn: Bool = false, writtenFromMtime: Timestamp? = nil
     ) {
         self.name = name
         self.kind = kind
@@ -156,6 +161,7 @@ public struct Entry: Sendable, Hashable {
         self.symlinkTarget = symlinkTarget
         self.contentTag = contentTag
         self.mtimeIsStandIn = mtimeIsStandIn
+        self.writtenFromMtime = writtenFromMtime
     }
 }
 

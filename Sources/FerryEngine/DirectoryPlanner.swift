@@ -82,7 +82,9 @@ struct DirectoryPlanner: Sendable {
         case .directory:
             item.action = .directory(destinationExists: d != nil && replacing == nil, replacing: replacing)
         case .file:
-            if let d, replacing == nil, options.transferMode == .changed, comparesContent(s, d) {
+            if let d, replacing == nil, options.transferMode == .changed, writtenFromSameFile(s, d) {
+                item.action = metadataDiffers(s, d) ? .updateMetadata : .unchanged
+            } else if let d, replacing == nil, options.transferMode == .changed, comparesContent(s, d) {
                 item.action = .compareContent
             } else if let d, replacing == nil, options.transferMode == .changed, !dataDiffers(s, d) {
                 item.action = metadataDiffers(s, d) ? .updateMetadata : .unchanged
@@ -120,6 +122,13 @@ struct DirectoryPlanner: Sendable {
         if s.metadata.size != d.metadata.size { return true }
         if selection.mtime { return !sameTime(s.metadata.mtime, d.metadata.mtime) }
         return s.metadata.mtime > d.metadata.mtime
+    }
+
+    /// A destination file with a stand-in mtime that the location remembers writing from a
+    /// source of this size and mtime (see ``Entry/writtenFromMtime``).
+    func writtenFromSameFile(_ s: Entry, _ d: Entry) -> Bool {
+        guard selection.mtime, d.mtimeIsStandIn, let sent = d.writtenFromMtime else { return false }
+        return s.metadata.size == d.metadata.size && sameTime(sent, s.metadata.mtime)
     }
 
     /// Whether a file of the same size must be compared by content: mtimes are preserved,

@@ -130,8 +130,9 @@ public struct S3Location: Location {
                 // same one request, made here, many at once.
                 let fetchBody = u.listed.map { prefetchLimit > 0 && $0.size <= prefetchLimit && reading(u.name) } ?? false
                 if let hit = remembered[u.key] {
-                    let entry = S3Location.describe(u.name, hit.0, isDirectory: false, target: hit.1)
-                    if !(fetchBody && entry.kind == .file) && (entry.kind != .symlink || hit.1 != nil) {
+                    var entry = S3Location.describe(u.name, hit.object, isDirectory: false, target: hit.target)
+                    if entry.mtimeIsStandIn { entry.writtenFromMtime = hit.sentMtime }
+                    if !(fetchBody && entry.kind == .file) && (entry.kind != .symlink || hit.target != nil) {
                         out.append(entry)
                         continue
                     }

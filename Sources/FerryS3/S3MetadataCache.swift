@@ -1,3 +1,4 @@
+import FerryCore
 import Foundation
 import GRDB
 import Synchronization
@@ -28,6 +29,15 @@ public final class S3MetadataCache: Sendable {
         var window: ClosedRange<Int64>?
         var metadata: [String: String]
         var target: [UInt8]?
+        /// A write the server dropped the metadata of: the source's mtime sent (ns).
+        var sentMtime: Int64? = nil
+    }
+
+    /// What the cache says of one listed object.
+    struct Described {
+        var object: S3Object
+        var target: [UInt8]?
+        var sentMtime: Timestamp?
     }
 
     private let queue: DatabaseQueue
@@ -68,6 +78,9 @@ public final class S3MetadataCache: Sendable {
                 t.column("keepsUserMetadata", .boolean).notNull()
             }
         }
+        migrator.registerMigration("v3: mtimes sent to servers that drop them") { db in
+            try db.alter(table: "object") { t in t.add(column: "sentMtime", .integer) }
+        }
         try migrator.migrate(queue)
     }
 
@@ -94,7 +107,7 @@ public final class S3MetadataCache: Sendable {
     static func seconds(_ date: Date) -> Int64 { Int64(date.timeIntervalSince1970.rounded(.down)) }
 
     /// The remembered description of each listed object that still matches, by key.
-    func lookup(scope: String, _ listed: [S3Object]) -> [String: (S3Object, [UInt8]?)] {
+    func lookup(scope: String, _ listed: [S3Object]) -> [String: Described] {
         let wanted = listed.filter { $0.lastModified != nil }
         guard !wanted.isEmpty else { return [:] }
         var found: [String: Record] = [:]
@@ -108,10 +121,11 @@ public final class S3MetadataCache: Sendable {
                 let start: Int64? = row["windowStart"], end: Int64? = row["windowEnd"]
                 found[row["key"]] = Record(etag: row["etag"], size: row["size"], lastModified: row["lastModified"],
                                            window: start.flatMap { s in end.map { s...$0 } },
-                                           metadata: metadata, target: (row["target"] as Data?).map { Array($0) })
+                                           metadata: metadata, target: (row["target"] as Data?).map { Array($0) },
+                                           sentMtime: row["sentMtime"])
             }
         }
-        var out: [String: (S3Object, [UInt8]?)] = [:]
+        var out: [String: Described] = [:]
         for o in wanted {
             // A listing without ETags (the JuiceFS gateway's): size and Last-Modified decide,
             // and the ETag remembered from the write names the bytes.
@@ -129,7 +143,8 @@ public final class S3MetadataCache: Sendable {
             var described = o
             described.metadata = r.metadata
             if listedTag == nil { described.etag = r.etag.isEmpty ? nil : r.etag }
-            out[o.key] = (described, r.target)
+            out[o.key] = Described(object: described, target: r.target,
+                                   sentMtime: r.sentMtime.map { Timestamp(seconds: $0 / 1_000_000_000, nanoseconds: Int32($0 % 1_000_000_000)) })
         }
         return out
     }
@@ -143,11 +158,15 @@ public final class S3MetadataCache: Sendable {
 
     /// Remembers an object Ferry wrote: `stored` is the server's answer (ETag, `Date`),
     /// `duration` how long the upload took.
-    func rememberWrite(scope: String, key: String, stored: S3Object, size: Int64, metadata: [String: String], duration: Duration) {
+    /// `sentMtime`: where the server dropped the metadata, the mtime sent with it (the
+    /// object is remembered without metadata, as the server holds it).
+    func rememberWrite(scope: String, key: String, stored: S3Object, size: Int64, metadata: [String: String], sentMtime: Timestamp? = nil,
+                       duration: Duration) {
         guard let etag = stored.etag, let date = stored.serverDate else { forget(scope: scope, key: key); return }
         let end = S3MetadataCache.seconds(date) + 1
         let start = S3MetadataCache.seconds(date) - duration.components.seconds - 1
-        enqueue(scope: scope, key: key, Record(etag: etag, size: size, lastModified: nil, window: start...end, metadata: metadata, target: nil))
+        enqueue(scope: scope, key: key, Record(etag: etag, size: size, lastModified: nil, window: start...end, metadata: metadata, target: nil,
+                                               sentMtime: sentMtime?.totalNanoseconds))
     }
 
     /// Forgets an object (deleted, or changed in a way not remembered).
@@ -178,10 +197,10 @@ public final class S3MetadataCache: Sendable {
                 }
                 let metadata = (try? JSONEncoder().encode(r.metadata)) ?? Data("{}".utf8)
                 try db.execute(sql: """
-                    INSERT OR REPLACE INTO object (scope, key, etag, size, lastModified, windowStart, windowEnd, metadata, target)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT OR REPLACE INTO object (scope, key, etag, size, lastModified, windowStart, windowEnd, metadata, target, sentMtime)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, arguments: [scope, key, r.etag, r.size, r.lastModified, r.window?.lowerBound, r.window?.upperBound,
-                                     metadata, r.target.map { Data($0) }])
+                                     metadata, r.target.map { Data($0) }, r.sentMtime])
             }
         }
     }

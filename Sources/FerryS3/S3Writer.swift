@@ -147,7 +147,9 @@ final class S3Writer: EntryWriter, @unchecked Sendable {
         let kept = try await location.metadataSupport.keepsUserMetadata(location: location, key: key)
         // One cache row per upload: what the server holds (no user metadata where it drops it).
         location.metadataCache?.rememberWrite(scope: location.cacheScope, key: key, stored: stored, size: size,
-                                              metadata: kept ? metadata : [:], duration: ContinuousClock.now - started)
+                                              metadata: kept ? metadata : [:],
+                                              sentMtime: kept ? nil : S3Metadata.parseTime(metadata[S3Metadata.mtime]),
+                                              duration: ContinuousClock.now - started)
         guard kept else {
             return notStored + ["x-amz-meta-{\(metadata.keys.sorted().joined(separator: ","))} (the server drops user metadata)"]
         }
