@@ -3,8 +3,9 @@ import Synchronization
 /// Whether a server keeps `x-amz-meta-*` user metadata. Some S3-compatible servers (the
 /// JuiceFS gateway) accept it and drop it silently. The first object written in a run is
 /// read back once to find out, so every later report can say what was not stored; the
-/// answer is kept in the metadata cache for later runs, which then neither HEAD objects
-/// for metadata the server does not have nor plan metadata updates it would drop.
+/// answer is kept in the metadata cache for later runs, which then plan no metadata-only
+/// updates that the server would drop (``Capabilities/keepsMetadata``). A remembered answer
+/// is corrected by the next run that writes there.
 final class MetadataSupport: Sendable {
     /// Learned in this run, from an object written.
     private let confirmed = Mutex<Bool?>(nil)
