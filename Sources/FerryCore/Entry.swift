@@ -138,31 +138,58 @@ public struct Entry: Sendable, Hashable {
     public var metadata: FileMetadata
     /// The target of a symlink, raw bytes.
     public var symlinkTarget: [UInt8]?
-    /// The location's own name for the file's bytes, when it has one (an S3 ETag); the
-    /// location's ``Location/holdsSameContent(_:_:as:)`` compares it with a source's bytes.
-    public var contentTag: String?
-    /// True when the location does not hold this file's mtime and `metadata.mtime` is a
-    /// stand-in (an object without `file-mtime` metadata: its Last-Modified). Size and
-    /// mtime then cannot tell whether the file changed; its content can.
-    public var mtimeIsStandIn: Bool
-    /// For a file whose mtime is a stand-in: the mtime of the source file whose bytes Ferry
-    /// wrote here, where the location remembers it (a server that dropped the metadata sent
-    /// with them). Equal size and this mtime mean unchanged, as equal size and mtime do
-    /// where mtimes are kept.
-    public var writtenFromMtime: Timestamp?
+    /// What the location knows of the file's bytes besides its metadata (an object store's);
+    /// nil for the files of a POSIX tree. Plain values, no references: copying an entry
+    /// costs no reference counting for it.
+    public var content: ContentIdentity?
 
     public init(
-        name: [UInt8], kind: EntryKind, metadata: FileMetadata, symlinkTarget: [UInt8]? = nil, contentTag: String? = nil,
+        name: [UInt8], kind: EntryKind, metadata: FileMetadata, symlinkTarget: [UInt8]? = nil, contentTag: ContentTag? = nil,
         mtimeIsStandIn: Bool = false, writtenFromMtime: Timestamp? = nil
     ) {
         self.name = name
         self.kind = kind
         self.metadata = metadata
         self.symlinkTarget = symlinkTarget
-        self.contentTag = contentTag
-        self.mtimeIsStandIn = mtimeIsStandIn
-        self.writtenFromMtime = writtenFromMtime
+        if contentTag != nil || mtimeIsStandIn || writtenFromMtime != nil {
+            content = ContentIdentity(tag: contentTag, mtimeIsStandIn: mtimeIsStandIn, writtenFromMtime: writtenFromMtime)
+        }
     }
+
+    /// The location's own name for the file's bytes, when it has one (an S3 ETag); the
+    /// location's ``Location/holdsSameContent(_:_:as:)`` compares it with a source's bytes.
+    public var contentTag: ContentTag? { content?.tag }
+    /// True when the location does not hold this file's mtime and `metadata.mtime` is a
+    /// stand-in (an object without `file-mtime` metadata: its Last-Modified). Size and
+    /// mtime then cannot tell whether the file changed; its content can.
+    public var mtimeIsStandIn: Bool { content?.mtimeIsStandIn ?? false }
+    /// For a file whose mtime is a stand-in: the mtime of the source file whose bytes Ferry
+    /// wrote here, where the location remembers it (a server that dropped the metadata sent
+    /// with them). Equal size and this mtime mean unchanged, as equal size and mtime do
+    /// where mtimes are kept.
+    public var writtenFromMtime: Timestamp? { content?.writtenFromMtime }
+}
+
+/// A 128-bit digest that names a file's bytes, and the number of parts it was computed
+/// over (an S3 ETag: the MD5 of the object, or the MD5 of its parts' MD5s with `-N`).
+public struct ContentTag: Sendable, Hashable {
+    public var high: UInt64
+    public var low: UInt64
+    /// 0: one part (the digest of the bytes themselves).
+    public var parts: UInt32
+
+    public init(high: UInt64, low: UInt64, parts: UInt32) {
+        self.high = high
+        self.low = low
+        self.parts = parts
+    }
+}
+
+/// See ``Entry/contentTag``, ``Entry/mtimeIsStandIn`` and ``Entry/writtenFromMtime``.
+public struct ContentIdentity: Sendable, Hashable {
+    public var tag: ContentTag?
+    public var mtimeIsStandIn: Bool
+    public var writtenFromMtime: Timestamp?
 }
 
 /// A listing of one directory, sorted by name bytes.

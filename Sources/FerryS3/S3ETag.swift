@@ -1,4 +1,5 @@
 import Crypto
+import FerryCore
 import Foundation
 
 /// What an S3 ETag says about an object's bytes, and the running check of bytes read in
@@ -44,6 +45,20 @@ struct S3ETag: Sendable, Equatable {
     }
 
     var description: String { digest + (parts.map { "-\($0)" } ?? "") }
+
+    /// The ETag as an entry carries it.
+    var tag: ContentTag {
+        let hex = Array(digest.utf8)
+        func word(_ from: Int) -> UInt64 { hex[from..<from + 16].reduce(0) { $0 << 4 | UInt64(Character(UnicodeScalar($1)).hexDigitValue!) } }
+        return ContentTag(high: word(0), low: word(16), parts: UInt32(parts ?? 0))
+    }
+
+    /// An ETag from an entry's tag.
+    init(_ tag: ContentTag) {
+        let hex = String(tag.high, radix: 16), low = String(tag.low, radix: 16)
+        self.init(digest: String(repeating: "0", count: 16 - hex.count) + hex + String(repeating: "0", count: 16 - low.count) + low,
+                  parts: tag.parts == 0 ? nil : Int(tag.parts))
+    }
 
     /// The sizes of the parts, given the size of the first part and of the object; nil when
     /// they cannot be uniform parts of that size.

@@ -130,8 +130,7 @@ public struct S3Location: Location {
                 // same one request, made here, many at once.
                 let fetchBody = u.listed.map { prefetchLimit > 0 && $0.size <= prefetchLimit && reading(u.name) } ?? false
                 if let hit = remembered[u.key] {
-                    var entry = S3Location.describe(u.name, hit.object, isDirectory: false, target: hit.target)
-                    if entry.mtimeIsStandIn { entry.writtenFromMtime = hit.sentMtime }
+                    let entry = S3Location.describe(u.name, hit.object, isDirectory: false, target: hit.target, writtenFrom: hit.sentMtime)
                     if !(fetchBody && entry.kind == .file) && (entry.kind != .symlink || hit.target != nil) {
                         out.append(entry)
                         continue
@@ -185,11 +184,13 @@ public struct S3Location: Location {
 
     /// The entry an object stands for: kind and metadata from its user metadata (defaults
     /// without), and for a file its ETag and whether its mtime is only its Last-Modified.
-    static func describe(_ name: [UInt8], _ object: S3Object, isDirectory: Bool, target: [UInt8]?) -> Entry {
+    /// `writtenFrom`: the mtime Ferry sent with the bytes, kept by the cache where the server dropped it.
+    static func describe(_ name: [UInt8], _ object: S3Object, isDirectory: Bool, target: [UInt8]?, writtenFrom: Timestamp? = nil) -> Entry {
         let (kind, metadata) = S3Metadata.decode(object, isDirectory: isDirectory)
         let file = kind == .file
-        return Entry(name: name, kind: kind, metadata: metadata, symlinkTarget: target, contentTag: file ? object.etag : nil,
-                     mtimeIsStandIn: file && S3Metadata.parseTime(object.metadata[S3Metadata.mtime]) == nil)
+        let standIn = file && S3Metadata.parseTime(object.metadata[S3Metadata.mtime]) == nil
+        return Entry(name: name, kind: kind, metadata: metadata, symlinkTarget: target, contentTag: file ? S3ETag(object.etag)?.tag : nil,
+                     mtimeIsStandIn: standIn, writtenFromMtime: standIn ? writtenFrom : nil)
     }
 
     /// Compares the bytes `source` reads with the object's ETag (an MD5, or an MD5 of part
@@ -198,9 +199,9 @@ public struct S3Location: Location {
     /// `HeadObject?partNumber=1`.
     public func holdsSameContent(_ path: EntryPath, _ entry: Entry, as source: any EntryReader) async throws -> Bool? {
         let size = entry.metadata.size, usual = S3Writer.partSize(objectSize: size)
-        let guess = S3ETag(entry.contentTag).flatMap { $0.parts.flatMap { $0 > 1 ? $0 : nil } }
-            .flatMap { (size + usual - 1) / usual == Int64($0) ? usual : nil }
-        guard var checker = try await etagChecker(key: try key(path), etag: entry.contentTag, size: size, firstPart: guess) else { return nil }
+        guard let etag = entry.contentTag.map(S3ETag.init) else { return nil }
+        let guess = etag.parts.flatMap { $0 > 1 && (size + usual - 1) / usual == Int64($0) ? usual : nil }
+        guard var checker = try await etagChecker(key: try key(path), etag: etag, size: size, firstPart: guess) else { return nil }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(max(1, min(size, 1 << 20))), alignment: 64)
         defer { buffer.deallocate() }
         if size == 0 { checker.feed(UnsafeRawBufferPointer(rebasing: buffer[0..<0])) }
@@ -214,8 +215,7 @@ public struct S3Location: Location {
 
     /// A checker of bytes read in order against `etag`, for an object of `size` bytes
     /// (multipart: parts of `firstPart` bytes, else as the server says).
-    func etagChecker(key: String, etag: String?, size: Int64, firstPart known: Int64? = nil) async throws -> S3ETagChecker? {
-        guard let etag = S3ETag(etag) else { return nil }
+    func etagChecker(key: String, etag: S3ETag, size: Int64, firstPart known: Int64? = nil) async throws -> S3ETagChecker? {
         var firstPart = size
         if let known {
             firstPart = known

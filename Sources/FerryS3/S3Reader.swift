@@ -143,8 +143,8 @@ final class S3Reader: EntryReader, @unchecked Sendable {
     }
 
     private func makeChecker(_ info: S3Object) async throws -> S3ETagChecker? {
-        guard info.etagIsContentMD5, info.size == metadata.size else { return nil }
-        return try await location.etagChecker(key: key, etag: info.etag, size: info.size)
+        guard info.etagIsContentMD5, info.size == metadata.size, let etag = S3ETag(info.etag) else { return nil }
+        return try await location.etagChecker(key: key, etag: etag, size: info.size)
     }
 
     private func fetch(_ start: Int64) -> Task<(S3Object, ByteBuffer), any Error> {
