@@ -58,6 +58,14 @@ public struct Timestamp: Hashable, Sendable, Comparable, Codable, CustomStringCo
     /// Nanoseconds since the epoch.
     public var totalNanoseconds: Int64 { seconds &* 1_000_000_000 &+ Int64(nanoseconds) }
 
+    /// The time `totalNanoseconds` after the epoch (before it when negative; the
+    /// nanoseconds are then counted forward from the earlier second).
+    public init(totalNanoseconds n: Int64) {
+        var s = n / 1_000_000_000, ns = n % 1_000_000_000
+        if ns < 0 { s -= 1; ns += 1_000_000_000 }
+        self.init(seconds: s, nanoseconds: Int32(ns))
+    }
+
     public static func < (a: Timestamp, b: Timestamp) -> Bool {
         (a.seconds, a.nanoseconds) < (b.seconds, b.nanoseconds)
     }

@@ -91,7 +91,7 @@ public enum S3Metadata {
     /// `1595002920000000000ns` (ns) or a bare number (ms, as File Gateway writes).
     static func parseTime(_ text: String?) -> Timestamp? {
         guard var t = text?.trimmingCharacters(in: .whitespaces), !t.isEmpty else { return nil }
-        var nanos: Int64
+        let nanos: Int64
         if t.hasSuffix("ns") {
             t.removeLast(2)
             guard let v = Int64(t) else { return nil }
@@ -100,9 +100,7 @@ public enum S3Metadata {
             guard let v = Int64(t) else { return nil }
             nanos = v &* 1_000_000
         }
-        var s = nanos / 1_000_000_000, ns = nanos % 1_000_000_000
-        if ns < 0 { s -= 1; ns += 1_000_000_000 }
-        return Timestamp(seconds: s, nanoseconds: Int32(ns))
+        return Timestamp(totalNanoseconds: nanos)
     }
 
     static func timestamp(_ date: Date) -> Timestamp {

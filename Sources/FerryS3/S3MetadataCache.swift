@@ -144,7 +144,7 @@ public final class S3MetadataCache: Sendable {
             described.metadata = r.metadata
             if listedTag == nil { described.etag = r.etag.isEmpty ? nil : r.etag }
             out[o.key] = Described(object: described, target: r.target,
-                                   sentMtime: r.sentMtime.map { Timestamp(seconds: $0 / 1_000_000_000, nanoseconds: Int32($0 % 1_000_000_000)) })
+                                   sentMtime: r.sentMtime.map(Timestamp.init(totalNanoseconds:)))
         }
         return out
     }

@@ -150,3 +150,16 @@ import Testing
         #expect(fast.finalize() == slow.finalize())
     }
 }
+
+@Suite struct TimestampTests {
+    /// Nanoseconds since the epoch, both ways, before 1970 too (a remembered mtime sent to
+    /// a server that drops metadata comes back through this).
+    @Test func timestampsFromNanosecondsBeforeAndAfterTheEpoch() {
+        #expect(Timestamp(totalNanoseconds: -1) == Timestamp(seconds: -1, nanoseconds: 999_999_999))
+        #expect(Timestamp(totalNanoseconds: -1_000_000_000) == Timestamp(seconds: -1, nanoseconds: 0))
+        #expect(Timestamp(totalNanoseconds: 1_600_000_000_123_456_789) == Timestamp(seconds: 1_600_000_000, nanoseconds: 123_456_789))
+        for n: Int64 in [-2_500_000_001, -1, 0, 1, 999_999_999, 1_795_380_828_173_711_018] {
+            #expect(Timestamp(totalNanoseconds: n).totalNanoseconds == n)
+        }
+    }
+}
