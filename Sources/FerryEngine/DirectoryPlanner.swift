@@ -82,14 +82,17 @@ struct DirectoryPlanner: Sendable {
         case .directory:
             item.action = .directory(destinationExists: d != nil && replacing == nil, replacing: replacing)
         case .file:
-            if let d, replacing == nil, options.transferMode == .changed, writtenFromSameFile(s, d) {
-                item.action = metadataDiffers(s, d) ? .updateMetadata : .unchanged
-            } else if let d, replacing == nil, options.transferMode == .changed, comparesContent(s, d) {
-                item.action = .compareContent
-            } else if let d, replacing == nil, options.transferMode == .changed, !dataDiffers(s, d) {
+            guard let d, replacing == nil, options.transferMode == .changed else {
+                item.action = .copyFile(replacing: replacing)
+                return item
+            }
+            // Size and mtime decide, where the destination holds the mtime (or remembers the
+            // one sent); else the content does.
+            let compare = comparesContent(s, d)
+            if writtenFromSameFile(s, d) || !compare && !dataDiffers(s, d) {
                 item.action = metadataDiffers(s, d) ? .updateMetadata : .unchanged
             } else {
-                item.action = .copyFile(replacing: replacing)
+                item.action = compare ? .compareContent : .copyFile(replacing: nil)
             }
         case .symlink:
             guard destinationCapabilities.symlinks else {

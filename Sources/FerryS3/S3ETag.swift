@@ -55,9 +55,8 @@ struct S3ETag: Sendable, Equatable {
 
     /// An ETag from an entry's tag.
     init(_ tag: ContentTag) {
-        let hex = String(tag.high, radix: 16), low = String(tag.low, radix: 16)
-        self.init(digest: String(repeating: "0", count: 16 - hex.count) + hex + String(repeating: "0", count: 16 - low.count) + low,
-                  parts: tag.parts == 0 ? nil : Int(tag.parts))
+        let bytes = withUnsafeBytes(of: tag.high.bigEndian, Array.init) + withUnsafeBytes(of: tag.low.bigEndian, Array.init)
+        self.init(digest: bytes.hexString, parts: tag.parts == 0 ? nil : Int(tag.parts))
     }
 
     /// The sizes of the parts, given the size of the first part and of the object; nil when
