@@ -10,20 +10,29 @@ public final class BandwidthLimiter: Sendable {
     }
     private let state: Mutex<State>
     private let clock = ContinuousClock()
+    /// Whether a rate is set: without one, ``acquire(_:)`` returns at once, taking no lock
+    /// (every worker calls it for every chunk; the shared lock was contended).
+    private let limited: Atomic<Bool>
 
     /// `bytesPerSecond`: the sustained rate; bursts up to a quarter second of it. nil: no
     /// limit (until ``setRate(_:)`` sets one).
     public init(bytesPerSecond: Int64?) {
         state = Mutex(State(rate: bytesPerSecond.map(Double.init) ?? .infinity, tokens: 0, last: ContinuousClock.now))
+        limited = Atomic(bytesPerSecond != nil)
     }
 
     /// Changes the rate for all workers from now on (nil: no limit).
     public func setRate(_ bytesPerSecond: Int64?) {
-        state.withLock { $0.rate = bytesPerSecond.map(Double.init) ?? .infinity }
+        state.withLock { s in
+            s.rate = bytesPerSecond.map(Double.init) ?? .infinity
+            // Set under the lock, so a worker that sees the flag finds the rate.
+            limited.store(bytesPerSecond != nil, ordering: .releasing)
+        }
     }
 
     /// Takes `bytes` tokens; sleeps as long as the bucket needs to refill.
     public func acquire(_ bytes: Int) async throws {
+        guard limited.load(ordering: .acquiring) else { return }
         let wait: Double = state.withLock { s in
             let now = clock.now
             let elapsed = now - s.last

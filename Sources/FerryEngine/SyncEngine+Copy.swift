@@ -159,12 +159,12 @@ extension SyncEngine {
         _ reader: any EntryReader, extents: [Extent], size: Int64,
         sink: (UnsafeRawBufferPointer, Int64) async throws -> Void
     ) async throws -> (ContentChecksum, Int64) {
-        let hash = ChecksumState()
         var position: Int64 = 0
         var dataBytes: Int64 = 0
         let pooled = buffers.take()
         defer { buffers.recycle(pooled) }
         let buffer = pooled.bytes
+        let hash = pooled.hash
         let bufferSize = buffer.count
         outer: for extent in extents {
             let end = min(extent.offset + extent.length, size)

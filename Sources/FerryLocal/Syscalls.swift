@@ -5,21 +5,23 @@ import Synchronization
 
 /// Small helpers over raw syscalls: NUL-terminated byte paths, `stat` → ``FileMetadata``.
 enum Sys {
-    /// Calls `body` with `bytes` as a NUL-terminated C string (`.` for an empty path).
+    /// Calls `body` with `bytes` as a NUL-terminated C string (`.` for an empty path). The
+    /// copy with its NUL is made in temporary storage (on the stack for names and most
+    /// paths), not in a new array: this runs several times for every file.
     @inline(__always)
     static func withCString<R, E: Error>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) throws(E) -> R) throws(E) -> R {
-        if bytes.isEmpty {
-            let result: Result<R, E> = ".".withCString { p in
-                do throws(E) { return .success(try body(p)) } catch { return .failure(error) }
+        let result: Result<R, E> = withUnsafeTemporaryAllocation(of: CChar.self, capacity: max(bytes.count, 1) + 1) { buffer in
+            let base = buffer.baseAddress!
+            if bytes.isEmpty {
+                base[0] = CChar(UInt8(ascii: "."))
+                base[1] = 0
+            } else {
+                bytes.withUnsafeBytes { raw in
+                    UnsafeMutableRawPointer(base).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+                }
+                base[bytes.count] = 0
             }
-            return try result.get()
-        }
-        var buffer = bytes
-        buffer.append(0)
-        let result: Result<R, E> = buffer.withUnsafeBufferPointer { p in
-            p.baseAddress!.withMemoryRebound(to: CChar.self, capacity: p.count) { c in
-                do throws(E) { return .success(try body(c)) } catch { return .failure(error) }
-            }
+            do throws(E) { return .success(try body(base)) } catch { return .failure(error) }
         }
         return try result.get()
     }
