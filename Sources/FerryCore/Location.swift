@@ -26,6 +26,10 @@ public struct Capabilities: Sendable, Hashable {
     /// server known to drop user metadata: metadata-only updates would be lost there, so
     /// none are planned (what a copy could not store is still reported).
     public var keepsMetadata = true
+    /// Every operation runs to completion on the calling thread (blocking system calls, no
+    /// waiting on a server): a worker handed many small items at once holds back no other
+    /// request, so the engine hands them out in large batches when both sides do.
+    public var neverSuspends = false
 
     public init() {}
 

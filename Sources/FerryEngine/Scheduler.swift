@@ -52,20 +52,18 @@ struct Scheduler {
         if let fatal { throw FerryError(.fatal, fatal) }
     }
 
-    /// Small items handled per task when much work is waiting.
-    static let batchSize = 8
     /// Files up to this size join a batch (as do symlinks, devices and metadata-only updates).
     static let batchFileSize: Int64 = 64 << 10
 
     /// The next work: a batch of consecutive small items (copies of small files, symlinks,
-    /// metadata updates) when the stack holds enough
-    /// work to keep every task busy with batches, else one item.
+    /// metadata updates), the waiting work shared evenly among the engine's workers up to
+    /// its batch limit, else one item.
     private mutating func nextWork() -> Work? {
         guard let work = stack.popLast() else { return nil }
-        guard case .item(let first) = work, Self.batches(first),
-              stack.count >= Self.batchSize * engine.configuration.parallel else { return work }
+        let size = min(engine.batchLimit, (stack.count + 1) / engine.batchWorkers)
+        guard size > 1, case .item(let first) = work, Self.batches(first) else { return work }
         var items = [first]
-        while items.count < Self.batchSize, case .item(let next)? = stack.last, Self.batches(next) {
+        while items.count < size, case .item(let next)? = stack.last, Self.batches(next) {
             items.append(next)
             stack.removeLast()
         }

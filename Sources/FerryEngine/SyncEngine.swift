@@ -24,6 +24,11 @@ public final class SyncEngine: Sendable {
     let errorsSeen = Atomic<Int64>(0)
     /// Copy and verification buffers, one per task in flight at most.
     let buffers: BufferPool
+    /// The most small items one task takes at once, and how many tasks share the waiting
+    /// ones: where neither side ever waits (local file systems), the tasks that really run
+    /// at once are the cores, and large batches save the cost of a task per 8 files; where
+    /// a side waits on a server, batches stay small so that `parallel` requests stay in flight.
+    let batchLimit: Int, batchWorkers: Int
 
     public init(_ configuration: SyncConfiguration, report: TaskReportSink = TaskReportSink(spoolDirectory: nil)) {
         self.configuration = configuration
@@ -31,6 +36,11 @@ public final class SyncEngine: Sendable {
         // Always present, so a rate set while the execution runs (UpdateTaskExecution) applies.
         self.limiter = BandwidthLimiter(bytesPerSecond: configuration.options.bytesPerSecond)
         self.buffers = BufferPool(size: SyncEngine.maxBufferSize, keep: configuration.parallel)
+        if configuration.source.capabilities.neverSuspends && configuration.destination.capabilities.neverSuspends {
+            (batchLimit, batchWorkers) = (128, max(1, min(configuration.parallel, ProcessInfo.processInfo.activeProcessorCount)))
+        } else {
+            (batchLimit, batchWorkers) = (8, configuration.parallel)
+        }
         var selection = configuration.options.metadataSelection
         let caps = configuration.destination.capabilities
         selection.uid = selection.uid && caps.ownership
@@ -54,7 +64,6 @@ public final class SyncEngine: Sendable {
     var options: TransferOptions { configuration.options }
     var dryRun: Bool { configuration.dryRun }
 
-    /// Changes BytesPerSecond while running (no effect if the run started without a limit).
     /// Changes BytesPerSecond while the execution runs (nil: no limit).
     public func updateBandwidth(_ bytesPerSecond: Int64?) { limiter?.setRate(bytesPerSecond) }
 

@@ -18,7 +18,11 @@ public struct POSIXLocation: Location {
 
     public var uri: String { "file://" + rootPath }
 
-    public var capabilities: Capabilities { .everything }
+    public var capabilities: Capabilities {
+        var c = Capabilities.everything
+        c.neverSuspends = true
+        return c
+    }
 
     /// Prefix of the temporary names files are written under before they are renamed.
     static let temporaryPrefix: [UInt8] = Array(".ferry-tmp-".utf8)
