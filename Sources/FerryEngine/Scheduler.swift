@@ -56,11 +56,16 @@ struct Scheduler {
     static let batchFileSize: Int64 = 64 << 10
 
     /// The next work: a batch of consecutive small items (copies of small files, symlinks,
-    /// metadata updates), the waiting work shared evenly among the engine's workers up to
-    /// its batch limit, else one item.
+    /// metadata updates), else one item. Where neither side suspends, the waiting work is
+    /// shared evenly among the cores, up to the batch limit; where a side waits on a server,
+    /// batches of the limit are made only when enough waits to fill every request slot with one.
     private mutating func nextWork() -> Work? {
         guard let work = stack.popLast() else { return nil }
-        let size = min(engine.batchLimit, (stack.count + 1) / engine.batchWorkers)
+        let size = if engine.batchesEvenly {
+            min(engine.batchLimit, (stack.count + 1) / engine.batchWorkers)
+        } else {
+            stack.count >= engine.batchLimit * engine.batchWorkers ? engine.batchLimit : 1
+        }
         guard size > 1, case .item(let first) = work, Self.batches(first) else { return work }
         var items = [first]
         while items.count < size, case .item(let next)? = stack.last, Self.batches(next) {

@@ -29,6 +29,8 @@ public final class SyncEngine: Sendable {
     /// at once are the cores, and large batches save the cost of a task per 8 files; where
     /// a side waits on a server, batches stay small so that `parallel` requests stay in flight.
     let batchLimit: Int, batchWorkers: Int
+    /// Whether the waiting small items are shared evenly among ``batchWorkers`` (neither side suspends).
+    let batchesEvenly: Bool
 
     public init(_ configuration: SyncConfiguration, report: TaskReportSink = TaskReportSink(spoolDirectory: nil)) {
         self.configuration = configuration
@@ -36,7 +38,8 @@ public final class SyncEngine: Sendable {
         // Always present, so a rate set while the execution runs (UpdateTaskExecution) applies.
         self.limiter = BandwidthLimiter(bytesPerSecond: configuration.options.bytesPerSecond)
         self.buffers = BufferPool(size: SyncEngine.maxBufferSize, keep: configuration.parallel)
-        if configuration.source.capabilities.neverSuspends && configuration.destination.capabilities.neverSuspends {
+        batchesEvenly = configuration.source.capabilities.neverSuspends && configuration.destination.capabilities.neverSuspends
+        if batchesEvenly {
             (batchLimit, batchWorkers) = (128, max(1, min(configuration.parallel, ProcessInfo.processInfo.activeProcessorCount)))
         } else {
             (batchLimit, batchWorkers) = (8, configuration.parallel)
