@@ -129,6 +129,11 @@ public protocol Location: Sendable {
     /// reads, judged from ``Entry/contentTag``; nil when this location cannot tell (default).
     /// Reads `source` from its start to its end.
     func holdsSameContent(_ path: EntryPath, _ entry: Entry, as source: any EntryReader) async throws -> Bool?
+    /// After ``holdsSameContent(_:_:as:)`` found `entry` (at `path`) holding the bytes of the
+    /// source file `source`, and the source did not change while it was read: a location
+    /// that remembers what it holds may note it, so that a later run can tell without
+    /// reading (default: nothing).
+    func noteSameContent(_ path: EntryPath, _ entry: Entry, source: Entry) async
 }
 
 /// Listing for a copy: a location that can fetch small files' contents in the request that
@@ -156,6 +161,8 @@ extension Location {
 /// does not hold cannot (``Entry/mtimeIsStandIn``).
 extension Location {
     public func holdsSameContent(_ path: EntryPath, _ entry: Entry, as source: any EntryReader) async throws -> Bool? { nil }
+
+    public func noteSameContent(_ path: EntryPath, _ entry: Entry, source: Entry) async {}
 }
 
 /// Reads one file. Not shared between tasks.

@@ -22,6 +22,7 @@ extension SyncEngine {
         var next = item
         if same == true {
             guard planner.metadataDiffers(s, d) else {
+                if !dryRun { await destination.noteSameContent(item.path, d, source: s) }
                 counters.add(.filesUnchanged)
                 return .itemDone(item, succeeded: true, changedDestination: false)
             }

@@ -213,6 +213,17 @@ public struct S3Location: Location {
         return checker.computed() == checker.expected
     }
 
+    /// On a server that drops user metadata, remembers `source`'s mtime with the object, as
+    /// for an object Ferry wrote there from that file: the next run's quick check (same
+    /// size, remembered mtime) then finds a file that was only touched unchanged without
+    /// reading it again.
+    public func noteSameContent(_ path: EntryPath, _ entry: Entry, source: Entry) async {
+        guard let metadataCache, !capabilities.keepsMetadata, entry.mtimeIsStandIn, let tag = entry.contentTag,
+              let key = try? key(path) else { return }
+        metadataCache.rememberContent(scope: cacheScope, key: key, etag: S3ETag(tag).description, size: entry.metadata.size,
+                                      lastModified: entry.metadata.mtime.seconds, sentMtime: source.metadata.mtime)
+    }
+
     /// A checker of bytes read in order against `etag`, for an object of `size` bytes
     /// (multipart: parts of `firstPart` bytes, else as the server says).
     func etagChecker(key: String, etag: S3ETag, size: Int64, firstPart known: Int64? = nil) async throws -> S3ETagChecker? {

@@ -169,6 +169,14 @@ public final class S3MetadataCache: Sendable {
                                                sentMtime: sentMtime?.totalNanoseconds))
     }
 
+    /// Remembers an object of a server that dropped its metadata, listed with `etag`, `size`
+    /// and `lastModified` (whole seconds), as holding the bytes of a file whose mtime is
+    /// `sentMtime` (a content comparison found them equal).
+    func rememberContent(scope: String, key: String, etag: String, size: Int64, lastModified: Int64, sentMtime: Timestamp) {
+        enqueue(scope: scope, key: key, Record(etag: etag, size: size, lastModified: lastModified, window: nil, metadata: [:], target: nil,
+                                               sentMtime: sentMtime.totalNanoseconds))
+    }
+
     /// Forgets an object (deleted, or changed in a way not remembered).
     func forget(scope: String, key: String) {
         enqueue(scope: scope, key: key, nil)

@@ -97,6 +97,17 @@ import Testing
         #expect(third.transferred == ["/same"], "\(third.transferred)")
         #expect(third.counters["BytesTransferred"] as? Int == 5000, "\(third.counters)")
         #expect(try ContentComparisonTests.body(server, bucket: bucket, key: prefix + "/same", into: f.destinationRoot + "-same") == edited)
+        // The comparison that kept `a/one` is remembered with its new mtime: the next run's
+        // quick check passes it without reading, as it would a file Ferry had sent with that
+        // mtime (shown with a same-size edit under that mtime, which the quick check does not see).
+        _ = try f.source.file("a/one", TestTree.bytes(3000, seed: 6))
+        try f.source.setTimes("a/one", atime: SampleTrees.time(1), mtime: SampleTrees.time(5))
+        let fourth = try ContentComparisonTests.sync(server, args, report: report)
+        #expect(fourth.status == 0 && fourth.transferred.isEmpty, "a/one not read again: \(fourth.transferred) \(fourth.stderr)")
+        #expect(try ContentComparisonTests.body(server, bucket: bucket, key: prefix + "/a/one", into: f.destinationRoot + "-one")
+                == TestTree.bytes(3000, seed: 1))
+        _ = try f.source.file("a/one", TestTree.bytes(3000, seed: 1))
+        try f.source.setTimes("a/one", atime: SampleTrees.time(1), mtime: SampleTrees.time(5))
 
         // And back, described from the cache (the listing's Last-Modified has milliseconds,
         // a GET's whole seconds: the stand-in mtime must be the same either way).
