@@ -3,8 +3,8 @@ import Synchronization
 
 /// Copy buffers of one size, each with a checksum state, reused across files. A fresh 1 MiB
 /// buffer per file costs 256 page faults and the zeroing of its pages (malloc hands
-/// buffers that large straight to `mmap`, and `free` gives them back): 409,000 faults and 2.5 s of system time for the
-/// 1,000-file medium case, against none once buffers are reused.
+/// buffers that large straight to `mmap`, and `free` gives them back): 409,000 faults and
+/// 2.5 s of system time for the 1,000-file medium case, against none once buffers are reused.
 final class BufferPool: Sendable {
     /// A buffer lent by the pool; give it back with ``BufferPool/recycle(_:)``. Its
     /// checksum state comes reset (a new XXH3 state is an aligned allocation and its
