@@ -106,6 +106,9 @@ public struct Filters: Sendable, Hashable {
     /// What to do with an entry at `path`.
     public enum Decision: Sendable { case take, skip, descendOnly }
 
+    /// No rules: every entry is taken (its path need not be built to ask).
+    public var takesEverything: Bool { includes == nil && excludes == nil }
+
     /// Excluded entries are skipped (and never deleted); with includes, only matching entries
     /// are taken, and directories that may hold matches are descended into.
     public func decide(_ path: EntryPath, isDirectory: Bool) -> Decision {

@@ -70,9 +70,17 @@ struct DirectoryPlanner: Sendable {
     let selection: MetadataSelection
     let destinationCapabilities: Capabilities
 
-    func plan(directory: EntryPath, source: [Entry], destination: [Entry]) -> [PlannedItem] {
+    /// The work one directory needs. Entries that need none are only counted: unchanged,
+    /// and not in a hard-link group (whose members the scheduler tracks). In a no-change run
+    /// that is nearly every entry, and an item for each cost an allocation, two entry copies
+    /// and a turn through the scheduler.
+    struct DirectoryPlan {
         var items: [PlannedItem] = []
-        items.reserveCapacity(max(source.count, destination.count))
+        var unchanged = 0
+    }
+
+    func plan(directory: EntryPath, source: [Entry], destination: [Entry]) -> DirectoryPlan {
+        var plan = DirectoryPlan()
         var i = 0, j = 0
         while i < source.count || j < destination.count {
             let s: Entry?, d: Entry?
@@ -87,22 +95,38 @@ struct DirectoryPlanner: Sendable {
                 s = nil; d = destination[j]; j += 1
             }
             let name = (s ?? d)!.name
-            let path = directory.appending(name)
-            if let item = decide(path: path, source: s, destination: d) { items.append(item) }
+            let isDirectory = (s ?? d)!.kind == .directory
+            var path: EntryPath?
+            let decision: Filters.Decision
+            if filters.takesEverything {
+                decision = .take
+            } else {
+                path = directory.appending(name)
+                decision = filters.decide(path!, isDirectory: isDirectory)
+            }
+            guard let s else {
+                // Destination only: removed with --delete, unless a filter leaves it out of scope.
+                if options.preserveDeletedFiles == .remove, decision == .take, let d {
+                    plan.items.append(PlannedItem(path: path ?? directory.appending(name), source: nil, destination: d, action: .delete))
+                }
+                continue
+            }
+            if decision == .skip { continue }
+            let action = action(s, d)
+            if case .unchanged = action, !inHardLinkGroup(s) {
+                plan.unchanged += 1
+                continue
+            }
+            plan.items.append(PlannedItem(path: path ?? directory.appending(name), source: s, destination: d, action: action,
+                                          descendOnly: decision == .descendOnly))
         }
-        return items
+        return plan
     }
 
-    private func decide(path: EntryPath, source s: Entry?, destination d: Entry?) -> PlannedItem? {
-        let isDirectory = (s ?? d)!.kind == .directory
-        let decision = filters.decide(path, isDirectory: isDirectory)
-        guard let s else {
-            // Destination only: removed with --delete, unless a filter leaves it out of scope.
-            guard options.preserveDeletedFiles == .remove, decision == .take, let d else { return nil }
-            return PlannedItem(path: path, source: nil, destination: d, action: .delete)
-        }
-        if decision == .skip { return nil }
-        return PlannedItem(path: path, source: s, destination: d, action: action(s, d), descendOnly: decision == .descendOnly)
+    /// A file with other links, at a destination that keeps hard links: the scheduler
+    /// follows it in its link group even when it is unchanged.
+    func inHardLinkGroup(_ s: Entry) -> Bool {
+        destinationCapabilities.hardLinks && s.kind == .file && s.metadata.linkCount > 1 && s.metadata.fileID != nil
     }
 
     /// What to do with a source entry, given what the destination has under its name.

@@ -155,9 +155,8 @@ struct Scheduler {
 
     /// The source inode of a file with more than one link, if the destination can link.
     private func hardLinkID(_ item: PlannedItem) -> FileID? {
-        guard planner.destinationCapabilities.hardLinks, let s = item.source, s.kind == .file,
-              s.metadata.linkCount > 1, let id = s.metadata.fileID else { return nil }
-        return id
+        guard let s = item.source, planner.inHardLinkGroup(s) else { return nil }
+        return s.metadata.fileID
     }
 
     /// The group this item leads, if it is a hard-link leader still pending.

@@ -65,9 +65,10 @@ extension SyncEngine {
             }
             counters.add(.filesListedSource, Int64(listing.entries.count))
             counters.add(.filesListedDestination, Int64(destinationEntries.count))
-            let items = planner.plan(directory: job.path, source: listing.entries, destination: destinationEntries)
+            let plan = planner.plan(directory: job.path, source: listing.entries, destination: destinationEntries)
+            counters.add(.filesUnchanged, Int64(plan.unchanged))
             if !job.destinationExists { emit(.create, job.path, job.source) }
-            return .scanned(job, items)
+            return .scanned(job, plan.items)
         } catch {
             let completion = recordFailure(item, error)
             if case .fatal = completion { return completion }
