@@ -186,7 +186,7 @@ struct DirectoryPlanner: Sendable {
     /// hard-linked files, whose groups are settled by their first path's action.
     func comparesContent(_ s: Entry, _ d: Entry) -> Bool {
         selection.mtime && d.mtimeIsStandIn && d.contentTag != nil && s.metadata.size == d.metadata.size
-            && !(destinationCapabilities.hardLinks && s.metadata.linkCount > 1 && s.metadata.fileID != nil)
+            && !inHardLinkGroup(s)
     }
 
     /// Whether the preserved metadata (per the options) differs; never where the

@@ -1,5 +1,24 @@
 import FerryCore
 
+/// How many small items one task takes at once.
+enum Batching: Sendable {
+    /// Neither side ever waits (local file systems): the tasks that really run at once are
+    /// the `workers` cores, so the waiting items are shared evenly among them, up to `limit`
+    /// per task (a task per 8 files cost more than some of the copies).
+    case even(limit: Int, workers: Int)
+    /// A side waits on a server: `limit` per task, and only when enough wait to give every
+    /// one of the `slots` requests in flight a batch; else one item per task.
+    case whenSlotsFill(limit: Int, slots: Int)
+
+    /// The size of the next batch when `waiting` items (the next one included) are queued.
+    func size(waiting: Int) -> Int {
+        switch self {
+        case .even(let limit, let workers): min(limit, waiting / workers)
+        case .whenSlotsFill(let limit, let slots): waiting > limit * slots ? limit : 1
+        }
+    }
+}
+
 /// The single owner of the execution's bookkeeping: the work stack, per-directory state
 /// and hard-link groups. It runs in one task and hands work to at most `parallel` child
 /// tasks, so no lock guards this state. Work is taken last-in first-out, which walks the
@@ -56,16 +75,10 @@ struct Scheduler {
     static let batchFileSize: Int64 = 64 << 10
 
     /// The next work: a batch of consecutive small items (copies of small files, symlinks,
-    /// metadata updates), else one item. Where neither side suspends, the waiting work is
-    /// shared evenly among the cores, up to the batch limit; where a side waits on a server,
-    /// batches of the limit are made only when enough waits to fill every request slot with one.
+    /// metadata updates) as the engine's ``Batching`` sizes it, else one item.
     private mutating func nextWork() -> Work? {
         guard let work = stack.popLast() else { return nil }
-        let size = if engine.batchesEvenly {
-            min(engine.batchLimit, (stack.count + 1) / engine.batchWorkers)
-        } else {
-            stack.count >= engine.batchLimit * engine.batchWorkers ? engine.batchLimit : 1
-        }
+        let size = engine.batching.size(waiting: stack.count + 1)
         guard size > 1, case .item(let first) = work, Self.batches(first) else { return work }
         var items = [first]
         while items.count < size, case .item(let next)? = stack.last, Self.batches(next) {

@@ -24,13 +24,8 @@ public final class SyncEngine: Sendable {
     let errorsSeen = Atomic<Int64>(0)
     /// Copy and verification buffers, one per task in flight at most.
     let buffers: BufferPool
-    /// The most small items one task takes at once, and how many tasks share the waiting
-    /// ones: where neither side ever waits (local file systems), the tasks that really run
-    /// at once are the cores, and large batches save the cost of a task per 8 files; where
-    /// a side waits on a server, batches stay small so that `parallel` requests stay in flight.
-    let batchLimit: Int, batchWorkers: Int
-    /// Whether the waiting small items are shared evenly among ``batchWorkers`` (neither side suspends).
-    let batchesEvenly: Bool
+    /// How small items are grouped into tasks.
+    let batching: Batching
 
     public init(_ configuration: SyncConfiguration, report: TaskReportSink = TaskReportSink(spoolDirectory: nil)) {
         self.configuration = configuration
@@ -38,11 +33,10 @@ public final class SyncEngine: Sendable {
         // Always present, so a rate set while the execution runs (UpdateTaskExecution) applies.
         self.limiter = BandwidthLimiter(bytesPerSecond: configuration.options.bytesPerSecond)
         self.buffers = BufferPool(size: SyncEngine.maxBufferSize, keep: configuration.parallel)
-        batchesEvenly = configuration.source.capabilities.neverSuspends && configuration.destination.capabilities.neverSuspends
-        if batchesEvenly {
-            (batchLimit, batchWorkers) = (128, max(1, min(configuration.parallel, ProcessInfo.processInfo.activeProcessorCount)))
+        if configuration.source.capabilities.neverSuspends && configuration.destination.capabilities.neverSuspends {
+            batching = .even(limit: 128, workers: max(1, min(configuration.parallel, ProcessInfo.processInfo.activeProcessorCount)))
         } else {
-            (batchLimit, batchWorkers) = (8, configuration.parallel)
+            batching = .whenSlotsFill(limit: 8, slots: configuration.parallel)
         }
         var selection = configuration.options.metadataSelection
         let caps = configuration.destination.capabilities

@@ -218,7 +218,7 @@ public struct S3Location: Location {
     /// size, remembered mtime) then finds a file that was only touched unchanged without
     /// reading it again.
     public func noteSameContent(_ path: EntryPath, _ entry: Entry, source: Entry) async {
-        guard let metadataCache, !capabilities.keepsMetadata, entry.mtimeIsStandIn, let tag = entry.contentTag,
+        guard let metadataCache, metadataSupport.knownToDrop(self), entry.mtimeIsStandIn, let tag = entry.contentTag,
               let key = try? key(path) else { return }
         metadataCache.rememberContent(scope: cacheScope, key: key, etag: S3ETag(tag).description, size: entry.metadata.size,
                                       lastModified: entry.metadata.mtime.seconds, sentMtime: source.metadata.mtime)
