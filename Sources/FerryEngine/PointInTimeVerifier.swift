@@ -95,8 +95,10 @@ struct PointInTimeVerifier {
             return
         }
         do {
-            let (a, _) = try await engine.checksumOf(engine.source, path, expected: s)
-            let (b, _) = try await engine.checksumOf(engine.destination, path, expected: d)
+            let pooled = engine.buffers.take()
+            defer { engine.buffers.recycle(pooled) }
+            let (a, _) = try await engine.checksumOf(engine.source, path, expected: s, using: pooled)
+            let (b, _) = try await engine.checksumOf(engine.destination, path, expected: d, using: pooled)
             if a != b {
                 fail(path, s, .checksumFailure, "checksum at the destination \(b) differs from the source \(a)")
             } else {

@@ -29,6 +29,10 @@ extension SyncEngine {
         if serverSideCopy, try await copyServerSide(item) {
             return .itemDone(item, succeeded: true, changedDestination: true)
         }
+        // One buffer for the copy and the read-back, both attempts (a pool round-trip takes a
+        // lock the other workers contend for).
+        let pooled = buffers.take()
+        defer { buffers.recycle(pooled) }
         var problem: (FailureKind, String)?
         for _ in 0..<2 {
             let reader: any EntryReader, extents: [Extent], attributes: [ExtendedAttribute]
@@ -50,7 +54,7 @@ extension SyncEngine {
             var moved: Int64 = 0
             var notStored: [String] = []
             do {
-                (checksum, written) = try await pump(reader, extents: extents, size: before.size) { chunk, offset in
+                (checksum, written) = try await pump(reader, extents: extents, size: before.size, using: pooled) { chunk, offset in
                     if let limiter = self.limiter { try await limiter.acquire(chunk.count) }
                     try await writer.write(chunk, at: offset)
                     self.counters.add(.bytesTransferred, Int64(chunk.count))
@@ -98,9 +102,9 @@ extension SyncEngine {
                 let started = ContinuousClock.now
                 defer { verifyNanoseconds.add(nanoseconds(ContinuousClock.now - started), ordering: .relaxed) }
                 let (arrived, metadata) = if let reader = try await writer.committedReader() {
-                    try await readChecksum(reader)
+                    try await readChecksum(reader, using: pooled)
                 } else {
-                    try await checksumOf(destination, item.path, expected: Entry(name: s.name, kind: .file, metadata: before))
+                    try await checksumOf(destination, item.path, expected: Entry(name: s.name, kind: .file, metadata: before), using: pooled)
                 }
                 if arrived != checksum {
                     problem = (.checksumFailure, "checksum at the destination \(arrived) differs from the source \(checksum)")
@@ -153,18 +157,18 @@ extension SyncEngine {
         d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
     }
 
-    /// Reads every data extent of `reader` in chunks of up to 1 MiB (a pooled buffer), feeds the checksum
-    /// (holes as zeros) and hands each chunk to `sink`. Returns the checksum and data bytes.
+    /// Reads every data extent of `reader` in chunks of up to 1 MiB (`pooled`'s buffer),
+    /// feeds the checksum (holes as zeros) and hands each chunk to `sink`. Returns the
+    /// checksum and data bytes.
     func pump(
-        _ reader: any EntryReader, extents: [Extent], size: Int64,
+        _ reader: any EntryReader, extents: [Extent], size: Int64, using pooled: BufferPool.Buffer,
         sink: (UnsafeRawBufferPointer, Int64) async throws -> Void
     ) async throws -> (ContentChecksum, Int64) {
         var position: Int64 = 0
         var dataBytes: Int64 = 0
-        let pooled = buffers.take()
-        defer { buffers.recycle(pooled) }
         let buffer = pooled.bytes
         let hash = pooled.hash
+        hash.reset()
         let bufferSize = buffer.count
         outer: for extent in extents {
             let end = min(extent.offset + extent.length, size)
@@ -185,15 +189,17 @@ extension SyncEngine {
         return (hash.finalize(), dataBytes)
     }
 
-    /// Reads a whole file at `location` and returns its checksum and metadata.
-    func checksumOf(_ location: any Location, _ path: EntryPath, expected: Entry) async throws -> (ContentChecksum, FileMetadata) {
-        try await readChecksum(try await location.openForReading(path, expected: expected))
+    /// Reads a whole file at `location` with `pooled`'s buffer and returns its checksum and metadata.
+    func checksumOf(
+        _ location: any Location, _ path: EntryPath, expected: Entry, using pooled: BufferPool.Buffer
+    ) async throws -> (ContentChecksum, FileMetadata) {
+        try await readChecksum(try await location.openForReading(path, expected: expected), using: pooled)
     }
 
-    /// Reads a whole open file and returns its checksum and metadata.
-    func readChecksum(_ reader: any EntryReader) async throws -> (ContentChecksum, FileMetadata) {
+    /// Reads a whole open file with `pooled`'s buffer and returns its checksum and metadata.
+    func readChecksum(_ reader: any EntryReader, using pooled: BufferPool.Buffer) async throws -> (ContentChecksum, FileMetadata) {
         let extents = try await reader.dataExtents()
-        let (sum, _) = try await pump(reader, extents: extents, size: reader.metadata.size) { _, _ in }
+        let (sum, _) = try await pump(reader, extents: extents, size: reader.metadata.size, using: pooled) { _, _ in }
         let after = try await reader.close()
         return (sum, after)
     }
