@@ -49,6 +49,9 @@ import Testing
         #expect(result.counters.filesTransferred == 0)
         #expect(result.counters.bytesWritten == 0)
         #expect(result.counters.estimatedFilesToTransfer == 0)
+        // Every entry below the root is counted unchanged (hard links, symlinks, empty directories too).
+        let entries = before.entries.keys.filter { !$0.isRoot }.count
+        #expect(result.counters.filesUnchanged == Int64(entries), "\(result.counters.filesUnchanged) of \(entries)")
         let after = try TreeSnapshot(f.destinationRoot)
         // Not even ctime-visible changes: inodes the same, nothing rewritten.
         for (path, e) in before.entries { #expect(after.entries[path]?.inode == e.inode, "\(path)") }
