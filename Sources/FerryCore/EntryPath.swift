@@ -47,9 +47,19 @@ public struct EntryPath: Hashable, Sendable, Comparable, CustomStringConvertible
     }
 
     /// The last component (empty for the root).
-    public var name: [UInt8] {
-        guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return bytes }
-        return Array(bytes[(slash + 1)...])
+    public var name: [UInt8] { Array(lastComponent) }
+
+    /// The last component as a slice of ``bytes`` (no copy).
+    public var lastComponent: ArraySlice<UInt8> {
+        guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return bytes[...] }
+        return bytes[(slash + 1)...]
+    }
+
+    /// Whether this path names an entry directly inside `directory` (compares bytes in
+    /// place, unlike `parent == directory`, which builds the parent).
+    public func isChild(of directory: EntryPath) -> Bool {
+        guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return directory.isRoot && !isRoot }
+        return slash == directory.bytes.count && bytes[..<slash].elementsEqual(directory.bytes)
     }
 
     /// The parent directory (the root's parent is the root).

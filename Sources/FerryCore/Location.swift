@@ -134,6 +134,9 @@ public protocol Location: Sendable {
     /// that remembers what it holds may note it, so that a later run can tell without
     /// reading (default: nothing).
     func noteSameContent(_ path: EntryPath, _ entry: Entry, source: Entry) async
+    /// A copier of whole files from here to `destination` that runs on the calling thread
+    /// (default: none). The engine takes one per batch of small files.
+    func directCopier(to destination: any Location) -> (any DirectFileCopier)?
 }
 
 /// Listing for a copy: a location that can fetch small files' contents in the request that
@@ -163,6 +166,53 @@ extension Location {
     public func holdsSameContent(_ path: EntryPath, _ entry: Entry, as source: any EntryReader) async throws -> Bool? { nil }
 
     public func noteSameContent(_ path: EntryPath, _ entry: Entry, source: Entry) async {}
+}
+
+/// Direct copies: where both ends are file systems of this host, a small file is copied
+/// by one synchronous routine (a dozen system calls) instead of through a reader, a writer
+/// and a dozen async calls, which cost more than the copy of a 4 KiB file.
+extension Location {
+    public func directCopier(to destination: any Location) -> (any DirectFileCopier)? { nil }
+}
+
+/// Copies whole regular files from one location to the same path in another on the calling
+/// thread, as ``Location/openForReading(_:expected:)``, ``Location/createFile(_:metadata:attributes:selection:)``
+/// and ``EntryWriter/commit()`` would: data and checksum, metadata, an atomic final name.
+/// Used by one task at a time (it keeps the directories it last used open).
+public protocol DirectFileCopier {
+    /// Copies the file at `path`, listed as `expected`, through `buffer`, feeding `hash`
+    /// (reset first). It is committed only if the source did not change while it was read;
+    /// with `readBack`, the committed file is then read again through the same descriptor.
+    /// Errors are the locations' own.
+    func copy(
+        _ path: EntryPath, expected: FileMetadata, selection: MetadataSelection,
+        buffer: UnsafeMutableRawBufferPointer, hash: ChecksumState, readBack: Bool
+    ) throws -> DirectCopy
+}
+
+/// What one ``DirectFileCopier/copy(_:expected:selection:buffer:hash:readBack:)`` came to.
+public struct DirectCopy: Sendable {
+    /// The checksum of the bytes read from the source.
+    public var checksum: ContentChecksum
+    /// Data bytes written (the file's size, when committed).
+    public var written: Int64
+    /// The source changed while it was read (size, mtime or ctime moved): nothing was committed.
+    public var sourceChanged: Bool
+    /// With `readBack`: the checksum and metadata of the committed file, read through its descriptor.
+    public var arrived: (checksum: ContentChecksum, metadata: FileMetadata)?
+    /// Nanoseconds spent reading back.
+    public var readBackNanoseconds: Int64
+
+    public init(
+        checksum: ContentChecksum, written: Int64, sourceChanged: Bool,
+        arrived: (checksum: ContentChecksum, metadata: FileMetadata)?, readBackNanoseconds: Int64
+    ) {
+        self.checksum = checksum
+        self.written = written
+        self.sourceChanged = sourceChanged
+        self.arrived = arrived
+        self.readBackNanoseconds = readBackNanoseconds
+    }
 }
 
 /// Reads one file. Not shared between tasks.

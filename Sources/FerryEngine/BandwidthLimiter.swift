@@ -30,9 +30,12 @@ public final class BandwidthLimiter: Sendable {
         }
     }
 
+    /// Whether a rate is set now.
+    public var isLimited: Bool { limited.load(ordering: .acquiring) }
+
     /// Takes `bytes` tokens; sleeps as long as the bucket needs to refill.
     public func acquire(_ bytes: Int) async throws {
-        guard limited.load(ordering: .acquiring) else { return }
+        guard isLimited else { return }
         let wait: Double = state.withLock { s in
             let now = clock.now
             let elapsed = now - s.last

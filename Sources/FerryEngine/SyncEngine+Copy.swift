@@ -17,7 +17,9 @@ extension SyncEngine {
     /// ONLY_FILES_TRANSFERRED) re-reads the destination and compares checksum and metadata —
     /// unless the destination confirmed the bytes itself (``EntryWriter/contentConfirmed``).
     /// A changed source or a checksum mismatch is tried once more before it is reported.
-    func copyFile(_ item: PlannedItem) async throws -> Completion {
+    /// A small file goes through `direct` when there is one (both ends local), else through
+    /// a reader and a writer.
+    func copyFile(_ item: PlannedItem, direct: (any DirectFileCopier)? = nil) async throws -> Completion {
         let s = item.source!
         emit(item.destination == nil ? .create : .update, item.path, s)
         if dryRun {
@@ -29,102 +31,28 @@ extension SyncEngine {
         if serverSideCopy, try await copyServerSide(item) {
             return .itemDone(item, succeeded: true, changedDestination: true)
         }
+        let direct = copiesDirectly(item) ? direct : nil
         // One buffer for the copy and the read-back, both attempts (a pool round-trip takes a
         // lock the other workers contend for).
         let pooled = buffers.take()
         defer { buffers.recycle(pooled) }
         var problem: (FailureKind, String)?
         for _ in 0..<2 {
-            let reader: any EntryReader, extents: [Extent], attributes: [ExtendedAttribute]
+            let attempt: CopyAttempt
             do {
-                reader = try await source.openForReading(item.path, expected: s)
-                extents = try await reader.dataExtents()
-                attributes = selection.extendedAttributes ? try await reader.extendedAttributes() : []
+                if let direct {
+                    attempt = try copyDirectly(item, with: direct, using: pooled)
+                } else {
+                    attempt = try await copyThrough(item, using: pooled)
+                }
             } catch {
                 if let retry = worthOneMoreTry(error, item.path) { problem = retry; continue }
                 throw error
             }
-            let before = reader.metadata
-            let writer = try await destination.createFile(
-                item.path, metadata: before, attributes: attributes.isEmpty ? nil : attributes, selection: selection)
-            let checksum: ContentChecksum
-            let written: Int64
-            // Bytes count as transferred while they move (live progress); an attempt that is
-            // abandoned takes its bytes back.
-            var moved: Int64 = 0
-            var notStored: [String] = []
-            do {
-                (checksum, written) = try await pump(reader, extents: extents, size: before.size, using: pooled) { chunk, offset in
-                    if let limiter = self.limiter { try await limiter.acquire(chunk.count) }
-                    try await writer.write(chunk, at: offset)
-                    self.counters.add(.bytesTransferred, Int64(chunk.count))
-                    moved += Int64(chunk.count)
-                }
-                let after = try await reader.close()
-                if after.size != before.size || after.mtime != before.mtime || after.ctime != before.ctime {
-                    await writer.abort()
-                    counters.add(.bytesTransferred, -moved)
-                    problem = (.sourceChanged, "the source changed while it was read (size, mtime or ctime moved)")
-                    continue
-                }
-                if case .copyFile(replacing: .directory) = item.action {
-                    try await destination.remove(item.path, kind: .directory)
-                }
-                notStored = try await writer.commit()
-                if !notStored.isEmpty {
-                    counters.add(.metadataNotStored)
-                    let reason = "the destination did not store: \(notStored.joined(separator: ", "))"
-                    record(.transferred, item.path, s, status: "PARTIAL", failure: .metadataNotStored, reason: reason)
-                    emit(.fail, item.path, s, reason: reason)
-                }
-            } catch {
-                await writer.abort()
-                counters.add(.bytesTransferred, -moved)
-                if let retry = worthOneMoreTry(error, item.path) { problem = retry; continue }
-                throw error
+            switch attempt {
+            case .again(let kind, let reason): problem = (kind, reason)
+            case .copied(let copied): return book(item, copied)
             }
-            counters.add(.bytesWritten, written)
-            counters.add(.bytesTransferred, before.size - written)  // the holes
-            if options.verifyMode == .onlyFilesTransferred, writer.contentConfirmed {
-                // The destination checked the bytes it stored against what was sent; what
-                // it could not keep of the metadata is a verification failure.
-                counters.add(.filesTransferred)
-                record(.transferred, item.path, s, checksum: checksum)
-                if !notStored.isEmpty {
-                    counters.add(.verificationFailures)
-                    record(.verified, item.path, s, status: "FAILED", checksum: checksum, failure: .metadataFailure,
-                           reason: "the destination did not store: \(notStored.joined(separator: ", "))")
-                } else {
-                    counters.add(.filesVerified)
-                    record(.verified, item.path, s, checksum: checksum)
-                }
-            } else if options.verifyMode == .onlyFilesTransferred {
-                let started = ContinuousClock.now
-                defer { verifyNanoseconds.add(nanoseconds(ContinuousClock.now - started), ordering: .relaxed) }
-                let (arrived, metadata) = if let reader = try await writer.committedReader() {
-                    try await readChecksum(reader, using: pooled)
-                } else {
-                    try await checksumOf(destination, item.path, expected: Entry(name: s.name, kind: .file, metadata: before), using: pooled)
-                }
-                if arrived != checksum {
-                    problem = (.checksumFailure, "checksum at the destination \(arrived) differs from the source \(checksum)")
-                    continue
-                }
-                counters.add(.filesTransferred)
-                record(.transferred, item.path, s, checksum: checksum)
-                if let mismatch = metadataMismatch(expected: before, kind: .file, actual: metadata) {
-                    counters.add(.verificationFailures)
-                    record(.verified, item.path, s, status: "FAILED", checksum: checksum, failure: .metadataFailure, reason: mismatch)
-                    emit(.fail, item.path, s, reason: mismatch)
-                    return .itemDone(item, succeeded: true, changedDestination: true)  // the data is in place
-                }
-                counters.add(.filesVerified)
-                record(.verified, item.path, s, checksum: checksum)
-            } else {
-                counters.add(.filesTransferred)
-                record(.transferred, item.path, s, checksum: checksum)
-            }
-            return .itemDone(item, succeeded: true, changedDestination: true)
         }
         // Two attempts failed the same way: report it as a verification failure.
         let (kind, reason) = problem!
@@ -134,6 +62,157 @@ extension SyncEngine {
         emit(.fail, item.path, s, reason: reason)
         configuration.logger.error("verification failed", metadata: ["file.path": "\(item.path)", "reason": "\(reason)"])
         return .itemDone(item, succeeded: false, changedDestination: false)
+    }
+
+    /// What one attempt at copying a file came to.
+    enum CopyAttempt {
+        case copied(Copied)
+        /// Worth one more try: the source changed while it was read, or the bytes that
+        /// arrived are not those sent.
+        case again(FailureKind, String)
+    }
+
+    /// A file in place at the destination.
+    struct Copied {
+        /// Of the bytes read from the source.
+        var checksum: ContentChecksum
+        /// The source's metadata the copy carries.
+        var metadata: FileMetadata
+        /// Metadata the destination did not keep.
+        var notStored: [String] = []
+        var arrival: Arrival = .unchecked
+    }
+
+    /// How the bytes that arrived were checked.
+    enum Arrival {
+        /// Not (verification is off).
+        case unchecked
+        /// The destination confirmed them itself (``EntryWriter/contentConfirmed``).
+        case confirmed
+        /// Read back with the checksum sent; the metadata found then.
+        case readBack(FileMetadata)
+    }
+
+    static let sourceChangedReason = "the source changed while it was read (size, mtime or ctime moved)"
+
+    /// What ONLY_FILES_TRANSFERRED says about a read-back whose checksum differs.
+    func checksumDiffers(_ arrived: ContentChecksum, _ sent: ContentChecksum) -> CopyAttempt {
+        .again(.checksumFailure, "checksum at the destination \(arrived) differs from the source \(sent)")
+    }
+
+    /// Whether `item` is a whole small file that a ``DirectFileCopier`` may copy: not sparse
+    /// (holes would be written as zeros), not replacing a directory, no bandwidth limit set.
+    private func copiesDirectly(_ item: PlannedItem) -> Bool {
+        guard case .copyFile(let replacing) = item.action, replacing != .directory, limiter?.isLimited != true,
+              let s = item.source, s.metadata.size <= Scheduler.batchFileSize, !s.metadata.mayBeSparse
+        else { return false }
+        return true
+    }
+
+    /// One attempt through a ``DirectFileCopier``: copy, commit and read-back in one call.
+    private func copyDirectly(_ item: PlannedItem, with copier: any DirectFileCopier, using pooled: BufferPool.Buffer) throws -> CopyAttempt {
+        let s = item.source!
+        let copy = try copier.copy(
+            item.path, expected: s.metadata, selection: selection, buffer: pooled.bytes, hash: pooled.hash,
+            readBack: options.verifyMode == .onlyFilesTransferred)
+        if copy.sourceChanged { return .again(.sourceChanged, Self.sourceChangedReason) }
+        counters.add(.bytesTransferred, s.metadata.size)
+        counters.add(.bytesWritten, copy.written)
+        var copied = Copied(checksum: copy.checksum, metadata: s.metadata)
+        if let arrived = copy.arrived {
+            verifyNanoseconds.add(copy.readBackNanoseconds, ordering: .relaxed)
+            if arrived.checksum != copy.checksum { return checksumDiffers(arrived.checksum, copy.checksum) }
+            copied.arrival = .readBack(arrived.metadata)
+        }
+        return .copied(copied)
+    }
+
+    /// One attempt through the source's reader and the destination's writer.
+    private func copyThrough(_ item: PlannedItem, using pooled: BufferPool.Buffer) async throws -> CopyAttempt {
+        let s = item.source!
+        let reader = try await source.openForReading(item.path, expected: s)
+        let extents = try await reader.dataExtents()
+        let attributes = selection.extendedAttributes ? try await reader.extendedAttributes() : []
+        let before = reader.metadata
+        let writer = try await destination.createFile(
+            item.path, metadata: before, attributes: attributes.isEmpty ? nil : attributes, selection: selection)
+        var copied: Copied
+        let written: Int64
+        // Bytes count as transferred while they move (live progress); an attempt that is
+        // abandoned takes its bytes back.
+        var moved: Int64 = 0
+        do {
+            let checksum: ContentChecksum
+            (checksum, written) = try await pump(reader, extents: extents, size: before.size, using: pooled) { chunk, offset in
+                if let limiter = self.limiter { try await limiter.acquire(chunk.count) }
+                try await writer.write(chunk, at: offset)
+                self.counters.add(.bytesTransferred, Int64(chunk.count))
+                moved += Int64(chunk.count)
+            }
+            let after = try await reader.close()
+            if after.size != before.size || after.mtime != before.mtime || after.ctime != before.ctime {
+                await writer.abort()
+                counters.add(.bytesTransferred, -moved)
+                return .again(.sourceChanged, Self.sourceChangedReason)
+            }
+            if case .copyFile(replacing: .directory) = item.action {
+                try await destination.remove(item.path, kind: .directory)
+            }
+            copied = Copied(checksum: checksum, metadata: before, notStored: try await writer.commit())
+        } catch {
+            await writer.abort()
+            counters.add(.bytesTransferred, -moved)
+            throw error
+        }
+        counters.add(.bytesWritten, written)
+        counters.add(.bytesTransferred, before.size - written)  // the holes
+        guard options.verifyMode == .onlyFilesTransferred else { return .copied(copied) }
+        if writer.contentConfirmed {
+            copied.arrival = .confirmed
+            return .copied(copied)
+        }
+        let started = ContinuousClock.now
+        defer { verifyNanoseconds.add(nanoseconds(ContinuousClock.now - started), ordering: .relaxed) }
+        let (arrived, metadata) = if let reader = try await writer.committedReader() {
+            try await readChecksum(reader, using: pooled)
+        } else {
+            try await checksumOf(destination, item.path, expected: Entry(name: s.name, kind: .file, metadata: before), using: pooled)
+        }
+        if arrived != copied.checksum { return checksumDiffers(arrived, copied.checksum) }
+        copied.arrival = .readBack(metadata)
+        return .copied(copied)
+    }
+
+    /// Counts and records a file in place, and what its verification found.
+    private func book(_ item: PlannedItem, _ copied: Copied) -> Completion {
+        let s = item.source!
+        let notStored = copied.notStored.isEmpty ? nil : "the destination did not store: \(copied.notStored.joined(separator: ", "))"
+        if let notStored {
+            counters.add(.metadataNotStored)
+            record(.transferred, item.path, s, status: "PARTIAL", failure: .metadataNotStored, reason: notStored)
+            emit(.fail, item.path, s, reason: notStored)
+        }
+        counters.add(.filesTransferred)
+        record(.transferred, item.path, s, checksum: copied.checksum)
+        let mismatch: String?
+        switch copied.arrival {
+        case .unchecked:
+            return .itemDone(item, succeeded: true, changedDestination: true)
+        case .confirmed:
+            // What the destination could not keep of the metadata is a verification failure.
+            mismatch = notStored
+        case .readBack(let metadata):
+            mismatch = metadataMismatch(expected: copied.metadata, kind: .file, actual: metadata)
+            if let mismatch { emit(.fail, item.path, s, reason: mismatch) }
+        }
+        if let mismatch {
+            counters.add(.verificationFailures)
+            record(.verified, item.path, s, status: "FAILED", checksum: copied.checksum, failure: .metadataFailure, reason: mismatch)
+        } else {
+            counters.add(.filesVerified)
+            record(.verified, item.path, s, checksum: copied.checksum)
+        }
+        return .itemDone(item, succeeded: true, changedDestination: true)  // the data is in place
     }
 
     /// The destination copies the file from the source itself; verification compares the

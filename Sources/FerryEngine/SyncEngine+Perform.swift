@@ -5,13 +5,14 @@ extension SyncEngine {
     func perform(_ work: Work) async -> Completion {
         switch work {
         case .scan(let job): return await scan(job)
-        case .item(let item): return await apply(item)
+        case .item(let item): return await apply(item, direct: source.directCopier(to: destination))
         case .items(let items):
             var done: [Completion] = []
             done.reserveCapacity(items.count)
+            let direct = source.directCopier(to: destination)
             for item in items {
                 if Task.isCancelled { break }  // a fatal error elsewhere: start no more files
-                let completion = await apply(item)
+                let completion = await apply(item, direct: direct)
                 done.append(completion)
                 if case .fatal = completion { break }
             }
@@ -76,13 +77,14 @@ extension SyncEngine {
         }
     }
 
-    /// Transfers one planned item: file data, metadata only, or a symlink/device node.
-    func apply(_ item: PlannedItem) async -> Completion {
+    /// Transfers one planned item: file data, metadata only, or a symlink/device node; a
+    /// small file through `direct` when there is one.
+    func apply(_ item: PlannedItem, direct: (any DirectFileCopier)? = nil) async -> Completion {
         let s = item.source!
         do {
             switch item.action {
             case .copyFile:
-                return try await copyFile(item)
+                return try await copyFile(item, direct: direct)
             case .compareContent:
                 return try await compareContent(item)
             case .updateMetadata:

@@ -25,26 +25,70 @@ extension POSIXLocation {
         _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
     ) async throws -> any EntryWriter {
         let parent = try parentDirectory(of: path, operation: "open directory")
-        // A file created under a default ACL inherits an access ACL; a source without
-        // attributes then needs the attributes replaced by none.
-        let attributes = attributes == nil && selection.extendedAttributes && parent.hasDefaultACL ? [] : attributes
-        // An unnamed inode, linked into place at commit: one directory change instead of two
-        // (create, rename), and nothing to clean up if the process dies. No one can open it
-        // before then, so it is created with its final permission bits (commit then finds
-        // them in place, one fchmod fewer); a named temporary stays 0600 until commit.
+        let (fd, temporaryName) = try createTemporary(in: parent, path, metadata: metadata, selection: selection)
+        return POSIXWriter(parent: parent, file: FileDescriptor(fd), temporaryName: temporaryName, path: path, location: self,
+                           metadata: metadata, attributes: self.attributes(attributes, in: parent, selection: selection),
+                           selection: selection)
+    }
+
+    /// The extended attributes a new file in `parent` gets at commit: a file created under a
+    /// default ACL inherits an access ACL, so a source without attributes then needs the
+    /// attributes replaced by none.
+    func attributes(_ attributes: [ExtendedAttribute]?, in parent: FileDescriptor, selection: MetadataSelection) -> [ExtendedAttribute]? {
+        attributes == nil && selection.extendedAttributes && parent.hasDefaultACL ? [] : attributes
+    }
+
+    /// Creates the file that ``commit(_:in:temporaryName:_:metadata:attributes:selection:)``
+    /// puts at `path`: an unnamed inode (temporaryName nil), linked into place at commit, so
+    /// one directory change instead of two (create, rename), and nothing to clean up if the
+    /// process dies. No one can open it before then, so it is created with its final
+    /// permission bits (commit then finds them in place, one fchmod fewer). Where the file
+    /// system has no `O_TMPFILE`, a named temporary, 0600 until commit.
+    func createTemporary(
+        in parent: FileDescriptor, _ path: EntryPath, metadata: FileMetadata, selection: MetadataSelection
+    ) throws(LocalError) -> (fd: Int32, temporaryName: [UInt8]?) {
         if anonymousFiles.usable(in: parent.fd) {
             let mode = selection.permissions ? mode_t(metadata.permissions & 0o777) : 0o600
             let fd = openat(parent.fd, ".", cferry_O_TMPFILE | O_RDWR | O_CLOEXEC | cferry_O_NOATIME, mode)
-            if fd >= 0 {
-                return POSIXWriter(parent: parent, file: FileDescriptor(fd), temporaryName: nil, path: path, location: self,
-                                   metadata: metadata, attributes: attributes, selection: selection)
-            }
+            if fd >= 0 { return (fd, nil) }
         }
         let tmp = temporaryName()
         let fd = Sys.withCString(tmp) { openat(parent.fd, $0, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | cferry_O_NOATIME, 0o600) }
         if fd < 0 { throw fail("create temporary file", path) }
-        return POSIXWriter(parent: parent, file: FileDescriptor(fd), temporaryName: tmp, path: path, location: self,
-                           metadata: metadata, attributes: attributes, selection: selection)
+        return (fd, tmp)
+    }
+
+    /// Applies `metadata` and `attributes` to the written file `fd` from
+    /// ``createTemporary(in:_:metadata:selection:)`` and puts it at `path` in `parent`:
+    /// links the unnamed inode (or renames the temporary) over whatever is there.
+    func commit(
+        _ fd: Int32, in parent: FileDescriptor, temporaryName: [UInt8]?, _ path: EntryPath, metadata: FileMetadata,
+        attributes: [ExtendedAttribute]?, selection: MetadataSelection
+    ) throws(LocalError) {
+        try POSIXMetadata.apply(
+            fd: fd, metadata: metadata, selection: selection, attributes: attributes, location: self, path: path,
+            skipWhatHolds: temporaryName == nil)
+        if let temporaryName {
+            try rename(temporaryName, in: parent, to: path)
+        } else if anonymousFiles.link(fd, into: parent.fd, name: path.lastComponent) != 0 {
+            // A file is there already: link under a temporary name, then rename over it.
+            guard errno == EEXIST else { throw fail("linkat", path) }
+            let tmp = self.temporaryName()
+            if anonymousFiles.link(fd, into: parent.fd, name: tmp[...]) != 0 { throw fail("linkat", path) }
+            do {
+                try rename(tmp, in: parent, to: path)
+            } catch {
+                _ = Sys.withCString(tmp) { unlinkat(parent.fd, $0, 0) }
+                throw error
+            }
+        }
+    }
+
+    private func rename(_ temporary: [UInt8], in parent: FileDescriptor, to path: EntryPath) throws(LocalError) {
+        let renamed = Sys.withCString(temporary) { tmp in
+            Sys.withCString(path.lastComponent) { renameat(parent.fd, tmp, parent.fd, $0) }
+        }
+        if renamed != 0 { throw fail("renameat", path) }
     }
 
     public func makeDirectory(_ path: EntryPath) async throws {
@@ -231,7 +275,7 @@ final class AnonymousFiles: Sendable {
             guard fd >= 0 else { return .unusable }
             defer { close(fd) }
             let name = Array(".ferry-probe-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))".utf8)
-            if link(fd, into: directory, name: name, mode: mode) == 0 {
+            if link(fd, into: directory, name: name[...], mode: mode) == 0 {
                 _ = Sys.withCString(name) { unlinkat(directory, $0, 0) }
                 return mode
             }
@@ -241,11 +285,11 @@ final class AnonymousFiles: Sendable {
 
     /// `linkat` of an open unnamed file into `directory` as `name`, the way the probe found;
     /// 0 or -1 with errno.
-    func link(_ fd: Int32, into directory: Int32, name: [UInt8]) -> Int32 {
+    func link(_ fd: Int32, into directory: Int32, name: ArraySlice<UInt8>) -> Int32 {
         AnonymousFiles.link(fd, into: directory, name: name, mode: mode(in: directory))
     }
 
-    private static func link(_ fd: Int32, into directory: Int32, name: [UInt8], mode: Mode) -> Int32 {
+    private static func link(_ fd: Int32, into directory: Int32, name: ArraySlice<UInt8>, mode: Mode) -> Int32 {
         Sys.withCString(name) { target in
             if mode == .emptyPath { return linkat(fd, "", directory, target, cferry_AT_EMPTY_PATH) }
             return linkat(AT_FDCWD, "/proc/self/fd/\(fd)", directory, target, AT_SYMLINK_FOLLOW)

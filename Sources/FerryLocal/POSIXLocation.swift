@@ -174,7 +174,14 @@ public struct POSIXLocation: Location {
     /// ``EntryReader/close()`` stats the descriptor, so a changed or replaced file shows there.
     public func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
         let parent = try parentDirectory(of: path, operation: "open directory")
-        let fd = Sys.withCString(path.name) { name in
+        let fd = try openFile(in: parent, path)
+        return POSIXReader(fd: FileDescriptor(fd), metadata: expected.metadata, path: path, location: self)
+    }
+
+    /// Opens the file `path` in `parent` to read it: `O_NOATIME` (the atime stays as it
+    /// was) where the process may, never following a symlink.
+    func openFile(in parent: FileDescriptor, _ path: EntryPath) throws(LocalError) -> Int32 {
+        let fd = Sys.withCString(path.lastComponent) { name in
             var fd = openat(parent.fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | cferry_O_NOATIME)
             if fd < 0 && errno == EPERM {
                 // O_NOATIME needs ownership or CAP_FOWNER; read without it.
@@ -183,7 +190,23 @@ public struct POSIXLocation: Location {
             return fd
         }
         if fd < 0 { throw fail("open", path) }
-        return POSIXReader(fd: FileDescriptor(fd), metadata: expected.metadata, path: path, location: self)
+        return fd
+    }
+
+    /// `fstat` of an open regular file, to compare with what it was before a read (something
+    /// that is not a regular file is an error here).
+    func metadataOfOpenFile(_ fd: Int32, _ path: EntryPath) throws(LocalError) -> FileMetadata {
+        var st = Glibc.stat()
+        guard fstat(fd, &st) == 0 else { throw fail("fstat", path) }
+        guard Sys.kind(UInt32(st.st_mode)) == .file else {
+            throw LocalError(operation: "read", path: path, errno: EINVAL, root: rootPath)
+        }
+        return Sys.metadata(st)
+    }
+
+    public func directCopier(to destination: any Location) -> (any DirectFileCopier)? {
+        guard let destination = destination as? POSIXLocation else { return nil }
+        return POSIXDirectCopier(from: self, to: destination)
     }
 
     public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] {

@@ -55,14 +55,8 @@ final class POSIXReader: EntryReader, @unchecked Sendable {
         return n
     }
 
-    /// `fstat` of the open descriptor: the engine compares size, mtime and ctime with
-    /// ``metadata``. Something that is not a regular file is an error here.
+    /// `fstat` of the open descriptor: the engine compares size, mtime and ctime with ``metadata``.
     func close() async throws -> FileMetadata {
-        var st = Glibc.stat()
-        guard fstat(handle.fd, &st) == 0 else { throw location.fail("fstat", path) }
-        guard Sys.kind(UInt32(st.st_mode)) == .file else {
-            throw LocalError(operation: "read", path: path, errno: EINVAL, root: location.rootPath)
-        }
-        return Sys.metadata(st)
+        try location.metadataOfOpenFile(handle.fd, path)
     }
 }

@@ -51,32 +51,10 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
         if end.load(ordering: .relaxed) != metadata.size {
             guard ftruncate(file.fd, off_t(metadata.size)) == 0 else { throw location.fail("ftruncate", path) }
         }
-        try POSIXMetadata.apply(
-            fd: file.fd, metadata: metadata, selection: selection, attributes: attributes, location: location, path: path,
-            skipWhatHolds: temporaryName == nil)
-        if let temporaryName {
-            try rename(temporaryName)
-        } else if location.anonymousFiles.link(file.fd, into: parent.fd, name: path.name) != 0 {
-            // A file is there already: link under a temporary name, then rename over it.
-            guard errno == EEXIST else { throw location.fail("linkat", path) }
-            let tmp = location.temporaryName()
-            if location.anonymousFiles.link(file.fd, into: parent.fd, name: tmp) != 0 { throw location.fail("linkat", path) }
-            do {
-                try rename(tmp)
-            } catch {
-                _ = Sys.withCString(tmp) { unlinkat(parent.fd, $0, 0) }
-                throw error
-            }
-        }
+        try location.commit(
+            file.fd, in: parent, temporaryName: temporaryName, path, metadata: metadata, attributes: attributes, selection: selection)
         finished.store(true, ordering: .relaxed)
         return []
-    }
-
-    private func rename(_ temporary: [UInt8]) throws(LocalError) {
-        let renamed = Sys.withCString(temporary) { tmp in
-            Sys.withCString(path.name) { renameat(parent.fd, tmp, parent.fd, $0) }
-        }
-        if renamed != 0 { throw location.fail("renameat", path) }
     }
 
     /// The same descriptor (opened read-write with `O_NOATIME`, so reading back leaves the

@@ -10,6 +10,12 @@ enum Sys {
     /// paths), not in a new array: this runs several times for every file.
     @inline(__always)
     static func withCString<R, E: Error>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) throws(E) -> R) throws(E) -> R {
+        try withCString(bytes[...], body)
+    }
+
+    /// ``withCString(_:_:)`` of a slice (a path's last component, without copying it out first).
+    @inline(__always)
+    static func withCString<R, E: Error>(_ bytes: ArraySlice<UInt8>, _ body: (UnsafePointer<CChar>) throws(E) -> R) throws(E) -> R {
         let result: Result<R, E> = withUnsafeTemporaryAllocation(of: CChar.self, capacity: max(bytes.count, 1) + 1) { buffer in
             let base = buffer.baseAddress!
             if bytes.isEmpty {
@@ -24,6 +30,13 @@ enum Sys {
             do throws(E) { return .success(try body(base)) } catch { return .failure(error) }
         }
         return try result.get()
+    }
+
+    /// `CLOCK_MONOTONIC` in nanoseconds.
+    static func monotonicNanoseconds() -> Int64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
     }
 
     static func timestamp(_ t: timespec) -> Timestamp {

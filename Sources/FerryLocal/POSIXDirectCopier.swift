@@ -1,0 +1,99 @@
+import FerryCore
+import Glibc
+
+/// Copies files between two POSIX trees on the calling thread (``DirectFileCopier``): the
+/// system calls ``POSIXReader`` and ``POSIXWriter`` make, in the same order, through the
+/// same helpers, but with neither object and no async call around each; the directories
+/// last used on both sides stay open from one file to the next.
+final class POSIXDirectCopier: DirectFileCopier {
+    let source: POSIXLocation
+    let destination: POSIXLocation
+    private var sourceDirectory: (path: EntryPath, fd: FileDescriptor)?
+    private var destinationDirectory: (path: EntryPath, fd: FileDescriptor)?
+
+    init(from source: POSIXLocation, to destination: POSIXLocation) {
+        self.source = source
+        self.destination = destination
+    }
+
+    func copy(
+        _ path: EntryPath, expected: FileMetadata, selection: MetadataSelection,
+        buffer: UnsafeMutableRawBufferPointer, hash: ChecksumState, readBack: Bool
+    ) throws -> DirectCopy {
+        let sourceParent = try Self.parent(of: path, in: source, &sourceDirectory)
+        let destinationParent = try Self.parent(of: path, in: destination, &destinationDirectory)
+        let input = try source.openFile(in: sourceParent, path)
+        defer { close(input) }
+        var attributes: [ExtendedAttribute]?
+        if selection.extendedAttributes {
+            guard let found = Sys.xattrs(fd: input) else { throw source.fail("flistxattr", path) }
+            attributes = found.isEmpty ? nil : found
+        }
+        attributes = destination.attributes(attributes, in: destinationParent, selection: selection)
+        let (output, temporaryName) = try destination.createTemporary(
+            in: destinationParent, path, metadata: expected, selection: selection)
+        var committed = false
+        defer {
+            close(output)
+            if !committed, let temporaryName { _ = Sys.withCString(temporaryName) { unlinkat(destinationParent.fd, $0, 0) } }
+        }
+
+        let written = try Self.pump(from: input, size: expected.size, buffer: buffer, hash: hash) { chunk, offset throws(LocalError) in
+            if !Sys.pwriteFully(output, chunk, offset) { throw destination.fail("pwrite", path) }
+        } fail: { source.fail("pread", path) }
+        let checksum = hash.finalize()
+        let after = try source.metadataOfOpenFile(input, path)
+        if after.size != expected.size || after.mtime != expected.mtime || after.ctime != expected.ctime {
+            return DirectCopy(checksum: checksum, written: 0, sourceChanged: true, arrived: nil, readBackNanoseconds: 0)
+        }
+        if written != expected.size, ftruncate(output, off_t(expected.size)) != 0 { throw destination.fail("ftruncate", path) }
+        try destination.commit(
+            output, in: destinationParent, temporaryName: temporaryName, path, metadata: expected, attributes: attributes,
+            selection: selection)
+        committed = true
+
+        guard readBack else {
+            return DirectCopy(checksum: checksum, written: written, sourceChanged: false, arrived: nil, readBackNanoseconds: 0)
+        }
+        // The descriptor was opened read-write with O_NOATIME: reading back leaves the atime just set.
+        let started = Sys.monotonicNanoseconds()
+        _ = try Self.pump(from: output, size: expected.size, buffer: buffer, hash: hash) { _, _ in } fail: {
+            destination.fail("pread", path)
+        }
+        let arrived = (hash.finalize(), try destination.metadataOfOpenFile(output, path))
+        return DirectCopy(
+            checksum: checksum, written: written, sourceChanged: false, arrived: arrived,
+            readBackNanoseconds: Sys.monotonicNanoseconds() - started)
+    }
+
+    /// Reads `fd` from its start up to `size` bytes (less if it ends sooner) through
+    /// `buffer`, feeding `hash` (reset first) and `sink`; returns the bytes read.
+    private static func pump(
+        from fd: Int32, size: Int64, buffer: UnsafeMutableRawBufferPointer, hash: ChecksumState,
+        sink: (UnsafeRawBufferPointer, Int64) throws(LocalError) -> Void, fail: () -> LocalError
+    ) throws(LocalError) -> Int64 {
+        hash.reset()
+        var position: Int64 = 0
+        while position < size {
+            let want = Int(min(Int64(buffer.count), size - position))
+            let n = Sys.preadFully(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), position)
+            if n < 0 { throw fail() }
+            if n == 0 { break }  // shrank; the caller's fstat notices
+            let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+            hash.update(chunk)
+            try sink(chunk, position)
+            position += Int64(n)
+        }
+        return position
+    }
+
+    /// The directory holding `path` in `location`: the one last used when it is the same.
+    private static func parent(
+        of path: EntryPath, in location: POSIXLocation, _ last: inout (path: EntryPath, fd: FileDescriptor)?
+    ) throws(LocalError) -> FileDescriptor {
+        if let last, path.isChild(of: last.path) { return last.fd }
+        let fd = try location.parentDirectory(of: path, operation: "open directory")
+        last = (path.parent, fd)
+        return fd
+    }
+}
