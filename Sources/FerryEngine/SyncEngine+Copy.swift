@@ -18,8 +18,8 @@ extension SyncEngine {
     /// unless the destination confirmed the bytes itself (``EntryWriter/contentConfirmed``).
     /// A changed source or a checksum mismatch is tried once more before it is reported.
     /// A small file goes through `direct` when there is one (both ends local), else through
-    /// a reader and a writer.
-    func copyFile(_ item: PlannedItem, direct: (any DirectFileCopier)? = nil) async throws -> Completion {
+    /// a reader and a writer; the data through `buffer`, else one from the pool.
+    func copyFile(_ item: PlannedItem, direct: (any DirectFileCopier)? = nil, buffer: BufferPool.Buffer? = nil) async throws -> Completion {
         let s = item.source!
         emit(item.destination == nil ? .create : .update, item.path, s)
         if dryRun {
@@ -34,8 +34,8 @@ extension SyncEngine {
         let direct = copiesDirectly(item) ? direct : nil
         // One buffer for the copy and the read-back, both attempts (a pool round-trip takes a
         // lock the other workers contend for).
-        let pooled = buffers.take()
-        defer { buffers.recycle(pooled) }
+        let pooled = buffer ?? buffers.take()
+        defer { if buffer == nil { buffers.recycle(pooled) } }
         var problem: (FailureKind, String)?
         for _ in 0..<2 {
             let attempt: CopyAttempt

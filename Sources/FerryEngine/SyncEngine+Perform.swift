@@ -9,10 +9,14 @@ extension SyncEngine {
         case .items(let items):
             var done: [Completion] = []
             done.reserveCapacity(items.count)
+            // One copier and one buffer for the whole batch (a pool round-trip per file takes
+            // a lock the other workers contend for).
             let direct = source.directCopier(to: destination)
+            let buffer = buffers.take()
+            defer { buffers.recycle(buffer) }
             for item in items {
                 if Task.isCancelled { break }  // a fatal error elsewhere: start no more files
-                let completion = await apply(item, direct: direct)
+                let completion = await apply(item, direct: direct, buffer: buffer)
                 done.append(completion)
                 if case .fatal = completion { break }
             }
@@ -78,13 +82,13 @@ extension SyncEngine {
     }
 
     /// Transfers one planned item: file data, metadata only, or a symlink/device node; a
-    /// small file through `direct` when there is one.
-    func apply(_ item: PlannedItem, direct: (any DirectFileCopier)? = nil) async -> Completion {
+    /// small file through `direct` when there is one; data through `buffer` when given.
+    func apply(_ item: PlannedItem, direct: (any DirectFileCopier)? = nil, buffer: BufferPool.Buffer? = nil) async -> Completion {
         let s = item.source!
         do {
             switch item.action {
             case .copyFile:
-                return try await copyFile(item, direct: direct)
+                return try await copyFile(item, direct: direct, buffer: buffer)
             case .compareContent:
                 return try await compareContent(item)
             case .updateMetadata:
