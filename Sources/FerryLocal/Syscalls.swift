@@ -167,3 +167,38 @@ final class FileDescriptor: @unchecked Sendable {
         return has
     }
 }
+
+/// The process's file-descriptor table. The kernel doubles it as descriptors are opened
+/// (64, 128, 256, ...), and in a process with more than one thread every growth waits for
+/// an RCU grace period (`synchronize_rcu` in `expand_files`), several milliseconds in which
+/// each thread that opens a file sleeps. A run keeps up to 256 directories open per location
+/// besides the files in flight: four growths, 10–20 ms of a 0.3 s copy of 20,000 small files
+/// with both cores idle. Growing it once at start, before worker threads exist, costs nothing.
+public enum DescriptorTable {
+    /// Grows the table to hold at least `count` descriptors (within `RLIMIT_NOFILE`): a
+    /// descriptor duplicated into the lowest free slot at or above `count - 1`, then closed
+    /// (the table never shrinks).
+    public static func reserve(_ count: Int) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        let top = Int32(clamping: min(count, Int(clamping: limit.rlim_cur)) - 1)
+        guard top > 64 else { return }
+        let fd = Glibc.open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        let high = fcntl(fd, F_DUPFD_CLOEXEC, top)
+        if high >= 0 { _ = Glibc.close(high) }
+        _ = Glibc.close(fd)
+    }
+
+    /// The table's size now (`FDSize` in `/proc/self/status`), nil where it cannot be read.
+    public static var size: Int? {
+        guard let file = fopen("/proc/self/status", "r") else { return nil }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(cString: line)
+            if text.hasPrefix("FDSize:") { return Int(String(text.dropFirst(7).filter(\.isNumber))) }
+        }
+        return nil
+    }
+}

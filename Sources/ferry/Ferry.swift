@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryLocal
 
 /// The `ferry` command line. `@main` lives here, not in `main.swift` (an async root
 /// command in `main.swift` crashes at run time).
@@ -17,6 +18,13 @@ struct Ferry: AsyncParsableCommand {
             """,
         version: FerryVersion.string,
         subcommands: [SyncCommand.self, BlockCommand.self, ServerCommand.self])
+
+    /// Grows the descriptor table before worker threads exist (``DescriptorTable``: each
+    /// growth later would stall every thread for an RCU grace period), then runs the command.
+    static func main() async {
+        DescriptorTable.reserve(1024)
+        await main(nil)
+    }
 }
 
 enum FerryVersion {
