@@ -1,5 +1,5 @@
 import FerryCore
-import FerryLocal
+@testable import FerryLocal
 import FerryTesting
 import Foundation
 import Glibc
@@ -8,9 +8,10 @@ import Testing
 /// The synchronous copier between two POSIX trees that the engine uses for small files: the
 /// same bytes, metadata and atomic final name as the reader/writer path, on disk and tmpfs.
 @Suite struct DirectCopyTests {
-    /// A 10,000-byte file through a 4 KiB buffer (three reads), over an existing file.
-    @Test(arguments: ["/tmp", "/dev/shm"])
-    func copiesDataMetadataAndReadsBack(base: String) async throws {
+    /// A 10,000-byte file over an existing file, through a 4 KiB buffer (three reads, the
+    /// read-back hashed again) and a 64 KiB one (one read, the read-back compared bytewise).
+    @Test(arguments: ["/tmp", "/dev/shm"], [4096, 65536])
+    func copiesDataMetadataAndReadsBack(base: String, bufferSize: Int) async throws {
         let source = try TestTree(label: "direct-src", base: base)
         let destination = try TestTree(label: "direct-dst", base: base)
         defer { source.remove(); destination.remove() }
@@ -26,7 +27,7 @@ import Testing
         let path = try #require(EntryPath("d/file"))
         let listed = try #require(try await from.stat(path))
 
-        let copy = try withCopier(from, to) { copier, buffer, hash in
+        let copy = try withCopier(from, to, bufferSize: bufferSize) { copier, buffer, hash in
             try copier.copy(path, expected: listed.metadata, selection: .all, buffer: buffer, hash: hash, readBack: true)
         }
 
@@ -46,6 +47,34 @@ import Testing
         #expect(file.atime == Timestamp(seconds: 1_600_000_000, nanoseconds: 5))
         #expect(file.xattrs == [ExtendedAttribute(name: Array("user.colour".utf8), value: Array("blue".utf8))])
         #expect(snapshot.entries.keys.filter { $0.name.starts(with: Array(".ferry-tmp-".utf8)) } == [])
+    }
+
+    /// The bytewise read-back tells a file that differs from what was sent, by one byte or by
+    /// a byte more, and names the checksum of what it found.
+    @Test func readBackFindsDifferentBytes() throws {
+        let tree = try TestTree(label: "direct-readback")
+        defer { tree.remove() }
+        let sent = TestTree.bytes(5000, seed: 3)
+        var changed = sent
+        changed[4321] ^= 1
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65536, alignment: 64)
+        defer { buffer.deallocate() }
+        let hash = ChecksumState()
+        func checksum(_ bytes: [UInt8]) -> ContentChecksum {
+            let h = ChecksumState()
+            bytes.withUnsafeBytes { h.update($0) }
+            return h.finalize()
+        }
+        for (held, expected) in [(sent, checksum(sent)), (changed, checksum(changed)), (sent + [0], checksum(sent + [0]))] {
+            let fd = open(try tree.file("f", held), O_RDONLY)
+            defer { close(fd) }
+            sent.withUnsafeBytes { buffer.copyMemory(from: $0) }  // the bytes sent, as the copy leaves them
+            let found = try POSIXDirectCopier.readBack(
+                fd, size: 5000, written: 5000, checksum: checksum(sent), buffer: buffer, hash: hash) {
+                LocalError(operation: "pread", path: nil, errno: EIO, root: tree.root)
+            }
+            #expect(found == expected)
+        }
     }
 
     /// A source whose size, mtime or ctime moved since it was listed is not committed.
@@ -92,12 +121,12 @@ import Testing
     }
 
     private func withCopier<R>(
-        _ from: POSIXLocation, _ to: POSIXLocation,
+        _ from: POSIXLocation, _ to: POSIXLocation, bufferSize: Int = 4096,
         _ body: (any DirectFileCopier, UnsafeMutableRawBufferPointer, ChecksumState) throws -> R
     ) throws -> R {
         let found = from.directCopier(to: to)
         let copier = try #require(found, "two POSIX trees copy directly")
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 64)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 64)
         defer { buffer.deallocate() }
         return try body(copier, buffer, ChecksumState())
     }
