@@ -79,13 +79,20 @@ final class POSIXDirectCopier: DirectFileCopier {
             _ = try pump(from: fd, size: size, buffer: buffer, hash: hash, sink: { _, _ in }, fail: fail)
             return hash.finalize()
         }
-        let size = Int(size)
-        let back = UnsafeMutableRawBufferPointer(rebasing: buffer[half..<(half + size + 1)])
-        let n = Sys.preadFully(fd, back, 0)  // one byte more than written: a longer file shows
+        let count = Int(size)
+        // One pread of a byte more than was written: a longer file shows. (`preadFully`
+        // would ask again at the end of the file, a system call per file for nothing.)
+        var n: Int
+        repeat { n = pread(fd, buffer.baseAddress! + half, count + 1, 0) } while n < 0 && errno == EINTR
         if n < 0 { throw fail() }
-        if n == size && memcmp(buffer.baseAddress!, back.baseAddress!, size) == 0 { return checksum }
+        if n < count {  // a short read: read it whole
+            _ = try pump(from: fd, size: size, buffer: buffer, hash: hash, sink: { _, _ in }, fail: fail)
+            return hash.finalize()
+        }
+        let back = UnsafeRawBufferPointer(start: buffer.baseAddress! + half, count: n)
+        if n == count && memcmp(buffer.baseAddress!, back.baseAddress!, count) == 0 { return checksum }
         hash.reset()
-        hash.update(UnsafeRawBufferPointer(rebasing: back[0..<n]))
+        hash.update(back)
         return hash.finalize()
     }
 
