@@ -131,6 +131,12 @@ public struct FileMetadata: Hashable, Sendable {
         self.linkCount = linkCount
     }
 
+    /// Whether a file stat'd again after a read still looks as it did when listed as
+    /// `before`: the same size, mtime and ctime (a write during the read moves them).
+    public func unchanged(since before: FileMetadata) -> Bool {
+        size == before.size && mtime == before.mtime && ctime == before.ctime
+    }
+
     /// Whether the data may have holes (fewer bytes allocated than the logical size).
     public var mayBeSparse: Bool {
         guard let allocated = allocatedBytes else { return false }

@@ -17,7 +17,7 @@ extension SyncEngine {
             let reader = try await source.openForReading(item.path, expected: s)
             same = try await destination.holdsSameContent(item.path, d, as: reader)
             let after = try await reader.close()
-            if after.size != s.metadata.size || after.mtime != s.metadata.mtime || after.ctime != s.metadata.ctime { same = nil }
+            if !after.unchanged(since: s.metadata) { same = nil }
         }
         var next = item
         if same == true {

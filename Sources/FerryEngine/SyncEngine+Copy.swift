@@ -150,7 +150,7 @@ extension SyncEngine {
                 moved += Int64(chunk.count)
             }
             let after = try await reader.close()
-            if after.size != before.size || after.mtime != before.mtime || after.ctime != before.ctime {
+            if !after.unchanged(since: before) {
                 await writer.abort()
                 counters.add(.bytesTransferred, -moved)
                 return .again(.sourceChanged, Self.sourceChangedReason)

@@ -43,7 +43,7 @@ final class POSIXDirectCopier: DirectFileCopier {
         } fail: { source.fail("pread", path) }
         let checksum = hash.finalize()
         let after = try source.metadataOfOpenFile(input, path)
-        if after.size != expected.size || after.mtime != expected.mtime || after.ctime != expected.ctime {
+        if !after.unchanged(since: expected) {
             return DirectCopy(checksum: checksum, written: 0, sourceChanged: true, arrived: nil, readBackNanoseconds: 0)
         }
         if written != expected.size, ftruncate(output, off_t(expected.size)) != 0 { throw destination.fail("ftruncate", path) }
