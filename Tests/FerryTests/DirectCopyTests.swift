@@ -77,6 +77,32 @@ import Testing
         }
     }
 
+    /// A symlink at the destination path is replaced by the file, never written through:
+    /// the file it points to, outside the destination, keeps its bytes.
+    @Test func symlinkInTheWayIsReplacedNotFollowed() async throws {
+        let source = try TestTree(label: "direct-src")
+        let destination = try TestTree(label: "direct-dst")
+        let outside = try TestTree(label: "direct-outside")
+        defer { source.remove(); destination.remove(); outside.remove() }
+        try source.file("f", TestTree.bytes(2000, seed: 5))
+        try outside.file("victim", [7, 7, 7])
+        try destination.symlink("f", to: outside.path("victim"))
+        let from = try POSIXLocation(path: source.root)
+        let to = try POSIXLocation(path: destination.root)
+        let path = try #require(EntryPath("f"))
+        let listed = try #require(try await from.stat(path))
+
+        let copy = try withCopier(from, to, bufferSize: 65536) { copier, buffer, hash in
+            try copier.copy(path, expected: listed.metadata, selection: .all, buffer: buffer, hash: hash, readBack: true)
+        }
+
+        #expect(!copy.sourceChanged && copy.arrived?.checksum == copy.checksum)
+        #expect(FileManager.default.contents(atPath: outside.path("victim")) == Data([7, 7, 7]))
+        let arrived = try #require(try TreeSnapshot(destination.root).entries[path])
+        let sent = try #require(try TreeSnapshot(source.root).entries[path])
+        #expect(arrived.kind == .file && arrived.checksum == sent.checksum)
+    }
+
     /// A source whose size, mtime or ctime moved since it was listed is not committed.
     @Test func changedSourceIsNotCommitted() async throws {
         let source = try TestTree(label: "direct-src")
