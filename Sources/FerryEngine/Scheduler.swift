@@ -111,9 +111,24 @@ struct Scheduler {
         case .fatal(let message):
             return message
         case .batch(let all):
+            // A batch's items are mostly of one directory: their completions are counted
+            // there once per run of the same directory, not once each (each count builds the
+            // parent path and looks it up).
+            var run: (directory: EntryPath, count: Int, changed: Bool)?
             for completion in all {
+                if case .itemDone(let item, let succeeded, let changed) = completion {
+                    if let id = leaderID(item) { resolveLinkGroup(id, leader: item, succeeded: succeeded) }
+                    if let current = run, item.path.isChild(of: current.directory) {
+                        run = (current.directory, current.count + 1, current.changed || changed)
+                        continue
+                    }
+                    if let done = run { childDone(in: done.directory, changed: done.changed, count: done.count) }
+                    run = (item.path.parent, 1, changed)
+                    continue
+                }
                 if let message = handle(completion) { return message }
             }
+            if let done = run { childDone(in: done.directory, changed: done.changed, count: done.count) }
         }
         return nil
     }
@@ -238,17 +253,15 @@ struct Scheduler {
         }
     }
 
-    /// One child of `directory` is done; when all are, its metadata is applied (if needed)
-    /// and the parent is told.
-    private mutating func childDone(in directory: EntryPath, changed: Bool) {
-        guard var state = directories[directory] else { return }
-        state.pending -= 1
-        if changed { state.changed = true }
-        if state.pending > 0 {
-            directories[directory] = state
-            return
-        }
-        directories[directory] = nil
+    /// `count` children of `directory` are done; when all are, its metadata is applied (if
+    /// needed) and the parent is told. The state is changed in place (copying it out and back
+    /// copied its entry).
+    private mutating func childDone(in directory: EntryPath, changed: Bool, count: Int = 1) {
+        guard let index = directories.index(forKey: directory) else { return }
+        directories.values[index].pending -= count
+        if changed { directories.values[index].changed = true }
+        if directories.values[index].pending > 0 { return }
+        let state = directories.remove(at: index).value
         if state.needsMetadata || state.changed {
             stack.append(.finalize(directory, state.source, counted: state.needsMetadata))
         } else if !directory.isRoot {
