@@ -103,33 +103,38 @@ struct Scheduler {
             scansOutstanding -= 1
             if let items { schedule(items, in: job.path) }
             childDone(in: job.path, changed: false)
-        case .itemDone(let item, let succeeded, let changed):
-            if let id = leaderID(item) { resolveLinkGroup(id, leader: item, succeeded: succeeded) }
-            childDone(in: item.path.parent, changed: changed)
+        case .itemDone:
+            return finish([completion])
         case .finalized(let path):
             if !path.isRoot { childDone(in: path.parent, changed: false) }
         case .fatal(let message):
             return message
         case .batch(let all):
-            // A batch's items are mostly of one directory: their completions are counted
-            // there once per run of the same directory, not once each (each count builds the
-            // parent path and looks it up).
-            var run: (directory: EntryPath, count: Int, changed: Bool)?
-            for completion in all {
-                if case .itemDone(let item, let succeeded, let changed) = completion {
-                    if let id = leaderID(item) { resolveLinkGroup(id, leader: item, succeeded: succeeded) }
-                    if let current = run, item.path.isChild(of: current.directory) {
-                        run = (current.directory, current.count + 1, current.changed || changed)
-                        continue
-                    }
-                    if let done = run { childDone(in: done.directory, changed: done.changed, count: done.count) }
-                    run = (item.path.parent, 1, changed)
-                    continue
-                }
+            return finish(all)
+        }
+        return nil
+    }
+
+    /// Books the completions of one work item (a batch's, in order): an item that leads a
+    /// hard-link group releases its waiters; items are counted in their directory once per
+    /// run of the same directory, not once each (each count builds the parent path and looks
+    /// it up). Returns the message of a fatal one.
+    private mutating func finish(_ completions: [Completion]) -> String? {
+        var run: (directory: EntryPath, count: Int, changed: Bool)?
+        for completion in completions {
+            guard case .itemDone(let item, let succeeded, let changed) = completion else {
                 if let message = handle(completion) { return message }
+                continue
+            }
+            if let id = leaderID(item) { resolveLinkGroup(id, leader: item, succeeded: succeeded) }
+            if let current = run, item.path.isChild(of: current.directory) {
+                run = (current.directory, current.count + 1, current.changed || changed)
+                continue
             }
             if let done = run { childDone(in: done.directory, changed: done.changed, count: done.count) }
+            run = (item.path.parent, 1, changed)
         }
+        if let done = run { childDone(in: done.directory, changed: done.changed, count: done.count) }
         return nil
     }
 
