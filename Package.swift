@@ -81,7 +81,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: swiftSettings),
+            swiftSettings: swiftSettings,
+            // No dynamic symbol table of the whole static binary (44,808 symbols): the
+            // runtime's start-up `dladdr` scans it, 0.7 ms of every run (docs/PERFORMANCE.md).
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"], .when(platforms: [.linux]))]),
         .testTarget(
             name: "FerryTests",
             dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryServer", "FerryStore", "FerryBlock", "FerryTesting", "CFerry", "ferry",

@@ -94,8 +94,9 @@ struct DirectoryPlanner: Sendable {
             } else {
                 s = nil; d = destination[j]; j += 1
             }
-            let name = (s ?? d)!.name
-            let isDirectory = (s ?? d)!.kind == .directory
+            // Through the optionals, not `(s ?? d)!`: that copies a whole entry each time.
+            let name = s?.name ?? d!.name
+            let isDirectory = (s?.kind ?? d!.kind) == .directory
             var path: EntryPath?
             let decision: Filters.Decision
             if filters.takesEverything {
