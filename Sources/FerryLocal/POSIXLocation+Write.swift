@@ -141,11 +141,7 @@ extension POSIXLocation {
             if fchmodat(dirfd, name, mode_t(metadata.permissions), 0) != 0 { throw fail("fchmodat", path) }
         }
         if selection.mtime || selection.atime {
-            var times = [
-                selection.atime ? Sys.timespecOf(metadata.atime) : timespec(tv_sec: 0, tv_nsec: cferry_UTIME_OMIT),
-                selection.mtime ? Sys.timespecOf(metadata.mtime) : timespec(tv_sec: 0, tv_nsec: cferry_UTIME_OMIT),
-            ]
-            if utimensat(dirfd, name, &times, AT_SYMLINK_NOFOLLOW) != 0 { throw fail("utimensat", path) }
+            if Sys.withTimes(metadata, selection) { utimensat(dirfd, name, $0, AT_SYMLINK_NOFOLLOW) } != 0 { throw fail("utimensat", path) }
         }
     }
 

@@ -100,11 +100,7 @@ enum POSIXMetadata {
             try replaceAttributes(fd: fd, attributes, location: location, path: path)
         }
         if selection.mtime || selection.atime {
-            var times = [
-                selection.atime ? Sys.timespecOf(metadata.atime) : timespec(tv_sec: 0, tv_nsec: cferry_UTIME_OMIT),
-                selection.mtime ? Sys.timespecOf(metadata.mtime) : timespec(tv_sec: 0, tv_nsec: cferry_UTIME_OMIT),
-            ]
-            if futimens(fd, &times) != 0 { throw location.fail("futimens", path) }
+            if Sys.withTimes(metadata, selection) { futimens(fd, $0) } != 0 { throw location.fail("futimens", path) }
         }
     }
 

@@ -47,6 +47,15 @@ enum Sys {
         timespec(tv_sec: Int(t.seconds), tv_nsec: Int(t.nanoseconds))
     }
 
+    /// `body` with the two times `futimens`/`utimensat` take for `metadata`: atime, then
+    /// mtime, `UTIME_OMIT` for a time `selection` leaves alone. On the stack (an array
+    /// cost an allocation for every file).
+    static func withTimes<R>(_ metadata: FileMetadata, _ selection: MetadataSelection, _ body: (UnsafePointer<timespec>) -> R) -> R {
+        let omit = timespec(tv_sec: 0, tv_nsec: cferry_UTIME_OMIT)
+        var times = (selection.atime ? timespecOf(metadata.atime) : omit, selection.mtime ? timespecOf(metadata.mtime) : omit)
+        return withUnsafePointer(to: &times) { $0.withMemoryRebound(to: timespec.self, capacity: 2, body) }
+    }
+
     static func kind(_ mode: UInt32) -> EntryKind? { EntryKind(modeTypeBits: mode) }
 
     static func metadata(_ st: stat) -> FileMetadata {
