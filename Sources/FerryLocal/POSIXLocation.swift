@@ -27,6 +27,19 @@ public struct POSIXLocation: Location {
     /// Prefix of the temporary names files are written under before they are renamed.
     static let temporaryPrefix: [UInt8] = Array(".ferry-tmp-".utf8)
 
+    /// Whether `name` is one of Ferry's temporary names exactly: the prefix, a process id,
+    /// `-`, then letters a–p (``temporaryName()``). Only those are hidden from listings and
+    /// removed as leftovers; a file of the user's that merely starts with the prefix
+    /// (`.ferry-tmp-notes`) is an entry like any other.
+    static func isTemporaryName(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+        let prefix = temporaryPrefix
+        guard name.count > prefix.count + 2, memcmp(name.baseAddress!, prefix, prefix.count) == 0 else { return false }
+        var i = prefix.count
+        while i < name.count, name[i] >= UInt8(ascii: "0"), name[i] <= UInt8(ascii: "9") { i += 1 }
+        guard i > prefix.count, i < name.count - 1, name[i] == UInt8(ascii: "-") else { return false }
+        return name[(i + 1)...].allSatisfy { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "p") }
+    }
+
     /// Opens the tree at `path`; with `create`, missing directories are made (like `mkdir -p`).
     public init(path: String, create: Bool = false) throws {
         var p = path
@@ -101,7 +114,6 @@ public struct POSIXLocation: Location {
         defer { closedir(dir) }
         var names = SortedNames()
         var temporaries: [[UInt8]] = []
-        let prefix = POSIXLocation.temporaryPrefix
         while true {
             errno = 0
             guard let dent = readdir(dir) else {
@@ -112,8 +124,9 @@ public struct POSIXLocation: Location {
                 let name = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
                 let count = strnlen(raw.baseAddress!.assumingMemoryBound(to: CChar.self), raw.count)
                 if name[0] == 46 && (count == 1 || count == 2 && name[1] == 46) { return }  // "." and ".."
-                if count >= prefix.count && memcmp(name, prefix, prefix.count) == 0 {
-                    temporaries.append(Array(UnsafeBufferPointer(start: name, count: count)))
+                let bytes = UnsafeBufferPointer(start: name, count: count)
+                if name[0] == 46 && POSIXLocation.isTemporaryName(bytes) {
+                    temporaries.append(Array(bytes))
                     return
                 }
                 names.append(name, count: count)

@@ -59,6 +59,31 @@ import Testing
         #expect(try f.temporaries() == [])
     }
 
+    /// Only Ferry's own temporary names (`.ferry-tmp-<pid>-<letters a–p>`) are hidden and
+    /// removed as leftovers of an interrupted run: a file of the user's that merely starts
+    /// with the prefix is copied like any other (it used to be dropped without a word).
+    @Test func filesNamedLikeTemporariesAreCopiedAndOnlyLeftoversRemoved() async throws {
+        let f = try Fixture("tmp-names")
+        defer { f.cleanUp() }
+        let userFiles: [(String, [UInt8])] = [
+            (".ferry-tmp-notes", [1, 2]), ("d/.ferry-tmp-12-xyz", [3]), ("d/.ferry-tmp-", [4]), ("d/.ferry-tmp-12-", [5]),
+            ("d/.ferry-tmp--ab", [6]), ("plain", [7]),
+        ]
+        for (path, bytes) in userFiles { try f.source.file(path, bytes) }
+        #expect(mkdir(f.destinationRoot, 0o755) == 0 && mkdir(f.destinationRoot + "/d", 0o755) == 0)
+        let leftover = f.destinationRoot + "/d/.ferry-tmp-4242-bc"
+        #expect(FileManager.default.createFile(atPath: leftover, contents: Data([9, 9])))
+        let result = try await f.sync()
+        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(result.counters.filesSkipped == 0)
+        let diffs = try f.differences()  // before reading the copies (which moves their atime)
+        #expect(diffs == [], "\(diffs)")
+        for (path, bytes) in userFiles {
+            #expect(FileManager.default.contents(atPath: "\(f.destinationRoot)/\(path)") == Data(bytes), "\(path)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: leftover), "the leftover temporary is still there")
+    }
+
     @Test func unreadableFileIsSkippedNamedAndRunGoesOn() throws {
         let f = try Fixture("unreadable")
         defer { f.cleanUp() }
