@@ -7,17 +7,29 @@
 #                  "cp:cp -a data-small /dev/shm/t-ab"
 # Commands run in /dev/shm/ferry-bench (bench.py makes the data there); relative paths in
 # them are taken from there, so give builds as absolute paths. Needs perf.
+# On the disk: AB_DEST=/tmp/t-ab bench/ab.sh ... writes there instead (/dev/shm/t-ab in the
+# commands is replaced by it), and each copy is moved aside rather than removed until the
+# end: ext4 here makes a file created right after many deletions cost up to 1 ms.
 set -euo pipefail
 rounds=$1; shift
 work=$(mktemp -d)
-trap 'rm -rf "$work" /dev/shm/t-ab' EXIT
+dest=${AB_DEST:-/dev/shm/t-ab}
+trash="$dest.trash"
+trap 'rm -rf "$work" "$dest" "$trash"' EXIT
+mkdir -p "$trash"
 cd /dev/shm/ferry-bench
+n=0
 for _ in $(seq "$rounds"); do
   i=0
   for spec in "$@"; do
     i=$((i + 1))
     cmd=${spec#*:}
-    rm -rf /dev/shm/t-ab
+    cmd=${cmd//\/dev\/shm\/t-ab/$dest}
+    if [ -z "${AB_DEST:-}" ]; then
+      rm -rf "$dest"  # tmpfs: deleting costs the next run nothing, and keeping copies fills memory
+    elif [ -e "$dest" ]; then
+      n=$((n + 1)); mv "$dest" "$trash/$n"; sync
+    fi
     start=$(date +%s%N)
     # shellcheck disable=SC2086
     perf stat -x, -e task-clock,user_time,system_time -o "$work/stat" $cmd >/dev/null
