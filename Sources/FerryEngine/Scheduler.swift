@@ -142,6 +142,13 @@ struct Scheduler {
     private mutating func schedule(_ items: [PlannedItem], in directory: EntryPath) {
         let counters = engine.counters
         var added = 0
+        // The estimates are added once for the directory: every add is an atomic on a line
+        // both workers write.
+        var files: Int64 = 0, bytes: Int64 = 0
+        defer {
+            counters.add(.estimatedFilesToTransfer, files)
+            counters.add(.estimatedBytesToTransfer, bytes)
+        }
         // Pushed in reverse so that the LIFO stack hands them out in name order.
         for item in items.reversed() {
             switch item.action {
@@ -161,7 +168,7 @@ struct Scheduler {
             case .directory(let exists, let replacing):
                 let source = item.source!
                 let needsMetadata = !exists || item.destination.map { planner.metadataDiffers(source, $0) } ?? true
-                if needsMetadata { counters.add(.estimatedFilesToTransfer) } else { counters.add(.filesUnchanged) }
+                if needsMetadata { files += 1 } else { counters.add(.filesUnchanged) }
                 directories[item.path] = DirectoryState(source: source, pending: 1, needsMetadata: needsMetadata, changed: false)
                 stack.append(.scan(ScanJob(path: item.path, source: source, destinationExists: exists, replacing: replacing)))
                 scansOutstanding += 1
@@ -171,8 +178,8 @@ struct Scheduler {
                 stack.append(.item(item))  // counted when its content has decided
                 added += 1
             case .copyFile, .updateMetadata, .place:
-                counters.add(.estimatedFilesToTransfer)
-                if case .copyFile = item.action { counters.add(.estimatedBytesToTransfer, item.source!.metadata.size) }
+                files += 1
+                if case .copyFile = item.action { bytes += item.source!.metadata.size }
                 if let id = hardLinkID(item) {
                     if !joinLinkGroup(id, item) { added += 1 }
                     continue

@@ -17,8 +17,9 @@ extension SyncEngine {
             for item in items {
                 if Task.isCancelled { break }  // a fatal error elsewhere: start no more files
                 let completion = await apply(item, direct: direct, buffer: buffer)
-                done.append(completion)
-                if case .fatal = completion { break }
+                let fatal = if case .fatal = completion { true } else { false }
+                done.append(completion)  // moved, not copied: nothing reads it after
+                if fatal { break }
             }
             return .batch(done)
         case .link(let item, let leader): return await link(item, to: leader)
