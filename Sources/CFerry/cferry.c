@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "cferry.h"
 #include <fcntl.h>
+#include <sched.h>
 #include <unistd.h>
 #include <errno.h>
 #include <string.h>
@@ -205,4 +206,9 @@ long cferry_raise_nofile(void) {
     if (rl.rlim_cur < rl.rlim_max) { rl.rlim_cur = rl.rlim_max; setrlimit(RLIMIT_NOFILE, &rl); }
     getrlimit(RLIMIT_NOFILE, &rl);
     return (long)rl.rlim_cur;
+}
+
+int cferry_current_cpu(void) {
+    int cpu = sched_getcpu();
+    return cpu < 0 ? 0 : cpu;
 }

@@ -1,3 +1,5 @@
+import CFerry
+import Glibc
 import Synchronization
 
 /// The phases of a task execution, as DataSync names them.
@@ -18,28 +20,25 @@ public enum ExecutionPhase: UInt8, Sendable, Codable, CustomStringConvertible {
 
 /// Live counters of one execution, updated by every worker and read by progress displays.
 /// Names follow DataSync's `DescribeTaskExecution`.
-public final class ExecutionCounters: Sendable {
+///
+/// Each CPU adds to a row of its own (128 bytes, aligned) and a read sums the rows: every
+/// file moves several counters, and a single row that both workers wrote bounced between
+/// the cores at each add. A thread that moves to another CPU between choosing its row and
+/// adding only shares a row for that one add; the adds stay atomic.
+public final class ExecutionCounters: @unchecked Sendable {
     public let phase = Atomic<UInt8>(ExecutionPhase.launching.rawValue)
-    public let filesListedSource = Atomic<Int64>(0)
-    public let filesListedDestination = Atomic<Int64>(0)
-    public let estimatedFilesToTransfer = Atomic<Int64>(0)
-    public let estimatedBytesToTransfer = Atomic<Int64>(0)
-    public let estimatedFilesToDelete = Atomic<Int64>(0)
-    public let filesTransferred = Atomic<Int64>(0)
-    /// Logical bytes moved (holes of sparse files included).
-    public let bytesTransferred = Atomic<Int64>(0)
-    /// Bytes actually written at the destination (holes not counted).
-    public let bytesWritten = Atomic<Int64>(0)
-    public let filesDeleted = Atomic<Int64>(0)
-    public let filesSkipped = Atomic<Int64>(0)
-    public let filesFailed = Atomic<Int64>(0)
-    public let filesVerified = Atomic<Int64>(0)
-    public let filesUnchanged = Atomic<Int64>(0)
-    public let verificationFailures = Atomic<Int64>(0)
-    /// Items whose data arrived but some metadata could not be stored at the destination.
-    public let metadataNotStored = Atomic<Int64>(0)
+    private static let rowLength = 16  // Int64s: one row of 128 bytes, Counter's cases fit
+    private static let rowBytes = rowLength * MemoryLayout<Int64>.stride
+    private let rows: Int
+    private let cells: UnsafeMutablePointer<Int64>
 
-    public init() {}
+    public init() {
+        rows = max(1, min(256, sysconf(Int32(_SC_NPROCESSORS_CONF))))
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: rows * Self.rowBytes, alignment: Self.rowBytes)
+        cells = raw.initializeMemory(as: Int64.self, repeating: 0, count: rows * Self.rowLength)
+    }
+
+    deinit { cells.deallocate() }
 
     public var currentPhase: ExecutionPhase {
         ExecutionPhase(rawValue: phase.load(ordering: .relaxed)) ?? .launching
@@ -48,49 +47,41 @@ public final class ExecutionCounters: Sendable {
     func setPhase(_ p: ExecutionPhase) { phase.store(p.rawValue, ordering: .relaxed) }
 
     /// Names of the counters, for ``add(_:_:)``.
-    public enum Counter: Sendable {
+    public enum Counter: Int, Sendable, CaseIterable {
         case filesListedSource, filesListedDestination, estimatedFilesToTransfer, estimatedBytesToTransfer, estimatedFilesToDelete, filesTransferred, bytesTransferred, bytesWritten, filesDeleted, filesSkipped, filesFailed, filesVerified, filesUnchanged, verificationFailures, metadataNotStored
     }
 
     /// Adds `n` to one counter.
     public func add(_ counter: Counter, _ n: Int64 = 1) {
-        switch counter {
-        case .filesListedSource: filesListedSource.add(n, ordering: .relaxed)
-        case .filesListedDestination: filesListedDestination.add(n, ordering: .relaxed)
-        case .estimatedFilesToTransfer: estimatedFilesToTransfer.add(n, ordering: .relaxed)
-        case .estimatedBytesToTransfer: estimatedBytesToTransfer.add(n, ordering: .relaxed)
-        case .estimatedFilesToDelete: estimatedFilesToDelete.add(n, ordering: .relaxed)
-        case .filesTransferred: filesTransferred.add(n, ordering: .relaxed)
-        case .bytesTransferred: bytesTransferred.add(n, ordering: .relaxed)
-        case .bytesWritten: bytesWritten.add(n, ordering: .relaxed)
-        case .filesDeleted: filesDeleted.add(n, ordering: .relaxed)
-        case .filesSkipped: filesSkipped.add(n, ordering: .relaxed)
-        case .filesFailed: filesFailed.add(n, ordering: .relaxed)
-        case .filesVerified: filesVerified.add(n, ordering: .relaxed)
-        case .filesUnchanged: filesUnchanged.add(n, ordering: .relaxed)
-        case .verificationFailures: verificationFailures.add(n, ordering: .relaxed)
-        case .metadataNotStored: metadataNotStored.add(n, ordering: .relaxed)
-        }
+        let row = Int(cferry_current_cpu()) % rows
+        cferry_counter_add(cells + row * Self.rowLength + counter.rawValue, n)
+    }
+
+    /// One counter's value now: the sum of its rows.
+    public func value(_ counter: Counter) -> Int64 {
+        var sum: Int64 = 0
+        for row in 0..<rows { sum &+= cferry_counter_load(cells + row * Self.rowLength + counter.rawValue) }
+        return sum
     }
 
     /// A consistent-enough copy for display and the final summary.
     public func snapshot() -> CounterSnapshot {
         CounterSnapshot(
-            estimatedFilesToTransfer: estimatedFilesToTransfer.load(ordering: .relaxed),
-            estimatedBytesToTransfer: estimatedBytesToTransfer.load(ordering: .relaxed),
-            estimatedFilesToDelete: estimatedFilesToDelete.load(ordering: .relaxed),
-            filesListedSource: filesListedSource.load(ordering: .relaxed),
-            filesListedDestination: filesListedDestination.load(ordering: .relaxed),
-            filesTransferred: filesTransferred.load(ordering: .relaxed),
-            bytesTransferred: bytesTransferred.load(ordering: .relaxed),
-            bytesWritten: bytesWritten.load(ordering: .relaxed),
-            filesDeleted: filesDeleted.load(ordering: .relaxed),
-            filesSkipped: filesSkipped.load(ordering: .relaxed),
-            filesFailed: filesFailed.load(ordering: .relaxed),
-            filesVerified: filesVerified.load(ordering: .relaxed),
-            filesUnchanged: filesUnchanged.load(ordering: .relaxed),
-            verificationFailures: verificationFailures.load(ordering: .relaxed),
-            metadataNotStored: metadataNotStored.load(ordering: .relaxed))
+            estimatedFilesToTransfer: value(.estimatedFilesToTransfer),
+            estimatedBytesToTransfer: value(.estimatedBytesToTransfer),
+            estimatedFilesToDelete: value(.estimatedFilesToDelete),
+            filesListedSource: value(.filesListedSource),
+            filesListedDestination: value(.filesListedDestination),
+            filesTransferred: value(.filesTransferred),
+            bytesTransferred: value(.bytesTransferred),
+            bytesWritten: value(.bytesWritten),
+            filesDeleted: value(.filesDeleted),
+            filesSkipped: value(.filesSkipped),
+            filesFailed: value(.filesFailed),
+            filesVerified: value(.filesVerified),
+            filesUnchanged: value(.filesUnchanged),
+            verificationFailures: value(.verificationFailures),
+            metadataNotStored: value(.metadataNotStored))
     }
 }
 

@@ -94,7 +94,7 @@ public final class SyncEngine: Sendable {
             fatalMessage.withLock { $0 = $0 ?? describe(error) }
         }
         let transferEnd = clock.now
-        if counters.filesFailed.load(ordering: .relaxed) > 0 { transferStatus = "ERROR" }
+        if counters.value(.filesFailed) > 0 { transferStatus = "ERROR" }
 
         var verifyStatus = options.verifyMode == .none ? "NONE" : "SUCCESS"
         var verifyDuration = Duration.nanoseconds(verifyNanoseconds.load(ordering: .relaxed))
@@ -108,7 +108,7 @@ public final class SyncEngine: Sendable {
             }
             verifyDuration = clock.now - verifyStart
         }
-        if counters.verificationFailures.load(ordering: .relaxed) > 0 { verifyStatus = "ERROR" }
+        if counters.value(.verificationFailures) > 0 { verifyStatus = "ERROR" }
 
         let fatal = fatalMessage.withLock { $0 }
         let snapshot = counters.snapshot()

@@ -1,4 +1,5 @@
 import FerryCore
+import FerryEngine
 import Testing
 
 @Suite struct FilterTests {
@@ -161,5 +162,28 @@ import Testing
         for n: Int64 in [-2_500_000_001, -1, 0, 1, 999_999_999, 1_795_380_828_173_711_018] {
             #expect(Timestamp(totalNanoseconds: n).totalNanoseconds == n)
         }
+    }
+}
+
+/// The execution's counters keep a row per CPU and sum the rows when read.
+@Suite struct ExecutionCounterTests {
+    @Test func addsFromManyThreadsAtOnceSumExactly() async {
+        let counters = ExecutionCounters()
+        await withTaskGroup(of: Void.self) { group in
+            for t in 0..<8 {
+                group.addTask {
+                    for i in 0..<20_000 {
+                        counters.add(.filesTransferred)
+                        counters.add(.bytesTransferred, Int64(t * 1000 + i % 7))
+                    }
+                }
+            }
+        }
+        let expectedBytes = (0..<8).reduce(Int64(0)) { sum, t in sum + (0..<20_000).reduce(Int64(0)) { $0 + Int64(t * 1000 + $1 % 7) } }
+        let snapshot = counters.snapshot()
+        #expect(snapshot.filesTransferred == 160_000)
+        #expect(snapshot.bytesTransferred == expectedBytes)
+        #expect(counters.value(.filesTransferred) == 160_000)
+        #expect(snapshot.filesFailed == 0 && snapshot.bytesWritten == 0)
     }
 }

@@ -62,6 +62,14 @@ int cferry_ficlone(int dest, int src);
 /// fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE): turns a range into a hole.
 int cferry_punch_hole(int fd, int64_t offset, int64_t len);
 
+// Counters written from many threads (FerryEngine's ExecutionCounters).
+/// The CPU the calling thread runs on (glibc reads it from rseq), 0 if unknown.
+int cferry_current_cpu(void);
+/// Adds `n` to `*cell` atomically (relaxed: a counter, not a synchronisation).
+static inline void cferry_counter_add(int64_t *cell, int64_t n) { __atomic_fetch_add(cell, n, __ATOMIC_RELAXED); }
+/// Reads `*cell` atomically (relaxed).
+static inline int64_t cferry_counter_load(const int64_t *cell) { return __atomic_load_n(cell, __ATOMIC_RELAXED); }
+
 /// 1 if stdout/stderr descriptor is a terminal.
 int cferry_isatty(int fd);
 /// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
