@@ -46,9 +46,12 @@ public final class ExecutionCounters: @unchecked Sendable {
 
     func setPhase(_ p: ExecutionPhase) { phase.store(p.rawValue, ordering: .relaxed) }
 
-    /// Names of the counters, for ``add(_:_:)``.
-    public enum Counter: Int, Sendable, CaseIterable {
+    /// Names of the counters, for ``add(_:_:)`` (at most ``rowLength``).
+    public enum Counter: Int, Sendable {
         case filesListedSource, filesListedDestination, estimatedFilesToTransfer, estimatedBytesToTransfer, estimatedFilesToDelete, filesTransferred, bytesTransferred, bytesWritten, filesDeleted, filesSkipped, filesFailed, filesVerified, filesUnchanged, verificationFailures, metadataNotStored
+        /// Time the workers spent reading transferred files back, summed (not one of
+        /// DataSync's counters: the VERIFYING phase's duration counts it).
+        case verifyNanoseconds
     }
 
     /// Adds `n` to one counter.

@@ -120,7 +120,7 @@ extension SyncEngine {
         counters.add(.bytesWritten, copy.written)
         var copied = Copied(checksum: copy.checksum, metadata: s.metadata)
         if let arrived = copy.arrived {
-            verifyNanoseconds.add(copy.readBackNanoseconds, ordering: .relaxed)
+            counters.add(.verifyNanoseconds, copy.readBackNanoseconds)
             if arrived.checksum != copy.checksum { return checksumDiffers(arrived.checksum, copy.checksum) }
             copied.arrival = .readBack(arrived.metadata)
         }
@@ -172,7 +172,7 @@ extension SyncEngine {
             return .copied(copied)
         }
         let started = ContinuousClock.now
-        defer { verifyNanoseconds.add(nanoseconds(ContinuousClock.now - started), ordering: .relaxed) }
+        defer { counters.add(.verifyNanoseconds, nanoseconds(ContinuousClock.now - started)) }
         let (arrived, metadata) = if let reader = try await writer.committedReader() {
             try await readChecksum(reader, using: pooled)
         } else {

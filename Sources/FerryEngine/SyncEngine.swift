@@ -14,7 +14,6 @@ public final class SyncEngine: Sendable {
     let limiter: BandwidthLimiter?
     let planner: DirectoryPlanner
     let selection: MetadataSelection
-    let verifyNanoseconds = Atomic<Int64>(0)
     /// The destination can copy files from the source itself (decided once).
     let serverSideCopy: Bool
     /// Whether the source lists with ``Location/listForCopying(_:reading:)``.
@@ -97,7 +96,7 @@ public final class SyncEngine: Sendable {
         if counters.value(.filesFailed) > 0 { transferStatus = "ERROR" }
 
         var verifyStatus = options.verifyMode == .none ? "NONE" : "SUCCESS"
-        var verifyDuration = Duration.nanoseconds(verifyNanoseconds.load(ordering: .relaxed))
+        var verifyDuration = Duration.nanoseconds(counters.value(.verifyNanoseconds))
         if fatalMessage.withLock({ $0 }) == nil && options.verifyMode == .pointInTimeConsistent && !dryRun {
             counters.setPhase(.verifying)
             let verifyStart = clock.now
