@@ -27,7 +27,8 @@ public enum ExecutionPhase: UInt8, Sendable, Codable, CustomStringConvertible {
 /// adding only shares a row for that one add; the adds stay atomic.
 public final class ExecutionCounters: @unchecked Sendable {
     public let phase = Atomic<UInt8>(ExecutionPhase.launching.rawValue)
-    private static let rowLength = 16  // Int64s: one row of 128 bytes, Counter's cases fit
+    /// Int64s per row: every counter, rounded up to whole 128-byte rows.
+    private static let rowLength = (Counter.allCases.count + 15) / 16 * 16
     private static let rowBytes = rowLength * MemoryLayout<Int64>.stride
     private let rows: Int
     private let cells: UnsafeMutablePointer<Int64>
@@ -46,9 +47,16 @@ public final class ExecutionCounters: @unchecked Sendable {
 
     func setPhase(_ p: ExecutionPhase) { phase.store(p.rawValue, ordering: .relaxed) }
 
-    /// Names of the counters, for ``add(_:_:)`` (at most ``rowLength``).
-    public enum Counter: Int, Sendable {
-        case filesListedSource, filesListedDestination, estimatedFilesToTransfer, estimatedBytesToTransfer, estimatedFilesToDelete, filesTransferred, bytesTransferred, bytesWritten, filesDeleted, filesSkipped, filesFailed, filesVerified, filesUnchanged, verificationFailures, metadataNotStored
+    /// Names of the counters, for ``add(_:_:)``.
+    public enum Counter: Int, Sendable, CaseIterable {
+        case filesListedSource, filesListedDestination, estimatedFilesToTransfer, estimatedBytesToTransfer, estimatedFilesToDelete, filesTransferred
+        /// Logical bytes moved (holes of sparse files included).
+        case bytesTransferred
+        /// Bytes actually written at the destination (holes not counted).
+        case bytesWritten
+        case filesDeleted, filesSkipped, filesFailed, filesVerified, filesUnchanged, verificationFailures
+        /// Items whose data arrived but some metadata could not be stored at the destination.
+        case metadataNotStored
         /// Time the workers spent reading transferred files back, summed (not one of
         /// DataSync's counters: the VERIFYING phase's duration counts it).
         case verifyNanoseconds
