@@ -39,7 +39,8 @@ public final class ExecutionCounters: @unchecked Sendable {
         cells = raw.initializeMemory(as: Int64.self, repeating: 0, count: rows * Self.rowLength)
     }
 
-    deinit { cells.deallocate() }
+    /// Given back as allocated: raw, with its alignment.
+    deinit { UnsafeMutableRawPointer(cells).deallocate() }
 
     public var currentPhase: ExecutionPhase {
         ExecutionPhase(rawValue: phase.load(ordering: .relaxed)) ?? .launching
