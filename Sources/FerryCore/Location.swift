@@ -117,6 +117,11 @@ public protocol Location: Sendable {
     func remove(_ path: EntryPath, kind: EntryKind) async throws
     /// Removes a leftover temporary named in ``Listing/staleTemporaries``.
     func removeTemporary(in directory: EntryPath, name: [UInt8]) async throws
+    /// Whether ``Listing/staleTemporaries`` are files of the listed directory (a file
+    /// system's leftover temporaries), not something else the location keeps (an object
+    /// store's unfinished uploads). At a source, such files are reported as skipped rather
+    /// than passed over in silence (default: false).
+    var temporariesAreFiles: Bool { get }
     /// Whether ``copyServerSide(from:_:metadata:attributes:selection:)`` can take files
     /// from `source` (default: no).
     func canCopyServerSide(from source: any Location) -> Bool
@@ -166,6 +171,7 @@ extension Location {
     public func holdsSameContent(_ path: EntryPath, _ entry: Entry, as source: any EntryReader) async throws -> Bool? { nil }
 
     public func noteSameContent(_ path: EntryPath, _ entry: Entry, source: Entry) async {}
+    public var temporariesAreFiles: Bool { false }
 }
 
 /// Direct copies: where both ends are file systems of this host, a small file is copied

@@ -18,6 +18,9 @@ public struct POSIXLocation: Location {
 
     public var uri: String { "file://" + rootPath }
 
+    /// Leftover temporaries are files of the listed directory (``isTemporaryName(_:)``).
+    public var temporariesAreFiles: Bool { true }
+
     public var capabilities: Capabilities {
         var c = Capabilities.everything
         c.neverSuspends = true

@@ -61,7 +61,8 @@ import Testing
 
     /// Only Ferry's own temporary names (`.ferry-tmp-<pid>-<letters a–p>`) are hidden and
     /// removed as leftovers of an interrupted run: a file of the user's that merely starts
-    /// with the prefix is copied like any other (it used to be dropped without a word).
+    /// with the prefix is copied like any other (it used to be dropped without a word), and
+    /// one named exactly like a temporary at the source is reported as skipped.
     @Test func filesNamedLikeTemporariesAreCopiedAndOnlyLeftoversRemoved() async throws {
         let f = try Fixture("tmp-names")
         defer { f.cleanUp() }
@@ -73,11 +74,13 @@ import Testing
         #expect(mkdir(f.destinationRoot, 0o755) == 0 && mkdir(f.destinationRoot + "/d", 0o755) == 0)
         let leftover = f.destinationRoot + "/d/.ferry-tmp-4242-bc"
         #expect(FileManager.default.createFile(atPath: leftover, contents: Data([9, 9])))
+        // Named exactly like a temporary at the source: not copied, but reported as skipped.
+        try f.source.file("d/.ferry-tmp-77-ab", [8])
         let result = try await f.sync()
-        #expect(result.status == "SUCCESS", "\(result.problems)")
-        #expect(result.counters.filesSkipped == 0)
+        #expect(result.counters.filesSkipped == 1)
+        #expect(result.problems.map(\.entry.path) == ["/d/.ferry-tmp-77-ab"], "\(result.problems)")
         let diffs = try f.differences()  // before reading the copies (which moves their atime)
-        #expect(diffs == [], "\(diffs)")
+        #expect(diffs == ["/d/.ferry-tmp-77-ab: missing at the destination"], "\(diffs)")
         for (path, bytes) in userFiles {
             #expect(FileManager.default.contents(atPath: "\(f.destinationRoot)/\(path)") == Data(bytes), "\(path)")
         }
