@@ -41,15 +41,15 @@ static void xxh3_update_avx512(XXH3_state_t *s, const void *d, size_t n) {
 }
 static int has_avx2, has_avx512;
 /* Once, before main: CPUID and the OS's AVX state (libgcc's cpu model checks XGETBV). */
-__attribute__((constructor)) static void detect_avx2(void) {
+__attribute__((constructor)) static void detect_vector_units(void) {
     __builtin_cpu_init();
     has_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
     has_avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
 }
 #endif
 
-/* XXH3-128 update through the fastest accumulator this CPU has (AVX2 hashes about 3×
-   faster than SSE2 here: 24-26 GB/s against 8.7 GB/s in cache). */
+/* XXH3-128 update through the fastest accumulator this CPU has (in cache here: SSE2
+   8.7 GB/s, AVX2 24-33 GB/s, AVX-512 29-40 GB/s). */
 static void xxh3_update(XXH3_state_t *s, const void *d, size_t n) {
 #if defined(__x86_64__)
     if (has_avx512) { xxh3_update_avx512(s, d, n); return; }

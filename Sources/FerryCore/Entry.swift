@@ -210,7 +210,9 @@ public struct ContentIdentity: Sendable, Hashable {
 public struct Listing: Sendable {
     public var entries: [Entry]
     /// Names of the location's own leftover temporary files (from an interrupted run),
-    /// hidden from `entries`; the engine removes them unless it is a dry run.
+    /// hidden from `entries`; at the destination the engine removes them unless it is a dry
+    /// run, at a source it reports them as skipped where they are files
+    /// (``Location/temporariesAreFiles``).
     public var staleTemporaries: [[UInt8]]
     /// Names the location found but cannot offer safely (an object key that is no safe
     /// path: `..`, empty components, NUL, too long), with the reason; they are reported

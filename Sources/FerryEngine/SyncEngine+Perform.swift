@@ -63,18 +63,18 @@ extension SyncEngine {
                 throw FerryError(.sourceChanged, "directory \(job.path) vanished from the source during the run",
                                   path: job.path, retryClass: .itemFailed)
             }
-            var unusable = listing.unusable
+            var unusable = listing.unusable.map { (name: $0.name, kind: "OBJECT", reason: $0.reason) }
             if source.temporariesAreFiles {
                 // Named exactly like one of Ferry's temporaries: a leftover of an interrupted
                 // run into the source tree, or a name chosen on purpose. Not copied (the next
                 // run at the destination would take it for a leftover), but reported.
                 unusable += listing.staleTemporaries.map {
-                    (job.path.appending($0).description, "named like one of Ferry's temporary files (a leftover of an interrupted run?); not copied")
+                    (job.path.appending($0).description, "FILE", "named like one of Ferry's temporary files (a leftover of an interrupted run?); not copied")
                 }
             }
-            for (name, reason) in unusable {
+            for (name, kind, reason) in unusable {
                 counters.add(.filesSkipped)
-                report.record(.skipped, ReportEntry(path: name, kind: "OBJECT", size: nil, checksum: nil, status: "SKIPPED",
+                report.record(.skipped, ReportEntry(path: name, kind: kind, size: nil, checksum: nil, status: "SKIPPED",
                                                     failureKind: .unsupported, reason: reason))
                 emit(.skip, job.path, nil, reason: "\(name): \(reason)")
             }

@@ -21,6 +21,19 @@ extension POSIXLocation {
         return name
     }
 
+    /// Whether `name` is one of Ferry's temporary names exactly: the prefix, a process id,
+    /// `-`, then letters a–p (``temporaryName()``). Only those are hidden from listings and
+    /// removed as leftovers; a file of the user's that merely starts with the prefix
+    /// (`.ferry-tmp-notes`) is an entry like any other.
+    static func isTemporaryName(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+        let prefix = temporaryPrefix
+        guard name.count > prefix.count + 2, memcmp(name.baseAddress!, prefix, prefix.count) == 0 else { return false }
+        var i = prefix.count
+        while i < name.count, name[i] >= UInt8(ascii: "0"), name[i] <= UInt8(ascii: "9") { i += 1 }
+        guard i > prefix.count, i < name.count - 1, name[i] == UInt8(ascii: "-") else { return false }
+        return name[(i + 1)...].allSatisfy { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "p") }
+    }
+
     public func createFile(
         _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
     ) async throws -> any EntryWriter {

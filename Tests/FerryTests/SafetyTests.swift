@@ -79,6 +79,7 @@ import Testing
         let result = try await f.sync()
         #expect(result.counters.filesSkipped == 1)
         #expect(result.problems.map(\.entry.path) == ["/d/.ferry-tmp-77-ab"], "\(result.problems)")
+        #expect(result.problems.map(\.entry.kind) == ["FILE"] && result.problems.map(\.entry.status) == ["SKIPPED"])
         let diffs = try f.differences()  // before reading the copies (which moves their atime)
         #expect(diffs == ["/d/.ferry-tmp-77-ab: missing at the destination"], "\(diffs)")
         for (path, bytes) in userFiles {
