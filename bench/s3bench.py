@@ -53,17 +53,31 @@ def env_for(s):
                 RCLONE_CONFIG_B_ACCESS_KEY_ID=s["key"], RCLONE_CONFIG_B_SECRET_ACCESS_KEY=s["secret"], RCLONE_CONFIG_B_REGION="us-east-1")
 
 
-def timed(cmd, env):
+CORES = os.cpu_count()
+
+
+def process_cpu(pid):
+    """CPU seconds (user + system) a running process has used, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(cmd, env, server=None):
+    """Runs `cmd`; returns wall seconds, peak RSS (MiB), exit code, stderr, and the CPU
+    seconds of the client and (given its process) of the server over the run."""
     # stderr to a file, not a pipe: a long summary would fill the pipe and stall the child.
     with tempfile.TemporaryFile() as errfile:
+        server_before = process_cpu(server.pid) if server else 0.0
         start = time.perf_counter()
         p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=errfile)
         _, status, usage = os.wait4(p.pid, 0)
         wall = time.perf_counter() - start
+        server_cpu = process_cpu(server.pid) - server_before if server else 0.0
         errfile.seek(0)
         err = errfile.read().decode(errors="replace")
     code = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss / 1024, code, err
+    return wall, usage.ru_maxrss / 1024, code, err, usage.ru_utime + usage.ru_stime, server_cpu
 
 
 def main():
@@ -114,11 +128,15 @@ def main():
                     prefix = f"{case}-{name.split()[0]}-{name.replace(' ', '')}-{r}-{random.randrange(10**6)}"
                     prefixes[name] = prefix
                     for phase in ("first", "nochange"):
-                        wall, rss, code, err = timed(tools[name](prefix), env)
+                        wall, rss, code, err, client_cpu, server_cpu = timed(tools[name](prefix), env, s["proc"])
                         if name == "ferry" and phase == "nochange":
                             requests += [int(l.split(":")[1]) for l in err.splitlines() if l.startswith("S3 requests:")]
-                        samples.setdefault((name, phase), []).append((wall, rss, code))
-                        print(f"{s['name']} {case} {phase} {name}: {wall:.2f}s rss {rss:.0f}MiB exit {code}", flush=True)
+                        samples.setdefault((name, phase), []).append((wall, rss, code, client_cpu, server_cpu))
+                        # Server and client share this machine's cores: no tool can finish
+                        # sooner than their CPU seconds spread over all the cores.
+                        bound = (client_cpu + server_cpu) / CORES
+                        print(f"{s['name']} {case} {phase} {name}: {wall:.2f}s rss {rss:.0f}MiB exit {code} "
+                              f"cpu client {client_cpu:.2f}s server {server_cpu:.2f}s -> cpu bound {bound:.2f}s", flush=True)
                 # S3 -> local: every tool downloads the same prefix (the one Ferry uploaded in this
                 # round, else the first) into a fresh tmpfs directory.
                 shared = prefixes.get("ferry", next(iter(prefixes.values())))
@@ -131,9 +149,10 @@ def main():
                 for name in names:
                     d = f"/dev/shm/ferry-bench/download-{case}-{name.replace(' ', '')}-{r}"
                     shutil.rmtree(d, ignore_errors=True)
-                    wall, rss, code, err = timed(downloads[name](shared, d), env)
-                    samples.setdefault((name, "download"), []).append((wall, rss, code))
-                    print(f"{s['name']} {case} download {name}: {wall:.2f}s rss {rss:.0f}MiB exit {code}", flush=True)
+                    wall, rss, code, err, client_cpu, server_cpu = timed(downloads[name](shared, d), env, s["proc"])
+                    samples.setdefault((name, "download"), []).append((wall, rss, code, client_cpu, server_cpu))
+                    print(f"{s['name']} {case} download {name}: {wall:.2f}s rss {rss:.0f}MiB exit {code} "
+                          f"cpu client {client_cpu:.2f}s server {server_cpu:.2f}s", flush=True)
                     shutil.rmtree(d, ignore_errors=True)
                 if case == "large":  # moto keeps objects in memory: drop the 1 GiB copies
                     for prefix in prefixes.values():
@@ -143,9 +162,14 @@ def main():
                 ft = statistics.median(x[0] for x in samples[("ferry", phase)])
                 for name in tools:
                     t = statistics.median(x[0] for x in samples[(name, phase)])
+                    runs = samples[(name, phase)]
+                    client_cpu = statistics.median(x[3] for x in runs)
+                    server_cpu = statistics.median(x[4] for x in runs)
                     results.append(dict(server=s["name"], case=case, phase=phase, tool=name, median_s=round(t, 3),
-                                        peak_rss_mib=round(max(x[1] for x in samples[(name, phase)]), 1),
-                                        exit=[x[2] for x in samples[(name, phase)]], ferry_over_tool=round(ft / t, 3)))
+                                        peak_rss_mib=round(max(x[1] for x in runs), 1),
+                                        exit=[x[2] for x in runs], ferry_over_tool=round(ft / t, 3),
+                                        client_cpu_s=round(client_cpu, 2), server_cpu_s=round(server_cpu, 2),
+                                        cpu_bound_s=round((client_cpu + server_cpu) / CORES, 2)))
             results.append(dict(server=s["name"], case=case, ferry_nochange_requests=requests))
         s["proc"].kill()
         s["proc"].wait()

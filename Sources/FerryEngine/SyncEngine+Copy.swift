@@ -21,7 +21,7 @@ extension SyncEngine {
     /// a reader and a writer; the data through `buffer`, else one from the pool.
     func copyFile(_ item: PlannedItem, direct: (any DirectFileCopier)? = nil, buffer: BufferPool.Buffer? = nil) async throws -> Completion {
         let s = item.source!
-        emit(item.destination == nil ? .create : .update, item.path, s)
+        emit(item.hasDestination ? .update : .create, item.path, s)
         if dryRun {
             counters.add(.filesTransferred)
             counters.add(.bytesTransferred, s.metadata.size)

@@ -113,7 +113,7 @@ extension SyncEngine {
                 try await finishNonData(item)
                 return .itemDone(item, succeeded: true, changedDestination: false)
             case .place(let replacing):
-                emit(item.destination == nil ? .create : .update, item.path, s)
+                emit(item.hasDestination ? .update : .create, item.path, s)
                 if !dryRun {
                     if replacing == .directory { try await destination.remove(item.path, kind: .directory) }
                     if s.kind == .symlink {

@@ -9,9 +9,12 @@ struct ScanJob: Sendable {
     var replacing: EntryKind?
 }
 
-/// One unit of work for the pipeline.
+/// One unit of work for the pipeline. The per-directory cases hold their payload in a box
+/// (`indirect`), so a per-file value is a reference and a few bits: work and completions
+/// are moved several times per file, and a 180-byte ``Entry`` inline made every move of
+/// every case that large.
 enum Work: Sendable {
-    case scan(ScanJob)
+    indirect case scan(ScanJob)
     /// Copy, update metadata or place one planned item.
     case item(PlannedItem)
     /// Several small items of one directory (small files, symlinks, metadata updates), done
@@ -22,12 +25,13 @@ enum Work: Sendable {
     case link(PlannedItem, leader: EntryPath)
     /// Apply a directory's own metadata after its children.
     /// `counted`: the directory itself is new or its metadata differed (it counts as transferred).
-    case finalize(EntryPath, Entry, counted: Bool)
+    indirect case finalize(EntryPath, Entry, counted: Bool)
 }
 
-/// What a piece of work reports back to the scheduler.
+/// What a piece of work reports back to the scheduler (per-directory cases boxed, as in
+/// ``Work``).
 enum Completion: Sendable {
-    case scanned(ScanJob, [PlannedItem]?)
+    indirect case scanned(ScanJob, [PlannedItem]?)
     /// `changedDestination`: the parent directory's entries changed (its mtime moved).
     case itemDone(PlannedItem, succeeded: Bool, changedDestination: Bool)
     case finalized(EntryPath)
