@@ -1,3 +1,5 @@
+import Glibc
+
 /// A path relative to a location's root, kept as raw bytes (POSIX names are bytes, not text).
 ///
 /// Components are separated by `/`; the root is the empty path. Byte-wise ordering of
@@ -58,8 +60,14 @@ public struct EntryPath: Hashable, Sendable, Comparable, CustomStringConvertible
     /// Whether this path names an entry directly inside `directory` (compares bytes in
     /// place, unlike `parent == directory`, which builds the parent).
     public func isChild(of directory: EntryPath) -> Bool {
-        guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return directory.isRoot && !isRoot }
-        return slash == directory.bytes.count && bytes[..<slash].elementsEqual(directory.bytes)
+        let n = directory.bytes.count, slash = UInt8(ascii: "/")
+        // Called for every file (by the scheduler and the local copier): through the
+        // buffers, the directory's bytes compared in one `memcmp`.
+        return bytes.withUnsafeBufferPointer { b in
+            if n == 0 { return !b.isEmpty && !b.contains(slash) }
+            guard b.count > n + 1, b[n] == slash, !b[(n + 1)...].contains(slash) else { return false }
+            return directory.bytes.withUnsafeBufferPointer { memcmp(b.baseAddress!, $0.baseAddress!, n) == 0 }
+        }
     }
 
     /// The parent directory (the root's parent is the root).

@@ -20,12 +20,11 @@ extension SyncEngine {
     /// A small file goes through `direct` when there is one (both ends local), else through
     /// a reader and a writer; the data through `buffer`, else one from the pool.
     func copyFile(_ item: PlannedItem, direct: (any DirectFileCopier)? = nil, buffer: BufferPool.Buffer? = nil) async throws -> Completion {
-        let s = item.source!
-        emit(item.hasDestination ? .update : .create, item.path, s)
+        emit(item.hasDestination ? .update : .create, item.path, item.source)
         if dryRun {
             counters.add(.filesTransferred)
-            counters.add(.bytesTransferred, s.metadata.size)
-            record(.transferred, item.path, s)
+            counters.add(.bytesTransferred, item.source!.metadata.size)
+            record(.transferred, item.path, item.source)
             return .itemDone(item, succeeded: true, changedDestination: true)
         }
         if serverSideCopy, try await copyServerSide(item) {
@@ -58,8 +57,8 @@ extension SyncEngine {
         let (kind, reason) = problem!
         counters.add(.verificationFailures)
         let reportKind: FailureKind = kind == .sourceChanged ? .checksumFailure : kind
-        record(.verified, item.path, s, status: "FAILED", failure: reportKind, reason: reason)
-        emit(.fail, item.path, s, reason: reason)
+        record(.verified, item.path, item.source, status: "FAILED", failure: reportKind, reason: reason)
+        emit(.fail, item.path, item.source, reason: reason)
         configuration.logger.error("verification failed", metadata: ["file.path": "\(item.path)", "reason": "\(reason)"])
         return .itemDone(item, succeeded: false, changedDestination: false)
     }
@@ -111,14 +110,13 @@ extension SyncEngine {
 
     /// One attempt through a ``DirectFileCopier``: copy, commit and read-back in one call.
     private func copyDirectly(_ item: PlannedItem, with copier: any DirectFileCopier, using pooled: BufferPool.Buffer) throws -> CopyAttempt {
-        let s = item.source!
         let copy = try copier.copy(
-            item.path, expected: s.metadata, selection: selection, buffer: pooled.bytes, hash: pooled.hash,
+            item.path, expected: item.source!.metadata, selection: selection, buffer: pooled.bytes, hash: pooled.hash,
             readBack: options.verifyMode == .onlyFilesTransferred)
         if copy.sourceChanged { return .again(.sourceChanged, Self.sourceChangedReason) }
-        counters.add(.bytesTransferred, s.metadata.size)
+        counters.add(.bytesTransferred, item.source!.metadata.size)
         counters.add(.bytesWritten, copy.written)
-        var copied = Copied(checksum: copy.checksum, metadata: s.metadata)
+        var copied = Copied(checksum: copy.checksum, metadata: item.source!.metadata)
         if let arrived = copy.arrived {
             counters.add(.verifyNanoseconds, copy.readBackNanoseconds)
             if arrived.checksum != copy.checksum { return checksumDiffers(arrived.checksum, copy.checksum) }
@@ -185,15 +183,14 @@ extension SyncEngine {
 
     /// Counts and records a file in place, and what its verification found.
     private func book(_ item: PlannedItem, _ copied: Copied) -> Completion {
-        let s = item.source!
         let notStored = copied.notStored.isEmpty ? nil : "the destination did not store: \(copied.notStored.joined(separator: ", "))"
         if let notStored {
             counters.add(.metadataNotStored)
-            record(.transferred, item.path, s, status: "PARTIAL", failure: .metadataNotStored, reason: notStored)
-            emit(.fail, item.path, s, reason: notStored)
+            record(.transferred, item.path, item.source, status: "PARTIAL", failure: .metadataNotStored, reason: notStored)
+            emit(.fail, item.path, item.source, reason: notStored)
         }
         counters.add(.filesTransferred)
-        record(.transferred, item.path, s, checksum: copied.checksum)
+        record(.transferred, item.path, item.source, checksum: copied.checksum)
         let mismatch: String?
         switch copied.arrival {
         case .unchecked:
@@ -203,14 +200,14 @@ extension SyncEngine {
             mismatch = notStored
         case .readBack(let metadata):
             mismatch = metadataMismatch(expected: copied.metadata, kind: .file, actual: metadata)
-            if let mismatch { emit(.fail, item.path, s, reason: mismatch) }
+            if let mismatch { emit(.fail, item.path, item.source, reason: mismatch) }
         }
         if let mismatch {
             counters.add(.verificationFailures)
-            record(.verified, item.path, s, status: "FAILED", checksum: copied.checksum, failure: .metadataFailure, reason: mismatch)
+            record(.verified, item.path, item.source, status: "FAILED", checksum: copied.checksum, failure: .metadataFailure, reason: mismatch)
         } else {
             counters.add(.filesVerified)
-            record(.verified, item.path, s, checksum: copied.checksum)
+            record(.verified, item.path, item.source, checksum: copied.checksum)
         }
         return .itemDone(item, succeeded: true, changedDestination: true)  // the data is in place
     }

@@ -94,7 +94,6 @@ extension SyncEngine {
     /// Transfers one planned item: file data, metadata only, or a symlink/device node; a
     /// small file through `direct` when there is one; data through `buffer` when given.
     func apply(_ item: PlannedItem, direct: (any DirectFileCopier)? = nil, buffer: BufferPool.Buffer? = nil) async -> Completion {
-        let s = item.source!
         do {
             switch item.action {
             case .copyFile:
@@ -102,6 +101,7 @@ extension SyncEngine {
             case .compareContent:
                 return try await compareContent(item)
             case .updateMetadata:
+                let s = item.source!
                 emit(.metadata, item.path, s)
                 if !dryRun {
                     try await destination.setMetadata(item.path, kind: s.kind, metadata: s.metadata, selection: selection)
@@ -113,6 +113,7 @@ extension SyncEngine {
                 try await finishNonData(item)
                 return .itemDone(item, succeeded: true, changedDestination: false)
             case .place(let replacing):
+                let s = item.source!
                 emit(item.hasDestination ? .update : .create, item.path, s)
                 if !dryRun {
                     if replacing == .directory { try await destination.remove(item.path, kind: .directory) }

@@ -86,6 +86,17 @@ import Testing
         #expect(EntryPath("a/b/c")!.parent == EntryPath("a/b")!)
         #expect(EntryPath("a/b/c")!.name == Array("c".utf8))
     }
+
+    /// `isChild(of:)` is what the scheduler and the local copier decide "same directory" by:
+    /// it must agree with `parent ==` for every pair, prefixes and the root included.
+    @Test func childOfAgreesWithParent() {
+        let paths = [EntryPath.root] + ["a", "b", "ab", "a/b", "a/bc", "ab/c", "a/b/c", "a/bc/d", "x/b", "é/ü", "é/ü/v"].map { EntryPath($0)! }
+        for child in paths {
+            for directory in paths {
+                #expect(child.isChild(of: directory) == (!child.isRoot && child.parent == directory), "\(child) in \(directory)")
+            }
+        }
+    }
 }
 
 /// Ferry's XXH3-128 (whichever accumulator the CPU selects: AVX2 or SSE2) against digests
