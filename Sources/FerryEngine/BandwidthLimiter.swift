@@ -1,3 +1,4 @@
+import FerryCore
 import Synchronization
 
 /// A token bucket shared by all workers (DataSync's BytesPerSecond). A caller takes
@@ -49,4 +50,24 @@ public final class BandwidthLimiter: Sendable {
             try await Task.sleep(for: .nanoseconds(Int64(wait * 1e9)))
         }
     }
+}
+
+/// A reader whose bytes count against the bandwidth limit as they are read: the source
+/// reads that decide whether a file changed (a content comparison) move data from the
+/// source as a copy's reads do, and a source behind `--bwlimit` must not see them at full speed.
+struct LimitedReader: EntryReader {
+    let base: any EntryReader
+    let limiter: BandwidthLimiter
+
+    var metadata: FileMetadata { base.metadata }
+    func dataExtents() async throws -> [Extent] { try await base.dataExtents() }
+    func extendedAttributes() async throws -> [ExtendedAttribute] { try await base.extendedAttributes() }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) async throws -> Int {
+        let n = try await base.read(into: buffer, at: offset)
+        if n > 0 { try await limiter.acquire(n) }
+        return n
+    }
+
+    func close() async throws -> FileMetadata { try await base.close() }
 }

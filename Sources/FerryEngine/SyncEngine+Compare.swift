@@ -14,7 +14,9 @@ extension SyncEngine {
         } else if !serverSideCopy {
             // (A destination that copies from the source itself does that cheaper than
             // reading the source to compare.) Reading is harmless in a dry run too.
-            let reader = try await source.openForReading(item.path, expected: s)
+            // Under the bandwidth limit, as the copy's reads are.
+            let opened = try await source.openForReading(item.path, expected: s)
+            let reader: any EntryReader = limiter.map { LimitedReader(base: opened, limiter: $0) } ?? opened
             same = try await destination.holdsSameContent(item.path, d, as: reader)
             let after = try await reader.close()
             if !after.unchanged(since: s.metadata) { same = nil }

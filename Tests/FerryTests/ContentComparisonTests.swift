@@ -119,6 +119,28 @@ import Testing
         #expect(FileManager.default.contents(atPath: f.destinationRoot + "/same") == Data(edited))
     }
 
+    /// The source reads of a content comparison move data as a copy's do: `--bwlimit`
+    /// holds them to its rate too (they once ran at full speed).
+    @Test func comparisonReadsKeepToTheBandwidthLimit() async throws {
+        let (server, bucket) = try await S3Tests.freshBucket()
+        let f = try Fixture("compare-bwlimit")
+        defer { f.cleanUp() }
+        try f.source.file("big", TestTree.bytes(6 << 20, seed: 7))
+        // Written by another tool: the object holds no mtime of Ferry's, so its content decides.
+        let upload = try S3Tests.aws(server, ["s3", "cp", f.source.root + "/big", "s3://\(bucket)/limited/big"])
+        #expect(upload.status == 0, "\(upload.stderr)")
+
+        let started = ContinuousClock.now
+        let run = try ContentComparisonTests.sync(
+            server, [f.source.root, "s3://\(bucket)/limited", "--cache-dir", f.destinationRoot + "-cache", "--bwlimit", "2M"],
+            report: f.destinationRoot + "-report.json")
+        let elapsed = ContinuousClock.now - started
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.counters["BytesTransferred"] as? Int == 0, "compared, not sent: \(run.counters)")
+        // 6 MiB read at 2 MiB/s, less the quarter second of burst the limiter allows.
+        #expect(elapsed >= .seconds(2), "the comparison read 6 MiB in \(elapsed) under --bwlimit 2M")
+    }
+
     @Test func objectsAnotherToolWroteGetFerrysMetadataWithoutTheirData() async throws {
         let (server, bucket) = try await S3Tests.freshBucket()
         let f = try Fixture("compare-foreign")
