@@ -8,6 +8,9 @@ fresh prefix: a first upload, then a no-change re-run; then (S3 -> local) every 
 downloads the prefix Ferry uploaded in that round into a fresh tmpfs directory, after one
 untimed download that warms the server's read path for all of them alike. Ferry's S3
 request count for the no-change re-run comes from `ferry sync -v` ("S3 requests: N").
+Every run also reports the client's CPU seconds (`wait4`), the server's (`/proc/PID/stat`
+before and after) and the CPU bound they set: the shortest wall time that CPU allows on
+this machine's cores (the server's alone where it can use one core only, as moto).
 
     python3 bench/s3bench.py [--cases small,large,sub2k] [--servers moto,juicefs] [--runs 1]
                              [--tools "ferry,aws s3 sync,rclone,rclone -t16"]
