@@ -29,6 +29,8 @@ public struct S3Location: Location {
     public var singleCopyLimit: Int64 = 5 << 30
     /// Whether the server keeps user metadata, learned from the first object written.
     let metadataSupport = MetadataSupport()
+    /// Directory markers' xattrs from the listing's HEADs, until the directory asks.
+    let markers = MarkerAttributes()
     /// What was last seen or written of each object (nil: HEAD every listed object).
     public let metadataCache: S3MetadataCache?
     /// List the whole prefix flat once instead of each directory with a delimiter (rclone's
@@ -171,6 +173,7 @@ public struct S3Location: Location {
             if !isDirectory { return nil }  // deleted since listed
             object = S3Object(key: key, size: 0, lastModified: nil, etag: nil, metadata: [:])
         }
+        if isDirectory { markers.note(key, S3Metadata.decodeAttributes(object!.metadata)) }
         var entry = S3Location.describe(name, object!, isDirectory: isDirectory, target: nil)
         if entry.kind == .symlink {
             if body == nil { body = try await client.getObject(bucket: bucket, key: key).1 }
@@ -244,6 +247,7 @@ public struct S3Location: Location {
     public func stat(_ path: EntryPath) async throws -> Entry? {
         if path.isRoot {
             let marker = prefix.isEmpty ? nil : try await client.headObject(bucket: bucket, key: prefix)
+            if !prefix.isEmpty { markers.note(prefix, S3Metadata.decodeAttributes(marker?.metadata ?? [:])) }
             let object = marker ?? S3Object(key: prefix, size: 0, lastModified: nil, etag: nil, metadata: [:])
             let (_, m) = S3Metadata.decode(object, isDirectory: true)
             return Entry(name: [], kind: .directory, metadata: m)
@@ -282,9 +286,11 @@ public struct S3Location: Location {
         try await client.putObject(bucket: bucket, key: k, body: ByteBuffer(bytes: target), metadata: values)
     }
 
-    /// Drops what the cache remembers of `key` before it changes (the next listing HEADs it).
+    /// Drops what the cache remembers of `key` before it changes (the next listing HEADs
+    /// it), and a directory marker's xattrs noted while listing.
     func forget(_ key: String) {
         metadataCache?.forget(scope: cacheScope, key: key)
+        markers.drop(key)
     }
 
     /// A server-side copy of the first path, keeping its metadata and link group (the data
@@ -318,6 +324,7 @@ public struct S3Location: Location {
     /// metadata replaced (Ferry's own keys that the new metadata does not set are kept).
     public func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
         if kind == .directory {
+            if !(path.isRoot && prefix.isEmpty) { forget(try key(path, directory: true)) }
             let existing = path.isRoot && prefix.isEmpty ? nil : try await client.headObject(bucket: bucket, key: try key(path, directory: true))
             var (values, _) = S3Metadata.encode(kind: .directory, metadata: metadata, selection: selection, attributes: nil)
             if let x = existing?.metadata[S3Metadata.xattrs] { values[S3Metadata.xattrs] = x }
@@ -339,7 +346,9 @@ public struct S3Location: Location {
     public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] {
         guard kind == .file || kind == .directory else { return [] }
         if path.isRoot && prefix.isEmpty { return [] }
-        let head = try await client.headObject(bucket: bucket, key: try key(path, directory: kind == .directory))
+        let k = try key(path, directory: kind == .directory)
+        if kind == .directory, let noted = markers.take(k) { return noted }
+        let head = try await client.headObject(bucket: bucket, key: k)
         return head.map { S3Metadata.decodeAttributes($0.metadata) } ?? []
     }
 

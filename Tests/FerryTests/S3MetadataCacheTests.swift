@@ -60,6 +60,28 @@ import Testing
         #expect(try f.differences(compareAtime: false) == [])
     }
 
+    /// A download HEADs each directory marker once: the HEAD its parent's listing makes also
+    /// gives the xattrs the directory's finalize applies (it used to HEAD the marker again).
+    @Test func downloadHeadsEachDirectoryMarkerOnce() async throws {
+        let (server, bucket) = try await S3Tests.freshBucket()
+        let f = try Fixture("s3-markers")
+        defer { f.cleanUp() }
+        for d in 0..<6 {
+            for i in 0..<2 { try f.source.file("d\(d)/f\(i)", TestTree.bytes(200 + i, seed: UInt64(d * 2 + i))) }
+        }
+        try f.source.setXattr("d3", name: "user.note", value: Array("kept".utf8))
+        let target = "s3://\(bucket)/markers"
+        let up = try S3Tests.ferry(server, ["sync", f.source.root, target, "--no-metadata-cache"])
+        #expect(up.status == 0, "\(up.stderr)")
+
+        let down = try S3Tests.ferry(server, ["sync", target, f.destinationRoot, "-v", "--no-metadata-cache"])
+        #expect(down.status == 0, "\(down.stderr)")
+        #expect(try f.differences(compareAtime: false) == [], "bytes, metadata and d3's xattr arrive")
+        // 12 GETs (made while listing), 7 listings, a HEAD of each of the 6 markers and of
+        // the root's, one ListMultipartUploads.
+        #expect(S3MetadataCacheTests.requests(down) == 12 + 7 + 7 + 1, "\(down.stderr)")
+    }
+
     /// `--fast-list`: one flat listing instead of one per directory, the same tree either way,
     /// and a point-in-time verification after the transfer lists afresh (it sees what was written).
     @Test func fastListListsFlatAndVerificationListsAfresh() async throws {
