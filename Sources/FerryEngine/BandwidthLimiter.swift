@@ -52,9 +52,9 @@ public final class BandwidthLimiter: Sendable {
     }
 }
 
-/// A reader whose bytes count against the bandwidth limit as they are read: the source
-/// reads that decide whether a file changed (a content comparison) move data from the
-/// source as a copy's reads do, and a source behind `--bwlimit` must not see them at full speed.
+/// A reader whose bytes count against the bandwidth limit as they are read
+/// (``SyncEngine/limited(_:)``): the copy's source reads, and those of a content
+/// comparison, which move data from the source as a copy's do.
 struct LimitedReader: EntryReader {
     let base: any EntryReader
     let limiter: BandwidthLimiter

@@ -14,9 +14,7 @@ extension SyncEngine {
         } else if !serverSideCopy {
             // (A destination that copies from the source itself does that cheaper than
             // reading the source to compare.) Reading is harmless in a dry run too.
-            // Under the bandwidth limit, as the copy's reads are.
-            let opened = try await source.openForReading(item.path, expected: s)
-            let reader: any EntryReader = limiter.map { LimitedReader(base: opened, limiter: $0) } ?? opened
+            let reader = limited(try await source.openForReading(item.path, expected: s))  // under --bwlimit, as a copy's reads
             same = try await destination.holdsSameContent(item.path, d, as: reader)
             let after = try await reader.close()
             if !after.unchanged(since: s.metadata) { same = nil }

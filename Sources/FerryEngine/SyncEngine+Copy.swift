@@ -128,7 +128,7 @@ extension SyncEngine {
     /// One attempt through the source's reader and the destination's writer.
     private func copyThrough(_ item: PlannedItem, using pooled: BufferPool.Buffer) async throws -> CopyAttempt {
         let s = item.source!
-        let reader = try await source.openForReading(item.path, expected: s)
+        let reader = limited(try await source.openForReading(item.path, expected: s))
         let extents = try await reader.dataExtents()
         let attributes = selection.extendedAttributes ? try await reader.extendedAttributes() : []
         let before = reader.metadata
@@ -142,7 +142,6 @@ extension SyncEngine {
         do {
             let checksum: ContentChecksum
             (checksum, written) = try await pump(reader, extents: extents, size: before.size, using: pooled) { chunk, offset in
-                if let limiter = self.limiter { try await limiter.acquire(chunk.count) }
                 try await writer.write(chunk, at: offset)
                 self.counters.add(.bytesTransferred, Int64(chunk.count))
                 moved += Int64(chunk.count)
@@ -179,6 +178,12 @@ extension SyncEngine {
         if arrived != copied.checksum { return checksumDiffers(arrived, copied.checksum) }
         copied.arrival = .readBack(metadata)
         return .copied(copied)
+    }
+
+    /// `reader` with its reads under the bandwidth limit (the copy's and a content
+    /// comparison's source reads alike).
+    func limited(_ reader: any EntryReader) -> any EntryReader {
+        limiter.map { LimitedReader(base: reader, limiter: $0) } ?? reader
     }
 
     /// Counts and records a file in place, and what its verification found.

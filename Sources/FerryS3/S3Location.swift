@@ -324,12 +324,13 @@ public struct S3Location: Location {
     /// metadata replaced (Ferry's own keys that the new metadata does not set are kept).
     public func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
         if kind == .directory {
-            if !(path.isRoot && prefix.isEmpty) { forget(try key(path, directory: true)) }
-            let existing = path.isRoot && prefix.isEmpty ? nil : try await client.headObject(bucket: bucket, key: try key(path, directory: true))
+            if path.isRoot && prefix.isEmpty { return }  // a bucket root has no marker
+            let k = try key(path, directory: true)
+            forget(k)
+            let existing = try await client.headObject(bucket: bucket, key: k)
             var (values, _) = S3Metadata.encode(kind: .directory, metadata: metadata, selection: selection, attributes: nil)
             if let x = existing?.metadata[S3Metadata.xattrs] { values[S3Metadata.xattrs] = x }
-            if path.isRoot && prefix.isEmpty { return }  // a bucket root has no marker
-            try await client.putObject(bucket: bucket, key: try key(path, directory: true), body: ByteBuffer(), metadata: values)
+            try await client.putObject(bucket: bucket, key: k, body: ByteBuffer(), metadata: values)
             return
         }
         let k = try key(path)
