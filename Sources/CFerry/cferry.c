@@ -113,6 +113,7 @@ ssize_t cferry_lgetxattr(const char *p, const char *n, void *v, size_t s) { retu
 uint32_t cferry_crc32(uint32_t crc, const void *data, size_t len) { return (uint32_t)crc32_z(crc, data, len); }
 ssize_t cferry_getxattr(const char *p, const char *n, void *v, size_t s) { return getxattr(p, n, v, s); }
 int cferry_lsetxattr(const char *p, const char *n, const void *v, size_t s, int f) { return lsetxattr(p, n, v, s, f); }
+int cferry_lremovexattr(const char *p, const char *n) { return lremovexattr(p, n); }
 
 struct cferry_xxh3 { XXH3_state_t state; };
 cferry_xxh3 *cferry_xxh3_create(void) {

@@ -109,7 +109,8 @@ public protocol Location: Sendable {
     func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws
     /// Applies metadata to an existing entry without touching its data.
     func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws
-    /// Reads the extended attributes of an entry (empty when unsupported).
+    /// Reads the extended attributes of an entry: a file, directory, FIFO or device node
+    /// (empty for symlinks and where unsupported).
     func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute]
     /// Applies extended attributes, replacing those present (and removing others).
     func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws

@@ -108,6 +108,8 @@ extension SyncEngine {
                     if s.kind == .file && selection.extendedAttributes {
                         let attributes = try await source.extendedAttributes(item.path, kind: s.kind)
                         try await destination.setExtendedAttributes(item.path, kind: s.kind, attributes)
+                    } else {
+                        try await carrySpecialAttributes(item.path, kind: s.kind)
                     }
                 }
                 try await finishNonData(item)
@@ -121,6 +123,7 @@ extension SyncEngine {
                         try await destination.makeSymlink(item.path, target: s.symlinkTarget ?? [], metadata: s.metadata, selection: selection)
                     } else {
                         try await destination.makeSpecial(item.path, kind: s.kind, metadata: s.metadata, selection: selection)
+                        try await carrySpecialAttributes(item.path, kind: s.kind)
                     }
                 }
                 try await finishNonData(item)
@@ -130,6 +133,17 @@ extension SyncEngine {
             }
         } catch {
             return recordFailure(item, error)
+        }
+    }
+
+    /// Gives a FIFO or device node at the destination the source's extended attributes (an
+    /// access ACL, mostly) and none it lacks: one made in a directory with a default ACL
+    /// inherits an access ACL of its own. Symlinks hold none on Linux.
+    func carrySpecialAttributes(_ path: EntryPath, kind: EntryKind) async throws {
+        guard selection.extendedAttributes, kind != .file, kind != .directory, kind != .symlink else { return }
+        let attributes = try await source.extendedAttributes(path, kind: kind)
+        if try await destination.extendedAttributes(path, kind: kind) != attributes {
+            try await destination.setExtendedAttributes(path, kind: kind, attributes)
         }
     }
 

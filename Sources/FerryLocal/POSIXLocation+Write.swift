@@ -194,12 +194,18 @@ extension POSIXLocation {
     }
 
     public func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws {
-        guard kind == .file || kind == .directory else { return }
+        guard kind != .symlink else { return }
+        if kind != .file && kind != .directory {
+            try withEntryPath(path, operation: "lsetxattr") { (target) throws(LocalError) in
+                try POSIXMetadata.replaceAttributes(target, attributes, location: self, path: path)
+            }
+            return
+        }
         let fd = open(path, O_RDONLY | O_NOFOLLOW | (kind == .directory ? O_DIRECTORY : 0) | cferry_O_NOATIME)
         if fd < 0 { throw fail("open", path) }
         let handle = FileDescriptor(fd)
         // Setting xattrs moves ctime only; mtime/atime are left as they are.
-        try POSIXMetadata.replaceAttributes(fd: handle.fd, attributes, location: self, path: path)
+        try POSIXMetadata.replaceAttributes(.descriptor(handle.fd), attributes, location: self, path: path)
     }
 
     public func remove(_ path: EntryPath, kind: EntryKind) async throws {

@@ -74,6 +74,20 @@ public struct POSIXLocation: Location {
         try directory(path.parent, operation: operation, for: path)
     }
 
+    /// Runs `body` with `path` named through its parent's descriptor (`/proc/self/fd/P/name`),
+    /// for the `l…xattr` calls on a FIFO or device node: opening one could block or reach the
+    /// device. The parent was opened beneath the root, and the last component is not followed.
+    func withEntryPath<R>(
+        _ path: EntryPath, operation: String, _ body: (XattrTarget) throws(LocalError) -> R
+    ) throws(LocalError) -> R {
+        let parent = try parentDirectory(of: path, operation: operation)
+        return try withExtendedLifetime(parent) { () throws(LocalError) -> R in
+            try Sys.withCString(Array("/proc/self/fd/\(parent.fd)/".utf8) + path.name) { (name) throws(LocalError) in
+                try body(.path(name))
+            }
+        }
+    }
+
     /// An `O_PATH` descriptor of `directory`, from the cache or opened beneath the root.
     func directory(_ directory: EntryPath, operation: String, for path: EntryPath? = nil) throws(LocalError) -> FileDescriptor {
         if directory.isRoot { return root }
@@ -210,7 +224,13 @@ public struct POSIXLocation: Location {
     }
 
     public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] {
-        guard kind == .file || kind == .directory else { return [] }
+        guard kind != .symlink else { return [] }
+        if kind != .file && kind != .directory {
+            return try withEntryPath(path, operation: "llistxattr") { (target) throws(LocalError) in
+                guard let attrs = Sys.xattrs(target) else { throw fail("llistxattr", path) }
+                return attrs
+            }
+        }
         let fd = open(path, O_RDONLY | O_NOFOLLOW | (kind == .directory ? O_DIRECTORY : 0) | cferry_O_NOATIME)
         if fd < 0 { throw fail("open", path) }
         let handle = FileDescriptor(fd)

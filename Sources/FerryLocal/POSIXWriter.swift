@@ -97,25 +97,27 @@ enum POSIXMetadata {
             if !holds, fchmod(fd, mode_t(metadata.permissions)) != 0 { throw location.fail("fchmod", path) }
         }
         if let attributes, selection.extendedAttributes {
-            try replaceAttributes(fd: fd, attributes, location: location, path: path)
+            try replaceAttributes(.descriptor(fd), attributes, location: location, path: path)
         }
         if selection.mtime || selection.atime {
             if Sys.withTimes(metadata, selection) { futimens(fd, $0) } != 0 { throw location.fail("futimens", path) }
         }
     }
 
-    /// Sets `attributes` on `fd` and removes any attribute not among them.
-    static func replaceAttributes(fd: Int32, _ attributes: [ExtendedAttribute], location: POSIXLocation, path: EntryPath) throws(LocalError) {
-        let existing = Sys.xattrs(fd: fd) ?? []
+    /// Sets `attributes` on `target` and removes any attribute not among them.
+    static func replaceAttributes(
+        _ target: XattrTarget, _ attributes: [ExtendedAttribute], location: POSIXLocation, path: EntryPath
+    ) throws(LocalError) {
+        let existing = Sys.xattrs(target) ?? []
         let wanted = Set(attributes.map(\.name))
         for old in existing where !wanted.contains(old.name) {
-            _ = Sys.withCString(old.name) { cferry_fremovexattr(fd, $0) }
+            _ = Sys.withCString(old.name) { target.remove($0) }
         }
         for attr in attributes where !existing.contains(attr) {
             let r = Sys.withCString(attr.name) { name in
-                attr.value.withUnsafeBytes { cferry_fsetxattr(fd, name, $0.baseAddress, $0.count, 0) }
+                attr.value.withUnsafeBytes { target.set(name, $0.baseAddress, $0.count) }
             }
-            if r != 0 { throw location.fail("fsetxattr \(String(decoding: attr.name, as: UTF8.self))", path) }
+            if r != 0 { throw location.fail(target.call("setxattr \(String(decoding: attr.name, as: UTF8.self))"), path) }
         }
     }
 }

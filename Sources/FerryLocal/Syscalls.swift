@@ -120,7 +120,12 @@ enum Sys {
 
     /// Extended attributes of an open file (`flistxattr` + `fgetxattr`).
     static func xattrs(fd: Int32) -> [ExtendedAttribute]? {
-        xattrList(list: { cferry_flistxattr(fd, $0, $1) }, get: { cferry_fgetxattr(fd, $0, $1, $2) })
+        xattrs(XattrTarget.descriptor(fd))
+    }
+
+    /// Extended attributes of `target`, sorted by name; nil when they cannot be listed.
+    static func xattrs(_ target: XattrTarget) -> [ExtendedAttribute]? {
+        xattrList(list: target.list, get: target.get)
     }
 
     static func xattrList(
@@ -151,6 +156,55 @@ enum Sys {
             start = end + 1
         }
         return result.sorted { $0.name.lexicographicallyPrecedes($1.name) }
+    }
+}
+
+/// Where extended attributes are read and written: an open descriptor (files and
+/// directories), or a path whose last component is not followed (FIFOs and device nodes,
+/// which cannot be opened without blocking or reaching the device; see
+/// ``POSIXLocation/withEntryPath(_:operation:_:)``).
+enum XattrTarget {
+    case descriptor(Int32)
+    case path(UnsafePointer<CChar>)
+
+    /// The `*listxattr` call: names, NUL-separated, into `buffer` (its size with nil).
+    func list(_ buffer: UnsafeMutablePointer<CChar>?, _ size: Int) -> Int {
+        switch self {
+        case .descriptor(let fd): cferry_flistxattr(fd, buffer, size)
+        case .path(let path): cferry_llistxattr(path, buffer, size)
+        }
+    }
+
+    /// The `*getxattr` call: `name`'s value into `value` (its size with nil).
+    func get(_ name: UnsafePointer<CChar>, _ value: UnsafeMutableRawPointer?, _ size: Int) -> Int {
+        switch self {
+        case .descriptor(let fd): cferry_fgetxattr(fd, name, value, size)
+        case .path(let path): cferry_lgetxattr(path, name, value, size)
+        }
+    }
+
+    /// The `*setxattr` call (create or replace).
+    func set(_ name: UnsafePointer<CChar>, _ value: UnsafeRawPointer?, _ size: Int) -> Int32 {
+        switch self {
+        case .descriptor(let fd): cferry_fsetxattr(fd, name, value, size, 0)
+        case .path(let path): cferry_lsetxattr(path, name, value, size, 0)
+        }
+    }
+
+    /// The `*removexattr` call.
+    func remove(_ name: UnsafePointer<CChar>) -> Int32 {
+        switch self {
+        case .descriptor(let fd): cferry_fremovexattr(fd, name)
+        case .path(let path): cferry_lremovexattr(path, name)
+        }
+    }
+
+    /// The system call's name for error messages: `f…` or `l…` + `operation`.
+    func call(_ operation: String) -> String {
+        switch self {
+        case .descriptor: "f" + operation
+        case .path: "l" + operation
+        }
     }
 }
 

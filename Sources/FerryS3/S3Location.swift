@@ -345,7 +345,7 @@ public struct S3Location: Location {
     }
 
     public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] {
-        guard kind == .file || kind == .directory else { return [] }
+        guard kind != .symlink else { return [] }
         if path.isRoot && prefix.isEmpty { return [] }
         let k = try key(path, directory: kind == .directory)
         if kind == .directory, let noted = markers.take(k) { return noted }
@@ -354,7 +354,7 @@ public struct S3Location: Location {
     }
 
     public func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws {
-        guard kind == .file || kind == .directory else { return }
+        guard kind != .symlink else { return }
         if path.isRoot && prefix.isEmpty { return }
         let k = try key(path, directory: kind == .directory)
         forget(k)

@@ -23,7 +23,7 @@ public enum SampleTrees {
     /// Builds the rich tree in `tree`: owners, modes with setuid/setgid/sticky, ns times,
     /// symlinks (relative, absolute, dangling, looping), hard links across directories,
     /// a sparse file, empty directories with their own metadata, a FIFO and a device node
-    /// (when `devices`), xattrs and an ACL, and hard names (non-UTF-8, spaces, newline,
+    /// (when `devices`; the FIFO with an ACL), xattrs and an ACL, and hard names (non-UTF-8, spaces, newline,
     /// tab, leading dash, 255 bytes).
     public static func rich(_ tree: TestTree, devices: Bool = true) throws {
         try tree.file("plain.txt", Array("hello, ferry\n".utf8))
@@ -54,6 +54,7 @@ public enum SampleTrees {
             try tree.fifo("special/fifo", mode: 0o640)
             try tree.deviceNode("special/null-like", character: true, major: 1, minor: 3, mode: 0o666)
             try tree.deviceNode("special/block", character: false, major: 7, minor: 200, mode: 0o660)
+            try tree.setXattr("special/fifo", name: "system.posix_acl_access", value: aclValue(uid: 1001))
         }
         try tree.setXattr("plain.txt", name: "user.colour", value: Array("blue".utf8))
         try tree.setXattr("dir", name: "user.dir-note", value: [0, 1, 2, 255])

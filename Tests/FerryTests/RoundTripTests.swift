@@ -118,8 +118,8 @@ import Testing
 
     /// New files are created with their final mode (no one can open them before they are
     /// linked) and only changed where that did not hold: the umask (022 here: 0666 and 0777
-    /// lose bits), a setgid directory and a default ACL at the destination all alter what creation gives, and every file must
-    /// still arrive with the source's owner, mode and no ACL of its own.
+    /// lose bits), a setgid directory and a default ACL at the destination all alter what creation gives, and every file,
+    /// FIFO and device node must still arrive with the source's owner, mode and ACL (none where the source has none).
     @Test func modeAndOwnerHoldDespiteUmaskSetgidAndDefaultACL() async throws {
         let f = try Fixture("creation-mode")
         defer { f.cleanUp() }
@@ -132,6 +132,12 @@ import Testing
         try f.source.chown("d/root", uid: 0, gid: 0)
         try f.source.directory("d/sub", mode: 0o750)
         try f.source.file("d/sub/deeper", [5], mode: 0o600)
+        // A FIFO and a device node without an ACL, and a FIFO with one (set through the
+        // directory's descriptor, not by opening the node).
+        try f.source.fifo("d/pipe", mode: 0o640)
+        try f.source.deviceNode("d/null-like", character: true, major: 1, minor: 3, mode: 0o660)
+        try f.source.fifo("d/pipe-with-acl", mode: 0o600)
+        try f.source.setXattr("d/pipe-with-acl", name: "system.posix_acl_access", value: SampleTrees.aclValue(uid: 1002))
         // The destination directory exists with setgid, another group and a default ACL.
         try f.destination.directory("d", mode: 0o755)
         try f.destination.chown("d", uid: 0, gid: 4444)

@@ -37,6 +37,7 @@ int cferry_fremovexattr(int fd, const char *name);
 ssize_t cferry_llistxattr(const char *path, char *list, size_t size);
 ssize_t cferry_lgetxattr(const char *path, const char *name, void *value, size_t size);
 int cferry_lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags);
+int cferry_lremovexattr(const char *path, const char *name);
 /// getxattr(2), following symlinks (for `/proc/self/fd/N` of an `O_PATH` descriptor).
 ssize_t cferry_getxattr(const char *path, const char *name, void *value, size_t size);
 
