@@ -276,8 +276,12 @@ public struct S3Location: Location {
                         notStored: dropped.map { "xattr \($0) (over the 2 KiB S3 allows for user metadata)" })
     }
 
-    /// S3 has no directories: the marker is written with the directory's metadata later.
-    public func makeDirectory(_ path: EntryPath) async throws {}
+    /// S3 has no directories: the marker is written with the directory's metadata later
+    /// (and, as none exists yet, without asking what it holds first).
+    public func makeDirectory(_ path: EntryPath) async throws {
+        if path.isRoot && prefix.isEmpty { return }
+        markers.made(try key(path, directory: true))
+    }
 
     public func makeSymlink(_ path: EntryPath, target: [UInt8], metadata: FileMetadata, selection: MetadataSelection) async throws {
         let (values, _) = S3Metadata.encode(kind: .symlink, metadata: metadata, selection: selection, attributes: nil)
@@ -327,10 +331,13 @@ public struct S3Location: Location {
             if path.isRoot && prefix.isEmpty { return }  // a bucket root has no marker
             let k = try key(path, directory: true)
             forget(k)
-            let existing = try await client.headObject(bucket: bucket, key: k)
+            let existing = markers.takeAbsent(k) ? nil : try await client.headObject(bucket: bucket, key: k)
             var (values, _) = S3Metadata.encode(kind: .directory, metadata: metadata, selection: selection, attributes: nil)
             if let x = existing?.metadata[S3Metadata.xattrs] { values[S3Metadata.xattrs] = x }
             try await client.putObject(bucket: bucket, key: k, body: ByteBuffer(), metadata: values)
+            // The finalize asks next what the marker holds: what was just written, unless
+            // the server is known to drop it.
+            if !metadataSupport.knownToDrop(self) { markers.note(k, S3Metadata.decodeAttributes(values)) }
             return
         }
         let k = try key(path)

@@ -60,9 +60,12 @@ import Testing
         #expect(try f.differences(compareAtime: false) == [])
     }
 
-    /// A download HEADs each directory marker once: the HEAD its parent's listing makes also
-    /// gives the xattrs the directory's finalize applies (it used to HEAD the marker again).
-    @Test func downloadHeadsEachDirectoryMarkerOnce() async throws {
+    /// An upload writes each new directory's marker without HEADing it first (none exists)
+    /// or after (the finalize compares the xattrs it just wrote), and asks once whether the
+    /// server keeps user metadata, however many uploads finish while it asks. A download
+    /// HEADs each directory marker once: the HEAD its parent's listing makes also gives the
+    /// xattrs the directory's finalize applies (it used to HEAD the marker again).
+    @Test func markersAreAskedForOnceEachWay() async throws {
         let (server, bucket) = try await S3Tests.freshBucket()
         let f = try Fixture("s3-markers")
         defer { f.cleanUp() }
@@ -71,8 +74,14 @@ import Testing
         }
         try f.source.setXattr("d3", name: "user.note", value: Array("kept".utf8))
         let target = "s3://\(bucket)/markers"
-        let up = try S3Tests.ferry(server, ["sync", f.source.root, target, "--no-metadata-cache"])
+        let up = try S3Tests.ferry(server, ["sync", f.source.root, target, "-v", "--no-metadata-cache"])
         #expect(up.status == 0, "\(up.stderr)")
+        // 12 PUTs of files and one HEAD of one of them (does the server keep metadata?); the
+        // root's listing and ListMultipartUploads; a PUT of each of the 7 markers and, for
+        // d3's xattr, a HEAD and a PUT more; verification's stat of each directory (HEAD of
+        // the name, a 1-key listing, HEAD of the marker; the root's marker alone); the root's
+        // HEAD at the start and before its marker is written (it may exist).
+        #expect(S3MetadataCacheTests.requests(up) == 12 + 1 + 2 + 7 + 2 + 6 * 3 + 1 + 2, "\(up.stderr)")
 
         let down = try S3Tests.ferry(server, ["sync", target, f.destinationRoot, "-v", "--no-metadata-cache"])
         #expect(down.status == 0, "\(down.stderr)")
