@@ -35,6 +35,15 @@ final class FlatListing: Sendable {
         }
     }
 
+    /// The marker object of the directory `directoryPrefix` (a key equal to it), if the
+    /// loaded tree holds one and its listing was not handed out yet: what a listing of its
+    /// parent can describe it by (ETag, Last-Modified) without a HEAD.
+    func marker(of directoryPrefix: String) -> S3Object? {
+        state.withLock { s in
+            s.directories?[directoryPrefix]?.objects.first.flatMap { $0.key == directoryPrefix ? $0 : nil }
+        }
+    }
+
     /// Walks each key down from the root as delimited listings would see it: every `/`
     /// opens a common prefix in the directory above; the object belongs to the last one.
     static func group(_ objects: [S3Object], rootPrefix: String) -> [String: Directory] {

@@ -48,6 +48,9 @@ final class MetadataSupport: Sendable {
         return kept
     }
 
+    /// Whether this run saw the server keep user metadata.
+    var knownToKeep: Bool { confirmed.withLock { $0 } == true }
+
     /// Whether the server is known to drop user metadata: learned in this run, else in an
     /// earlier one. Unknown counts as keeping it.
     func knownToDrop(_ location: S3Location) -> Bool {

@@ -105,33 +105,40 @@ public struct S3Location: Location {
         }
         if !directory.isRoot && objects.isEmpty && prefixes.isEmpty { return nil }
         var unusable: [(String, String)] = []
-        var candidates: [(name: String, key: String, listed: S3Object?)] = []
+        // `marker`: a subdirectory's marker object, which only a flat listing shows here.
+        var candidates: [(name: String, key: String, listed: S3Object?, marker: S3Object?)] = []
         for o in objects where o.key != dirPrefix {
-            candidates.append((String(o.key.dropFirst(dirPrefix.count)), o.key, o))
+            candidates.append((String(o.key.dropFirst(dirPrefix.count)), o.key, o, nil))
         }
         for p in prefixes {
-            candidates.append((String(p.dropFirst(dirPrefix.count).dropLast()), p, nil))
+            candidates.append((String(p.dropFirst(dirPrefix.count).dropLast()), p, nil, flatListing ? flat.marker(of: p) : nil))
         }
-        var usable: [(name: [UInt8], key: String, listed: S3Object?)] = []
+        var usable: [(name: [UInt8], key: String, listed: S3Object?, marker: S3Object?)] = []
         for c in candidates {
             let bytes = Array(c.name.utf8)
             if EntryPath.isSafeName(bytes) {
-                usable.append((bytes, c.key, c.listed))
+                usable.append((bytes, c.key, c.listed, c.marker))
             } else {
                 unusable.append((c.key, "the key \"\(c.key)\" cannot name a safe path (empty, \".\" or \"..\" component, NUL, or over 255 bytes)"))
             }
         }
-        // Objects the cache still describes need no HEAD (directories always get one: their
-        // markers are not in this listing).
-        let remembered = metadataCache?.lookup(scope: cacheScope, usable.compactMap(\.listed)) ?? [:]
+        // Objects the cache still describes need no HEAD. Directories get one unless the
+        // listing showed their marker (flat listings do; a delimited listing shows only the
+        // prefix) and the cache still describes it.
+        let remembered = metadataCache?.lookup(scope: cacheScope, usable.compactMap { $0.listed ?? $0.marker }) ?? [:]
         let entries = try await withThrowingTaskGroup(of: Entry?.self) { group in
             var out: [Entry] = []
             var running = 0
             for u in usable {
+                if u.marker != nil, let hit = remembered[u.key] {
+                    markers.note(u.key, S3Metadata.decodeAttributes(hit.object.metadata))
+                    out.append(S3Location.describe(u.name, hit.object, isDirectory: true, target: nil))
+                    continue
+                }
                 // A small file the copy will read comes with a GET even when remembered: the
                 // same one request, made here, many at once.
                 let fetchBody = u.listed.map { prefetchLimit > 0 && $0.size <= prefetchLimit && reading(u.name) } ?? false
-                if let hit = remembered[u.key] {
+                if u.listed != nil, let hit = remembered[u.key] {
                     let entry = S3Location.describe(u.name, hit.object, isDirectory: false, target: hit.target, writtenFrom: hit.sentMtime)
                     if !(fetchBody && entry.kind == .file) && (entry.kind != .symlink || hit.target != nil) {
                         out.append(entry)
@@ -169,6 +176,9 @@ public struct S3Location: Location {
         } else {
             object = try await client.headObject(bucket: bucket, key: key)
         }
+        // A directory marker HEADed is remembered like an object (a flat listing that shows
+        // it unchanged then needs no HEAD); a directory without one is not.
+        let found = object != nil
         if object == nil {
             if !isDirectory { return nil }  // deleted since listed
             object = S3Object(key: key, size: 0, lastModified: nil, etag: nil, metadata: [:])
@@ -181,7 +191,7 @@ public struct S3Location: Location {
         } else if entry.kind == .file, let body {
             prefetched.put(key, object: object!, body: body)
         }
-        if !isDirectory { metadataCache?.remember(scope: cacheScope, head: object!, target: entry.symlinkTarget) }
+        if found { metadataCache?.remember(scope: cacheScope, head: object!, target: entry.symlinkTarget) }
         return entry
     }
 
@@ -334,10 +344,16 @@ public struct S3Location: Location {
             let existing = markers.takeAbsent(k) ? nil : try await client.headObject(bucket: bucket, key: k)
             var (values, _) = S3Metadata.encode(kind: .directory, metadata: metadata, selection: selection, attributes: nil)
             if let x = existing?.metadata[S3Metadata.xattrs] { values[S3Metadata.xattrs] = x }
-            try await client.putObject(bucket: bucket, key: k, body: ByteBuffer(), metadata: values)
+            let started = ContinuousClock.now
+            let stored = try await client.putObject(bucket: bucket, key: k, body: ByteBuffer(), metadata: values)
             // The finalize asks next what the marker holds: what was just written, unless
-            // the server is known to drop it.
+            // the server is known to drop it. The cache remembers it where the server is
+            // known to keep it (a flat listing of the next run then needs no HEAD).
             if !metadataSupport.knownToDrop(self) { markers.note(k, S3Metadata.decodeAttributes(values)) }
+            if metadataSupport.knownToKeep {
+                metadataCache?.rememberWrite(scope: cacheScope, key: k, stored: stored, size: 0, metadata: values,
+                                             duration: ContinuousClock.now - started)
+            }
             return
         }
         let k = try key(path)

@@ -11,6 +11,17 @@ import Testing
         }.first ?? -1
     }
 
+    /// The entries a `-v` run created or updated.
+    static func changes(_ run: CLI.Run) -> [Substring] {
+        run.stdout.split(separator: "\n").filter { $0.hasPrefix("create ") || $0.hasPrefix("update ") || $0.hasPrefix("metadata ") }
+    }
+
+    /// An object's user metadata, as `aws s3api head-object` reads it.
+    static func userMetadata(_ server: S3TestServer, bucket: String, key: String) throws -> [String: String] {
+        let head = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", bucket, "--key", key])
+        return ((try? JSONSerialization.jsonObject(with: Data(head.stdout.utf8))) as? [String: Any])?["Metadata"] as? [String: String] ?? [:]
+    }
+
     @Test func unchangedObjectsNeedNoHeadAndChangedOnesAreNoticed() async throws {
         let (server, bucket) = try await S3Tests.freshBucket()
         let f = try Fixture("s3-cache")
@@ -34,10 +45,7 @@ import Testing
         // HEADs only; without it, one HEAD per object more (and a GET for the symlink).
         let cached = try sync()
         let uncached = try sync(["--no-metadata-cache"])
-        func changes(_ r: CLI.Run) -> [Substring] {
-            r.stdout.split(separator: "\n").filter { $0.hasPrefix("create ") || $0.hasPrefix("update ") || $0.hasPrefix("metadata ") }
-        }
-        #expect(changes(cached).isEmpty && changes(uncached).isEmpty, "\(cached.stdout)\n\(uncached.stdout)")
+        #expect(S3MetadataCacheTests.changes(cached).isEmpty && S3MetadataCacheTests.changes(uncached).isEmpty, "\(cached.stdout)\n\(uncached.stdout)")
         #expect(S3MetadataCacheTests.requests(cached) >= 0 && S3MetadataCacheTests.requests(cached) <= 12, "\(cached.stderr)")
         #expect(S3MetadataCacheTests.requests(uncached) >= S3MetadataCacheTests.requests(cached) + 31, "\(uncached.stderr)")
 
@@ -50,9 +58,8 @@ import Testing
                                                "--metadata-directive", "REPLACE", "--metadata", "file-mtime=1000000000000000000ns,file-permissions=0100600"])
         #expect(changed.status == 0, "\(changed.stderr)")
         let repaired = try sync()
-        #expect(changes(repaired).contains { $0.hasSuffix(" /d1/f3") }, "the changed object is updated: \(repaired.stdout)")
-        let head = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", bucket, "--key", key])
-        let metadata = ((try? JSONSerialization.jsonObject(with: Data(head.stdout.utf8))) as? [String: Any])?["Metadata"] as? [String: String] ?? [:]
+        #expect(S3MetadataCacheTests.changes(repaired).contains { $0.hasSuffix(" /d1/f3") }, "the changed object is updated: \(repaired.stdout)")
+        let metadata = try S3MetadataCacheTests.userMetadata(server, bucket: bucket, key: key)
         #expect(metadata["file-mtime"] != "1000000000000000000ns" && metadata["file-permissions"] != "0100600", "\(metadata)")
         // And a round trip back still gives the source tree.
         let back = try S3Tests.ferry(server, ["sync", target, f.destinationRoot, "--cache-dir", cache])
@@ -89,6 +96,50 @@ import Testing
         // 12 GETs (made while listing), 7 listings, a HEAD of each of the 6 markers and of
         // the root's, one ListMultipartUploads.
         #expect(S3MetadataCacheTests.requests(down) == 12 + 7 + 7 + 1, "\(down.stderr)")
+    }
+
+    /// A flat listing shows each directory's marker (its ETag and Last-Modified), so with the
+    /// cache a no-change `--fast-list` run HEADs no marker Ferry wrote or saw unchanged; a
+    /// marker changed behind Ferry's back is HEADed and put right; and a download described
+    /// from the cache brings directories' metadata and xattrs.
+    @Test func flatListingVouchesForUnchangedMarkers() async throws {
+        let (server, bucket) = try await S3Tests.freshBucket()
+        let f = try Fixture("s3-flat-markers")
+        defer { f.cleanUp() }
+        for d in 0..<4 {
+            for i in 0..<3 { try f.source.file("d\(d)/f\(i)", TestTree.bytes(80 + i, seed: UInt64(d * 3 + i))) }
+        }
+        try f.source.file("d1/sub/deep", [7])
+        try f.source.setXattr("d2", name: "user.note", value: Array("kept".utf8))
+        try f.source.chmod("d3", 0o750)
+        let cache = f.destinationRoot + "-cache"
+        let target = "s3://\(bucket)/flat"
+        func sync(_ args: [String]) throws -> CLI.Run {
+            let r = try S3Tests.ferry(server, ["sync"] + args + ["-v", "--cache-dir", cache, "--fast-list"])
+            #expect(r.status == 0, "\(r.stderr)")
+            return r
+        }
+        _ = try sync([f.source.root, target])
+        // One flat page, ListMultipartUploads and the root marker's HEAD: no HEAD of d0..d3
+        // or d1/sub (each was one before).
+        let quiet = try sync([f.source.root, target])
+        #expect(S3MetadataCacheTests.changes(quiet).isEmpty, "\(quiet.stdout)")
+        #expect(S3MetadataCacheTests.requests(quiet) == 3, "\(quiet.stderr)")
+
+        // Another tool rewrites d3's marker with other permissions, in a later second.
+        try await Task.sleep(for: .milliseconds(2200))
+        let rewritten = try S3Tests.aws(server, ["s3api", "put-object", "--bucket", bucket, "--key", "flat/d3/",
+                                                 "--metadata", "file-permissions=040700"])
+        #expect(rewritten.status == 0, "\(rewritten.stderr)")
+        let repaired = try sync([f.source.root, target])
+        #expect(repaired.stdout.contains("FilesTransferred: 1 "), "d3's metadata put back: \(repaired.stdout)")
+        #expect(S3MetadataCacheTests.requests(repaired) > 3, "d3's marker HEADed: \(repaired.stderr)")
+        let metadata = try S3MetadataCacheTests.userMetadata(server, bucket: bucket, key: "flat/d3/")
+        #expect(metadata["file-permissions"] != "040700", "\(metadata)")
+
+        // Back down, markers described from the cache: modes, times and d2's xattr arrive.
+        let back = try sync([target, f.destinationRoot])
+        #expect(try f.differences(compareAtime: false) == [], "\(back.stdout)")
     }
 
     /// `--fast-list`: one flat listing instead of one per directory, the same tree either way,
