@@ -96,7 +96,8 @@ def main():
     ap.add_argument("--cases", default="small,large")
     ap.add_argument("--servers", default="moto,juicefs")
     ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--tools", default="ferry,aws s3 sync,rclone,rclone -t16", help="comma-separated subset of the tools")
+    ap.add_argument("--tools", default="ferry,aws s3 sync,rclone,rclone -t16",
+                    help="comma-separated subset of: ferry, aws s3 sync, rclone, rclone -t16, ferry --fast-list, rclone --fast-list")
     ap.add_argument("--ferry", default=os.path.join(ROOT, ".build/release/ferry"))
     a = ap.parse_args()
     results = []
@@ -121,16 +122,20 @@ def main():
                 "aws s3 sync": lambda p: ["aws", "--endpoint-url", s["endpoint"], "s3", "sync", src, f"s3://{bucket}/{p}", "--only-show-errors"],
                 "rclone": lambda p: ["rclone", "sync", src, f"B:{bucket}/{p}"],
                 "rclone -t16": lambda p: ["rclone", "sync", "--transfers", "16", src, f"B:{bucket}/{p}"],
+                "ferry --fast-list": lambda p: [a.ferry, "sync", src, f"s3://{bucket}/{p}", "--endpoint-url", s["endpoint"], "-v", "--fast-list"],
+                "rclone --fast-list": lambda p: ["rclone", "sync", "--fast-list", src, f"B:{bucket}/{p}"],
             }
             downloads = {
                 "ferry": lambda p, d: [a.ferry, "sync", f"s3://{bucket}/{p}", d, "--endpoint-url", s["endpoint"], "-v"],
                 "aws s3 sync": lambda p, d: ["aws", "--endpoint-url", s["endpoint"], "s3", "sync", f"s3://{bucket}/{p}", d, "--only-show-errors"],
                 "rclone": lambda p, d: ["rclone", "sync", f"B:{bucket}/{p}", d],
                 "rclone -t16": lambda p, d: ["rclone", "sync", "--transfers", "16", f"B:{bucket}/{p}", d],
+                "ferry --fast-list": lambda p, d: [a.ferry, "sync", f"s3://{bucket}/{p}", d, "--endpoint-url", s["endpoint"], "-v", "--fast-list"],
+                "rclone --fast-list": lambda p, d: ["rclone", "sync", "--fast-list", f"B:{bucket}/{p}", d],
             }
             tools = {k: v for k, v in tools.items() if k in a.tools.split(",")}
             samples = {}
-            requests = []
+            requests = {}  # Ferry's no-change runs: S3 requests per tool name
             for r in range(a.runs):
                 names = list(tools)
                 names = names[r % len(names):] + names[:r % len(names)]
@@ -140,8 +145,8 @@ def main():
                     prefixes[name] = prefix
                     for phase in ("first", "nochange"):
                         wall, rss, code, err, client_cpu, server_cpu = timed(tools[name](prefix), env, s["proc"])
-                        if name == "ferry" and phase == "nochange":
-                            requests += [int(l.split(":")[1]) for l in err.splitlines() if l.startswith("S3 requests:")]
+                        if name.startswith("ferry") and phase == "nochange":
+                            requests.setdefault(name, []).extend(int(l.split(":")[1]) for l in err.splitlines() if l.startswith("S3 requests:"))
                         samples.setdefault((name, phase), []).append((wall, rss, code, client_cpu, server_cpu))
                         bound = cpu_bound(client_cpu, server_cpu, s["threads"])
                         print(f"{s['name']} {case} {phase} {name}: {wall:.2f}s rss {rss:.0f}MiB exit {code} "
@@ -179,7 +184,8 @@ def main():
                                         exit=[x[2] for x in runs], ferry_over_tool=round(ft / t, 3),
                                         client_cpu_s=round(client_cpu, 2), server_cpu_s=round(server_cpu, 2),
                                         cpu_bound_s=round(cpu_bound(client_cpu, server_cpu, s["threads"]), 2)))
-            results.append(dict(server=s["name"], case=case, ferry_nochange_requests=requests))
+            results.append(dict(server=s["name"], case=case, ferry_nochange_requests=requests.get("ferry", []),
+                                **({"ferry_fast_list_nochange_requests": requests["ferry --fast-list"]} if "ferry --fast-list" in requests else {})))
         s["proc"].kill()
         s["proc"].wait()
         if "dir" in s:
