@@ -163,8 +163,9 @@ public struct S3Location: Location {
 
     /// The entry for one listed name: a HEAD for the metadata (of the marker, for a
     /// directory), and a GET of the body for a symlink's target. With `fetchingBody`, a
-    /// GET in place of the HEAD; a file's body is kept for its copy.
-    func entry(name: [UInt8], key: String, isDirectory: Bool, fetchingBody: Bool = false) async throws -> Entry? {
+    /// GET in place of the HEAD; a file's body is kept for its copy. A directory without a
+    /// marker is described with defaults, or is nil when `orUnmarked` is false.
+    func entry(name: [UInt8], key: String, isDirectory: Bool, fetchingBody: Bool = false, orUnmarked: Bool = true) async throws -> Entry? {
         var object: S3Object?
         var body: ByteBuffer?
         if fetchingBody {
@@ -180,7 +181,7 @@ public struct S3Location: Location {
         // it unchanged then needs no HEAD); a directory without one is not.
         let found = object != nil
         if object == nil {
-            if !isDirectory { return nil }  // deleted since listed
+            if !isDirectory || !orUnmarked { return nil }  // deleted since listed
             object = S3Object(key: key, size: 0, lastModified: nil, etag: nil, metadata: [:])
         }
         if isDirectory { markers.note(key, S3Metadata.decodeAttributes(object!.metadata)) }
@@ -264,9 +265,13 @@ public struct S3Location: Location {
         }
         let k = try key(path)
         if let e = try await entry(name: path.name, key: k, isDirectory: false) { return e }
+        // A marker says a directory is there; without one, a key under the prefix does.
+        if let e = try await entry(name: path.name, key: k + "/", isDirectory: true, orUnmarked: false) { return e }
         let page = try await client.listObjects(bucket: bucket, prefix: k + "/", delimiter: "/", maxKeys: 1)
         if page.objects.isEmpty && page.commonPrefixes.isEmpty { return nil }
-        return try await entry(name: path.name, key: k + "/", isDirectory: true)
+        markers.note(k + "/", [])
+        return S3Location.describe(path.name, S3Object(key: k + "/", size: 0, lastModified: nil, etag: nil, metadata: [:]),
+                                   isDirectory: true, target: nil)
     }
 
     public func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
