@@ -140,7 +140,7 @@ extension SyncEngine {
     /// access ACL, mostly) and none it lacks: one made in a directory with a default ACL
     /// inherits an access ACL of its own. Symlinks hold none on Linux.
     func carrySpecialAttributes(_ path: EntryPath, kind: EntryKind) async throws {
-        guard selection.extendedAttributes, kind != .file, kind != .directory, kind != .symlink else { return }
+        guard selection.extendedAttributes, kind.isSpecial else { return }
         let attributes = try await source.extendedAttributes(path, kind: kind)
         if try await destination.extendedAttributes(path, kind: kind) != attributes {
             try await destination.setExtendedAttributes(path, kind: kind, attributes)

@@ -195,7 +195,7 @@ extension POSIXLocation {
 
     public func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws {
         guard kind != .symlink else { return }
-        if kind != .file && kind != .directory {
+        if kind.isSpecial {
             try withEntryPath(path, operation: "lsetxattr") { (target) throws(LocalError) in
                 try POSIXMetadata.replaceAttributes(target, attributes, location: self, path: path)
             }

@@ -225,7 +225,7 @@ public struct POSIXLocation: Location {
 
     public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] {
         guard kind != .symlink else { return [] }
-        if kind != .file && kind != .directory {
+        if kind.isSpecial {
             return try withEntryPath(path, operation: "llistxattr") { (target) throws(LocalError) in
                 guard let attrs = Sys.xattrs(target) else { throw fail("llistxattr", path) }
                 return attrs
