@@ -47,7 +47,7 @@ final class POSIXDirectCopier: DirectFileCopier {
             return DirectCopy(checksum: checksum, written: 0, sourceChanged: true, arrived: nil, readBackNanoseconds: 0)
         }
         if written != expected.size, ftruncate(output, off_t(expected.size)) != 0 { throw destination.fail("ftruncate", path) }
-        try destination.commit(
+        let applied = try destination.commit(
             output, in: destinationParent, temporaryName: temporaryName, path, metadata: expected, attributes: attributes,
             selection: selection)
         committed = true
@@ -60,7 +60,9 @@ final class POSIXDirectCopier: DirectFileCopier {
         let arrivedChecksum = try Self.readBack(output, size: expected.size, written: written, checksum: checksum, buffer: buffer, hash: hash) {
             destination.fail("pread", path)
         }
-        let arrived = (arrivedChecksum, try destination.metadataOfOpenFile(output, path))
+        // The metadata that arrived: the inode's after its last change (linking it moved
+        // only its ctime and link count), else asked now.
+        let arrived = (arrivedChecksum, try applied.map(Sys.metadata) ?? destination.metadataOfOpenFile(output, path))
         return DirectCopy(
             checksum: checksum, written: written, sourceChanged: false, arrived: arrived,
             readBackNanoseconds: Sys.monotonicNanoseconds() - started)

@@ -74,13 +74,16 @@ extension POSIXLocation {
     /// Applies `metadata` and `attributes` to the written file `fd` from
     /// ``createTemporary(in:_:metadata:selection:)`` and puts it at `path` in `parent`:
     /// links the unnamed inode (or renames the temporary) over whatever is there.
+    /// - Returns: for an unnamed inode, its `fstat` after the last change of its metadata
+    ///   (see ``POSIXMetadata/apply(fd:metadata:selection:attributes:location:path:checkAfter:)``).
+    @discardableResult
     func commit(
         _ fd: Int32, in parent: FileDescriptor, temporaryName: [UInt8]?, _ path: EntryPath, metadata: FileMetadata,
         attributes: [ExtendedAttribute]?, selection: MetadataSelection
-    ) throws(LocalError) {
-        try POSIXMetadata.apply(
+    ) throws(LocalError) -> Glibc.stat? {
+        let applied = try POSIXMetadata.apply(
             fd: fd, metadata: metadata, selection: selection, attributes: attributes, location: self, path: path,
-            skipWhatHolds: temporaryName == nil)
+            checkAfter: temporaryName == nil)
         if let temporaryName {
             try rename(temporaryName, in: parent, to: path)
         } else if anonymousFiles.link(fd, into: parent.fd, name: path.lastComponent) != 0 {
@@ -95,6 +98,7 @@ extension POSIXLocation {
                 throw error
             }
         }
+        return applied
     }
 
     private func rename(_ temporary: [UInt8], in parent: FileDescriptor, to path: EntryPath) throws(LocalError) {

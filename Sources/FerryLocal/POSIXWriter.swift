@@ -74,28 +74,51 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
 /// Applying metadata: owner first (chown clears setuid/setgid), then mode, xattrs (ACLs,
 /// capabilities, which chown would clear), then times last (every other change moves ctime only).
 enum POSIXMetadata {
-    /// - Parameter skipWhatHolds: `fstat` first and skip `fchown`/`fchmod` where owner and
-    ///   mode are already right (a new file created with its final mode by its owner: one
-    ///   `fstat` instead of two changes of the inode).
+    /// - Parameter checkAfter: for a new file created with its final mode by its owner:
+    ///   assume owner and mode hold, set xattrs and times, then `fstat` once; only where
+    ///   owner or mode do not hold (a squashing server, a setgid directory, a default ACL)
+    ///   is everything applied again in order. One `fstat` instead of two changes of the
+    ///   inode, and that `fstat`, taken after the last change, is returned: the metadata
+    ///   that arrived, for verification. Otherwise returns nil.
+    @discardableResult
     static func apply(
         fd: Int32, metadata: FileMetadata, selection: MetadataSelection, attributes: [ExtendedAttribute]?,
-        location: POSIXLocation, path: EntryPath, skipWhatHolds: Bool = false
-    ) throws(LocalError) {
+        location: POSIXLocation, path: EntryPath, checkAfter: Bool = false
+    ) throws(LocalError) -> Glibc.stat? {
+        guard checkAfter else {
+            try applyInOrder(fd: fd, metadata: metadata, selection: selection, attributes: attributes, location: location, path: path)
+            return nil
+        }
+        try setAttributesAndTimes(fd: fd, metadata: metadata, selection: selection, attributes: attributes, location: location, path: path)
         var st = Glibc.stat()
-        let known = skipWhatHolds && (selection.uid || selection.gid || selection.permissions) && fstat(fd, &st) == 0
+        guard fstat(fd, &st) == 0 else { throw location.fail("fstat", path) }
+        let ownerHolds = (!selection.uid || st.st_uid == metadata.uid) && (!selection.gid || st.st_gid == metadata.gid)
+        let modeHolds = !selection.permissions || UInt32(st.st_mode) & 0o7777 == metadata.permissions & 0o7777
+        if ownerHolds && modeHolds { return st }
+        // chown clears setuid/setgid and file capabilities: all of it again, in order.
+        try applyInOrder(fd: fd, metadata: metadata, selection: selection, attributes: attributes, location: location, path: path)
+        guard fstat(fd, &st) == 0 else { throw location.fail("fstat", path) }
+        return st
+    }
+
+    private static func applyInOrder(
+        fd: Int32, metadata: FileMetadata, selection: MetadataSelection, attributes: [ExtendedAttribute]?,
+        location: POSIXLocation, path: EntryPath
+    ) throws(LocalError) {
         if selection.uid || selection.gid {
             let uid = selection.uid ? metadata.uid : UInt32.max
             let gid = selection.gid ? metadata.gid : UInt32.max
-            let holds = known && (!selection.uid || st.st_uid == uid) && (!selection.gid || st.st_gid == gid)
-            if !holds {
-                if fchown(fd, uid, gid) != 0 { throw location.fail("fchown", path) }
-                st.st_mode &= ~mode_t(S_ISUID | S_ISGID)  // what chown may have cleared
-            }
+            if fchown(fd, uid, gid) != 0 { throw location.fail("fchown", path) }
         }
-        if selection.permissions {
-            let holds = known && UInt32(st.st_mode) & 0o7777 == metadata.permissions & 0o7777
-            if !holds, fchmod(fd, mode_t(metadata.permissions)) != 0 { throw location.fail("fchmod", path) }
-        }
+        if selection.permissions, fchmod(fd, mode_t(metadata.permissions)) != 0 { throw location.fail("fchmod", path) }
+        try setAttributesAndTimes(fd: fd, metadata: metadata, selection: selection, attributes: attributes, location: location, path: path)
+    }
+
+    /// xattrs (ACLs, capabilities), then times last (every other change moves ctime only).
+    private static func setAttributesAndTimes(
+        fd: Int32, metadata: FileMetadata, selection: MetadataSelection, attributes: [ExtendedAttribute]?,
+        location: POSIXLocation, path: EntryPath
+    ) throws(LocalError) {
         if let attributes, selection.extendedAttributes {
             try replaceAttributes(.descriptor(fd), attributes, location: location, path: path)
         }
