@@ -124,19 +124,14 @@ enum Sys {
     }
 
     /// Extended attributes of `target`, sorted by name; nil when they cannot be listed.
+    /// (Calls `target`'s methods directly: passing `target.list` as a closure allocated two
+    /// contexts per file copied.)
     static func xattrs(_ target: XattrTarget) -> [ExtendedAttribute]? {
-        xattrList(list: target.list, get: target.get)
-    }
-
-    static func xattrList(
-        list: (UnsafeMutablePointer<CChar>?, Int) -> Int,
-        get: (UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
-    ) -> [ExtendedAttribute]? {
-        var size = list(nil, 0)
+        var size = target.list(nil, 0)
         if size < 0 { return (errno == ENOTSUP || errno == EOPNOTSUPP) ? [] : nil }
         if size == 0 { return [] }
         var names = [CChar](repeating: 0, count: size + 1)
-        size = names.withUnsafeMutableBufferPointer { list($0.baseAddress, size) }
+        size = names.withUnsafeMutableBufferPointer { target.list($0.baseAddress, size) }
         if size < 0 { return nil }
         var result: [ExtendedAttribute] = []
         var start = 0
@@ -146,10 +141,10 @@ enum Sys {
             let nameBytes = names[start..<end].map { UInt8(bitPattern: $0) }
             let value: [UInt8]? = names.withUnsafeBufferPointer { nb -> [UInt8]? in
                 let namePtr = nb.baseAddress! + start
-                let len = get(namePtr, nil, 0)
+                let len = target.get(namePtr, nil, 0)
                 if len < 0 { return nil }
                 var v = [UInt8](repeating: 0, count: max(len, 1))
-                let got = v.withUnsafeMutableBytes { get(namePtr, $0.baseAddress, len) }
+                let got = v.withUnsafeMutableBytes { target.get(namePtr, $0.baseAddress, len) }
                 return got < 0 ? nil : Array(v[..<got])
             }
             if let value { result.append(ExtendedAttribute(name: nameBytes, value: value)) }
