@@ -38,7 +38,8 @@ struct Scheduler {
         let job = ScanJob(path: .root, source: root, destinationExists: true, replacing: nil)
         let needsMetadata = destinationRoot.map { engine.planner.metadataDiffers(root, $0) } ?? true
         if needsMetadata { engine.counters.add(.estimatedFilesToTransfer) }
-        directories[.root] = DirectoryState(source: root, pending: 1, needsMetadata: needsMetadata, changed: false)
+        directories[.root] = DirectoryState(
+            source: root, pending: 1, needsMetadata: needsMetadata, existed: destinationRoot != nil, changed: false)
         stack.append(.scan(job))
         scansOutstanding = 1
     }
@@ -169,7 +170,8 @@ struct Scheduler {
                 let source = item.source!
                 let needsMetadata = !exists || item.destination.map { planner.metadataDiffers(source, $0) } ?? true
                 if needsMetadata { files += 1 } else { counters.add(.filesUnchanged) }
-                directories[item.path] = DirectoryState(source: source, pending: 1, needsMetadata: needsMetadata, changed: false)
+                directories[item.path] = DirectoryState(
+                    source: source, pending: 1, needsMetadata: needsMetadata, existed: exists, changed: false)
                 stack.append(.scan(ScanJob(path: item.path, source: source, destinationExists: exists, replacing: replacing)))
                 scansOutstanding += 1
                 added += 1
@@ -275,7 +277,7 @@ struct Scheduler {
         if directories.values[index].pending > 0 { return }
         let state = directories.remove(at: index).value
         if state.needsMetadata || state.changed {
-            stack.append(.finalize(directory, state.source, counted: state.needsMetadata))
+            stack.append(.finalize(directory, state.source, counted: state.needsMetadata, existed: state.existed))
         } else if !directory.isRoot {
             childDone(in: directory.parent, changed: false)
         }

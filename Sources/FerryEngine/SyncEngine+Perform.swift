@@ -23,7 +23,8 @@ extension SyncEngine {
             }
             return .batch(done)
         case .link(let item, let leader): return await link(item, to: leader)
-        case .finalize(let path, let entry, let counted): return await finalize(path, entry, counted: counted)
+        case .finalize(let path, let entry, let counted, let existed):
+            return await finalize(path, entry, counted: counted, existed: existed)
         }
     }
 
@@ -176,11 +177,14 @@ extension SyncEngine {
     }
 
     /// Applies a directory's own metadata once everything inside it is done.
-    func finalize(_ path: EntryPath, _ entry: Entry, counted: Bool) async -> Completion {
+    func finalize(_ path: EntryPath, _ entry: Entry, counted: Bool, existed: Bool) async -> Completion {
         do {
             if counted {
                 counters.add(.filesTransferred)
                 record(.transferred, path, entry)
+                // A new directory was announced when it was made; an existing one whose
+                // metadata differed is announced here (with -v, and in a dry run's list).
+                if existed { emit(.metadata, path, entry) }
             }
             if !dryRun {
                 try await destination.setMetadata(path, kind: .directory, metadata: entry.metadata, selection: selection)

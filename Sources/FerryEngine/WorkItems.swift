@@ -24,8 +24,9 @@ enum Work: Sendable {
     /// Make `item.path` a hard link to `leader` (already at the destination).
     case link(PlannedItem, leader: EntryPath)
     /// Apply a directory's own metadata after its children.
-    /// `counted`: the directory itself is new or its metadata differed (it counts as transferred).
-    indirect case finalize(EntryPath, Entry, counted: Bool)
+    /// `counted`: the directory itself is new or its metadata differed (it counts as transferred);
+    /// `existed`: it was at the destination before the run (a metadata update to announce).
+    indirect case finalize(EntryPath, Entry, counted: Bool, existed: Bool)
 }
 
 /// What a piece of work reports back to the scheduler (per-directory cases boxed, as in
@@ -46,6 +47,8 @@ struct DirectoryState {
     var source: Entry
     var pending: Int
     var needsMetadata: Bool
+    /// At the destination before the run (new ones were announced when made).
+    var existed: Bool
     var changed: Bool
 }
 

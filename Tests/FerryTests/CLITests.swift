@@ -142,8 +142,22 @@ import Testing
         defer { f.cleanUp() }
         try f.source.file("one", [1])
         try f.source.symlink("two", to: "one")
+        _ = try f.source.directory("dir", mode: 0o755)
         let run = try CLI.run(["sync", f.source.root, f.destinationRoot, "-v"])
         #expect(run.stdout.contains("create /one"))
         #expect(run.stdout.contains("create /two"))
+        #expect(run.stdout.contains("create /dir"))
+        #expect(!run.stdout.contains("metadata /dir"), "a new directory is named once: \(run.stdout)")
+
+        // A directory whose metadata alone differs is named too, in a dry run and a real one.
+        try f.source.chmod("dir", 0o750)
+        let dry = try CLI.run(["sync", f.source.root, f.destinationRoot, "-v", "--dry-run"])
+        #expect(dry.stdout.contains("would metadata /dir"), "\(dry.stdout)")
+        let update = try CLI.run(["sync", f.source.root, f.destinationRoot, "-v"])
+        #expect(update.status == 0, "\(update.stderr)")
+        #expect(update.stdout.contains("metadata /dir"), "\(update.stdout)")
+        #expect(!update.stdout.contains("/one") && !update.stdout.contains("/two"), "only what changed: \(update.stdout)")
+        var st = stat()
+        #expect(stat(f.destinationRoot + "/dir", &st) == 0 && st.st_mode & 0o7777 == 0o750)
     }
 }
