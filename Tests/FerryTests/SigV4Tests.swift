@@ -95,6 +95,27 @@ import Testing
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41")
     }
 
+    /// The derived key is kept between requests: a signer that signed for another day,
+    /// region or secret before must sign as a fresh one does.
+    @Test func keptSigningKeyFollowsDaySecretAndRegion() {
+        let request = SigV4Signer.Request(
+            method: "GET", path: "/k", headers: [("Host", "b.example"), ("x-amz-date", "20130524T000000Z")],
+            payloadHash: SigV4Signer.emptyPayloadHash)
+        func fresh(_ secret: String, _ region: String) -> SigV4Signer {
+            SigV4Signer(credentials: AWSCredentials(accessKeyID: "AKID", secretAccessKey: secret), region: region, service: "s3")
+        }
+        var reused = fresh("one", "us-east-1")
+        for (secret, region, date) in [("one", "us-east-1", "20130524T000000Z"), ("one", "us-east-1", "20130525T000000Z"),
+                                        ("two", "us-east-1", "20130525T000000Z"), ("two", "eu-west-1", "20130525T000000Z"),
+                                        ("one", "us-east-1", "20130524T000000Z")] {
+            reused.credentials.secretAccessKey = secret
+            reused.region = region
+            #expect(reused.authorization(request, amzDate: date) == fresh(secret, region).authorization(request, amzDate: date))
+        }
+        #expect(fresh("one", "us-east-1").authorization(request, amzDate: "20130524T000000Z")
+            != fresh("two", "us-east-1").authorization(request, amzDate: "20130524T000000Z"))
+    }
+
     @Test func credentialsNeverPrintTheSecret() {
         let c = AWSCredentials(accessKeyID: "AKID", secretAccessKey: "very-secret", sessionToken: "token-secret")
         #expect(!"\(c)".contains("very-secret") && !"\(c)".contains("token-secret"))
