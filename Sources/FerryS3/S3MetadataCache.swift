@@ -197,18 +197,23 @@ public final class S3MetadataCache: Sendable {
             return p
         }
         guard !batch.isEmpty else { return }
+        // One compiled statement and one encoder for the whole batch (each `execute(sql:)`
+        // compiled its SQL again, and each record had its own encoder).
+        let encoder = JSONEncoder()
         try? queue.write { db in
+            let delete = try db.cachedStatement(sql: "DELETE FROM object WHERE scope = ? AND key = ?")
+            let insert = try db.cachedStatement(sql: """
+                INSERT OR REPLACE INTO object (scope, key, etag, size, lastModified, windowStart, windowEnd, metadata, target, sentMtime)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """)
             for (scope, key, record) in batch {
                 guard let r = record else {
-                    try db.execute(sql: "DELETE FROM object WHERE scope = ? AND key = ?", arguments: [scope, key])
+                    try delete.execute(arguments: [scope, key])
                     continue
                 }
-                let metadata = (try? JSONEncoder().encode(r.metadata)) ?? Data("{}".utf8)
-                try db.execute(sql: """
-                    INSERT OR REPLACE INTO object (scope, key, etag, size, lastModified, windowStart, windowEnd, metadata, target, sentMtime)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [scope, key, r.etag, r.size, r.lastModified, r.window?.lowerBound, r.window?.upperBound,
-                                     metadata, r.target.map { Data($0) }, r.sentMtime])
+                let metadata = (try? encoder.encode(r.metadata)) ?? Data("{}".utf8)
+                try insert.execute(arguments: [scope, key, r.etag, r.size, r.lastModified, r.window?.lowerBound, r.window?.upperBound,
+                                               metadata, r.target.map { Data($0) }, r.sentMtime])
             }
         }
     }
