@@ -133,6 +133,18 @@ import Testing
 /// The running ETag check: an empty object's (no bytes fed) and a multipart one's fed in
 /// pieces that cross part boundaries, against MD5s computed here.
 @Suite struct S3ETagCheckerTests {
+    @Test func etagHeadersAreParsedOrRefused() {
+        let md5 = "d41d8cd98f00b204e9800998ecf8427e"
+        #expect(S3ETag("\"\(md5)\"") == S3ETag(digest: md5, parts: nil))
+        #expect(S3ETag(" \"\(md5.uppercased())\" ") == S3ETag(digest: md5, parts: nil))
+        #expect(S3ETag("\"\(md5)-12\"") == S3ETag(digest: md5, parts: 12))
+        #expect(S3ETag("\"\(md5)-10000\"")?.parts == 10_000)
+        for bad in [nil, "", "\"\"", String(md5.dropLast()), md5 + "0", md5 + "-", md5 + "-0", md5 + "-10001", md5 + "-1-2",
+                    md5 + "-x", "g" + md5.dropFirst(), "\"\(md5.dropLast())é\""] {
+            #expect(S3ETag(bad) == nil, "\(bad ?? "nil")")
+        }
+    }
+
     @Test func emptyObjectMatchesTheMD5OfNothing() {
         let etag = S3ETag("\"d41d8cd98f00b204e9800998ecf8427e\"")!
         var checker = S3ETagChecker(expected: etag, partSizes: etag.partSizes(firstPart: 0, objectSize: 0)!)
