@@ -233,7 +233,7 @@ public struct SigV4Signer: Sendable {
     /// The key derived from the secret for `day` (four HMACs); the last one is kept, as AWS
     /// advises: it changes once a day, and every request is signed with it.
     func signingKey(day: String) -> SymmetricKey {
-        let id = SigningKeyCache.ID(secret: credentials.secretAccessKey, day: day, region: region, service: service)
+        let id = SigningKeyCache.ID(credentials: credentials, day: day, region: region, service: service)
         if let key = keyCache.key(for: id) { return key }
         func hmac(_ key: SymmetricKey, _ s: String) -> SymmetricKey {
             SymmetricKey(data: Data(HMAC<SHA256>.authenticationCode(for: Data(s.utf8), using: key)))
@@ -292,7 +292,8 @@ extension HashedAuthenticationCode {
 /// The last signing key derived (``SigV4Signer/signingKey(day:)``).
 final class SigningKeyCache: Sendable {
     struct ID: Equatable {
-        var secret: String
+        /// (Not the bare secret: printed, credentials show it redacted.)
+        var credentials: AWSCredentials
         var day: String
         var region: String
         var service: String
