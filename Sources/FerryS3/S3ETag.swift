@@ -64,8 +64,12 @@ struct S3ETag: Sendable, Equatable {
 
     /// The ETag as an entry carries it.
     var tag: ContentTag {
+        // `digest` is 32 hex digits (lower-case from the parser and `hexString`).
         let hex = Array(digest.utf8)
-        func word(_ from: Int) -> UInt64 { hex[from..<from + 16].reduce(0) { $0 << 4 | UInt64(Character(UnicodeScalar($1)).hexDigitValue!) } }
+        func nibble(_ b: UInt8) -> UInt64 {
+            UInt64(b >= UInt8(ascii: "a") ? b - UInt8(ascii: "a") + 10 : b >= UInt8(ascii: "A") ? b - UInt8(ascii: "A") + 10 : b - UInt8(ascii: "0"))
+        }
+        func word(_ from: Int) -> UInt64 { hex[from..<from + 16].reduce(0) { $0 << 4 | nibble($1) } }
         return ContentTag(high: word(0), low: word(16), parts: UInt32(parts ?? 0))
     }
 

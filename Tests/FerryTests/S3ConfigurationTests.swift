@@ -139,6 +139,9 @@ import Testing
         #expect(S3ETag(" \"\(md5.uppercased())\" ") == S3ETag(digest: md5, parts: nil))
         #expect(S3ETag("\"\(md5)-12\"") == S3ETag(digest: md5, parts: 12))
         #expect(S3ETag("\"\(md5)-10000\"")?.parts == 10_000)
+        // Through the entry's tag and back.
+        #expect(S3ETag(S3ETag("\"\(md5.uppercased())-12\"")!.tag) == S3ETag(digest: md5, parts: 12))
+        #expect(S3ETag(S3ETag(digest: md5, parts: nil).tag) == S3ETag(digest: md5, parts: nil))
         for bad in [nil, "", "\"\"", String(md5.dropLast()), md5 + "0", md5 + "-", md5 + "-0", md5 + "-10001", md5 + "-1-2",
                     md5 + "-x", "g" + md5.dropFirst(), "\"\(md5.dropLast())é\""] {
             #expect(S3ETag(bad) == nil, "\(bad ?? "nil")")

@@ -11,6 +11,13 @@ import Testing
         }.first ?? -1
     }
 
+    /// `ferry sync ARGS -v` against `server`, which must succeed.
+    static func sync(_ server: S3TestServer, _ args: [String]) throws -> CLI.Run {
+        let r = try S3Tests.ferry(server, ["sync"] + args + ["-v"])
+        #expect(r.status == 0, "\(r.stderr)")
+        return r
+    }
+
     /// The entries a `-v` run created or updated.
     static func changes(_ run: CLI.Run) -> [Substring] {
         run.stdout.split(separator: "\n").filter { $0.hasPrefix("create ") || $0.hasPrefix("update ") || $0.hasPrefix("metadata ") }
@@ -33,9 +40,7 @@ import Testing
         let cache = f.destinationRoot + "-cache"
         let target = "s3://\(bucket)/tree"
         func sync(_ extra: [String] = []) throws -> CLI.Run {
-            let r = try S3Tests.ferry(server, ["sync", f.source.root, target, "-v", "--cache-dir", cache] + extra)
-            #expect(r.status == 0, "\(r.stderr)")
-            return r
+            try S3MetadataCacheTests.sync(server, [f.source.root, target, "--cache-dir", cache] + extra)
         }
         _ = try sync()
         let mode = (try? FileManager.default.attributesOfItem(atPath: cache + "/s3-objects.sqlite")[.posixPermissions] as? Int) ?? -1
@@ -115,9 +120,7 @@ import Testing
         let cache = f.destinationRoot + "-cache"
         let target = "s3://\(bucket)/flat"
         func sync(_ args: [String]) throws -> CLI.Run {
-            let r = try S3Tests.ferry(server, ["sync"] + args + ["-v", "--cache-dir", cache, "--fast-list"])
-            #expect(r.status == 0, "\(r.stderr)")
-            return r
+            try S3MetadataCacheTests.sync(server, args + ["--cache-dir", cache, "--fast-list"])
         }
         _ = try sync([f.source.root, target])
         // One flat page, ListMultipartUploads and the root marker's HEAD: no HEAD of d0..d3
@@ -154,9 +157,7 @@ import Testing
         try f.source.directory("empty", mode: 0o750)
         let target = "s3://\(bucket)/flat"
         func sync(_ args: [String]) throws -> CLI.Run {
-            let r = try S3Tests.ferry(server, ["sync"] + args + ["-v", "--no-metadata-cache"])
-            #expect(r.status == 0, "\(r.stderr)")
-            return r
+            try S3MetadataCacheTests.sync(server, args + ["--no-metadata-cache"])
         }
         let first = try sync([f.source.root, target, "--fast-list", "--verify-mode", "point-in-time-consistent"])
         #expect(first.stdout.contains("create /d3/sub/f4"), "\(first.stdout)")
