@@ -350,12 +350,12 @@ public struct S3Location: Location {
             var (values, _) = S3Metadata.encode(kind: .directory, metadata: metadata, selection: selection, attributes: nil)
             if let x = existing?.metadata[S3Metadata.xattrs] { values[S3Metadata.xattrs] = x }
             let started = ContinuousClock.now
-            let stored = try await client.putObject(bucket: bucket, key: k, body: ByteBuffer(), metadata: values)
+            let (stored, writing) = try await writeMarker(k, values, exists: existing != nil)
             // The finalize asks next what the marker holds: what was just written, unless
-            // the server is known to drop it. The cache remembers it where the server is
-            // known to keep it (a flat listing of the next run then needs no HEAD).
-            if !metadataSupport.knownToDrop(self) { markers.note(k, S3Metadata.decodeAttributes(values)) }
-            if metadataSupport.knownToKeep {
+            // the server drops it. The cache remembers a marker PUT where the server is known
+            // to keep it (a flat listing of the next run then needs no HEAD).
+            if writing != .dropped && !metadataSupport.knownToDrop(self) { markers.note(k, S3Metadata.decodeAttributes(values)) }
+            if let stored, writing == .put, metadataSupport.knownToKeep {
                 metadataCache?.rememberWrite(scope: cacheScope, key: k, stored: stored, size: 0, metadata: values,
                                              duration: ContinuousClock.now - started)
             }
@@ -370,6 +370,36 @@ public struct S3Location: Location {
         for (name, value) in head.metadata where name.hasPrefix("ferry-") && values[name] == nil { values[name] = value }
         try await copy(key: k, from: bucket, k, size: head.size, metadata: values)
         _ = try await metadataSupport.keepsUserMetadata(location: self, key: k)  // learned once a run, for later runs
+    }
+
+    /// Writes the directory marker `key` with `metadata` the way this server keeps it
+    /// (``MarkerWriting``), learned from the first marker written in the run: read back
+    /// after its PUT, and if the metadata is missing, copied onto itself and read back again.
+    /// A marker that `exists` needs no PUT where only the copy keeps metadata. Returns the
+    /// PUT's answer (nil if none was made) and how markers keep metadata here.
+    func writeMarker(_ key: String, _ metadata: [String: String], exists: Bool) async throws -> (stored: S3Object?, writing: MarkerWriting) {
+        let known = metadataSupport.markers.known
+        if known == .copyOntoItself && exists {
+            try await copy(key: key, from: bucket, key, size: 0, metadata: metadata)
+            return (nil, .copyOntoItself)
+        }
+        let stored = try await client.putObject(bucket: bucket, key: key, body: ByteBuffer(), metadata: metadata)
+        if let known {
+            if known == .copyOntoItself { try await copy(key: key, from: bucket, key, size: 0, metadata: metadata) }
+            return (stored, known)
+        }
+        let (writing, learnedHere) = try await metadataSupport.markers.value {
+            if try await self.keptUserMetadata(key) { return .put }
+            try await self.copy(key: key, from: self.bucket, key, size: 0, metadata: metadata)
+            return try await self.keptUserMetadata(key) ? .copyOntoItself : .dropped
+        }
+        if writing == .copyOntoItself && !learnedHere { try await copy(key: key, from: bucket, key, size: 0, metadata: metadata) }
+        return (stored, writing)
+    }
+
+    /// Whether `key` holds the user metadata Ferry writes with every object (read back with a HEAD).
+    func keptUserMetadata(_ key: String) async throws -> Bool {
+        try await client.headObject(bucket: bucket, key: key)?.metadata[S3Metadata.userAgent] != nil
     }
 
     public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] {
@@ -390,7 +420,7 @@ public struct S3Location: Location {
         var values = head.metadata
         if attributes.isEmpty { values[S3Metadata.xattrs] = nil } else { values[S3Metadata.xattrs] = S3Metadata.encodeAttributes(attributes) }
         if kind == .directory {
-            try await client.putObject(bucket: bucket, key: k, body: ByteBuffer(), metadata: values)
+            _ = try await writeMarker(k, values, exists: true)
         } else {
             try await copy(key: k, from: bucket, k, size: head.size, metadata: values)
         }

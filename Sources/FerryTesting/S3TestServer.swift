@@ -25,6 +25,12 @@ public final class S3TestServer: Sendable {
         $0 as? TestTreeError ?? TestTreeError("\($0)")
     }
 
+    /// A JuiceFS gateway started with `--object-meta`: it keeps objects' user metadata, but a
+    /// directory marker's (`dir/`) only when the marker is copied onto itself.
+    public static let juicefsObjectMeta: Result<S3TestServer, TestTreeError> = Result {
+        try S3TestServer.launchJuiceFS(directory: try formatJuiceFS(), port: try freePort(), objectMetadata: true)
+    }.mapError { $0 as? TestTreeError ?? TestTreeError("\($0)") }
+
     init(port: Int, process: Process, accessKey: String = "ferry-test", secretKey: String = "ferry-test-secret", bucket: String? = nil) {
         self.port = port
         self.process = process
@@ -63,12 +69,14 @@ public final class S3TestServer: Sendable {
         return dir
     }
 
-    /// Serves the volume in `directory` on `port` (again, after ``kill()``, to restart it).
-    public static func launchJuiceFS(directory dir: String, port: Int) throws -> S3TestServer {
+    /// Serves the volume in `directory` on `port` (again, after ``kill()``, to restart it);
+    /// with `objectMetadata`, the gateway keeps user metadata (`--object-meta`).
+    public static func launchJuiceFS(directory dir: String, port: Int, objectMetadata: Bool = false) throws -> S3TestServer {
         let juicefs = try juicefsBinary()
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         p.arguments = ["--pdeathsig", "KILL", "--", juicefs, "gateway", "sqlite3://\(dir)/meta.db", "127.0.0.1:\(port)", "--no-usage-report"]
+            + (objectMetadata ? ["--object-meta"] : [])
         var env = ProcessInfo.processInfo.environment
         env["MINIO_ROOT_USER"] = "ferryadmin"
         env["MINIO_ROOT_PASSWORD"] = "ferry-gateway-secret"

@@ -71,4 +71,34 @@ import Testing
         #expect(run.stderr.contains("check the access key, the secret and the region"))
         #expect(!run.stderr.contains("not-the-secret"))
     }
+
+    /// With `--object-meta` the gateway keeps objects' user metadata but drops a directory
+    /// marker's on its PUT (the PUT makes a directory); only a copy of the marker onto itself
+    /// keeps it. Directories' metadata must still arrive, survive a re-run untouched, and
+    /// come back on a download.
+    @Test func directoryMetadataArrivesWhereOnlyACopyKeepsIt() throws {
+        let server = try S3TestServer.juicefsObjectMeta.get()
+        let f = try Fixture("juicefs-dirmeta")
+        defer { f.cleanUp() }
+        try f.source.file("d/e/data.bin", TestTree.bytes(3000, seed: 9), mode: 0o640)
+        try f.source.file("top.txt", Array("top".utf8))
+        try f.source.chmod("d", 0o750)
+        try f.source.chown("d", uid: 1234, gid: 99)
+        try f.source.chmod("d/e", 0o711)
+        try f.source.setTimes("d/e", atime: Timestamp(seconds: 1_500_000_000, nanoseconds: 0), mtime: Timestamp(seconds: 1_500_000_100, nanoseconds: 5))
+        try f.source.setTimes("d", atime: Timestamp(seconds: 1_500_000_000, nanoseconds: 0), mtime: Timestamp(seconds: 1_400_000_000, nanoseconds: 7))
+        let target = "s3://\(server.bucket!)/dirmeta-\(UInt32.random(in: 0..<UInt32.max))"
+        let first = try CLI.run(["sync", f.source.root, target, "--endpoint-url", server.endpoint], environment: server.clientEnvironment)
+        #expect(first.status == 0, "\(first.stdout)\(first.stderr)")
+        #expect(!first.stderr.contains("METADATA"), "\(first.stderr)")
+        // The re-run finds every directory as it left it: nothing is written again.
+        let again = try CLI.run(["sync", f.source.root, target, "--endpoint-url", server.endpoint, "-v"], environment: server.clientEnvironment)
+        #expect(again.status == 0, "\(again.stdout)\(again.stderr)")
+        #expect(again.stdout.contains("FilesTransferred: 0"), "\(again.stdout)")
+        #expect(!again.stdout.contains("metadata /"), "\(again.stdout)")
+        // What the gateway holds comes back as it left: modes, owners and times of directories too.
+        let back = try CLI.run(["sync", target, f.destinationRoot, "--endpoint-url", server.endpoint], environment: server.clientEnvironment)
+        #expect(back.status == 0, "\(back.stdout)\(back.stderr)")
+        #expect(try f.differences(compareAtime: false) == [])
+    }
 }

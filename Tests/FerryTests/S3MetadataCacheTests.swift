@@ -74,7 +74,7 @@ import Testing
 
     /// An upload writes each new directory's marker without HEADing it first (none exists)
     /// or after (the finalize compares the xattrs it just wrote), and asks once whether the
-    /// server keeps user metadata, however many uploads finish while it asks. A download
+    /// server keeps user metadata (once for objects, once for markers), however many uploads finish while it asks. A download
     /// HEADs each directory marker once: the HEAD its parent's listing makes also gives the
     /// xattrs the directory's finalize applies (it used to HEAD the marker again).
     @Test func markersAreAskedForOnceEachWay() async throws {
@@ -90,10 +90,11 @@ import Testing
         #expect(up.status == 0, "\(up.stderr)")
         // 12 PUTs of files and one HEAD of one of them (does the server keep metadata?); the
         // root's listing and ListMultipartUploads; a PUT of each of the 7 markers and, for
-        // d3's xattr, a HEAD and a PUT more; verification's stat of each directory (HEAD of
+        // d3's xattr, a HEAD and a PUT more, and one HEAD of the first marker written (does
+        // the server keep a marker's metadata?); verification's stat of each directory (HEAD of
         // the name, then of the marker; the root's marker alone); the root's HEAD at the
         // start and before its marker is written (it may exist).
-        #expect(S3MetadataCacheTests.requests(up) == 12 + 1 + 2 + 7 + 2 + 6 * 2 + 1 + 2, "\(up.stderr)")
+        #expect(S3MetadataCacheTests.requests(up) == 12 + 1 + 2 + 7 + 2 + 1 + 6 * 2 + 1 + 2, "\(up.stderr)")
 
         let down = try S3Tests.ferry(server, ["sync", target, f.destinationRoot, "-v", "--no-metadata-cache"])
         #expect(down.status == 0, "\(down.stderr)")
