@@ -389,8 +389,14 @@ public struct S3Location: Location {
             return (stored, known)
         }
         let (writing, learnedHere) = try await metadataSupport.markers.value {
-            if try await self.keptUserMetadata(key) { return .put }
-            try await self.copy(key: key, from: self.bucket, key, size: 0, metadata: metadata)
+            // A marker the server will not show (HEAD 404) or copy (an S3 error status) keeps nothing.
+            guard let head = try await self.client.headObject(bucket: self.bucket, key: key) else { return .dropped }
+            if head.metadata[S3Metadata.userAgent] != nil { return .put }
+            do {
+                try await self.copy(key: key, from: self.bucket, key, size: 0, metadata: metadata)
+            } catch let error as S3Error where error.status != nil {
+                return .dropped
+            }
             return try await self.keptUserMetadata(key) ? .copyOntoItself : .dropped
         }
         if writing == .copyOntoItself && !learnedHere { try await copy(key: key, from: bucket, key, size: 0, metadata: metadata) }
