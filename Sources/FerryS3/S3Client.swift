@@ -53,8 +53,8 @@ public final class S3Client: Sendable {
     /// The event loops every S3 client of the process shares (never shut down, like NIO's
     /// singleton group): half the cores, at least one. Each request hops from Swift's
     /// concurrency pool to a loop and back; with one loop instead of two on this 2-core
-    /// machine, a 2,000-file upload took 5,473 context switches instead of 7,888 and 0.87 s
-    /// of the client's CPU instead of 1.03 s (8 alternated runs, docs/PERFORMANCE.md).
+    /// machine, a 2,000-file upload took 5,916 context switches instead of 8,460 and 0.89 s
+    /// of the client's CPU instead of 1.04 s (8 alternated runs, docs/PERFORMANCE.md).
     static let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount / 2))
 
     /// Closes connections; call once when done.

@@ -44,6 +44,10 @@ public struct S3Error: LocationError {
         }
     }
 
+    /// Whether the server refused the request itself (a 4xx, or 501 Not Implemented), as
+    /// opposed to failing it for the moment (a 5xx, a broken connection).
+    public var isRefusal: Bool { status.map { (400..<500).contains($0) || $0 == 501 } ?? false }
+
     /// Whether the server asks us to slow down.
     public var isThrottle: Bool { s3Code == "SlowDown" || status == 503 || status == 429 }
 

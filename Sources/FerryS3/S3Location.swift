@@ -389,12 +389,14 @@ public struct S3Location: Location {
             return (stored, known)
         }
         let (writing, learnedHere) = try await metadataSupport.markers.value {
-            // A marker the server will not show (HEAD 404) or copy (an S3 error status) keeps nothing.
+            // A marker the server will not show (HEAD 404) or refuses to copy (a 4xx, or 501
+            // Not Implemented) keeps nothing; other failures fail this write, and the next
+            // marker asks again.
             guard let head = try await self.client.headObject(bucket: self.bucket, key: key) else { return .dropped }
             if head.metadata[S3Metadata.userAgent] != nil { return .put }
             do {
                 try await self.copy(key: key, from: self.bucket, key, size: 0, metadata: metadata)
-            } catch let error as S3Error where error.status != nil {
+            } catch let error as S3Error where error.isRefusal {
                 return .dropped
             }
             return try await self.keptUserMetadata(key) ? .copyOntoItself : .dropped
