@@ -109,6 +109,10 @@ public protocol Location: Sendable {
     func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws
     /// Applies metadata to an existing entry without touching its data.
     func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws
+    /// What ``setMetadata(_:kind:metadata:selection:)`` is known, by now, to leave unstored
+    /// for an entry of `kind` (a server that keeps no metadata on directory markers),
+    /// named for the report; nil when nothing is known to be dropped (default).
+    func metadataNotStored(kind: EntryKind) -> String?
     /// Reads the extended attributes of an entry: a file, directory, FIFO or device node
     /// (empty for symlinks and where unsupported).
     func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute]
@@ -173,6 +177,7 @@ extension Location {
 
     public func noteSameContent(_ path: EntryPath, _ entry: Entry, source: Entry) async {}
     public var temporariesAreFiles: Bool { false }
+    public func metadataNotStored(kind: EntryKind) -> String? { nil }
 }
 
 /// Direct copies: where both ends are file systems of this host, a small file is copied

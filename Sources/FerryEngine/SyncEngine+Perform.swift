@@ -195,8 +195,21 @@ extension SyncEngine {
                         // Setting xattrs leaves mtime alone; nothing to re-apply.
                     }
                 }
+                // What the destination is known to drop is reported as such (and is what its
+                // verification finds), not as the values a read-back would show instead.
+                let notStored = destination.metadataNotStored(kind: .directory).map { "the destination did not store: \($0)" }
+                if counted, let notStored {
+                    counters.add(.metadataNotStored)
+                    record(.transferred, path, entry, status: "PARTIAL", failure: .metadataNotStored, reason: notStored)
+                    emit(.fail, path, entry, reason: notStored)
+                }
                 if options.verifyMode == .onlyFilesTransferred && counted {
-                    try await verifyMetadata(path, expected: entry)
+                    if let notStored {
+                        counters.add(.verificationFailures)
+                        record(.verified, path, entry, status: "FAILED", failure: .metadataFailure, reason: notStored)
+                    } else {
+                        try await verifyMetadata(path, expected: entry)
+                    }
                 }
             }
         } catch {

@@ -372,6 +372,13 @@ public struct S3Location: Location {
         _ = try await metadataSupport.keepsUserMetadata(location: self, key: k)  // learned once a run, for later runs
     }
 
+    /// Directories, where this run found that markers keep no user metadata (the first
+    /// marker written was read back without it, and a copy onto itself did not keep it either).
+    public func metadataNotStored(kind: EntryKind) -> String? {
+        guard kind == .directory, metadataSupport.markers.known == .dropped else { return nil }
+        return "x-amz-meta-* of the directory marker (the server keeps no user metadata on directory markers)"
+    }
+
     /// Writes the directory marker `key` with `metadata` the way this server keeps it
     /// (``MarkerWriting``), learned from the first marker written in the run: read back
     /// after its PUT, and if the metadata is missing, copied onto itself and read back again.
