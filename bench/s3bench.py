@@ -4,7 +4,8 @@
 Starts its own servers (moto_server and a JuiceFS gateway on a fresh volume), uses the
 data sets of bench.py (`small` = 20,000 files of 1-16 KiB in 200 directories, `large` = 4
 files of 256 MiB, on tmpfs), and for each server and case runs each tool into its own
-fresh prefix: a first upload, then a no-change re-run; then (S3 -> local) every tool
+fresh prefix (after one untimed upload by Ferry that warms a fresh server for all of
+them alike): a first upload, then a no-change re-run; then (S3 -> local) every tool
 downloads the prefix Ferry uploaded in that round into a fresh tmpfs directory, after one
 untimed download that warms the server's read path for all of them alike. Ferry's S3
 request count for the no-change re-run comes from `ferry sync -v` ("S3 requests: N").
@@ -113,6 +114,8 @@ def main():
                     help="the JuiceFS gateway's metadata engine (sessions 5-13 used sqlite3)")
     ap.add_argument("--juicefs-drop-metadata", action="store_true",
                     help="start the gateway without --object-meta, as sessions 5-14 did (it drops user metadata)")
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="skip the untimed upload made before the rounds of each case (as before session 16)")
     a = ap.parse_args()
     results = []
     for server_name in a.servers.split(","):
@@ -148,6 +151,18 @@ def main():
                 "rclone --fast-list": lambda p, d: ["rclone", "sync", "--fast-list", f"B:{bucket}/{p}", d],
             }
             tools = {k: v for k, v in tools.items() if k in a.tools.split(",")}
+            if not a.no_warmup:
+                # One untimed upload first: whoever wrote first to a fresh JuiceFS volume met
+                # its cold metadata engine alone (session 15: Ferry's first round 21.7 s and
+                # 30.5 s of gateway CPU, its later rounds 16-18 s and 23-26 s).
+                warm = f"{case}-warmup-{random.randrange(10**6)}"
+                wall, _, code, err, _, server_cpu = timed([a.ferry, "sync", src, f"s3://{bucket}/{warm}", "--endpoint-url", s["endpoint"], "-q"], env, s["proc"])
+                print(f"{s['name']} {case} warm-up upload (untimed): {wall:.2f}s exit {code} server cpu {server_cpu:.2f}s", flush=True)
+                if code != 0:
+                    sys.exit(f"the warm-up upload failed (exit {code}): {err.strip()[-2000:]}")
+                if case == "large":  # moto keeps objects in memory
+                    subprocess.run(["aws", "--endpoint-url", s["endpoint"], "s3", "rm", "--recursive", f"s3://{bucket}/{warm}"],
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             samples = {}
             requests = {}  # Ferry's no-change runs: S3 requests per tool name
             for r in range(a.runs):
