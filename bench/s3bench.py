@@ -19,7 +19,8 @@ this machine's cores (the server's alone where it can use one core only, as moto
 `sub2k` is the first 2,000 files of `small` (the JuiceFS gateway, with SQLite metadata,
 needs minutes per tool for 20,000 small objects). The gateway's metadata engine is
 BadgerDB unless `--juicefs-meta sqlite3` (the engine of the results before session 14).
-The gateway keeps user metadata (`--object-meta`) unless `--juicefs-drop-metadata`.
+The gateway keeps user metadata (`--object-meta`) unless `--juicefs-drop-metadata`. Its
+volume is on the disk (`/tmp`) unless `--juicefs-under /dev/shm`.
 """
 import argparse, json, os, random, shutil, socket, statistics, subprocess, sys, tempfile, time
 
@@ -39,15 +40,17 @@ def start_moto():
                 threads=1)
 
 
-def start_juicefs(meta_engine="badger", object_meta=True):
-    """A JuiceFS gateway on a fresh volume: data in files under /tmp, metadata in BadgerDB
+def start_juicefs(meta_engine="badger", object_meta=True, under="/tmp"):
+    """A JuiceFS gateway on a fresh volume: data in files under `under` (the disk, or
+    /dev/shm: there the disk's cost of creating files, which moves with how many were
+    deleted lately, is not part of the gateway's), metadata in BadgerDB
     (embedded, one client: the gateway) or SQLite. With SQLite the gateway spent 8.2-9.2 s
     of CPU on 2,000 small PUTs, with BadgerDB 2.3 s (the same Ferry upload took 6.0 s and
     2.0 s): SQLite bounded every client, BadgerDB leaves the clients' own speed to show.
     With `object_meta` (`--object-meta`) the gateway keeps user metadata: Ferry's POSIX
     metadata arrives and its runs end in success; without, the gateway drops it silently and
     Ferry's first upload reports every file's metadata as not stored (exit 3, sessions 5-14)."""
-    d = tempfile.mkdtemp(prefix="ferry-bench-jfs-", dir="/tmp")
+    d = tempfile.mkdtemp(prefix="ferry-bench-jfs-", dir=under)
     jfs = shutil.which("juicefs")
     meta = f"badger://{d}/meta" if meta_engine == "badger" else f"sqlite3://{d}/meta.db"
     # --trash-days 0: deleted objects free their space at once (the large copies are dropped each round).
@@ -58,7 +61,7 @@ def start_juicefs(meta_engine="badger", object_meta=True):
     p = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", jfs, "gateway", meta, f"127.0.0.1:{port}",
                           "--no-usage-report"] + (["--object-meta"] if object_meta else []), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port, p, "juicefs gateway")
-    return dict(name=f"juicefs-{meta_engine}" + ("" if object_meta else "-nometa"), proc=p, endpoint=f"http://127.0.0.1:{port}", key="benchadmin", secret="bench-gateway-secret",
+    return dict(name=f"juicefs-{meta_engine}" + ("" if object_meta else "-nometa") + ("" if under == "/tmp" else "-tmpfs"), proc=p, endpoint=f"http://127.0.0.1:{port}", key="benchadmin", secret="bench-gateway-secret",
                 bucket="vol1", dir=d, threads=CORES, meta=meta_engine)
 
 
@@ -116,10 +119,12 @@ def main():
                     help="start the gateway without --object-meta, as sessions 5-14 did (it drops user metadata)")
     ap.add_argument("--no-warmup", action="store_true",
                     help="skip the untimed upload made before the rounds of each case (as before session 16)")
+    ap.add_argument("--juicefs-under", default="/tmp",
+                    help="where the gateway's volume lives: /tmp (the disk) or /dev/shm (tmpfs)")
     a = ap.parse_args()
     results = []
     for server_name in a.servers.split(","):
-        s = start_moto() if server_name == "moto" else start_juicefs(a.juicefs_meta, not a.juicefs_drop_metadata)
+        s = start_moto() if server_name == "moto" else start_juicefs(a.juicefs_meta, not a.juicefs_drop_metadata, a.juicefs_under)
         env = env_for(s)
         bucket = s["bucket"] or f"bench-{random.randrange(10**9)}"
         if not s["bucket"]:
