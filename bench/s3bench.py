@@ -157,9 +157,10 @@ def main():
             }
             tools = {k: v for k, v in tools.items() if k in a.tools.split(",")}
             if not a.no_warmup:
-                # One untimed upload first: whoever wrote first to a fresh JuiceFS volume met
-                # its cold metadata engine alone (session 15: Ferry's first round 21.7 s and
-                # 30.5 s of gateway CPU, its later rounds 16-18 s and 23-26 s).
+                # One untimed upload first, so that no tool's timed run holds a fresh volume's
+                # very first writes (session 15: Ferry's first round 21.7 s and 30.5 s of
+                # gateway CPU, its later rounds 16-18 s and 23-26 s). In session 16 the
+                # round after it was still the slowest, for every tool: rotation evens it out.
                 warm = f"{case}-warmup-{random.randrange(10**6)}"
                 wall, _, code, err, _, server_cpu = timed([a.ferry, "sync", src, f"s3://{bucket}/{warm}", "--endpoint-url", s["endpoint"], "-q"], env, s["proc"])
                 print(f"{s['name']} {case} warm-up upload (untimed): {wall:.2f}s exit {code} server cpu {server_cpu:.2f}s", flush=True)
