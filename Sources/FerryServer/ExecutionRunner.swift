@@ -91,15 +91,18 @@ actor ExecutionRunner {
     /// a server killed meanwhile knows which phase the execution had reached.
     private func runPersistingProgress(_ execution: String, _ engine: SyncEngine) async -> ExecutionResult {
         let store = self.store
+        let logger = self.logger
         return await withTaskGroup(of: ExecutionResult?.self) { group in
             group.addTask { await engine.run() }
             group.addTask {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(2))
                     if Task.isCancelled { break }
-                    try? store.modify(execution) { body in
-                        if !ControlPlane.terminal.contains(body["Status"]?.string ?? ""), body["Status"]?.string != "CANCELLING" {
-                            body = body.merging(ExecutionRunner.liveFields(engine)) { $1 }
+                    ExecutionRunner.bestEffort("the execution's progress", execution, logger) {
+                        _ = try store.modify(execution) { body in
+                            if !ControlPlane.terminal.contains(body["Status"]?.string ?? ""), body["Status"]?.string != "CANCELLING" {
+                                body = body.merging(ExecutionRunner.liveFields(engine)) { $1 }
+                            }
                         }
                     }
                 }
@@ -133,13 +136,15 @@ actor ExecutionRunner {
     func cancel(_ execution: String, reason: String) {
         if let task = queued.first(where: { $0.value.contains(execution) })?.key {
             queued[task]?.removeAll { $0 == execution }
-            try? finish(execution, status: "ERROR", errorCode: "Cancelled", detail: reason)
+            ExecutionRunner.bestEffort("the cancelled execution's end", execution, logger) {
+                try finish(execution, status: "ERROR", errorCode: "Cancelled", detail: reason)
+            }
             pump(task)
             return
         }
         guard running[execution] != nil else { return }
         running[execution]?.cancelReason = reason
-        try? store.modify(execution) { $0["Status"] = "CANCELLING" }
+        ExecutionRunner.bestEffort("the CANCELLING status", execution, logger) { _ = try store.modify(execution) { $0["Status"] = "CANCELLING" } }
         running[execution]?.task?.cancel()
     }
 
@@ -167,8 +172,10 @@ actor ExecutionRunner {
     private func ended(_ execution: String, task: String) {
         running[execution] = nil
         activeByTask[task] = nil
-        try? store.modify(task) { body in
-            if body["CurrentTaskExecutionArn"]?.string == execution { body["CurrentTaskExecutionArn"] = nil }
+        ExecutionRunner.bestEffort("the task's current execution", execution, logger) {
+            _ = try store.modify(task) { body in
+                if body["CurrentTaskExecutionArn"]?.string == execution { body["CurrentTaskExecutionArn"] = nil }
+            }
         }
         pump(task)
     }
@@ -234,13 +241,27 @@ actor ExecutionRunner {
         } catch {
             let reason = cancelReason(execution)
             let detail = reason ?? ((error as? ServerError)?.message ?? "\(error)")
-            try? finish(execution, status: "ERROR", errorCode: reason == nil ? "LaunchFailed" : "Cancelled", detail: detail)
-            try? store.appendLog(execution, ["[ERROR] Execution \(execution) failed: \(detail)"])
+            ExecutionRunner.bestEffort("the failed execution's end", execution, logger) {
+                try finish(execution, status: "ERROR", errorCode: reason == nil ? "LaunchFailed" : "Cancelled", detail: detail)
+            }
+            ExecutionRunner.bestEffort("the execution's log", execution, logger) {
+                try store.appendLog(execution, ["[ERROR] Execution \(execution) failed: \(detail)"])
+            }
             logger.error("execution failed", metadata: ["execution.id": "\(execution)", "error": "\(detail)"])
         }
         for c in clients { await c.shutdown() }
         resolver?.metadataCache?.flush()
         ended(execution, task: task)
+    }
+
+    /// A store write that must not stop what calls it (progress, a cancel request, the end
+    /// of a failed execution): a failure is logged with what could not be recorded.
+    static func bestEffort(_ what: String, _ execution: String, _ logger: Logger, _ write: () throws -> Void) {
+        do {
+            try write()
+        } catch {
+            logger.error("could not record \(what)", metadata: ["execution.id": "\(execution)", "error": "\(error)"])
+        }
     }
 
     /// Writes the terminal state: status, Result, counters, EndTime.

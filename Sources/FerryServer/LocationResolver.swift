@@ -30,8 +30,9 @@ struct LocationResolver: Sendable {
                 caPath = dataDirectory + "/certificates/" + (arn.split(separator: "/").last.map(String.init) ?? "location") + ".pem"
                 try FileManager.default.createDirectory(atPath: dataDirectory + "/certificates", withIntermediateDirectories: true,
                                                         attributes: [.posixPermissions: 0o700])
-                if FileManager.default.contents(atPath: caPath!) != pem {  // written once per certificate, not per execution
-                    FileManager.default.createFile(atPath: caPath!, contents: pem, attributes: [.posixPermissions: 0o600])
+                if FileManager.default.contents(atPath: caPath!) != pem,  // written once per certificate, not per execution
+                   !FileManager.default.createFile(atPath: caPath!, contents: pem, attributes: [.posixPermissions: 0o600]) {
+                    throw ServerError.internalError("could not write the server certificate of location \(arn) to \(caPath!)")
                 }
             }
             guard let url = URL(string: "\(proto)://\(b["ServerHostname"]?.string ?? "localhost"):\(port)") else {
