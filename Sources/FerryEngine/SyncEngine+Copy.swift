@@ -186,14 +186,19 @@ extension SyncEngine {
         limiter.map { LimitedReader(base: reader, limiter: $0) } ?? reader
     }
 
+    /// Counts, records and announces an item that arrived without `what` of its metadata;
+    /// returns the reason given (which its verification repeats).
+    func recordNotStored(_ path: EntryPath, _ entry: Entry?, _ what: String) -> String {
+        let reason = "the destination did not store: \(what)"
+        counters.add(.metadataNotStored)
+        record(.transferred, path, entry, status: "PARTIAL", failure: .metadataNotStored, reason: reason)
+        emit(.fail, path, entry, reason: reason)
+        return reason
+    }
+
     /// Counts and records a file in place, and what its verification found.
     private func book(_ item: PlannedItem, _ copied: Copied) -> Completion {
-        let notStored = copied.notStored.isEmpty ? nil : "the destination did not store: \(copied.notStored.joined(separator: ", "))"
-        if let notStored {
-            counters.add(.metadataNotStored)
-            record(.transferred, item.path, item.source, status: "PARTIAL", failure: .metadataNotStored, reason: notStored)
-            emit(.fail, item.path, item.source, reason: notStored)
-        }
+        let notStored = copied.notStored.isEmpty ? nil : recordNotStored(item.path, item.source, copied.notStored.joined(separator: ", "))
         counters.add(.filesTransferred)
         record(.transferred, item.path, item.source, checksum: copied.checksum)
         let mismatch: String?

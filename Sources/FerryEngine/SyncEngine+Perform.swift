@@ -197,12 +197,7 @@ extension SyncEngine {
                 }
                 // What the destination is known to drop is reported as such (and is what its
                 // verification finds), not as the values a read-back would show instead.
-                let notStored = destination.metadataNotStored(kind: .directory).map { "the destination did not store: \($0)" }
-                if counted, let notStored {
-                    counters.add(.metadataNotStored)
-                    record(.transferred, path, entry, status: "PARTIAL", failure: .metadataNotStored, reason: notStored)
-                    emit(.fail, path, entry, reason: notStored)
-                }
+                let notStored = counted ? destination.metadataNotStored(kind: .directory).map { recordNotStored(path, entry, $0) } : nil
                 if options.verifyMode == .onlyFilesTransferred && counted {
                     if let notStored {
                         counters.add(.verificationFailures)
