@@ -112,8 +112,7 @@ struct PointInTimeVerifier {
     }
 
     private func fail(_ path: EntryPath, _ entry: Entry?, _ kind: FailureKind, _ reason: String) {
-        engine.counters.add(.verificationFailures)
-        engine.record(.verified, path, entry, status: "FAILED", failure: kind, reason: reason)
+        engine.recordVerificationFailure(path, entry, kind, reason)
         engine.emit(.fail, path, entry, reason: "\(kind.rawValue): \(reason)")
     }
 }

@@ -55,9 +55,7 @@ extension SyncEngine {
         }
         // Two attempts failed the same way: report it as a verification failure.
         let (kind, reason) = problem!
-        counters.add(.verificationFailures)
-        let reportKind: FailureKind = kind == .sourceChanged ? .checksumFailure : kind
-        record(.verified, item.path, item.source, status: "FAILED", failure: reportKind, reason: reason)
+        recordVerificationFailure(item.path, item.source, kind == .sourceChanged ? .checksumFailure : kind, reason)
         emit(.fail, item.path, item.source, reason: reason)
         configuration.logger.error("verification failed", metadata: ["file.path": "\(item.path)", "reason": "\(reason)"])
         return .itemDone(item, succeeded: false, changedDestination: false)
@@ -196,6 +194,13 @@ extension SyncEngine {
         return reason
     }
 
+    /// Counts and records a verification of `path` that failed (announcing it is the caller's).
+    func recordVerificationFailure(_ path: EntryPath, _ entry: Entry?, _ failure: FailureKind, _ reason: String,
+                                   checksum: ContentChecksum? = nil) {
+        counters.add(.verificationFailures)
+        record(.verified, path, entry, status: "FAILED", checksum: checksum, failure: failure, reason: reason)
+    }
+
     /// Counts and records a file in place, and what its verification found.
     private func book(_ item: PlannedItem, _ copied: Copied) -> Completion {
         let notStored = copied.notStored.isEmpty ? nil : recordNotStored(item.path, item.source, copied.notStored.joined(separator: ", "))
@@ -213,8 +218,7 @@ extension SyncEngine {
             if let mismatch { emit(.fail, item.path, item.source, reason: mismatch) }
         }
         if let mismatch {
-            counters.add(.verificationFailures)
-            record(.verified, item.path, item.source, status: "FAILED", checksum: copied.checksum, failure: .metadataFailure, reason: mismatch)
+            recordVerificationFailure(item.path, item.source, .metadataFailure, mismatch, checksum: copied.checksum)
         } else {
             counters.add(.filesVerified)
             record(.verified, item.path, item.source, checksum: copied.checksum)
@@ -307,8 +311,7 @@ extension SyncEngine {
     /// Stats a non-file item at the destination and compares its metadata (and symlink target).
     func verifyMetadata(_ path: EntryPath, expected: Entry) async throws {
         guard let actual = try await destination.stat(path) else {
-            counters.add(.verificationFailures)
-            record(.verified, path, expected, status: "FAILED", failure: .fileRemoved, reason: "missing at the destination after transfer")
+            recordVerificationFailure(path, expected, .fileRemoved, "missing at the destination after transfer")
             return
         }
         var mismatch = actual.kind != expected.kind ? "a \(actual.kind), expected a \(expected.kind)" : nil
@@ -317,8 +320,7 @@ extension SyncEngine {
         }
         if mismatch == nil { mismatch = metadataMismatch(expected: expected.metadata, kind: expected.kind, actual: actual.metadata) }
         if let mismatch {
-            counters.add(.verificationFailures)
-            record(.verified, path, expected, status: "FAILED", failure: .metadataFailure, reason: mismatch)
+            recordVerificationFailure(path, expected, .metadataFailure, mismatch)
             emit(.fail, path, expected, reason: mismatch)
         } else {
             counters.add(.filesVerified)
@@ -334,8 +336,7 @@ extension SyncEngine {
             counters.add(.filesVerified)
             record(.verified, path, a)
         } else {
-            counters.add(.verificationFailures)
-            record(.verified, path, a, status: "FAILED", failure: .metadataFailure, reason: "not a hard link to \(leader) at the destination")
+            recordVerificationFailure(path, a, .metadataFailure, "not a hard link to \(leader) at the destination")
         }
     }
 }

@@ -200,8 +200,7 @@ extension SyncEngine {
                 let notStored = counted ? destination.metadataNotStored(kind: .directory).map { recordNotStored(path, entry, $0) } : nil
                 if options.verifyMode == .onlyFilesTransferred && counted {
                     if let notStored {
-                        counters.add(.verificationFailures)
-                        record(.verified, path, entry, status: "FAILED", failure: .metadataFailure, reason: notStored)
+                        recordVerificationFailure(path, entry, .metadataFailure, notStored)
                     } else {
                         try await verifyMetadata(path, expected: entry)
                     }
