@@ -155,20 +155,24 @@ def main():
                 "ferry --fast-list": lambda p, d: [a.ferry, "sync", f"s3://{bucket}/{p}", d, "--endpoint-url", s["endpoint"], "-v", "--fast-list"],
                 "rclone --fast-list": lambda p, d: ["rclone", "sync", "--fast-list", f"B:{bucket}/{p}", d],
             }
+            warm_upload = tools["ferry"]
             tools = {k: v for k, v in tools.items() if k in a.tools.split(",")}
+
+            def drop(prefix):  # moto keeps objects in memory: drop the 1 GiB copies
+                subprocess.run(["aws", "--endpoint-url", s["endpoint"], "s3", "rm", "--recursive", f"s3://{bucket}/{prefix}"],
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if not a.no_warmup:
                 # One untimed upload first, so that no tool's timed run holds a fresh volume's
                 # very first writes (session 15: Ferry's first round 21.7 s and 30.5 s of
                 # gateway CPU, its later rounds 16-18 s and 23-26 s). In session 16 the
                 # round after it was still the slowest, for every tool: rotation evens it out.
                 warm = f"{case}-warmup-{random.randrange(10**6)}"
-                wall, _, code, err, _, server_cpu = timed([a.ferry, "sync", src, f"s3://{bucket}/{warm}", "--endpoint-url", s["endpoint"], "-q"], env, s["proc"])
+                wall, _, code, err, _, server_cpu = timed(warm_upload(warm), env, s["proc"])
                 print(f"{s['name']} {case} warm-up upload (untimed): {wall:.2f}s exit {code} server cpu {server_cpu:.2f}s", flush=True)
                 if code != 0:
                     sys.exit(f"the warm-up upload failed (exit {code}): {err.strip()[-2000:]}")
-                if case == "large":  # moto keeps objects in memory
-                    subprocess.run(["aws", "--endpoint-url", s["endpoint"], "s3", "rm", "--recursive", f"s3://{bucket}/{warm}"],
-                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                if case == "large":
+                    drop(warm)
             samples = {}
             requests = {}  # Ferry's no-change runs: S3 requests per tool name
             for r in range(a.runs):
@@ -203,10 +207,9 @@ def main():
                     print(f"{s['name']} {case} download {name}: {wall:.2f}s rss {rss:.0f}MiB exit {code} "
                           f"cpu client {client_cpu:.2f}s server {server_cpu:.2f}s", flush=True)
                     shutil.rmtree(d, ignore_errors=True)
-                if case == "large":  # moto keeps objects in memory: drop the 1 GiB copies
+                if case == "large":
                     for prefix in prefixes.values():
-                        subprocess.run(["aws", "--endpoint-url", s["endpoint"], "s3", "rm", "--recursive", f"s3://{bucket}/{prefix}"],
-                                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        drop(prefix)
             for phase in ("first", "nochange", "download"):
                 ft = statistics.median(x[0] for x in samples[("ferry", phase)])
                 for name in tools:
