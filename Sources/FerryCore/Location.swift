@@ -81,6 +81,9 @@ public protocol Location: Sendable {
     /// The location's URI, e.g. `file:///data`.
     var uri: String { get }
     var capabilities: Capabilities { get }
+    /// Where the tree lies, to refuse a source and destination that contain one another
+    /// (``LocationScope/checkDisjoint(source:destination:)``); nil when it cannot be told.
+    var scope: LocationScope? { get }
 
     /// Lists one directory, sorted by name bytes; nil if `directory` does not exist or is
     /// not a directory.
@@ -113,6 +116,10 @@ public protocol Location: Sendable {
     /// for an entry of `kind` (a server that keeps no metadata on directory markers),
     /// named for the report; nil when nothing is known to be dropped (default).
     func metadataNotStored(kind: EntryKind) -> String?
+    /// What of `metadata` (as `selection` chooses) cannot be applied to an entry of `kind`
+    /// here, known before writing it (an unprivileged process cannot give files away); nil
+    /// when all of it can (default).
+    func metadataWithheld(_ metadata: FileMetadata, kind: EntryKind, selection: MetadataSelection) -> MetadataWithheld?
     /// Reads the extended attributes of an entry: a file, directory, FIFO or device node
     /// (empty for symlinks and where unsupported).
     func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute]
@@ -177,7 +184,9 @@ extension Location {
 
     public func noteSameContent(_ path: EntryPath, _ entry: Entry, source: Entry) async {}
     public var temporariesAreFiles: Bool { false }
+    public var scope: LocationScope? { nil }
     public func metadataNotStored(kind: EntryKind) -> String? { nil }
+    public func metadataWithheld(_ metadata: FileMetadata, kind: EntryKind, selection: MetadataSelection) -> MetadataWithheld? { nil }
 }
 
 /// Direct copies: where both ends are file systems of this host, a small file is copied

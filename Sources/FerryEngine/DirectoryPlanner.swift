@@ -76,6 +76,9 @@ struct DirectoryPlanner: Sendable {
     let filters: Filters
     let selection: MetadataSelection
     let destinationCapabilities: Capabilities
+    /// What the destination cannot apply to an entry (``Location/metadataWithheld(_:kind:selection:)``):
+    /// not compared, so a re-run does not try again what cannot be done.
+    var withheld: @Sendable (FileMetadata, EntryKind, MetadataSelection) -> MetadataWithheld? = { _, _, _ in nil }
 
     /// The work one directory needs. Entries that need none are only counted: unchanged,
     /// and not in a hard-link group (whose members the scheduler tracks). In a no-change run
@@ -84,23 +87,17 @@ struct DirectoryPlanner: Sendable {
     struct DirectoryPlan {
         var items: [PlannedItem] = []
         var unchanged = 0
+        /// Entries left out because their side lists another of the same name.
+        var duplicates: [MergeJoin.Duplicate] = []
     }
 
-    func plan(directory: EntryPath, source: [Entry], destination: [Entry]) -> DirectoryPlan {
+    /// Plans one directory from its two listings (``MergeJoin``: duplicates are left out and
+    /// named in the plan; a listing out of order throws a fatal error).
+    func plan(directory: EntryPath, source: [Entry], destination: [Entry]) throws(FerryError) -> DirectoryPlan {
         var plan = DirectoryPlan()
-        var i = 0, j = 0
-        while i < source.count || j < destination.count {
-            let s: Entry?, d: Entry?
-            if i < source.count && j < destination.count {
-                let a = source[i].name, b = destination[j].name
-                if a == b { s = source[i]; d = destination[j]; i += 1; j += 1 }
-                else if a.lexicographicallyPrecedes(b) { s = source[i]; d = nil; i += 1 }
-                else { s = nil; d = destination[j]; j += 1 }
-            } else if i < source.count {
-                s = source[i]; d = nil; i += 1
-            } else {
-                s = nil; d = destination[j]; j += 1
-            }
+        var join = try MergeJoin(directory: directory, source: source, destination: destination,
+                                 caseSensitive: destinationCapabilities.caseSensitive)
+        while let (s, d) = try join.next() {
             // Through the optionals, not `(s ?? d)!`: that copies a whole entry each time.
             let name = s?.name ?? d!.name
             let isDirectory = (s?.kind ?? d!.kind) == .directory
@@ -128,6 +125,7 @@ struct DirectoryPlanner: Sendable {
             plan.items.append(PlannedItem(path: path ?? directory.appending(name), source: s, destination: d, action: action,
                                           descendOnly: decision == .descendOnly))
         }
+        plan.duplicates = join.duplicates
         return plan
     }
 
@@ -135,6 +133,13 @@ struct DirectoryPlanner: Sendable {
     /// follows it in its link group even when it is unchanged.
     func inHardLinkGroup(_ s: Entry) -> Bool {
         destinationCapabilities.hardLinks && s.kind == .file && s.metadata.linkCount > 1 && s.metadata.fileID != nil
+    }
+
+    /// Whether a source entry is transferred at all (to a destination that lacks it): the
+    /// rule point-in-time verification scopes by.
+    func transfers(_ s: Entry) -> Bool {
+        if case .skip = action(s, nil) { return false }
+        return true
     }
 
     /// What to do with a source entry, given what the destination has under its name.
@@ -202,8 +207,12 @@ struct DirectoryPlanner: Sendable {
     func metadataDiffers(_ s: Entry, _ d: Entry) -> Bool {
         guard destinationCapabilities.keepsMetadata else { return false }
         let a = s.metadata, b = d.metadata
-        if selection.uid && destinationCapabilities.ownership && a.uid != b.uid { return true }
-        if selection.gid && destinationCapabilities.ownership && a.gid != b.gid { return true }
+        let uidDiffers = selection.uid && destinationCapabilities.ownership && a.uid != b.uid
+        let gidDiffers = selection.gid && destinationCapabilities.ownership && a.gid != b.gid
+        if uidDiffers || gidDiffers {
+            let w = withheld(a, s.kind, selection)
+            if uidDiffers && !(w?.uid ?? false) || gidDiffers && !(w?.gid ?? false) { return true }
+        }
         if selection.permissions && destinationCapabilities.permissions && s.kind != .symlink && a.permissions != b.permissions { return true }
         if selection.mtime && !sameTime(a.mtime, b.mtime) { return true }
         return false

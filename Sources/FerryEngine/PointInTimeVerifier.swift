@@ -9,26 +9,26 @@ struct PointInTimeVerifier {
     let engine: SyncEngine
 
     func run() async throws {
-        try await verifyDirectory(.root)
+        _ = try await verifyDirectory(.root)
     }
 
-    private func verifyDirectory(_ directory: EntryPath) async throws {
+    /// Verifies one directory's entries, then its subdirectories; returns the newest mtime
+    /// it holds, which a directory without an mtime of its own takes (as in the copy:
+    /// ``DerivedMtime``), so such a directory is compared after its contents.
+    private func verifyDirectory(_ directory: EntryPath) async throws -> Timestamp? {
         let source = engine.source, destination = engine.destination
         async let sourceListing = source.list(directory)
         let destinationEntries = try await destination.list(directory)?.entries ?? []
         let sourceEntries = try await sourceListing?.entries ?? []
-        var subdirectories: [EntryPath] = []
+        var derived = DerivedMtime(destination: nil, newest: DerivedMtime.newest(of: sourceEntries))
+        /// With the entries of those whose mtime is derived, compared once it is known.
+        var subdirectories: [(path: EntryPath, standIn: Bool, compared: (Entry, Entry)?)] = []
         var files: [(EntryPath, Entry, Entry)] = []
-        var i = 0, j = 0
-        while i < sourceEntries.count || j < destinationEntries.count {
-            var s: Entry?, d: Entry?
-            if i < sourceEntries.count && j < destinationEntries.count && sourceEntries[i].name == destinationEntries[j].name {
-                s = sourceEntries[i]; d = destinationEntries[j]; i += 1; j += 1
-            } else if j >= destinationEntries.count || (i < sourceEntries.count && sourceEntries[i].name.lexicographicallyPrecedes(destinationEntries[j].name)) {
-                s = sourceEntries[i]; i += 1
-            } else {
-                d = destinationEntries[j]; j += 1
-            }
+        // The planner's join: an entry it left out as a duplicate (reported by the run) is
+        // left out here too.
+        var join = try MergeJoin(directory: directory, source: sourceEntries, destination: destinationEntries,
+                                 caseSensitive: destination.capabilities.caseSensitive)
+        while let (s, d) = try join.next() {
             let entry = (s ?? d)!
             let path = directory.appending(entry.name)
             let decision = engine.configuration.filters.decide(path, isDirectory: entry.kind == .directory)
@@ -48,8 +48,12 @@ struct PointInTimeVerifier {
                 fail(path, s, .metadataFailure, "a \(d.kind) at the destination, a \(s.kind) at the source")
                 continue
             }
-            if s.kind == .directory { subdirectories.append(path) }
-            if decision == .descendOnly { continue }
+            let compares = decision != .descendOnly
+            if s.kind == .directory {
+                subdirectories.append((path, s.mtimeIsStandIn, s.mtimeIsStandIn && compares ? (s, d) : nil))
+                if s.mtimeIsStandIn { continue }
+            }
+            if !compares { continue }
             if s.kind == .file {
                 files.append((path, s, d))
             } else {
@@ -65,15 +69,24 @@ struct PointInTimeVerifier {
             }
             try await group.waitForAll()
         }
-        for sub in subdirectories { try await verifyDirectory(sub) }
+        for sub in subdirectories {
+            let newest = try await verifyDirectory(sub.path)
+            guard sub.standIn else { continue }
+            derived.note(newest)
+            guard let (listed, d) = sub.compared else { continue }
+            var s = listed
+            if let newest { s.metadata.mtime = newest }
+            compareMetadata(sub.path, s, d)
+        }
+        return derived.newest
     }
 
-    /// Entries the run would not have transferred are not expected at the destination.
+    /// Entries the run would not have transferred (the planner skips them whatever the
+    /// destination holds: sockets, devices without PreserveDevices, what the destination
+    /// cannot hold) are not expected at the destination.
     private func inScope(_ s: Entry?) -> Bool {
         guard let s else { return true }
-        if s.kind == .socket { return false }
-        if s.kind.isSpecial && engine.options.preserveDevices != .preserve { return false }
-        return true
+        return engine.planner.transfers(s)
     }
 
     private func compareMetadata(_ path: EntryPath, _ s: Entry, _ d: Entry) {
@@ -81,7 +94,8 @@ struct PointInTimeVerifier {
             fail(path, s, .metadataFailure, "symlink target differs")
         } else if s.kind.isSpecial && s.metadata.deviceNumber != d.metadata.deviceNumber {
             fail(path, s, .metadataFailure, "device number differs")
-        } else if let mismatch = engine.metadataMismatch(expected: s.metadata, kind: s.kind, actual: d.metadata) {
+        } else if let mismatch = engine.metadataMismatch(expected: s.metadata, kind: s.kind, actual: d.metadata,
+                                                         selection: engine.destinationSelection(path, s, report: false)) {
             fail(path, s, .metadataFailure, mismatch)
         } else {
             engine.counters.add(.filesVerified)
@@ -90,7 +104,8 @@ struct PointInTimeVerifier {
     }
 
     private func compareFile(_ path: EntryPath, _ s: Entry, _ d: Entry) async throws {
-        if let mismatch = engine.metadataMismatch(expected: s.metadata, kind: .file, actual: d.metadata) {
+        if let mismatch = engine.metadataMismatch(expected: s.metadata, kind: .file, actual: d.metadata,
+                                                  selection: engine.destinationSelection(path, s, report: false)) {
             fail(path, s, .metadataFailure, mismatch)
             return
         }

@@ -36,10 +36,16 @@ struct Scheduler {
     init(engine: SyncEngine, root: Entry, destinationRoot: Entry?) {
         self.engine = engine
         let job = ScanJob(path: .root, source: root, destinationExists: true, replacing: nil)
-        let needsMetadata = destinationRoot.map { engine.planner.metadataDiffers(root, $0) } ?? true
-        if needsMetadata { engine.counters.add(.estimatedFilesToTransfer) }
-        directories[.root] = DirectoryState(
-            source: root, pending: 1, needsMetadata: needsMetadata, existed: destinationRoot != nil, changed: false)
+        if root.mtimeIsStandIn {
+            directories[.root] = DirectoryState(
+                source: root, pending: 1, needsMetadata: false, existed: destinationRoot != nil, changed: false,
+                derived: DerivedMtime(destination: destinationRoot))
+        } else {
+            let needsMetadata = destinationRoot.map { engine.planner.metadataDiffers(root, $0) } ?? true
+            if needsMetadata { engine.counters.add(.estimatedFilesToTransfer) }
+            directories[.root] = DirectoryState(
+                source: root, pending: 1, needsMetadata: needsMetadata, existed: destinationRoot != nil, changed: false)
+        }
         stack.append(.scan(job))
         scansOutstanding = 1
     }
@@ -100,8 +106,9 @@ struct Scheduler {
     /// Books one completion (each of a batch's, in order); returns the message of a fatal one.
     private mutating func handle(_ completion: Completion) -> String? {
         switch completion {
-        case .scanned(let job, let items):
+        case .scanned(let job, let items, let newest):
             scansOutstanding -= 1
+            if newest != nil { directories[job.path]?.derived?.note(newest) }
             if let items { schedule(items, in: job.path) }
             childDone(in: job.path, changed: false)
         case .itemDone:
@@ -168,10 +175,17 @@ struct Scheduler {
                 deletions.append((item, directories[directory]!.source))
             case .directory(let exists, let replacing):
                 let source = item.source!
-                let needsMetadata = !exists || item.destination.map { planner.metadataDiffers(source, $0) } ?? true
-                if needsMetadata { files += 1 } else { counters.add(.filesUnchanged) }
-                directories[item.path] = DirectoryState(
-                    source: source, pending: 1, needsMetadata: needsMetadata, existed: exists, changed: false)
+                if source.mtimeIsStandIn {
+                    // Decided (and counted) once its contents are known.
+                    directories[item.path] = DirectoryState(
+                        source: source, pending: 1, needsMetadata: false, existed: exists, changed: false,
+                        derived: DerivedMtime(destination: exists ? item.destination : nil))
+                } else {
+                    let needsMetadata = !exists || item.destination.map { planner.metadataDiffers(source, $0) } ?? true
+                    if needsMetadata { files += 1 } else { counters.add(.filesUnchanged) }
+                    directories[item.path] = DirectoryState(
+                        source: source, pending: 1, needsMetadata: needsMetadata, existed: exists, changed: false)
+                }
                 stack.append(.scan(ScanJob(path: item.path, source: source, destinationExists: exists, replacing: replacing)))
                 scansOutstanding += 1
                 added += 1
@@ -267,6 +281,19 @@ struct Scheduler {
         }
     }
 
+    /// A directory with a derived mtime, all of whose contents are known: it takes the
+    /// newest mtime it holds (and passes it up to a parent whose mtime is derived too); its
+    /// metadata is then compared with the destination's, and counted, as any directory's.
+    private mutating func settle(_ state: inout DirectoryState, _ derived: DerivedMtime, _ directory: EntryPath) {
+        if let newest = derived.newest {
+            state.source.metadata.mtime = newest
+            state.source.metadata.atime = newest
+            if !directory.isRoot { directories[directory.parent]?.derived?.note(newest) }
+        }
+        state.needsMetadata = !state.existed || derived.destination.map { planner.metadataDiffers(state.source, $0) } ?? true
+        engine.counters.add(state.needsMetadata ? .estimatedFilesToTransfer : .filesUnchanged)
+    }
+
     /// `count` children of `directory` are done; when all are, its metadata is applied (if
     /// needed) and the parent is told. The state is changed in place (copying it out and back
     /// copied its entry).
@@ -275,7 +302,8 @@ struct Scheduler {
         directories.values[index].pending -= count
         if changed { directories.values[index].changed = true }
         if directories.values[index].pending > 0 { return }
-        let state = directories.remove(at: index).value
+        var state = directories.remove(at: index).value
+        if let derived = state.derived { settle(&state, derived, directory) }
         if state.needsMetadata || state.changed {
             stack.append(.finalize(directory, state.source, counted: state.needsMetadata, existed: state.existed))
         } else if !directory.isRoot {

@@ -31,6 +31,7 @@ extension SyncEngine {
             return .itemDone(item, succeeded: true, changedDestination: true)
         }
         let direct = copiesDirectly(item) ? direct : nil
+        let itemSelection = destinationSelection(item.path, item.source!, report: true)
         // One buffer for the copy and the read-back, both attempts (a pool round-trip takes a
         // lock the other workers contend for).
         let pooled = buffer ?? buffers.take()
@@ -40,9 +41,9 @@ extension SyncEngine {
             let attempt: CopyAttempt
             do {
                 if let direct {
-                    attempt = try copyDirectly(item, with: direct, using: pooled)
+                    attempt = try copyDirectly(item, with: direct, using: pooled, selection: itemSelection)
                 } else {
-                    attempt = try await copyThrough(item, using: pooled)
+                    attempt = try await copyThrough(item, using: pooled, selection: itemSelection)
                 }
             } catch {
                 if let retry = worthOneMoreTry(error, item.path) { problem = retry; continue }
@@ -77,6 +78,8 @@ extension SyncEngine {
         var metadata: FileMetadata
         /// Metadata the destination did not keep.
         var notStored: [String] = []
+        /// The metadata applied (what verification compares).
+        var selection: MetadataSelection
         var arrival: Arrival = .unchecked
     }
 
@@ -107,14 +110,16 @@ extension SyncEngine {
     }
 
     /// One attempt through a ``DirectFileCopier``: copy, commit and read-back in one call.
-    private func copyDirectly(_ item: PlannedItem, with copier: any DirectFileCopier, using pooled: BufferPool.Buffer) throws -> CopyAttempt {
+    private func copyDirectly(
+        _ item: PlannedItem, with copier: any DirectFileCopier, using pooled: BufferPool.Buffer, selection: MetadataSelection
+    ) throws -> CopyAttempt {
         let copy = try copier.copy(
             item.path, expected: item.source!.metadata, selection: selection, buffer: pooled.bytes, hash: pooled.hash,
             readBack: options.verifyMode == .onlyFilesTransferred)
         if copy.sourceChanged { return .again(.sourceChanged, Self.sourceChangedReason) }
         counters.add(.bytesTransferred, item.source!.metadata.size)
         counters.add(.bytesWritten, copy.written)
-        var copied = Copied(checksum: copy.checksum, metadata: item.source!.metadata)
+        var copied = Copied(checksum: copy.checksum, metadata: item.source!.metadata, selection: selection)
         if let arrived = copy.arrived {
             counters.add(.verifyNanoseconds, copy.readBackNanoseconds)
             if arrived.checksum != copy.checksum { return checksumDiffers(arrived.checksum, copy.checksum) }
@@ -124,7 +129,7 @@ extension SyncEngine {
     }
 
     /// One attempt through the source's reader and the destination's writer.
-    private func copyThrough(_ item: PlannedItem, using pooled: BufferPool.Buffer) async throws -> CopyAttempt {
+    private func copyThrough(_ item: PlannedItem, using pooled: BufferPool.Buffer, selection: MetadataSelection) async throws -> CopyAttempt {
         let s = item.source!
         let reader = limited(try await source.openForReading(item.path, expected: s))
         let extents = try await reader.dataExtents()
@@ -153,7 +158,7 @@ extension SyncEngine {
             if case .copyFile(replacing: .directory) = item.action {
                 try await destination.remove(item.path, kind: .directory)
             }
-            copied = Copied(checksum: checksum, metadata: before, notStored: try await writer.commit())
+            copied = Copied(checksum: checksum, metadata: before, notStored: try await writer.commit(), selection: selection)
         } catch {
             await writer.abort()
             counters.add(.bytesTransferred, -moved)
@@ -194,6 +199,20 @@ extension SyncEngine {
         return reason
     }
 
+    /// The metadata to apply to `entry` at `path`: the execution's selection, less what the
+    /// destination cannot apply to it (``Location/metadataWithheld(_:kind:selection:)``),
+    /// which is reported for the item when `report` (once, where it is written).
+    func destinationSelection(_ path: EntryPath, _ entry: Entry, report: Bool) -> MetadataSelection {
+        guard let withheld = destination.metadataWithheld(entry.metadata, kind: entry.kind, selection: selection) else { return selection }
+        if report {
+            let reason = "could not be applied: \(withheld.reason)"
+            counters.add(.metadataNotStored)
+            record(.transferred, path, entry, status: "PARTIAL", failure: .metadataNotApplied, reason: reason)
+            emit(.fail, path, entry, reason: reason)
+        }
+        return withheld.applied(to: selection)
+    }
+
     /// Counts and records a verification of `path` that failed (announcing it is the caller's).
     func recordVerificationFailure(_ path: EntryPath, _ entry: Entry?, _ failure: FailureKind, _ reason: String,
                                    checksum: ContentChecksum? = nil) {
@@ -214,7 +233,7 @@ extension SyncEngine {
             // What the destination could not keep of the metadata is a verification failure.
             mismatch = notStored
         case .readBack(let metadata):
-            mismatch = metadataMismatch(expected: copied.metadata, kind: .file, actual: metadata)
+            mismatch = metadataMismatch(expected: copied.metadata, kind: .file, actual: metadata, selection: copied.selection)
             if let mismatch { emit(.fail, item.path, item.source, reason: mismatch) }
         }
         if let mismatch {
@@ -294,8 +313,10 @@ extension SyncEngine {
         return (sum, after)
     }
 
-    /// Names the first preserved metadata field that differs, or nil.
-    func metadataMismatch(expected: FileMetadata, kind: EntryKind, actual: FileMetadata) -> String? {
+    /// Names the first preserved metadata field that differs, or nil; `selection`: what was
+    /// applied (the execution's, less what the destination withheld for this item).
+    func metadataMismatch(expected: FileMetadata, kind: EntryKind, actual: FileMetadata, selection: MetadataSelection? = nil) -> String? {
+        let selection = selection ?? self.selection
         if kind == .file && expected.size != actual.size { return "size \(actual.size), expected \(expected.size)" }
         if selection.uid && expected.uid != actual.uid { return "uid \(actual.uid), expected \(expected.uid)" }
         if selection.gid && expected.gid != actual.gid { return "gid \(actual.gid), expected \(expected.gid)" }
@@ -310,6 +331,7 @@ extension SyncEngine {
 
     /// Stats a non-file item at the destination and compares its metadata (and symlink target).
     func verifyMetadata(_ path: EntryPath, expected: Entry) async throws {
+        let selection = destinationSelection(path, expected, report: false)
         guard let actual = try await destination.stat(path) else {
             recordVerificationFailure(path, expected, .fileRemoved, "missing at the destination after transfer")
             return
@@ -318,7 +340,9 @@ extension SyncEngine {
         if mismatch == nil && expected.kind == .symlink && actual.symlinkTarget != expected.symlinkTarget {
             mismatch = "symlink target differs"
         }
-        if mismatch == nil { mismatch = metadataMismatch(expected: expected.metadata, kind: expected.kind, actual: actual.metadata) }
+        if mismatch == nil {
+            mismatch = metadataMismatch(expected: expected.metadata, kind: expected.kind, actual: actual.metadata, selection: selection)
+        }
         if let mismatch {
             recordVerificationFailure(path, expected, .metadataFailure, mismatch)
             emit(.fail, path, expected, reason: mismatch)

@@ -81,14 +81,28 @@ extension SyncEngine {
             }
             counters.add(.filesListedSource, Int64(listing.entries.count))
             counters.add(.filesListedDestination, Int64(destinationEntries.count))
-            let plan = planner.plan(directory: job.path, source: listing.entries, destination: destinationEntries)
+            let plan = try planner.plan(directory: job.path, source: listing.entries, destination: destinationEntries)
             counters.add(.filesUnchanged, Int64(plan.unchanged))
+            recordDuplicates(plan.duplicates, in: job.path)
             if !job.destinationExists { emit(.create, job.path, job.source) }
-            return .scanned(job, plan.items)
+            return .scanned(job, plan.items, newest: job.source.mtimeIsStandIn ? DerivedMtime.newest(of: listing.entries) : nil)
         } catch {
             let completion = recordFailure(item, error)
             if case .fatal = completion { return completion }
-            return .scanned(job, nil)
+            return .scanned(job, nil, newest: nil)
+        }
+    }
+
+    /// Reports the entries a listing held twice under one name (``MergeJoin``): skipped,
+    /// with the reason naming both and which was kept. Out of the filters' scope: not at all.
+    func recordDuplicates(_ duplicates: [MergeJoin.Duplicate], in directory: EntryPath) {
+        for duplicate in duplicates {
+            let path = directory.appending(duplicate.dropped.name)
+            if planner.filters.decide(path, isDirectory: duplicate.dropped.kind == .directory) == .skip { continue }
+            counters.add(.filesSkipped)
+            record(.skipped, path, duplicate.dropped, status: "SKIPPED", failure: .duplicateName, reason: duplicate.reason)
+            emit(.skip, path, duplicate.dropped, reason: duplicate.reason)
+            configuration.logger.warning("duplicate name", metadata: ["file.path": "\(path)", "reason": "\(duplicate.reason)"])
         }
     }
 
@@ -105,6 +119,7 @@ extension SyncEngine {
                 let s = item.source!
                 emit(.metadata, item.path, s)
                 if !dryRun {
+                    let selection = destinationSelection(item.path, s, report: true)
                     try await destination.setMetadata(item.path, kind: s.kind, metadata: s.metadata, selection: selection)
                     if s.kind == .file && selection.extendedAttributes {
                         let attributes = try await source.extendedAttributes(item.path, kind: s.kind)
@@ -119,6 +134,7 @@ extension SyncEngine {
                 let s = item.source!
                 emit(item.hasDestination ? .update : .create, item.path, s)
                 if !dryRun {
+                    let selection = destinationSelection(item.path, s, report: true)
                     if replacing == .directory { try await destination.remove(item.path, kind: .directory) }
                     if s.kind == .symlink {
                         try await destination.makeSymlink(item.path, target: s.symlinkTarget ?? [], metadata: s.metadata, selection: selection)
@@ -187,6 +203,7 @@ extension SyncEngine {
                 if existed { emit(.metadata, path, entry) }
             }
             if !dryRun {
+                let selection = destinationSelection(path, entry, report: counted)
                 try await destination.setMetadata(path, kind: .directory, metadata: entry.metadata, selection: selection)
                 if selection.extendedAttributes, let attributes = try await sourceAttributesIfReadable(path) {
                     let existing = try await destination.extendedAttributes(path, kind: .directory)
@@ -248,7 +265,8 @@ extension SyncEngine {
             }
         }
         for (path, entry) in parents {
-            try await destination.setMetadata(path, kind: .directory, metadata: entry.metadata, selection: selection)
+            try await destination.setMetadata(path, kind: .directory, metadata: entry.metadata,
+                                              selection: destinationSelection(path, entry, report: false))
         }
     }
 }

@@ -50,9 +50,10 @@ public final class SyncEngine: Sendable {
         // Contents fetched while listing are for a copy that reads them: not for a dry run,
         // nor for copies made by the destination itself.
         self.fetchAhead = configuration.source.capabilities.fetchesContentsWhileListing && !serverSideCopy && !configuration.dryRun
+        let destination = configuration.destination
         self.planner = DirectoryPlanner(
             options: configuration.options, filters: configuration.filters, selection: selection,
-            destinationCapabilities: caps)
+            destinationCapabilities: caps, withheld: { destination.metadataWithheld($0, kind: $1, selection: $2) })
     }
 
     var source: any Location { configuration.source }
@@ -74,6 +75,8 @@ public final class SyncEngine: Sendable {
         var deletionsSkipped: Int64 = 0
 
         do {
+            // Checked here, not only by the callers: every way an execution starts obeys it.
+            try LocationScope.checkDisjoint(source: source.scope, destination: destination.scope)
             guard let rootEntry = try await source.stat(.root), rootEntry.kind == .directory else {
                 throw FerryError(.invalidLocation, "the source \(source.uri) is not a directory")
             }

@@ -26,6 +26,11 @@ public enum FailureKind: String, Sendable, Codable {
     case deleteError = "DELETE_ERROR"
     /// The data arrived, but the destination did not keep some of the metadata.
     case metadataNotStored = "METADATA_NOT_STORED"
+    /// The data arrived; some metadata could not be applied at the destination (an owner
+    /// an unprivileged process may not set), said before writing, not a verification failure.
+    case metadataNotApplied = "METADATA_NOT_APPLIED"
+    /// The listing held another entry of the same name (an object and a prefix in a bucket).
+    case duplicateName = "DUPLICATE_NAME"
 }
 
 /// One line of the task report.

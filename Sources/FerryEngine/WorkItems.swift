@@ -32,7 +32,9 @@ enum Work: Sendable {
 /// What a piece of work reports back to the scheduler (per-directory cases boxed, as in
 /// ``Work``).
 enum Completion: Sendable {
-    indirect case scanned(ScanJob, [PlannedItem]?)
+    /// `newest`: for a directory whose mtime is derived (``DirectoryState/derived``), the
+    /// newest mtime its listing held.
+    indirect case scanned(ScanJob, [PlannedItem]?, newest: Timestamp?)
     /// `changedDestination`: the parent directory's entries changed (its mtime moved).
     case itemDone(PlannedItem, succeeded: Bool, changedDestination: Bool)
     case finalized(EntryPath)
@@ -50,6 +52,31 @@ struct DirectoryState {
     /// At the destination before the run (new ones were announced when made).
     var existed: Bool
     var changed: Bool
+    /// Set for a directory whose mtime the source does not hold (a prefix without a marker
+    /// object): it takes the newest mtime of what it holds, known once all of it is listed.
+    var derived: DerivedMtime? = nil
+}
+
+/// What a directory with a derived mtime (``Entry/mtimeIsStandIn``) waits for: the newest
+/// mtime of its entries and subdirectories, then the comparison with the destination's.
+struct DerivedMtime {
+    var destination: Entry?
+    var newest: Timestamp?
+
+    mutating func note(_ t: Timestamp?) {
+        guard let t else { return }
+        if newest.map({ t > $0 }) ?? true { newest = t }
+    }
+
+    /// The newest mtime among `entries`, directories without their own mtime left out
+    /// (they count by this rule once their own contents are known).
+    static func newest(of entries: [Entry]) -> Timestamp? {
+        var out: Timestamp?
+        for e in entries where !(e.kind == .directory && e.mtimeIsStandIn) {
+            if out.map({ e.metadata.mtime > $0 }) ?? true { out = e.metadata.mtime }
+        }
+        return out
+    }
 }
 
 /// A hard-link group (source device + inode): the first path seen leads; the others wait

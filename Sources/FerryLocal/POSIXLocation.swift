@@ -18,6 +18,14 @@ public struct POSIXLocation: Location {
 
     public var uri: String { "file://" + rootPath }
 
+    /// Owners this process may not set (see ``OwnershipRights``).
+    public func metadataWithheld(_ metadata: FileMetadata, kind: EntryKind, selection: MetadataSelection) -> MetadataWithheld? {
+        OwnershipRights.current.withheld(metadata, selection: selection)
+    }
+
+    /// The root as `realpath(3)` resolved it when the location was opened.
+    public var scope: LocationScope? { LocationScope.posix(rootPath) }
+
     /// Leftover temporaries are files of the listed directory (``isTemporaryName(_:)``).
     public var temporariesAreFiles: Bool { true }
 

@@ -250,12 +250,26 @@ public enum DescriptorTable {
 
     /// The table's size now (`FDSize` in `/proc/self/status`), nil where it cannot be read.
     public static var size: Int? {
-        guard let file = fopen("/proc/self/status", "r") else { return nil }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 256)
-        while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(cString: line)
-            if text.hasPrefix("FDSize:") { return Int(String(text.dropFirst(7).filter(\.isNumber))) }
+        Sys.processStatus("FDSize").flatMap { Int(String($0.filter(\.isNumber))) }
+    }
+}
+
+extension Sys {
+    /// The value of one field of `/proc/self/status` (`FDSize`, `CapEff`), without the name;
+    /// nil where the file or field is missing.
+    static func processStatus(_ field: String) -> Substring? {
+        let fd = Glibc.open("/proc/self/status", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { _ = Glibc.close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix(field + ":") {
+            return line.dropFirst(field.count + 1)
         }
         return nil
     }

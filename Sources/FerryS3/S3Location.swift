@@ -52,6 +52,11 @@ public struct S3Location: Location {
 
     public var uri: String { "s3://\(bucket)/\(prefix)" }
 
+    /// The prefix within this endpoint's bucket.
+    public var scope: LocationScope? {
+        LocationScope.bucket(endpoint: client.endpoint.url.absoluteString, bucket: bucket, prefix: prefix)
+    }
+
     /// Everything is kept as user metadata, but objects have no holes or extents; nothing
     /// is kept on a server known to drop user metadata.
     public var capabilities: Capabilities {
@@ -202,7 +207,10 @@ public struct S3Location: Location {
     static func describe(_ name: [UInt8], _ object: S3Object, isDirectory: Bool, target: [UInt8]?, writtenFrom: Timestamp? = nil) -> Entry {
         let (kind, metadata) = S3Metadata.decode(object, isDirectory: isDirectory)
         let file = kind == .file
-        let standIn = file && S3Metadata.parseTime(object.metadata[S3Metadata.mtime]) == nil
+        // A file without `file-mtime` has its Last-Modified for one; a directory without a
+        // marker object has none at all (the engine derives one from its contents).
+        let standIn = file ? S3Metadata.parseTime(object.metadata[S3Metadata.mtime]) == nil
+            : isDirectory && object.lastModified == nil && object.metadata.isEmpty
         return Entry(name: name, kind: kind, metadata: metadata, symlinkTarget: target, contentTag: file ? S3ETag(object.etag)?.tag : nil,
                      mtimeIsStandIn: standIn, writtenFromMtime: standIn ? writtenFrom : nil)
     }
@@ -260,8 +268,7 @@ public struct S3Location: Location {
             let marker = prefix.isEmpty ? nil : try await client.headObject(bucket: bucket, key: prefix)
             if !prefix.isEmpty { markers.note(prefix, S3Metadata.decodeAttributes(marker?.metadata ?? [:])) }
             let object = marker ?? S3Object(key: prefix, size: 0, lastModified: nil, etag: nil, metadata: [:])
-            let (_, m) = S3Metadata.decode(object, isDirectory: true)
-            return Entry(name: [], kind: .directory, metadata: m)
+            return S3Location.describe([], object, isDirectory: true, target: nil)
         }
         let k = try key(path)
         if let e = try await entry(name: path.name, key: k, isDirectory: false) { return e }

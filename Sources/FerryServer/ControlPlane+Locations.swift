@@ -36,7 +36,17 @@ extension ControlPlane {
         return ["LocationArn": .string(arn)]
     }
 
+    /// Until Ferry speaks NFS itself, an NFS location is a path on the built-in agent's host:
+    /// one whose ServerHostname names another host is refused, never served from this disk.
+    static func checkNfsHost(_ hostname: String?) throws {
+        guard let hostname, !ThisHost.isThisHost(hostname) else { return }
+        throw ServerError.invalid(
+            "ServerHostname \(hostname) is not this host. Ferry does not speak NFS to other servers yet: an NFS location "
+                + "is a path on the host the server runs on, named localhost, 127.0.0.1, ::1, \(ThisHost.hostName()) or one of its addresses.")
+    }
+
     func createLocationNfs(_ input: JSONValue) throws -> JSONValue {
+        try ControlPlane.checkNfsHost(input["ServerHostname"]?.string ?? "")
         let uri = "nfs://\(input["ServerHostname"]?.string ?? "")\(ControlPlane.subdirectory(input["Subdirectory"]?.string))"
         return try insertLocation(input, type: "NFS", uri: uri) { body in
             body["OnPremConfig"] = ["AgentArns": try agents(input["OnPremConfig"] ?? [:], member: "AgentArns")]
@@ -94,6 +104,7 @@ extension ControlPlane {
 
     func updateLocation(_ input: JSONValue, type: String) throws -> JSONValue {
         let r = try location(input, type: type)
+        if type == "NFS" { try ControlPlane.checkNfsHost(input["ServerHostname"]?.string) }
         try store.modify(r.arn) { body in
             for (k, v) in input.object ?? [:] where k != "LocationArn" { body[k] = v }
             if let sub = input["Subdirectory"]?.string, let uri = body["LocationUri"]?.string {

@@ -1,3 +1,4 @@
+import FerryCore
 import FerryStore
 import Foundation
 
@@ -6,9 +7,15 @@ extension ControlPlane {
     func createTask(_ input: JSONValue) throws -> JSONValue {
         let source = input["SourceLocationArn"]?.string ?? ""
         let destination = input["DestinationLocationArn"]?.string ?? ""
-        _ = try existing(source, .location, "Location")
-        _ = try existing(destination, .location, "Location")
+        let sourceBody = try existing(source, .location, "Location").body
+        let destinationBody = try existing(destination, .location, "Location").body
         if source == destination { throw ServerError.invalid("The source and destination locations must differ.") }
+        do {
+            try LocationScope.checkDisjoint(source: LocationResolver.scope(sourceBody, s3Endpoint: s3Endpoint),
+                                            destination: LocationResolver.scope(destinationBody, s3Endpoint: s3Endpoint))
+        } catch {
+            throw ServerError.invalid("Source location \(source) and destination location \(destination): \(error.message).")
+        }
         _ = try TaskOptions.filters(includes: input["Includes"], excludes: input["Excludes"])
         let arn = arns.task()
         var body = input

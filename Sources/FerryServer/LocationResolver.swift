@@ -23,8 +23,6 @@ struct LocationResolver: Sendable {
             let path = b["Subdirectory"]?.string ?? "/"
             return (try POSIXLocation(path: path, create: asDestination), nil)
         case "OBJECT_STORAGE":
-            let proto = (b["ServerProtocol"]?.string ?? "HTTPS").lowercased()
-            let port = b["ServerPort"]?.int ?? (proto == "https" ? 443 : 80)
             var caPath: String?
             if let cert = b["ServerCertificate"]?.string, let pem = Data(base64Encoded: cert) {
                 caPath = dataDirectory + "/certificates/" + (arn.split(separator: "/").last.map(String.init) ?? "location") + ".pem"
@@ -35,7 +33,7 @@ struct LocationResolver: Sendable {
                     throw ServerError.internalError("could not write the server certificate of location \(arn) to \(caPath!)")
                 }
             }
-            guard let url = URL(string: "\(proto)://\(b["ServerHostname"]?.string ?? "localhost"):\(port)") else {
+            guard let url = LocationResolver.objectStorageURL(b) else {
                 throw ServerError.invalid("Location \(arn) has an endpoint that is not a URL.")
             }
             let endpoint = S3Endpoint(url: url, region: "us-east-1", pathStyle: true,
@@ -52,6 +50,32 @@ struct LocationResolver: Sendable {
             return (S3Location(client: client, bucket: bucket, prefix: prefix, metadataCache: metadataCache), client)
         default:
             throw ServerError.invalid("Location \(arn) has a type Ferry cannot run.")
+        }
+    }
+
+    /// The endpoint of an OBJECT_STORAGE location.
+    static func objectStorageURL(_ b: JSONValue) -> URL? {
+        let proto = (b["ServerProtocol"]?.string ?? "HTTPS").lowercased()
+        let port = b["ServerPort"]?.int ?? (proto == "https" ? 443 : 80)
+        return URL(string: "\(proto)://\(b["ServerHostname"]?.string ?? "localhost"):\(port)")
+    }
+
+    /// Where a stored location's tree lies, as the location ``resolve(_:asDestination:)``
+    /// makes would say, without opening it (CreateTask refuses overlapping pairs with it).
+    static func scope(_ b: JSONValue, s3Endpoint: S3Configuration.Overrides) -> LocationScope? {
+        let prefix = String(ControlPlane.subdirectory(b["Subdirectory"]?.string).dropFirst())
+        switch b["Type"]?.string {
+        case "NFS":
+            return LocationScope.posix(b["Subdirectory"]?.string ?? "/")
+        case "OBJECT_STORAGE":
+            guard let url = objectStorageURL(b) else { return nil }
+            return LocationScope.bucket(endpoint: url.absoluteString, bucket: b["BucketName"]?.string ?? "", prefix: prefix)
+        case "S3":
+            guard let endpoint = try? S3Configuration.endpoint(s3Endpoint) else { return nil }
+            let bucket = String((b["S3BucketArn"]?.string ?? "").split(separator: ":").last ?? "")
+            return LocationScope.bucket(endpoint: endpoint.url.absoluteString, bucket: bucket, prefix: prefix)
+        default:
+            return nil
         }
     }
 }

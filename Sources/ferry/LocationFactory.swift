@@ -64,37 +64,16 @@ final class LocationFactory {
         return .posix(argument)
     }
 
-    /// Refuses a source and destination that contain one another: copying a tree into
-    /// itself never ends, and with --delete a source inside the destination would be removed.
-    static func checkDisjoint(source: String, destination: String) throws {
-        switch (try kind(source), try kind(destination)) {
-        case (.posix(let sourcePath), .posix(let destinationPath)):
-            guard let s = realpathOrNil(sourcePath) else { return }
-            let d = realpathOrNil(destinationPath) ?? absolute(destinationPath)
-            if inside(d, s) || inside(s, d) {
-                throw FerryError(.invalidLocation, "the source \(s) and the destination \(d) overlap; choose a destination outside the source tree")
-            }
-        case (.s3(let b1, let p1), .s3(let b2, let p2)) where b1 == b2:
-            let a = "/" + p1.trimmingCharacters(in: CharacterSet(charactersIn: "/")), b = "/" + p2.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-            if inside(a, b) || inside(b, a) {
-                throw FerryError(.invalidLocation, "s3://\(b1)\(a) and s3://\(b2)\(b) overlap; choose prefixes that do not contain one another")
-            }
-        default:
-            return
+    /// Where an argument's tree lies (``LocationScope``), told before anything is opened
+    /// or made: a destination inside its source is refused before it is created there.
+    static func scope(_ argument: String, s3Overrides: S3Configuration.Overrides) throws -> LocationScope {
+        switch try kind(argument) {
+        case .posix(let path):
+            return LocationScope.posix(path)
+        case .s3(let bucket, let prefix):
+            let endpoint = (try? S3Configuration.endpoint(s3Overrides))?.url.absoluteString ?? ""
+            return LocationScope.bucket(endpoint: endpoint, bucket: bucket, prefix: prefix)
         }
-    }
-
-    private static func inside(_ a: String, _ b: String) -> Bool { a == b || a.hasPrefix(b == "/" ? "/" : b + "/") }
-
-    private static func realpathOrNil(_ path: String) -> String? {
-        guard let r = realpath(path, nil) else { return nil }
-        defer { free(r) }
-        return String(cString: r)
-    }
-
-    private static func absolute(_ path: String) -> String {
-        let full = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        return URL(fileURLWithPath: full).standardizedFileURL.path
     }
 
     func open(_ argument: String, role: Role, create: Bool) throws -> any Location {

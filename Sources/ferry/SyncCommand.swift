@@ -104,7 +104,8 @@ struct SyncCommand: AsyncParsableCommand {
         do {
             try transferOptions.validate()
             _ = try filters()
-            try LocationFactory.checkDisjoint(source: source, destination: destination)
+            try LocationScope.checkDisjoint(source: LocationFactory.scope(source, s3Overrides: s3.overrides),
+                                            destination: LocationFactory.scope(destination, s3Overrides: s3.overrides))
         } catch let error as any LocationError {
             throw ValidationError(error.description)
         }

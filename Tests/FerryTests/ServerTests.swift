@@ -126,7 +126,7 @@ final class FerryServerProcess {
         #expect((described["MountOptions"] as? [String: Any])?["Version"] as? String == "NFS4_1")
 
         // Three locations listed one per page: the CLI follows NextToken to the end.
-        _ = try server.ok(["create-location-nfs", "--server-hostname", "h", "--subdirectory", "/spare", "--on-prem-config", "AgentArns=\(agent)"])
+        _ = try server.ok(["create-location-nfs", "--server-hostname", "127.0.0.1", "--subdirectory", "/spare", "--on-prem-config", "AgentArns=\(agent)"])
         let listed = try server.ok(["list-locations", "--page-size", "1"])["Locations"] as? [[String: Any]] ?? []
         #expect(listed.count == 3, "\(listed)")
 
