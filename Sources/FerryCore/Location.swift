@@ -88,6 +88,11 @@ public protocol Location: Sendable {
     /// Lists one directory, sorted by name bytes; nil if `directory` does not exist or is
     /// not a directory.
     func list(_ directory: EntryPath) async throws -> Listing?
+    /// ``list(_:)`` as runs of at most about `runSize` entries, each sorted by name bytes
+    /// (every entry in one run; runs in no order among themselves), for a directory too big
+    /// to hold in memory; the listing returned carries the rest (temporaries, unusable
+    /// names) and no entries; nil as for ``list(_:)``. Default: one run, from ``list(_:)``.
+    func listInRuns(_ directory: EntryPath, runSize: Int, _ deliver: ([Entry]) throws -> Void) async throws -> Listing?
     /// ``list(_:)`` for a copy from here: the files for which `reading` holds (the
     /// destination lacks them and the filters take them) will be read, and their contents
     /// may come ahead (only where ``Capabilities/fetchesContentsWhileListing``).
@@ -160,6 +165,13 @@ public protocol Location: Sendable {
 /// gives their metadata (an object store's GET in place of a HEAD) does so for the files
 /// the destination lacks, which will be read next.
 extension Location {
+    public func listInRuns(_ directory: EntryPath, runSize: Int, _ deliver: ([Entry]) throws -> Void) async throws -> Listing? {
+        guard var listing = try await list(directory) else { return nil }
+        try deliver(listing.entries)
+        listing.entries = []
+        return listing
+    }
+
     public func listForCopying(_ directory: EntryPath, reading: @Sendable ([UInt8]) -> Bool) async throws -> Listing? {
         try await list(directory)
     }
@@ -174,6 +186,36 @@ extension Location {
     public func copyServerSide(
         from source: any Location, _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
     ) async throws -> Bool { false }
+}
+
+/// What a location without these capabilities does (a new location starts from the core
+/// and claims each capability in ``Capabilities`` when it implements it; the conformance
+/// suite checks every claim): refuses links and special files, holds no xattrs, keeps no
+/// temporaries of its own.
+extension Location {
+    public var capabilities: Capabilities { Capabilities() }
+
+    public func makeSymlink(_ path: EntryPath, target: [UInt8], metadata: FileMetadata, selection: MetadataSelection) async throws {
+        throw FerryError(.unsupported, "\(uri) cannot hold symlinks", path: path, retryClass: .itemFailed)
+    }
+
+    public func makeHardLink(_ path: EntryPath, to existing: EntryPath) async throws {
+        throw FerryError(.unsupported, "\(uri) cannot hold hard links", path: path, retryClass: .itemFailed)
+    }
+
+    public func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
+        throw FerryError(.unsupported, "\(uri) cannot hold \(kind)s", path: path, retryClass: .itemFailed)
+    }
+
+    public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] { [] }
+
+    public func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws {
+        if !attributes.isEmpty {
+            throw FerryError(.unsupported, "\(uri) cannot hold extended attributes", path: path, retryClass: .itemFailed)
+        }
+    }
+
+    public func removeTemporary(in directory: EntryPath, name: [UInt8]) async throws {}
 }
 
 /// Content comparison: a location that names a file's bytes itself (``Entry/contentTag``,

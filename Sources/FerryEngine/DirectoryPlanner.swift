@@ -88,16 +88,31 @@ struct DirectoryPlanner: Sendable {
         var items: [PlannedItem] = []
         var unchanged = 0
         /// Entries left out because their side lists another of the same name.
-        var duplicates: [MergeJoin.Duplicate] = []
+        var duplicates: [DuplicateName] = []
     }
 
     /// Plans one directory from its two listings (``MergeJoin``: duplicates are left out and
     /// named in the plan; a listing out of order throws a fatal error).
     func plan(directory: EntryPath, source: [Entry], destination: [Entry]) throws(FerryError) -> DirectoryPlan {
+        let caseSensitive = destinationCapabilities.caseSensitive
+        var join = MergeJoin(
+            directory: directory,
+            source: try ArrayCursor(source, caseSensitive: caseSensitive, side: .source, directory: directory),
+            destination: try ArrayCursor(destination, caseSensitive: caseSensitive, side: .destination, directory: directory))
+        return try plan(directory: directory, join: &join, names: .max).plan
+    }
+
+    /// Plans the next `names` names of `join` (a huge directory is planned a part at a
+    /// time, as the scheduler takes its items); `done` when the join is at its end.
+    func plan<S: EntryCursor, D: EntryCursor>(
+        directory: EntryPath, join: inout MergeJoin<S, D>, names: Int
+    ) throws(FerryError) -> (plan: DirectoryPlan, done: Bool) {
         var plan = DirectoryPlan()
-        var join = try MergeJoin(directory: directory, source: source, destination: destination,
-                                 caseSensitive: destinationCapabilities.caseSensitive)
-        while let (s, d) = try join.next() {
+        var taken = 0
+        let firstDuplicate = join.duplicates.count
+        defer { join.forgetDuplicates() }
+        while taken < names, let (s, d) = try join.next() {
+            taken += 1
             // Through the optionals, not `(s ?? d)!`: that copies a whole entry each time.
             let name = s?.name ?? d!.name
             let isDirectory = (s?.kind ?? d!.kind) == .directory
@@ -125,8 +140,8 @@ struct DirectoryPlanner: Sendable {
             plan.items.append(PlannedItem(path: path ?? directory.appending(name), source: s, destination: d, action: action,
                                           descendOnly: decision == .descendOnly))
         }
-        plan.duplicates = join.duplicates
-        return plan
+        plan.duplicates = Array(join.duplicates[firstDuplicate...])
+        return (plan, taken < names)
     }
 
     /// A file with other links, at a destination that keeps hard links: the scheduler

@@ -7,128 +7,147 @@ import Glibc
 /// is a fatal location error, never a silent mis-plan; a destination that is not
 /// case-sensitive is matched by folded names. The planner and point-in-time verification
 /// both walk a directory with it.
-struct MergeJoin {
-    enum Side: String, Sendable { case source, destination }
-
-    /// An entry left out because its side lists another of the same name.
-    struct Duplicate: Sendable {
-        var side: Side
-        var kept: Entry
-        var dropped: Entry
-
-        /// Why `dropped` was left out, naming both entries and which one was kept.
-        var reason: String {
-            let name = String(decoding: kept.name, as: UTF8.self)
-            var text = "the \(side) lists both a \(kept.kind) and a \(dropped.kind) named \"\(name)\""
-            if kept.kind == .directory || dropped.kind == .directory {
-                text += " (in a bucket: the prefix \"\(name)/\" and the object \"\(name)\")"
-            } else if kept.name != dropped.name {
-                text = "the \(side) lists \"\(name)\" and \"\(String(decoding: dropped.name, as: UTF8.self))\", one name where case is not told apart"
-            }
-            return text + "; the \(kept.kind) was kept, the \(dropped.kind) was left out"
-        }
-    }
-
-    private let source: [Entry]
-    private let destination: [Entry]
-    /// Names folded for a destination that is not case-sensitive (nil: the names themselves).
-    private let sourceKeys: [[UInt8]]?
-    private let destinationKeys: [[UInt8]]?
+struct MergeJoin<S: EntryCursor, D: EntryCursor> {
+    private var source: S
+    private var destination: D
     private let directory: EntryPath
-    private var i = 0, j = 0
     /// Entries left out, in the order met.
-    private(set) var duplicates: [Duplicate] = []
+    private(set) var duplicates: [DuplicateName] = []
 
-    /// - Throws: a fatal ``FerryError`` when a listing is not sorted by name bytes.
-    init(directory: EntryPath, source: [Entry], destination: [Entry], caseSensitive: Bool = true) throws(FerryError) {
+    init(directory: EntryPath, source: S, destination: D) {
         self.directory = directory
-        if caseSensitive {
-            self.source = source
-            self.destination = destination
-            sourceKeys = nil
-            destinationKeys = nil
-            return
-        }
-        try MergeJoin.checkOrder(source, .source, directory)
-        try MergeJoin.checkOrder(destination, .destination, directory)
-        let s = MergeJoin.foldedOrder(source), d = MergeJoin.foldedOrder(destination)
-        self.source = s.map(\.entry)
-        self.destination = d.map(\.entry)
-        sourceKeys = s.map(\.key)
-        destinationKeys = d.map(\.key)
+        self.source = source
+        self.destination = destination
     }
+
+    /// Drops the duplicates reported so far (a plan in parts reports each part's).
+    mutating func forgetDuplicates() { duplicates = [] }
 
     /// The next name: its source entry, its destination entry (one may be nil); nil at the end.
     mutating func next() throws(FerryError) -> (source: Entry?, destination: Entry?)? {
-        let haveSource = i < source.count, haveDestination = j < destination.count
-        if !haveSource && !haveDestination { return nil }
-        var takeSource = haveSource, takeDestination = haveDestination
-        if haveSource && haveDestination {
-            let c = MergeJoin.compare(sourceKey(i), destinationKey(j))
+        let a = source.peekKey(), b = destination.peekKey()
+        if a == nil && b == nil { return nil }
+        var takeSource = a != nil, takeDestination = b != nil
+        if let a, let b {
+            let c = byteOrder(a, b)
             takeSource = c <= 0
             takeDestination = c >= 0
         }
         var s: Entry?, d: Entry?
-        if takeSource { s = try takeRun(.source) }
-        if takeDestination { d = try takeRun(.destination, matching: s) }
+        if takeSource { s = try MergeJoin.takeRun(&source, .source, directory, &duplicates) }
+        if takeDestination { d = try MergeJoin.takeRun(&destination, .destination, directory, &duplicates, matching: s) }
         return (s, d)
     }
-
-    private func sourceKey(_ k: Int) -> [UInt8] { sourceKeys?[k] ?? source[k].name }
-    private func destinationKey(_ k: Int) -> [UInt8] { destinationKeys?[k] ?? destination[k].name }
 
     /// Takes the entries of one name on `side` (usually one) and chooses the one kept: a
     /// directory over other kinds (it may hold many entries), at the destination the kind
     /// of `matching` first (nothing is replaced needlessly), else the first listed.
-    private mutating func takeRun(_ side: Side, matching: Entry? = nil) throws(FerryError) -> Entry {
-        let entries = side == .source ? source : destination
-        let start = side == .source ? i : j
-        var end = start + 1
-        let key = side == .source ? sourceKey(start) : destinationKey(start)
-        while end < entries.count {
-            let next = side == .source ? sourceKey(end) : destinationKey(end)
-            let c = MergeJoin.compare(key, next)
-            if c < 0 { break }
+    private static func takeRun<C: EntryCursor>(
+        _ cursor: inout C, _ side: DuplicateName.Side, _ directory: EntryPath, _ duplicates: inout [DuplicateName], matching: Entry? = nil
+    ) throws(FerryError) -> Entry {
+        let key = cursor.peekKey()!
+        let first = try cursor.next()!
+        guard var following = cursor.peekKey() else { return first }
+        var c = compare(key, following)
+        if c < 0 { return first }
+        var run = [first]
+        while true {
             if c > 0 {
                 throw FerryError(
-                    .fatal, "the \(side) listed \"\(String(decoding: next, as: UTF8.self))\" after \"\(String(decoding: key, as: UTF8.self))\" in \(directory): its listing is not sorted by name, and planning from it could copy or delete the wrong entries")
+                    .fatal, "the \(side) listed \"\(String(decoding: following, as: UTF8.self))\" after \"\(String(decoding: key, as: UTF8.self))\" in \(directory): its listing is not sorted by name, and planning from it could copy or delete the wrong entries")
             }
-            end += 1
+            run.append(try cursor.next()!)
+            guard let after = cursor.peekKey() else { break }
+            following = after
+            c = compare(key, following)
+            if c < 0 { break }
         }
-        if side == .source { i = end } else { j = end }
-        if end == start + 1 { return entries[start] }
-        let run = entries[start..<end]
-        let kept = run.first { matching != nil && $0.kind == matching!.kind }
-            ?? run.first { $0.kind == .directory } ?? run[start]
+        let kept = run.first { matching != nil && $0.kind == matching!.kind } ?? run.first { $0.kind == .directory } ?? run[0]
         var keptOnce = false
         for e in run {
             if !keptOnce && e == kept { keptOnce = true; continue }
-            duplicates.append(Duplicate(side: side, kept: kept, dropped: e))
+            duplicates.append(DuplicateName(side: side, kept: kept, dropped: e))
         }
         return kept
     }
 
     /// Byte order, as `memcmp` then length.
-    static func compare(_ a: [UInt8], _ b: [UInt8]) -> Int {
-        let n = min(a.count, b.count)
-        let c = a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in n == 0 ? 0 : memcmp(pa.baseAddress!, pb.baseAddress!, n) } }
-        if c != 0 { return Int(c) }
-        return a.count - b.count
+    static func compare(_ a: [UInt8], _ b: [UInt8]) -> Int { byteOrder(a, b) }
+}
+
+/// Byte order, as `memcmp` then length.
+func byteOrder(_ a: [UInt8], _ b: [UInt8]) -> Int {
+    let n = min(a.count, b.count)
+    let c = a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in n == 0 ? 0 : memcmp(pa.baseAddress!, pb.baseAddress!, n) } }
+    if c != 0 { return Int(c) }
+    return a.count - b.count
+}
+
+/// An entry left out because its side lists another of the same name.
+struct DuplicateName: Sendable {
+    enum Side: String, Sendable { case source, destination }
+    var side: Side
+    var kept: Entry
+    var dropped: Entry
+
+    /// Why `dropped` was left out, naming both entries and which one was kept.
+    var reason: String {
+        let name = String(decoding: kept.name, as: UTF8.self)
+        var text = "the \(side) lists both a \(kept.kind) and a \(dropped.kind) named \"\(name)\""
+        if kept.kind == .directory || dropped.kind == .directory {
+            text += " (in a bucket: the prefix \"\(name)/\" and the object \"\(name)\")"
+        } else if kept.name != dropped.name {
+            text = "the \(side) lists \"\(name)\" and \"\(String(decoding: dropped.name, as: UTF8.self))\", one name where case is not told apart"
+        }
+        return text + "; the \(kept.kind) was kept, the \(dropped.kind) was left out"
+    }
+}
+
+/// One side of a directory in name order, read one entry at a time.
+protocol EntryCursor {
+    /// The next entry's key (its name, or its folded name), without taking it.
+    func peekKey() -> [UInt8]?
+    mutating func next() throws(FerryError) -> Entry?
+}
+
+/// A listing in memory. For a destination that is not case-sensitive, in the order of
+/// the folded names, which are its keys.
+struct ArrayCursor: EntryCursor {
+    private let entries: [Entry]
+    private let keys: [[UInt8]]?
+    private var i = 0
+
+    init(_ entries: [Entry]) { self.init(entries: entries, keys: nil) }
+
+    private init(entries: [Entry], keys: [[UInt8]]?) {
+        self.entries = entries
+        self.keys = keys
     }
 
-    private static func checkOrder(_ entries: [Entry], _ side: Side, _ directory: EntryPath) throws(FerryError) {
-        for k in entries.indices.dropFirst() where compare(entries[k - 1].name, entries[k].name) > 0 {
+    /// Folded for a destination that is not case-sensitive; the listing's order is checked
+    /// first, as the join would check it.
+    init(_ entries: [Entry], caseSensitive: Bool, side: DuplicateName.Side, directory: EntryPath) throws(FerryError) {
+        guard !caseSensitive else { self.init(entries); return }
+        for k in entries.indices.dropFirst() where byteOrder(entries[k - 1].name, entries[k].name) > 0 {
             throw FerryError(
                 .fatal, "the \(side) listed \"\(String(decoding: entries[k].name, as: UTF8.self))\" after \"\(String(decoding: entries[k - 1].name, as: UTF8.self))\" in \(directory): its listing is not sorted by name, and planning from it could copy or delete the wrong entries")
         }
+        let folded = entries.map { (ArrayCursor.fold($0.name), $0) }.sorted { a, b in
+            let c = byteOrder(a.0, b.0)
+            return c != 0 ? c < 0 : byteOrder(a.1.name, b.1.name) < 0
+        }
+        self.init(entries: folded.map(\.1), keys: folded.map(\.0))
     }
 
-    /// Entries in the order of their folded names (then their bytes), with the keys.
-    private static func foldedOrder(_ entries: [Entry]) -> [(key: [UInt8], entry: Entry)] {
-        entries.map { (fold($0.name), $0) }.sorted { a, b in
-            let c = compare(a.0, b.0)
-            return c != 0 ? c < 0 : compare(a.1.name, b.1.name) < 0
-        }
+    func peekKey() -> [UInt8]? {
+        guard i < entries.count else { return nil }
+        return keys?[i] ?? entries[i].name
+    }
+
+    mutating func next() throws(FerryError) -> Entry? {
+        guard i < entries.count else { return nil }
+        i += 1
+        return entries[i - 1]
     }
 
     /// A name as a case-insensitive file system matches it (Unicode lowercase; bytes that
@@ -136,5 +155,26 @@ struct MergeJoin {
     static func fold(_ name: [UInt8]) -> [UInt8] {
         guard let text = String(validating: name, as: UTF8.self) else { return name }
         return Array(text.lowercased().utf8)
+    }
+}
+
+/// A huge listing merged from the sorted runs of its spill file (case-sensitive keys only).
+final class SpilledCursor: EntryCursor {
+    private let merger: RunMerger
+    /// The newest mtime read so far (``DerivedMtime``).
+    private(set) var newest = DerivedMtime(destination: nil, newest: nil)
+    let count: Int
+
+    init(_ spool: EntrySpool) throws(FerryError) {
+        merger = try RunMerger(spool)
+        count = spool.count
+    }
+
+    func peekKey() -> [UInt8]? { merger.peekName() }
+
+    func next() throws(FerryError) -> Entry? {
+        guard let e = try merger.next() else { return nil }
+        if !(e.kind == .directory && e.mtimeIsStandIn) { newest.note(e.metadata.mtime) }
+        return e
     }
 }

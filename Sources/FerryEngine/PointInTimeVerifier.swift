@@ -17,18 +17,33 @@ struct PointInTimeVerifier {
     /// ``DerivedMtime``), so such a directory is compared after its contents.
     private func verifyDirectory(_ directory: EntryPath) async throws -> Timestamp? {
         let source = engine.source, destination = engine.destination
-        async let sourceListing = source.list(directory)
-        let destinationEntries = try await destination.list(directory)?.entries ?? []
-        let sourceEntries = try await sourceListing?.entries ?? []
-        var derived = DerivedMtime(destination: nil, newest: DerivedMtime.newest(of: sourceEntries))
+        // Listed as the copy lists (sorted runs, a huge directory spilled to disk).
+        let configuration = engine.configuration
+        let (sourceRuns, destinationRuns) = (ListingCollector(spillDirectory: configuration.spillDirectory),
+                                             ListingCollector(spillDirectory: configuration.spillDirectory))
+        async let sourceListing = source.listInRuns(directory, runSize: configuration.spillThreshold) { try sourceRuns.add($0) }
+        _ = try await destination.listInRuns(directory, runSize: configuration.spillThreshold) { try destinationRuns.add($0) }
+        _ = try await sourceListing
+        let caseSensitive = destination.capabilities.caseSensitive
+        func cursor(_ runs: ListingCollector, _ side: DuplicateName.Side) throws(FerryError) -> AnyCursor {
+            if let spool = runs.spool { return .spilled(try SpilledCursor(spool)) }
+            return .array(try ArrayCursor(runs.entries, caseSensitive: caseSensitive, side: side, directory: directory))
+        }
+        let sourceCursor = try cursor(sourceRuns, .source)
+        var derived = DerivedMtime(destination: nil, newest: DerivedMtime.newest(of: sourceRuns.entries))
         /// With the entries of those whose mtime is derived, compared once it is known.
         var subdirectories: [(path: EntryPath, standIn: Bool, compared: (Entry, Entry)?)] = []
         var files: [(EntryPath, Entry, Entry)] = []
         // The planner's join: an entry it left out as a duplicate (reported by the run) is
         // left out here too.
-        var join = try MergeJoin(directory: directory, source: sourceEntries, destination: destinationEntries,
-                                 caseSensitive: destination.capabilities.caseSensitive)
+        var join = MergeJoin(directory: directory, source: sourceCursor, destination: try cursor(destinationRuns, .destination))
         while let (s, d) = try join.next() {
+            join.forgetDuplicates()
+            // Files are compared a batch at a time: a huge directory is not held in memory.
+            if files.count >= 256 {
+                try await compareFiles(files)
+                files.removeAll(keepingCapacity: true)
+            }
             let entry = (s ?? d)!
             let path = directory.appending(entry.name)
             let decision = engine.configuration.filters.decide(path, isDirectory: entry.kind == .directory)
@@ -60,15 +75,8 @@ struct PointInTimeVerifier {
                 compareMetadata(path, s, d)
             }
         }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var running = 0
-            for (path, s, d) in files {
-                if running >= engine.configuration.parallel { try await group.next(); running -= 1 }
-                group.addTask { try await compareFile(path, s, d) }
-                running += 1
-            }
-            try await group.waitForAll()
-        }
+        try await compareFiles(files)
+        if case .spilled(let c) = sourceCursor { derived.note(c.newest.newest) }
         for sub in subdirectories {
             let newest = try await verifyDirectory(sub.path)
             guard sub.standIn else { continue }
@@ -79,6 +87,19 @@ struct PointInTimeVerifier {
             compareMetadata(sub.path, s, d)
         }
         return derived.newest
+    }
+
+    /// Reads and compares `files` at both ends, `parallel` at a time.
+    private func compareFiles(_ files: [(EntryPath, Entry, Entry)]) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var running = 0
+            for (path, s, d) in files {
+                if running >= engine.configuration.parallel { try await group.next(); running -= 1 }
+                group.addTask { try await compareFile(path, s, d) }
+                running += 1
+            }
+            try await group.waitForAll()
+        }
     }
 
     /// Entries the run would not have transferred (the planner skips them whatever the

@@ -106,11 +106,11 @@ struct Scheduler {
     /// Books one completion (each of a batch's, in order); returns the message of a fatal one.
     private mutating func handle(_ completion: Completion) -> String? {
         switch completion {
-        case .scanned(let job, let items, let newest):
+        case .scanned(let job, let items, let newest, let more):
             scansOutstanding -= 1
-            if newest != nil { directories[job.path]?.derived?.note(newest) }
-            if let items { schedule(items, in: job.path) }
-            childDone(in: job.path, changed: false)
+            planned(job, items, newest: newest, more: more)
+        case .planned(let job, let items, let newest, let more):
+            planned(job, items, newest: newest, more: more)
         case .itemDone:
             return finish([completion])
         case .finalized(let path):
@@ -144,6 +144,18 @@ struct Scheduler {
         }
         if let done = run { childDone(in: done.directory, changed: done.changed, count: done.count) }
         return nil
+    }
+
+    /// A directory's plan, or a part of it: the items are queued above the rest of the
+    /// plan (taken once they are), which counts as one more child of the directory.
+    private mutating func planned(_ job: ScanJob, _ items: [PlannedItem]?, newest: Timestamp?, more: PlanCursor?) {
+        if newest != nil { directories[job.path]?.derived?.note(newest) }
+        if let more {
+            directories[job.path]?.pending += 1
+            stack.append(.plan(job, more))
+        }
+        if let items { schedule(items, in: job.path) }
+        childDone(in: job.path, changed: false)
     }
 
     /// Queues the planned items of one directory and counts them as its pending children.

@@ -1,4 +1,5 @@
 import FerryCore
+import Glibc
 import Logging
 
 /// Everything one execution needs: both locations, DataSync options, filters and limits.
@@ -14,6 +15,15 @@ public struct SyncConfiguration: Sendable {
     public var logger: Logger
     /// Called for each item acted on (or that would be, in a dry run); for `-v` and `--dry-run` output.
     public var onItem: (@Sendable (ItemEvent) -> Void)?
+    /// Entries of one directory side held in memory at most: a directory with more is
+    /// listed as sorted runs of this many into an unnamed file in ``spillDirectory`` and
+    /// merged from there (DESIGN.md §4), so memory does not grow with the directory.
+    public var spillThreshold = 100_000
+    /// Where spill files are made (`O_TMPFILE`): `$TMPDIR`, else `/tmp`.
+    public var spillDirectory: String = {
+        if let t = getenv("TMPDIR"), let s = String(validatingCString: t), !s.isEmpty { return s }
+        return "/tmp"
+    }()
 
     public init(
         source: any Location, destination: any Location, options: TransferOptions = TransferOptions(),

@@ -25,6 +25,8 @@ extension SyncEngine {
         case .link(let item, let leader): return await link(item, to: leader)
         case .finalize(let path, let entry, let counted, let existed):
             return await finalize(path, entry, counted: counted, existed: existed)
+        case .plan(let job, let cursor):
+            return continuePlan(job, cursor)
         }
     }
 
@@ -42,6 +44,8 @@ extension SyncEngine {
             // those the destination lacks and the filters take.
             var destinationListing: Listing?
             let sourceListing: Listing?
+            // Otherwise each side comes as sorted runs: one in memory, more spilled to disk.
+            var runs: (source: ListingCollector, destination: ListingCollector)?
             if fetchAhead {
                 if job.destinationExists { destinationListing = try await destination.list(job.path) }
                 let present = Set((destinationListing?.entries ?? []).map(\.name))
@@ -50,11 +54,14 @@ extension SyncEngine {
                     !present.contains(name) && filters.decide(directory.appending(name), isDirectory: false) == .take
                 }
             } else {
-                async let listing = source.list(job.path)
-                if job.destinationExists { destinationListing = try await destination.list(job.path) }
+                let (s, d) = (ListingCollector(spillDirectory: configuration.spillDirectory),
+                              ListingCollector(spillDirectory: configuration.spillDirectory))
+                let runSize = configuration.spillThreshold
+                async let listing = source.listInRuns(job.path, runSize: runSize) { try s.add($0) }
+                if job.destinationExists { destinationListing = try await destination.listInRuns(job.path, runSize: runSize) { try d.add($0) } }
                 sourceListing = try await listing
+                runs = (s, d)
             }
-            let destinationEntries = destinationListing?.entries ?? []
             if !dryRun {
                 for name in destinationListing?.staleTemporaries ?? [] {
                     try? await destination.removeTemporary(in: job.path, name: name)
@@ -79,13 +86,21 @@ extension SyncEngine {
                                                     failureKind: .unsupported, reason: reason))
                 emit(.skip, job.path, nil, reason: "\(name): \(reason)")
             }
-            counters.add(.filesListedSource, Int64(listing.entries.count))
-            counters.add(.filesListedDestination, Int64(destinationEntries.count))
-            let plan = try planner.plan(directory: job.path, source: listing.entries, destination: destinationEntries)
+            counters.add(.filesListedSource, Int64(runs?.source.count ?? listing.entries.count))
+            counters.add(.filesListedDestination, Int64(runs?.destination.count ?? destinationListing?.entries.count ?? 0))
+            if !job.destinationExists { emit(.create, job.path, job.source) }
+            if let runs, runs.source.spool != nil || runs.destination.spool != nil {
+                // A huge directory: planned a part at a time from its spill files.
+                let cursor = try PlanCursor(directory: job.path, source: runs.source, destination: runs.destination)
+                let (items, newest, more) = try planPart(job, cursor)
+                return .scanned(job, items, newest: newest, more: more)
+            }
+            let sourceEntries = runs?.source.entries ?? listing.entries
+            let plan = try planner.plan(directory: job.path, source: sourceEntries,
+                                        destination: runs?.destination.entries ?? destinationListing?.entries ?? [])
             counters.add(.filesUnchanged, Int64(plan.unchanged))
             recordDuplicates(plan.duplicates, in: job.path)
-            if !job.destinationExists { emit(.create, job.path, job.source) }
-            return .scanned(job, plan.items, newest: job.source.mtimeIsStandIn ? DerivedMtime.newest(of: listing.entries) : nil)
+            return .scanned(job, plan.items, newest: job.source.mtimeIsStandIn ? DerivedMtime.newest(of: sourceEntries) : nil)
         } catch {
             let completion = recordFailure(item, error)
             if case .fatal = completion { return completion }
@@ -93,9 +108,35 @@ extension SyncEngine {
         }
     }
 
+    /// Names planned at once from a huge directory's spill files.
+    static let planPartNames = 1024
+
+    /// Plans the next part of a huge directory: its items, the newest source mtime read so
+    /// far (for a directory whose mtime is derived), and the cursor again unless it is done.
+    func planPart(_ job: ScanJob, _ cursor: PlanCursor) throws(FerryError) -> ([PlannedItem], Timestamp?, PlanCursor?) {
+        let (plan, done) = try planner.plan(directory: job.path, join: &cursor.join, names: Self.planPartNames)
+        counters.add(.filesUnchanged, Int64(plan.unchanged))
+        recordDuplicates(plan.duplicates, in: job.path)
+        return (plan.items, job.source.mtimeIsStandIn ? cursor.newest : nil, done ? nil : cursor)
+    }
+
+    /// The next part of a huge directory's plan; a failure stops the directory's planning
+    /// (reported like a failed listing).
+    func continuePlan(_ job: ScanJob, _ cursor: PlanCursor) -> Completion {
+        do {
+            let (items, newest, more) = try planPart(job, cursor)
+            return .planned(job, items, newest: newest, more: more)
+        } catch {
+            let item = PlannedItem(path: job.path, source: job.source, destination: nil, action: .unchanged)
+            let completion = recordFailure(item, error)
+            if case .fatal = completion { return completion }
+            return .planned(job, [], newest: nil, more: nil)
+        }
+    }
+
     /// Reports the entries a listing held twice under one name (``MergeJoin``): skipped,
     /// with the reason naming both and which was kept. Out of the filters' scope: not at all.
-    func recordDuplicates(_ duplicates: [MergeJoin.Duplicate], in directory: EntryPath) {
+    func recordDuplicates(_ duplicates: [DuplicateName], in directory: EntryPath) {
         for duplicate in duplicates {
             let path = directory.appending(duplicate.dropped.name)
             if planner.filters.decide(path, isDirectory: duplicate.dropped.kind == .directory) == .skip { continue }

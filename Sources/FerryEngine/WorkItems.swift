@@ -27,6 +27,8 @@ enum Work: Sendable {
     /// `counted`: the directory itself is new or its metadata differed (it counts as transferred);
     /// `existed`: it was at the destination before the run (a metadata update to announce).
     indirect case finalize(EntryPath, Entry, counted: Bool, existed: Bool)
+    /// Plan the next part of a huge directory (listed into a spill file).
+    indirect case plan(ScanJob, PlanCursor)
 }
 
 /// What a piece of work reports back to the scheduler (per-directory cases boxed, as in
@@ -34,7 +36,9 @@ enum Work: Sendable {
 enum Completion: Sendable {
     /// `newest`: for a directory whose mtime is derived (``DirectoryState/derived``), the
     /// newest mtime its listing held.
-    indirect case scanned(ScanJob, [PlannedItem]?, newest: Timestamp?)
+    indirect case scanned(ScanJob, [PlannedItem]?, newest: Timestamp?, more: PlanCursor? = nil)
+    /// The next part of a huge directory's plan (``Work/plan(_:_:)``).
+    indirect case planned(ScanJob, [PlannedItem], newest: Timestamp?, more: PlanCursor?)
     /// `changedDestination`: the parent directory's entries changed (its mtime moved).
     case itemDone(PlannedItem, succeeded: Bool, changedDestination: Bool)
     case finalized(EntryPath)

@@ -111,7 +111,20 @@ public struct POSIXLocation: Location {
         try listSync(directory)
     }
 
-    func listSync(_ directory: EntryPath) throws(LocalError) -> Listing? {
+    /// Reads names with `readdir` until `runSize` are held, then sorts and stats them and
+    /// hands them on: memory holds one run, whatever the directory's size.
+    public func listInRuns(_ directory: EntryPath, runSize: Int, _ deliver: ([Entry]) throws -> Void) async throws -> Listing? {
+        try listSync(directory, runSize: runSize, deliver)
+    }
+
+    func listSync(_ directory: EntryPath) throws -> Listing? {
+        var all: [Entry] = []
+        guard var listing = try listSync(directory, runSize: .max, { all = $0 }) else { return nil }
+        listing.entries = all
+        return listing
+    }
+
+    func listSync(_ directory: EntryPath, runSize: Int, _ deliver: ([Entry]) throws -> Void) throws -> Listing? {
         let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
         if fd < 0 {
             let e = errno
@@ -126,6 +139,7 @@ public struct POSIXLocation: Location {
         defer { closedir(dir) }
         var names = SortedNames()
         var temporaries: [[UInt8]] = []
+        var delivered = false
         while true {
             errno = 0
             guard let dent = readdir(dir) else {
@@ -143,7 +157,18 @@ public struct POSIXLocation: Location {
                 }
                 names.append(name, count: count)
             }
+            if names.count >= runSize {
+                try deliver(POSIXLocation.entries(of: &names, in: fd))
+                names = SortedNames()
+                delivered = true
+            }
         }
+        if names.count > 0 || !delivered { try deliver(POSIXLocation.entries(of: &names, in: fd)) }
+        return Listing(entries: [], staleTemporaries: temporaries)
+    }
+
+    /// Sorts `names` and stats each in the directory `fd` (a name gone meanwhile is left out).
+    static func entries(of names: inout SortedNames, in fd: Int32) -> [Entry] {
         names.sort()
         var entries: [Entry] = []
         entries.reserveCapacity(names.count)
@@ -158,7 +183,7 @@ public struct POSIXLocation: Location {
             }
             entries.append(Entry(name: Array(name), kind: kind, metadata: Sys.metadata(st), symlinkTarget: target))
         }
-        return Listing(entries: entries, staleTemporaries: temporaries)
+        return entries
     }
 
     public func stat(_ path: EntryPath) async throws -> Entry? {

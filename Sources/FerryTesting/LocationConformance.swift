@@ -1,37 +1,93 @@
+import CFerry
 import FerryCore
 
-/// The checks every location passes, run against the real thing (a temp directory for
-/// POSIX, a real server for S3). Each check gets a fresh, empty location from `make`;
-/// what a location's ``Capabilities`` do not claim is not checked. Returns the failures.
+/// The contract every location implements, as checks run against the real thing (a temp
+/// directory for POSIX, a real server for S3). Each check is named and gets a fresh, empty
+/// location; a check of a capability the location does not claim is skipped, by name, so
+/// a new location written against the core alone runs the core checks and is told which
+/// capability checks it skipped.
 public enum LocationConformance {
     public typealias Factory = @Sendable () async throws -> any Location
 
-    /// Runs every check; an empty result means the location conforms.
+    /// One named check: of the required core (`capability` nil) or of one capability.
+    public struct Check: Sendable, CustomStringConvertible {
+        public let name: String
+        /// The capability the check needs, as ``Capabilities`` or the protocol names it.
+        public let capability: String?
+        let claims: @Sendable (any Location) -> Bool
+        let body: @Sendable (any Location) async throws -> [String]
+        public var description: String { name }
+
+        init(_ name: String, capability: String? = nil, claims: @escaping @Sendable (any Location) -> Bool = { _ in true },
+             _ body: @escaping @Sendable (any Location) async throws -> [String]) {
+            self.name = name
+            self.capability = capability
+            self.claims = claims
+            self.body = body
+        }
+    }
+
+    /// What one check came to on one location.
+    public enum Outcome: Sendable, Equatable {
+        case passed
+        /// The location does not claim the capability the check needs (named).
+        case skipped(capability: String)
+        /// What differed from the contract; each failure starts with the field or step it names.
+        case failed([String])
+    }
+
+    public static let checks: [Check] = [
+        Check("empty root", emptyRoot),
+        Check("write, list, stat, read back", writeAndReadBack),
+        Check("read a byte range", readRange),
+        Check("atomic write: invisible until commit, abort leaves nothing", atomicWrite),
+        Check("replace an existing file", replaceFile),
+        Check("listing sorted by name bytes", sortedListing),
+        Check("directories and removal", directoriesAndRemoval),
+        Check("listing for a copy lists the same", listingForCopy),
+        Check("metadata in place", capability: "setsMetadataInPlace", claims: { $0.capabilities.setsMetadataInPlace }, metadataInPlace),
+        Check("atime kept", capability: "atime", claims: { $0.capabilities.atime }, atimeKept),
+        Check("names that differ only in case", capability: "caseSensitive", claims: { $0.capabilities.caseSensitive }, caseSensitiveNames),
+        Check("symlinks", capability: "symlinks", claims: { $0.capabilities.symlinks }, symlinks),
+        Check("hard links", capability: "hardLinks", claims: { $0.capabilities.hardLinks }, hardLinks),
+        Check("FIFOs and device nodes", capability: "deviceNodes", claims: { $0.capabilities.deviceNodes }, deviceNodes),
+        Check("ranges never written read as zeros", { try await sparseWrites($0, holes: false) }),
+        Check("sparse writes leave holes", capability: "sparseFiles", claims: { $0.capabilities.sparseFiles }, { try await sparseWrites($0, holes: true) }),
+        Check("data extents of a sparse file", capability: "reportsExtents", claims: { $0.capabilities.reportsExtents }, dataExtents),
+        Check("extended attributes", capability: "extendedAttributes", claims: { $0.capabilities.extendedAttributes }, extendedAttributes),
+        Check("server-side copy", capability: "copyServerSide", claims: { $0.canCopyServerSide(from: $0) }, serverSideCopy),
+        Check("content comparison by a native tag", capability: "holdsSameContent (Entry.contentTag)", claims: { _ in true }, contentComparison),
+        Check("scope of the tree", capability: "scope", claims: { $0.scope != nil }, scopeOfTree),
+    ]
+
+    /// The check named `name`.
+    public static func check(_ name: String) -> Check? { checks.first { $0.name == name } }
+
+    /// Runs one check on a fresh location from `make`.
+    public static func run(_ check: Check, on make: Factory) async -> Outcome {
+        do {
+            let location = try await make()
+            guard check.claims(location) else { return .skipped(capability: check.capability ?? "?") }
+            let failures = try await check.body(location)
+            if failures == [Self.notClaimed] { return .skipped(capability: check.capability ?? "?") }
+            return failures.isEmpty ? .passed : .failed(failures)
+        } catch {
+            return .failed(["threw \(error)"])
+        }
+    }
+
+    /// Runs every check; the failures, each prefixed with its check's name (an empty
+    /// result means the location conforms where it claims to).
     public static func run(_ make: Factory) async -> [String] {
         var failures: [String] = []
-        let checks: [(String, @Sendable (any Location) async throws -> [String])] = [
-            ("empty root", emptyRoot),
-            ("write, list, stat, read back", writeAndReadBack),
-            ("atomic write: invisible until commit, abort leaves nothing", atomicWrite),
-            ("replace an existing file", replaceFile),
-            ("listing sorted by name bytes", sortedListing),
-            ("directories and removal", directoriesAndRemoval),
-            ("metadata in place", metadataInPlace),
-            ("symlinks", symlinks),
-            ("hard links", hardLinks),
-            ("sparse writes", sparseWrites),
-            ("extended attributes", extendedAttributes),
-        ]
-        for (name, check) in checks {
-            do {
-                let location = try await make()
-                failures += try await check(location).map { "\(name): \($0)" }
-            } catch {
-                failures.append("\(name): threw \(error)")
-            }
+        for check in checks {
+            if case .failed(let f) = await run(check, on: make) { failures += f.map { "\(check.name): \($0)" } }
         }
         return failures
     }
+
+    /// What a check returns when it finds, only by trying, that the location lacks its capability.
+    static let notClaimed = "\u{0}not claimed"
 
     static func metadata(size: Int64, mtime: Int64 = 1_600_000_000) -> FileMetadata {
         FileMetadata(permissions: 0o640, uid: 0, gid: 0, mtime: Timestamp(seconds: mtime, nanoseconds: 123_456_789),
@@ -142,7 +198,6 @@ public enum LocationConformance {
     }
 
     static func metadataInPlace(_ l: any Location) async throws -> [String] {
-        guard l.capabilities.setsMetadataInPlace else { return [] }
         try await put(l, EntryPath("m")!, [1])
         var m = metadata(size: 1, mtime: 1_500_000_000)
         m.permissions = 0o600
@@ -158,27 +213,28 @@ public enum LocationConformance {
     }
 
     static func symlinks(_ l: any Location) async throws -> [String] {
-        guard l.capabilities.symlinks else { return [] }
         let target = Array("../nowhere/at all".utf8)
         try await l.makeSymlink(EntryPath("s")!, target: target, metadata: metadata(size: 0), selection: .all)
         try await l.makeSymlink(EntryPath("s")!, target: Array("t2".utf8), metadata: metadata(size: 0), selection: .all)
         let e = try await l.stat(EntryPath("s")!)
-        return e?.kind == .symlink && e?.symlinkTarget == Array("t2".utf8) ? [] : ["got \(String(describing: e))"]
+        var out: [String] = []
+        if e?.kind != .symlink { out.append("kind \(String(describing: e?.kind))") }
+        if e?.symlinkTarget != Array("t2".utf8) { out.append("target \(e?.symlinkTarget.map { String(decoding: $0, as: UTF8.self) } ?? "none")") }
+        return out
     }
 
     static func hardLinks(_ l: any Location) async throws -> [String] {
-        guard l.capabilities.hardLinks else { return [] }
         try await put(l, EntryPath("h1")!, [7, 7])
         try await l.makeHardLink(EntryPath("h2")!, to: EntryPath("h1")!)
         try await l.makeHardLink(EntryPath("h2")!, to: EntryPath("h1")!)  // already linked: no-op
         let a = try await l.stat(EntryPath("h1")!), b = try await l.stat(EntryPath("h2")!)
         var out: [String] = []
-        if a?.metadata.fileID == nil || a?.metadata.fileID != b?.metadata.fileID { out.append("not one file") }
+        if a?.metadata.fileID == nil || a?.metadata.fileID != b?.metadata.fileID { out.append("fileID not shared: not one file") }
         if let listing = try await l.list(.root), !listing.staleTemporaries.isEmpty { out.append("temporaries left") }
         return out
     }
 
-    static func sparseWrites(_ l: any Location) async throws -> [String] {
+    static func sparseWrites(_ l: any Location, holes: Bool) async throws -> [String] {
         let w = try await l.createFile(EntryPath("sparse")!, metadata: metadata(size: 4 << 20), attributes: nil, selection: .all)
         let data = TestTree.bytes(4096, seed: 9)
         try await withBuffer(data) { try await w.write($0, at: 1 << 20) }
@@ -187,14 +243,15 @@ public enum LocationConformance {
         expected.replaceSubrange((1 << 20)..<((1 << 20) + 4096), with: data)
         var out: [String] = []
         if try await get(l, EntryPath("sparse")!) != expected { out.append("content differs") }
-        if l.capabilities.sparseFiles, let e = try await l.stat(EntryPath("sparse")!), let allocated = e.metadata.allocatedBytes, allocated > 1 << 20 {
-            out.append("allocated \(allocated) bytes for 4 KiB of data")
+        guard holes else { return out }
+        guard let e = try await l.stat(EntryPath("sparse")!), let allocated = e.metadata.allocatedBytes else {
+            return out + ["allocatedBytes not reported"]
         }
+        if allocated > 1 << 20 { out.append("allocated \(allocated) bytes for 4 KiB of data") }
         return out
     }
 
     static func extendedAttributes(_ l: any Location) async throws -> [String] {
-        guard l.capabilities.extendedAttributes else { return [] }
         let attrs = [ExtendedAttribute(name: Array("user.a".utf8), value: [1, 2]), ExtendedAttribute(name: Array("user.b".utf8), value: [])]
         let w = try await l.createFile(EntryPath("x")!, metadata: metadata(size: 0), attributes: attrs, selection: .all)
         try await w.commit()
@@ -204,4 +261,122 @@ public enum LocationConformance {
         if try await l.extendedAttributes(EntryPath("x")!, kind: .file) != [attrs[1]] { out.append("xattrs not replaced") }
         return out
     }
+
+    static func readRange(_ l: any Location) async throws -> [String] {
+        let bytes = TestTree.bytes(200_000, seed: 7)
+        try await put(l, EntryPath("r")!, bytes)
+        guard let e = try await l.stat(EntryPath("r")!) else { return ["stat found nothing"] }
+        let reader = try await l.openForReading(EntryPath("r")!, expected: e)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1000, alignment: 16)
+        defer { buffer.deallocate() }
+        var got: [UInt8] = []
+        while got.count < 1000 {
+            let n = try await reader.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[got.count...]), at: 123_456 + Int64(got.count))
+            if n == 0 { break }
+            got += buffer[got.count..<(got.count + n)]
+        }
+        let atEnd = try await reader.read(into: buffer, at: 200_000)
+        _ = try await reader.close()
+        var out: [String] = []
+        if got != Array(bytes[123_456..<124_456]) { out.append("range 123456+1000 differs (\(got.count) bytes read)") }
+        if atEnd != 0 { out.append("read at the end gave \(atEnd) bytes") }
+        return out
+    }
+
+    static func listingForCopy(_ l: any Location) async throws -> [String] {
+        for n in ["a", "b", "c"] { try await put(l, EntryPath(n)!, Array(n.utf8)) }
+        let plain = try await l.list(.root)?.entries.map(\.name)
+        let copying = try await l.listForCopying(.root) { $0 != Array("b".utf8) }?.entries.map(\.name)
+        return plain == copying && plain?.count == 3 ? [] : ["listing \(String(describing: plain)) vs for a copy \(String(describing: copying))"]
+    }
+
+    static func atimeKept(_ l: any Location) async throws -> [String] {
+        try await put(l, EntryPath("t")!, [1])
+        guard let e = try await l.stat(EntryPath("t")!) else { return ["gone"] }
+        return e.metadata.atime == metadata(size: 0).atime ? [] : ["atime \(e.metadata.atime)"]
+    }
+
+    static func caseSensitiveNames(_ l: any Location) async throws -> [String] {
+        try await put(l, EntryPath("Name")!, [1])
+        try await put(l, EntryPath("name")!, [2])
+        let names = try await l.list(.root)?.entries.map { String(decoding: $0.name, as: UTF8.self) } ?? []
+        var out: [String] = []
+        if names != ["Name", "name"] { out.append("listing \(names)") }
+        if try await get(l, EntryPath("Name")!) != [1] { out.append("content of Name replaced") }
+        return out
+    }
+
+    static func deviceNodes(_ l: any Location) async throws -> [String] {
+        var out: [String] = []
+        var m = metadata(size: 0)
+        try await l.makeSpecial(EntryPath("fifo")!, kind: .fifo, metadata: m, selection: .all)
+        m.deviceNumber = UInt64(cferry_makedev(1, 3))
+        try await l.makeSpecial(EntryPath("null")!, kind: .characterDevice, metadata: m, selection: .all)
+        let fifo = try await l.stat(EntryPath("fifo")!), null = try await l.stat(EntryPath("null")!)
+        if fifo?.kind != .fifo { out.append("kind of the FIFO \(String(describing: fifo?.kind))") }
+        if null?.kind != .characterDevice || null?.metadata.deviceNumber != m.deviceNumber {
+            out.append("device \(String(describing: null?.kind)) \(String(describing: null?.metadata.deviceNumber))")
+        }
+        if fifo?.metadata.mtime != m.mtime { out.append("mtime \(String(describing: fifo?.metadata.mtime))") }
+        return out
+    }
+
+    static func dataExtents(_ l: any Location) async throws -> [String] {
+        let w = try await l.createFile(EntryPath("sparse")!, metadata: metadata(size: 4 << 20), attributes: nil, selection: .all)
+        try await withBuffer(TestTree.bytes(4096, seed: 3)) { try await w.write($0, at: 2 << 20) }
+        try await w.commit()
+        guard let e = try await l.stat(EntryPath("sparse")!) else { return ["gone"] }
+        let r = try await l.openForReading(EntryPath("sparse")!, expected: e)
+        let extents = try await r.dataExtents()
+        _ = try await r.close()
+        let covered = extents.reduce(Int64(0)) { $0 + $1.length }
+        let holdsData = extents.contains { $0.offset <= 2 << 20 && $0.offset + $0.length >= (2 << 20) + 4096 }
+        return holdsData && covered <= 1 << 20 ? [] : ["extents \(extents)"]
+    }
+
+    static func serverSideCopy(_ l: any Location) async throws -> [String] {
+        let bytes = TestTree.bytes(10_000, seed: 11)
+        try await l.makeDirectory(EntryPath("d")!)
+        try await put(l, EntryPath("d/f")!, bytes)
+        // From the same location (its own root) to itself: the path is the same on both
+        // sides, so copy a file onto itself with new metadata.
+        var m = metadata(size: Int64(bytes.count), mtime: 1_400_000_000)
+        m.permissions = 0o600
+        guard try await l.copyServerSide(from: l, EntryPath("d/f")!, metadata: m, attributes: nil, selection: .all) else {
+            return ["copyServerSide declined a file canCopyServerSide accepted"]
+        }
+        var out: [String] = []
+        if try await get(l, EntryPath("d/f")!) != bytes { out.append("content differs") }
+        if try await l.stat(EntryPath("d/f")!)?.metadata.mtime != m.mtime { out.append("mtime not the one given") }
+        return out
+    }
+
+    static func contentComparison(_ l: any Location) async throws -> [String] {
+        let bytes = TestTree.bytes(5000, seed: 13)
+        try await put(l, EntryPath("c")!, bytes)
+        try await put(l, EntryPath("same")!, bytes)
+        try await put(l, EntryPath("other")!, TestTree.bytes(5000, seed: 14))
+        guard let c = try await l.stat(EntryPath("c")!) else { return ["gone"] }
+        guard c.contentTag != nil else { return [notClaimed] }
+        var out: [String] = []
+        for (name, expected) in [("same", true), ("other", false)] {
+            let e = try requireStat(try await l.stat(EntryPath(name)!))
+            let reader = try await l.openForReading(EntryPath(name)!, expected: e)
+            let answer = try await l.holdsSameContent(EntryPath("c")!, c, as: reader)
+            _ = try await reader.close()
+            if answer != expected { out.append("holdsSameContent of \(name): \(String(describing: answer))") }
+        }
+        return out
+    }
+
+    static func scopeOfTree(_ l: any Location) async throws -> [String] {
+        guard let scope = l.scope else { return ["nil"] }
+        return scope.overlaps(scope) && !scope.display.isEmpty ? [] : ["scope \(scope)"]
+    }
+}
+
+/// The entry, or an error naming what was missing (a check's precondition, not a finding).
+func requireStat(_ entry: Entry?) throws -> Entry {
+    guard let entry else { throw TestTreeError("an entry the check just wrote is missing") }
+    return entry
 }

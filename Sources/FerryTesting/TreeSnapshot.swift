@@ -123,8 +123,8 @@ public struct TreeSnapshot: Sendable {
             check("checksum", x.checksum, y.checksum)
             check("symlink target", x.symlinkTarget, y.symlinkTarget)
             check("device", x.deviceNumber, y.deviceNumber)
-            check("xattrs", x.xattrs.map { String(decoding: $0.name, as: UTF8.self) + "=" + String(decoding: $0.value, as: UTF8.self) },
-                  y.xattrs.map { String(decoding: $0.name, as: UTF8.self) + "=" + String(decoding: $0.value, as: UTF8.self) })
+            // Bytes, not text: an ACL's values are binary (uid 1000 and 1001 decode alike).
+            if x.xattrs != y.xattrs { out.append("\(path): xattrs \(describe(x.xattrs)) != \(describe(y.xattrs))") }
             if x.kind == .file { check("link count", x.linkCount, y.linkCount) }
         }
         for path in b.entries.keys.sorted() where a.entries[path] == nil {
@@ -132,6 +132,13 @@ public struct TreeSnapshot: Sendable {
         }
         out.append(contentsOf: linkGroupDifferences(a, b))
         return out
+    }
+
+    /// Extended attributes named as text, their values in hex.
+    static func describe(_ attributes: [ExtendedAttribute]) -> String {
+        attributes.map { a in
+            String(decoding: a.name, as: UTF8.self) + "=" + a.value.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+        }.joined(separator: ",")
     }
 
     /// Paths that share an inode on one side must share one on the other.

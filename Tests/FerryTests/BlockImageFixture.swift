@@ -110,6 +110,16 @@ struct BlockImageFixture {
         return (run, report)
     }
 
+    /// ``ferry(_:s3:)`` run through `sh`, which then prints the process's `/proc/PID/io`:
+    /// the bytes its read system calls returned (`rchar`), counted by the kernel, not by Ferry
+    /// (the shell's counts include its reaped child's; they follow Ferry's stderr).
+    func ferryCountingReads(_ args: [String]) throws -> (CLI.Run, BlockSyncReport?, rchar: Int64) {
+        let run = try CLI.run(["-c", "\"$0\" \"$@\" && cat /proc/$$/io >&2", CLI.executable, "block"] + args + ["--json"],
+                              wrapper: ["sh"], direct: true, environment: environment(nil))
+        let rchar = run.stderr.split(separator: "\n").first { $0.hasPrefix("rchar:") }.flatMap { Int64($0.dropFirst(6).trimmingCharacters(in: .whitespaces)) }
+        return (run, try? JSONDecoder().decode(BlockSyncReport.self, from: Data(run.stdout.utf8)), rchar ?? .max)
+    }
+
     /// The environment for a ferry run: the S3 server's credentials if any, this fixture's state directory.
     private func environment(_ s3: S3TestServer?) -> [String: String] {
         var env = s3?.clientEnvironment ?? ProcessInfo.processInfo.environment

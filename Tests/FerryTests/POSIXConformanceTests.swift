@@ -5,20 +5,8 @@ import Glibc
 import Synchronization
 import Testing
 
-/// The POSIX location passes the location conformance suite, on disk and on tmpfs.
+/// The POSIX location's own behaviour (the conformance suite runs in ConformanceTests).
 @Suite struct POSIXConformanceTests {
-    @Test(arguments: ["/tmp", "/dev/shm"])
-    func conforms(base: String) async throws {
-        let trees = TreeList()
-        let failures = await LocationConformance.run {
-            let tree = try TestTree(label: "conformance", base: base)
-            trees.add(tree)
-            return try POSIXLocation(path: tree.root)
-        }
-        trees.removeAll()
-        #expect(failures == [])
-    }
-
     /// `ferry` grows its descriptor table once at start (later growths stall every thread).
     @Test func descriptorTableIsReservedInOneStep() throws {
         var limit = rlimit()

@@ -1,0 +1,129 @@
+import FerryCore
+import FerryLocal
+import FerryS3
+import FerryTesting
+import Testing
+
+/// The locations under test, each run through every check of ``LocationConformance``.
+enum ConformanceTarget: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case posixDisk, posixTmpfs, s3Moto, s3JuiceFS
+
+    var testDescription: String { rawValue }
+
+    /// Capability checks this location is expected to skip (it does not claim them).
+    var expectedSkips: Set<String> {
+        switch self {
+        case .posixDisk, .posixTmpfs: ["server-side copy", "content comparison by a native tag"]
+        case .s3Moto: ["sparse writes leave holes", "data extents of a sparse file"]
+        // The gateway lists no ETags: nothing to compare content by.
+        case .s3JuiceFS: ["sparse writes leave holes", "data extents of a sparse file", "content comparison by a native tag"]
+        }
+    }
+
+    /// Checks this location is known to fail, with the fields each failure names: exactly
+    /// what the JuiceFS gateway (without `--object-meta`) drops, the user metadata in which
+    /// mode, owner, times, kind, link groups and xattrs travel. Everything else is required.
+    var expectedFailures: [String: Set<String>] {
+        guard self == .s3JuiceFS else { return [:] }
+        return [
+            "write, list, stat, read back": ["mtime", "mode"],
+            "metadata in place": ["mtime", "mode", "owner"],
+            "atime kept": ["atime"],
+            "symlinks": ["kind", "target"],
+            "hard links": ["fileID"],
+            "FIFOs and device nodes": ["kind", "device", "mtime"],
+            "extended attributes": ["xattrs"],
+            "server-side copy": ["mtime"],
+        ]
+    }
+
+    /// Runs `check` on a fresh location of this kind.
+    func run(_ check: LocationConformance.Check) async throws -> LocationConformance.Outcome {
+        switch self {
+        case .posixDisk, .posixTmpfs:
+            let trees = TreeList()
+            defer { trees.removeAll() }
+            let base = self == .posixDisk ? "/tmp" : "/dev/shm"
+            return await LocationConformance.run(check) {
+                let tree = try TestTree(label: "conformance", base: base)
+                trees.add(tree)
+                return try POSIXLocation(path: tree.root)
+            }
+        case .s3Moto, .s3JuiceFS:
+            let server = self == .s3Moto ? try S3Tests.server() : try JuiceFSGatewayTests.server()
+            let client = self == .s3Moto ? try S3Tests.client(server) : try JuiceFSGatewayTests.client(server)
+            let bucket: String
+            if let b = server.bucket { bucket = b } else { bucket = try await S3Tests.bucket(client) }
+            let outcome = await LocationConformance.run(check) {
+                S3Location(client: client, bucket: bucket, prefix: "c\(UInt32.random(in: 0..<UInt32.max))")
+            }
+            await client.shutdown()
+            return outcome
+        }
+    }
+}
+
+/// The location contract: every check a test of its own per location, a capability the
+/// location lacks recorded as a skip by name, a known shortfall named field by field.
+@Suite struct ConformanceTests {
+    @Test(arguments: ConformanceTarget.allCases, LocationConformance.checks.map(\.name))
+    func conformance(_ target: ConformanceTarget, _ name: String) async throws {
+        let check = try #require(LocationConformance.check(name))
+        let outcome = try await target.run(check)
+        switch outcome {
+        case .passed:
+            #expect(target.expectedFailures[name] == nil && !target.expectedSkips.contains(name), "\(target): \(name) passed")
+        case .skipped(let capability):
+            print("conformance \(target.rawValue): \"\(name)\" skipped: the location does not claim \(capability)")
+            #expect(target.expectedSkips.contains(name), "\(target): \(name) skipped (\(capability))")
+        case .failed(let failures):
+            print("conformance \(target.rawValue): \"\(name)\" failed: \(failures)")
+            let fields = Set(failures.map { String($0.prefix { $0 != " " }) })
+            #expect(fields == target.expectedFailures[name] ?? [], "\(target): \(name): \(failures)")
+        }
+    }
+
+    /// A location written against the core alone (no capability claimed) passes the core
+    /// checks and skips every capability check by name.
+    @Test func aCoreOnlyLocationSkipsTheCapabilityChecks() async throws {
+        let trees = TreeList()
+        defer { trees.removeAll() }
+        var skipped: [String] = []
+        for check in LocationConformance.checks {
+            let outcome = await LocationConformance.run(check) {
+                let tree = try TestTree(label: "core-only", base: "/dev/shm")
+                trees.add(tree)
+                return CoreOnlyLocation(base: try POSIXLocation(path: tree.root))
+            }
+            switch outcome {
+            case .passed: #expect(check.capability == nil || check.capability == "caseSensitive", "\(check.name)")
+            case .skipped: skipped.append(check.name)
+            case .failed(let f): Issue.record("\(check.name): \(f)")
+            }
+        }
+        // Case sensitivity is the default a location gives up by saying so; every other
+        // capability check is skipped.
+        let capabilityChecks = LocationConformance.checks.filter { $0.capability != nil && $0.capability != "caseSensitive" }
+        #expect(Set(skipped) == Set(capabilityChecks.map(\.name)), "\(skipped)")
+    }
+}
+
+/// A location written against the core alone: the nine required members, forwarded to a
+/// POSIX tree; every capability left at its default.
+struct CoreOnlyLocation: Location {
+    let base: POSIXLocation
+    var uri: String { "core-only:" + base.rootPath }
+    func list(_ directory: EntryPath) async throws -> Listing? { try await base.list(directory) }
+    func stat(_ path: EntryPath) async throws -> Entry? { try await base.stat(path) }
+    func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
+        try await base.openForReading(path, expected: expected)
+    }
+    func createFile(_ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection) async throws -> any EntryWriter {
+        try await base.createFile(path, metadata: metadata, attributes: attributes, selection: selection)
+    }
+    func makeDirectory(_ path: EntryPath) async throws { try await base.makeDirectory(path) }
+    func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
+        try await base.setMetadata(path, kind: kind, metadata: metadata, selection: selection)
+    }
+    func remove(_ path: EntryPath, kind: EntryKind) async throws { try await base.remove(path, kind: kind) }
+}
