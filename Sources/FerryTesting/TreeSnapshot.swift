@@ -11,6 +11,8 @@ public struct SnapshotEntry: Hashable, Sendable, CustomStringConvertible {
     public var gid: UInt32
     public var mtime: Timestamp
     public var atime: Timestamp
+    /// Moves with any change to the inode: equal ctimes mean nothing was done to it.
+    public var ctime: Timestamp
     public var size: Int64
     public var allocatedBytes: Int64
     public var deviceNumber: UInt64
@@ -94,6 +96,7 @@ public struct TreeSnapshot: Sendable {
             kind: kind, permissions: UInt32(st.st_mode) & 0o7777, uid: st.st_uid, gid: st.st_gid,
             mtime: Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: Int32(st.st_mtim.tv_nsec)),
             atime: Timestamp(seconds: Int64(st.st_atim.tv_sec), nanoseconds: Int32(st.st_atim.tv_nsec)),
+            ctime: Timestamp(seconds: Int64(st.st_ctim.tv_sec), nanoseconds: Int32(st.st_ctim.tv_nsec)),
             size: Int64(st.st_size), allocatedBytes: Int64(st.st_blocks) * 512, deviceNumber: UInt64(st.st_rdev),
             linkCount: UInt32(st.st_nlink), inode: UInt64(st.st_ino), checksum: checksum, symlinkTarget: target, xattrs: xattrs)
     }
@@ -139,6 +142,22 @@ public struct TreeSnapshot: Sendable {
         attributes.map { a in
             String(decoding: a.name, as: UTF8.self) + "=" + a.value.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
         }.joined(separator: ",")
+    }
+
+    /// The entries of `before` that are not the same in `after` (missing, or any field
+    /// changed: inode, ctime, data, metadata; a directory's atime aside, which a listing
+    /// moves), and the paths only `after` has; `except` paths are left out.
+    public static func changes(_ before: TreeSnapshot, _ after: TreeSnapshot, except: Set<EntryPath> = []) -> [String] {
+        var out: [String] = []
+        for (path, x) in before.entries.sorted(by: { $0.key < $1.key }) where !except.contains(path) {
+            guard var y = after.entries[path] else { out.append("\(path): gone"); continue }
+            if x.kind == .directory && y.kind == .directory { y.atime = x.atime }
+            if x != y { out.append("\(path): \(x) ctime=\(x.ctime) inode=\(x.inode) became \(y) ctime=\(y.ctime) inode=\(y.inode)") }
+        }
+        for path in after.entries.keys.sorted() where before.entries[path] == nil && !except.contains(path) {
+            out.append("\(path): new")
+        }
+        return out
     }
 
     /// Paths that share an inode on one side must share one on the other.

@@ -113,11 +113,13 @@ struct BlockImageFixture {
     /// ``ferry(_:s3:)`` run through `sh`, which then prints the process's `/proc/PID/io`:
     /// the bytes its read system calls returned (`rchar`), counted by the kernel, not by Ferry
     /// (the shell's counts include its reaped child's; they follow Ferry's stderr).
-    func ferryCountingReads(_ args: [String]) throws -> (CLI.Run, BlockSyncReport?, rchar: Int64) {
+    func ferryCountingReads(_ args: [String]) throws -> (CLI.Run, BlockSyncReport?, rchar: Int64, wchar: Int64) {
         let run = try CLI.run(["-c", "\"$0\" \"$@\" && cat /proc/$$/io >&2", CLI.executable, "block"] + args + ["--json"],
                               wrapper: ["sh"], direct: true, environment: environment(nil))
-        let rchar = run.stderr.split(separator: "\n").first { $0.hasPrefix("rchar:") }.flatMap { Int64($0.dropFirst(6).trimmingCharacters(in: .whitespaces)) }
-        return (run, try? JSONDecoder().decode(BlockSyncReport.self, from: Data(run.stdout.utf8)), rchar ?? .max)
+        func field(_ name: String) -> Int64 {
+            run.stderr.split(separator: "\n").first { $0.hasPrefix(name + ":") }.flatMap { Int64($0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces)) } ?? .max
+        }
+        return (run, try? JSONDecoder().decode(BlockSyncReport.self, from: Data(run.stdout.utf8)), field("rchar"), field("wchar"))
     }
 
     /// The environment for a ferry run: the S3 server's credentials if any, this fixture's state directory.

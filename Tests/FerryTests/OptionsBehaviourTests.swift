@@ -41,9 +41,9 @@ import Testing
         #expect(result.status == "SUCCESS")
         #expect(result.counters.estimatedFilesToTransfer > 20)
         #expect(result.counters.filesDeleted == 1)
-        let after = try TreeSnapshot(f.destinationRoot)
-        #expect(Set(after.entries.keys) == Set(before.entries.keys))
-        #expect(after.entries[EntryPath("extra")!]?.inode == before.entries[EntryPath("extra")!]?.inode)
+        // Not one inode touched: same entries, data, metadata, inodes and ctimes.
+        let changes = TreeSnapshot.changes(before, try TreeSnapshot(f.destinationRoot))
+        #expect(changes == [], "\(changes)")
     }
 
     @Test func includeAndExcludeFilters() async throws {
@@ -65,9 +65,15 @@ import Testing
         try f.source.file("exists", [1, 1])
         try f.source.file("new", [2])
         try f.destination.file("exists", [9])
+        try f.destination.setTimes("exists", atime: SampleTrees.time(1), mtime: SampleTrees.time(1))
+        let before = try TreeSnapshot(f.destinationRoot)
         var options = Fixture.defaultOptions
         options.overwriteMode = .never
         let result = try await f.sync(options)
+        // The existing file untouched (inode, ctime, data, metadata); only `new` arrived (and
+        // the root, which holds it, changed).
+        let changes = TreeSnapshot.changes(before, try TreeSnapshot(f.destinationRoot), except: [.root, EntryPath("new")!])
+        #expect(changes == [], "\(changes)")
         #expect(FileManager.default.contents(atPath: f.destinationRoot + "/exists") == Data([9]))
         #expect(FileManager.default.contents(atPath: f.destinationRoot + "/new") == Data([2]))
         #expect(result.problems.contains { $0.entry.path == "/exists" && $0.entry.failureKind == .overwriteNever })
@@ -79,11 +85,19 @@ import Testing
         try f.source.file("a", [1])
         try f.source.file("b", [2])
         try await f.sync()
+        let before = try TreeSnapshot(f.destinationRoot)
         var options = Fixture.defaultOptions
         options.transferMode = .all
         let result = try await f.sync(options)
         #expect(result.counters.bytesTransferred == 2)
         #expect(result.counters.filesTransferred >= 2)
+        // Every file was written again (a new inode), and the tree is the source's.
+        let after = try TreeSnapshot(f.destinationRoot)
+        for name in ["a", "b"] {
+            let path = EntryPath(name)!
+            #expect(after.entries[path]!.inode != before.entries[path]!.inode, "\(name) was not rewritten")
+        }
+        #expect(try f.differences() == [])
     }
 
     @Test func metadataOptionsNoneLeaveMetadataToTheWriter() async throws {

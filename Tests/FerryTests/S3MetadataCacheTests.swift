@@ -1,5 +1,6 @@
 import FerryTesting
 import Foundation
+import Glibc
 import Testing
 
 /// The S3 metadata cache: a no-change re-run lists instead of HEADing every object, and an
@@ -48,7 +49,23 @@ import Testing
 
         // 31 objects in 3 directories: with the cache, listings and the directory markers'
         // HEADs only; without it, one HEAD per object more (and a GET for the symlink).
-        let cached = try sync()
+        // The cached run goes through the proxy, which counts the requests itself.
+        let out = Pipe()
+        let (proxy, port) = try S3FaultTests.startProxy(upstream: server.port, every: 0, environment: ["LOG_REQUESTS": "1"], output: out)
+        // (The cache is kept per endpoint: a first run through the proxy fills it for that one.)
+        func viaProxy() throws -> CLI.Run {
+            try CLI.run(["sync", f.source.root, target, "--cache-dir", cache, "-v", "--endpoint-url", "http://127.0.0.1:\(port)"],
+                        environment: server.clientEnvironment)
+        }
+        let warm = try viaProxy()
+        let cached = try viaProxy()
+        kill(proxy.processIdentifier, SIGKILL)
+        proxy.waitUntilExit()
+        let seen = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .split(separator: "\n").filter { $0.hasPrefix("request ") }.count
+        #expect(warm.status == 0 && cached.status == 0, "\(warm.stderr)\(cached.stderr)")
+        #expect(seen == S3MetadataCacheTests.requests(warm) + S3MetadataCacheTests.requests(cached),
+                "the proxy saw \(seen): \(warm.stderr)\(cached.stderr)")
         let uncached = try sync(["--no-metadata-cache"])
         #expect(S3MetadataCacheTests.changes(cached).isEmpty && S3MetadataCacheTests.changes(uncached).isEmpty, "\(cached.stdout)\n\(uncached.stdout)")
         #expect(S3MetadataCacheTests.requests(cached) >= 0 && S3MetadataCacheTests.requests(cached) <= 12, "\(cached.stderr)")

@@ -1,5 +1,6 @@
 import FerryCore
 import FerryEngine
+import FerryLocal
 import FerryTesting
 import Foundation
 import Glibc
@@ -58,5 +59,65 @@ import Testing
         let report = TaskReportSink(spoolDirectory: nil)
         let second = try await f.sync(report: report)
         #expect(second.counters.filesVerified == 0)
+    }
+}
+
+/// A POSIX destination whose writes of one file arrive corrupted (a bit flipped on its way
+/// to the disk): ONLY_FILES_TRANSFERRED's read-back must catch it, try once more, and
+/// report a checksum failure; the other files verify.
+@Suite struct ReadBackTests {
+    struct CorruptingLocation: Location {
+        let base: POSIXLocation
+        let victim: EntryPath
+        var uri: String { base.uri }
+        var capabilities: Capabilities { base.capabilities }
+        var scope: LocationScope? { base.scope }
+        func list(_ directory: EntryPath) async throws -> Listing? { try await base.list(directory) }
+        func stat(_ path: EntryPath) async throws -> Entry? { try await base.stat(path) }
+        func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
+            try await base.openForReading(path, expected: expected)
+        }
+        func createFile(_ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection) async throws -> any EntryWriter {
+            let writer = try await base.createFile(path, metadata: metadata, attributes: attributes, selection: selection)
+            return path == victim ? FlippingWriter(base: writer) : writer
+        }
+        func makeDirectory(_ path: EntryPath) async throws { try await base.makeDirectory(path) }
+        func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
+            try await base.setMetadata(path, kind: kind, metadata: metadata, selection: selection)
+        }
+        func remove(_ path: EntryPath, kind: EntryKind) async throws { try await base.remove(path, kind: kind) }
+    }
+
+    /// Writes the first byte with its lowest bit flipped.
+    struct FlippingWriter: EntryWriter {
+        let base: any EntryWriter
+        func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws {
+            var copy = Array(bytes)
+            if offset == 0, !copy.isEmpty { copy[0] ^= 1 }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(copy.count, 1), alignment: 16)
+            defer { buffer.deallocate() }
+            buffer.copyBytes(from: copy)
+            try await base.write(UnsafeRawBufferPointer(rebasing: buffer[0..<copy.count]), at: offset)
+        }
+        func commit() async throws -> [String] { try await base.commit() }
+        func abort() async { await base.abort() }
+        var contentConfirmed: Bool { false }
+        func committedReader() async throws -> (any EntryReader)? { try await base.committedReader() }
+    }
+
+    @Test func aCorruptedWriteIsCaughtByTheReadBack() async throws {
+        let f = try Fixture("readback")
+        defer { f.cleanUp() }
+        try f.source.file("good", TestTree.bytes(70_000, seed: 1))
+        try f.source.file("bad", TestTree.bytes(70_000, seed: 2))
+        let destination = CorruptingLocation(base: try POSIXLocation(path: f.destinationRoot, create: true), victim: EntryPath("bad")!)
+        let engine = SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: destination,
+                                                  options: Fixture.defaultOptions, parallel: 2))
+        let result = await engine.run()
+        #expect(result.counters.verificationFailures == 1, "\(result.counters)")
+        let failure = try #require(result.problems.first { $0.entry.path == "/bad" })
+        #expect(failure.entry.failureKind == .checksumFailure && failure.entry.reason?.contains("differs from the source") == true, "\(failure)")
+        #expect(!result.problems.contains { $0.entry.path == "/good" })
+        #expect(FileManager.default.contents(atPath: f.destinationRoot + "/good") == Data(TestTree.bytes(70_000, seed: 1)))
     }
 }
