@@ -2,8 +2,7 @@ import FerryCore
 
 /// The outcome of one execution, shaped like DataSync's `DescribeTaskExecution` `Result`.
 public struct ExecutionResult: Sendable, Codable {
-    /// `SUCCESS` or `ERROR`.
-    public var status: String
+    public var status: ExecutionStatus
     /// Why the execution ended the way it did, for the user.
     public var errorCode: String?
     public var errorDetail: String?
@@ -14,15 +13,15 @@ public struct ExecutionResult: Sendable, Codable {
     public var counters: CounterSnapshot
     /// Wall time from start until every directory was listed and planned (ms).
     public var prepareDuration: Int64
-    public var prepareStatus: String
+    public var prepareStatus: PhaseStatus
     /// Wall time from start until the last transfer and deletion ended (ms); listing
     /// and transfer overlap, as in DataSync's enhanced mode.
     public var transferDuration: Int64
-    public var transferStatus: String
+    public var transferStatus: PhaseStatus
     /// Time spent verifying (ms): the inline verification summed over workers for
     /// ONLY_FILES_TRANSFERRED, the wall time of the second full pass for POINT_IN_TIME_CONSISTENT.
     public var verifyDuration: Int64
-    public var verifyStatus: String
+    public var verifyStatus: PhaseStatus
     public var totalDuration: Int64
     /// Deletions not done because the run had errors (rclone's rule).
     public var deletionsSkippedForErrors: Int64
@@ -45,9 +44,9 @@ public struct ExecutionResult: Sendable, Codable {
     public enum Outcome: Sendable { case success, partial, verificationFailed, failed }
 
     public var outcome: Outcome {
-        if status == "ERROR" && errorCode == "Fatal" { return .failed }
+        if status == .error && errorCode == "Fatal" { return .failed }
         if counters.verificationFailures > 0 { return .verificationFailed }
-        if counters.filesFailed > 0 || counters.filesSkipped > 0 || counters.metadataNotStored > 0 || status == "ERROR" { return .partial }
+        if counters.filesFailed > 0 || counters.filesSkipped > 0 || counters.metadataNotStored > 0 || status == .error { return .partial }
         return .success
     }
 }

@@ -180,7 +180,7 @@ struct Scheduler {
                 counters.add(.filesUnchanged)
             case .skip(let kind, let reason):
                 counters.add(.filesSkipped)
-                engine.record(.skipped, item.path, item.source, status: "SKIPPED", failure: kind, reason: reason)
+                engine.record(.skipped, item.path, item.source, status: .skipped, failure: kind, reason: reason)
                 engine.emit(.skip, item.path, item.source, reason: reason)
             case .delete:
                 counters.add(.estimatedFilesToDelete)
@@ -255,7 +255,7 @@ struct Scheduler {
             return linkOrSkip(item, leader: leader, destinationID: destinationID)
         case .failed?:
             engine.counters.add(.filesFailed)
-            engine.record(.transferred, item.path, item.source, status: "FAILED", failure: .transferError,
+            engine.record(.transferred, item.path, item.source, status: .failed, failure: .transferError,
                           reason: "not linked: the first path of its hard-link group failed")
             return true
         }
@@ -278,7 +278,7 @@ struct Scheduler {
             links[id] = .failed
             for waiter in waiters {
                 engine.counters.add(.filesFailed)
-                engine.record(.transferred, waiter.path, waiter.source, status: "FAILED", failure: .transferError,
+                engine.record(.transferred, waiter.path, waiter.source, status: .failed, failure: .transferError,
                               reason: "not linked: \(leader) of its hard-link group failed")
                 childDone(in: waiter.path.parent, changed: false)
             }

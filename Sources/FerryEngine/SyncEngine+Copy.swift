@@ -194,7 +194,7 @@ extension SyncEngine {
     func recordNotStored(_ path: EntryPath, _ entry: Entry?, _ what: String) -> String {
         let reason = "the destination did not store: \(what)"
         counters.add(.metadataNotStored)
-        record(.transferred, path, entry, status: "PARTIAL", failure: .metadataNotStored, reason: reason)
+        record(.transferred, path, entry, status: .partial, failure: .metadataNotStored, reason: reason)
         emit(.fail, path, entry, reason: reason)
         return reason
     }
@@ -207,7 +207,7 @@ extension SyncEngine {
         if report {
             let reason = "could not be applied: \(withheld.reason)"
             counters.add(.metadataNotStored)
-            record(.transferred, path, entry, status: "PARTIAL", failure: .metadataNotApplied, reason: reason)
+            record(.transferred, path, entry, status: .partial, failure: .metadataNotApplied, reason: reason)
             emit(.fail, path, entry, reason: reason)
         }
         return withheld.applied(to: selection)
@@ -217,7 +217,7 @@ extension SyncEngine {
     func recordVerificationFailure(_ path: EntryPath, _ entry: Entry?, _ failure: FailureKind, _ reason: String,
                                    checksum: ContentChecksum? = nil) {
         counters.add(.verificationFailures)
-        record(.verified, path, entry, status: "FAILED", checksum: checksum, failure: failure, reason: reason)
+        record(.verified, path, entry, status: .failed, checksum: checksum, failure: failure, reason: reason)
     }
 
     /// Counts and records a file in place, and what its verification found.

@@ -82,7 +82,7 @@ extension SyncEngine {
             }
             for (name, kind, reason) in unusable {
                 counters.add(.filesSkipped)
-                report.record(.skipped, ReportEntry(path: name, kind: kind, size: nil, checksum: nil, status: "SKIPPED",
+                report.record(.skipped, ReportEntry(path: name, kind: kind, size: nil, checksum: nil, status: .skipped,
                                                     failureKind: .unsupported, reason: reason))
                 emit(.skip, job.path, nil, reason: "\(name): \(reason)")
             }
@@ -141,7 +141,7 @@ extension SyncEngine {
             let path = directory.appending(duplicate.dropped.name)
             if planner.filters.decide(path, isDirectory: duplicate.dropped.kind == .directory) == .skip { continue }
             counters.add(.filesSkipped)
-            record(.skipped, path, duplicate.dropped, status: "SKIPPED", failure: .duplicateName, reason: duplicate.reason)
+            record(.skipped, path, duplicate.dropped, status: .skipped, failure: .duplicateName, reason: duplicate.reason)
             emit(.skip, path, duplicate.dropped, reason: duplicate.reason)
             configuration.logger.warning("duplicate name", metadata: ["file.path": "\(path)", "reason": "\(duplicate.reason)"])
         }
@@ -302,7 +302,7 @@ extension SyncEngine {
             } catch {
                 if retryClass(error) == .fatal { throw error }
                 counters.add(.filesFailed)
-                record(.deleted, item.path, d, status: "FAILED", failure: .deleteError, reason: describe(error))
+                record(.deleted, item.path, d, status: .failed, failure: .deleteError, reason: describe(error))
             }
         }
         for (path, entry) in parents {

@@ -71,7 +71,7 @@ public final class SyncEngine: Sendable {
         let start = clock.now
         counters.setPhase(.preparing)
         var prepareEnd = start
-        var transferStatus = "SUCCESS"
+        var transferStatus = PhaseStatus.success
         var deletionsSkipped: Int64 = 0
 
         do {
@@ -96,9 +96,9 @@ public final class SyncEngine: Sendable {
             fatalMessage.withLock { $0 = $0 ?? describe(error) }
         }
         let transferEnd = clock.now
-        if counters.value(.filesFailed) > 0 { transferStatus = "ERROR" }
+        if counters.value(.filesFailed) > 0 { transferStatus = .error }
 
-        var verifyStatus = options.verifyMode == .none ? "NONE" : "SUCCESS"
+        var verifyStatus: PhaseStatus = options.verifyMode == .none ? .none : .success
         var verifyDuration = Duration.nanoseconds(counters.value(.verifyNanoseconds))
         if fatalMessage.withLock({ $0 }) == nil && options.verifyMode == .pointInTimeConsistent && !dryRun {
             counters.setPhase(.verifying)
@@ -110,33 +110,33 @@ public final class SyncEngine: Sendable {
             }
             verifyDuration = clock.now - verifyStart
         }
-        if counters.value(.verificationFailures) > 0 { verifyStatus = "ERROR" }
+        if counters.value(.verificationFailures) > 0 { verifyStatus = .error }
 
         let fatal = fatalMessage.withLock { $0 }
         let snapshot = counters.snapshot()
-        var status = "SUCCESS"
+        var status = ExecutionStatus.success
         var errorCode: String?
         var errorDetail: String?
         if let fatal {
-            status = "ERROR"; errorCode = "Fatal"; errorDetail = fatal; transferStatus = "ERROR"
+            status = .error; errorCode = "Fatal"; errorDetail = fatal; transferStatus = .error
         } else if snapshot.verificationFailures > 0 {
-            status = "ERROR"; errorCode = "VerificationFailed"
+            status = .error; errorCode = "VerificationFailed"
             errorDetail = "\(snapshot.verificationFailures) item(s) failed verification"
         } else if snapshot.metadataNotStored > 0 {
-            status = "ERROR"; errorCode = "MetadataNotStored"
+            status = .error; errorCode = "MetadataNotStored"
             errorDetail = "\(snapshot.metadataNotStored) item(s) arrived without some of their metadata (named in the report)"
         } else if snapshot.filesFailed > 0 || snapshot.filesSkipped > 0 {
-            status = "ERROR"; errorCode = "FilesSkippedOrFailed"
+            status = .error; errorCode = "FilesSkippedOrFailed"
             errorDetail = "\(snapshot.filesFailed) item(s) failed and \(snapshot.filesSkipped) were skipped"
             if deletionsSkipped > 0 { errorDetail! += "; \(deletionsSkipped) deletion(s) not done because of errors" }
         }
-        counters.setPhase(status == "SUCCESS" ? .success : .error)
+        counters.setPhase(status == .success ? .success : .error)
         func ms(_ d: Duration) -> Int64 { d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000 }
         return ExecutionResult(
             status: status, errorCode: errorCode, errorDetail: errorDetail,
             source: source.uri, destination: destination.uri, options: options, dryRun: dryRun,
             counters: snapshot,
-            prepareDuration: ms(prepareEnd - start), prepareStatus: fatal == nil ? "SUCCESS" : "ERROR",
+            prepareDuration: ms(prepareEnd - start), prepareStatus: fatal == nil ? .success : .error,
             transferDuration: ms(transferEnd - start), transferStatus: transferStatus,
             verifyDuration: ms(verifyDuration), verifyStatus: verifyStatus,
             totalDuration: ms(clock.now - start), deletionsSkippedForErrors: deletionsSkipped,
@@ -160,10 +160,10 @@ public final class SyncEngine: Sendable {
         onItem(ItemEvent(kind: kind, path: path, entryKind: entry?.kind ?? .file, size: entry?.metadata.size ?? 0, reason: reason))
     }
 
-    func record(_ category: ReportCategory, _ path: EntryPath, _ entry: Entry?, status: String = "SUCCESS",
+    func record(_ category: ReportCategory, _ path: EntryPath, _ entry: Entry?, status: ItemStatus = .success,
                 checksum: ContentChecksum? = nil, failure: FailureKind? = nil, reason: String? = nil) {
         // Successes matter only to a report file; skip building their entries otherwise.
-        guard status != "SUCCESS" || report.recordsEverything else { return }
+        guard status != .success || report.recordsEverything else { return }
         report.record(category, ReportEntry(
             path: path.description, kind: (entry?.kind ?? .file).description.uppercased(),
             size: entry?.kind == .file ? entry?.metadata.size : nil, checksum: checksum?.description,
@@ -181,11 +181,11 @@ public final class SyncEngine: Sendable {
         }
         if cls == .itemUnreadable {
             counters.add(.filesSkipped)
-            record(.skipped, item.path, item.source, status: "SKIPPED", failure: .unreadable, reason: message)
+            record(.skipped, item.path, item.source, status: .skipped, failure: .unreadable, reason: message)
             emit(.skip, item.path, item.source, reason: message)
         } else {
             counters.add(.filesFailed)
-            record(.transferred, item.path, item.source, status: "FAILED", failure: .transferError, reason: message)
+            record(.transferred, item.path, item.source, status: .failed, failure: .transferError, reason: message)
             emit(.fail, item.path, item.source, reason: message)
         }
         configuration.logger.error("transfer failed", metadata: ["file.path": "\(item.path)", "error": "\(message)"])

@@ -40,7 +40,7 @@ public struct ReportEntry: Sendable, Codable, Hashable {
     public var size: Int64?
     public var checksum: String?
     /// `SUCCESS` or `FAILED` (or `SKIPPED` in the skipped category).
-    public var status: String
+    public var status: ItemStatus
     public var failureKind: FailureKind?
     public var reason: String?
 
@@ -89,7 +89,7 @@ public final class TaskReportSink: Sendable {
 
     /// Records one entry; problems also go to the in-memory list.
     public func record(_ category: ReportCategory, _ entry: ReportEntry) {
-        let isProblem = entry.status != "SUCCESS"
+        let isProblem = entry.status != .success
         let line: Data? = recordsEverything && keep(category, entry) ? (try? TaskReportSink.encoder.encode(entry)).map { $0 + Data([10]) } : nil
         state.withLock { s in
             if isProblem {

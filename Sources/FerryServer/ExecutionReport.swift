@@ -34,7 +34,7 @@ struct ExecutionReport {
         }
         let listed = everything
         sink = TaskReportSink(spoolDirectory: detailed ? URL(fileURLWithPath: directory + "/.spool") : nil) { category, entry in
-            entry.status != "SUCCESS" || listed.contains(category)
+            entry.status != .success || listed.contains(category)
         }
     }
 

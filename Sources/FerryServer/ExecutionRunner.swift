@@ -273,11 +273,11 @@ actor ExecutionRunner {
             if let result {
                 for (k, v) in ExecutionRunner.counterFields(result.counters).object ?? [:] { b[k] = v }
                 r["PrepareDuration"] = .number(Double(result.prepareDuration))
-                r["PrepareStatus"] = .string(result.prepareStatus)
+                r["PrepareStatus"] = .string(result.prepareStatus.rawValue)
                 r["TransferDuration"] = .number(Double(result.transferDuration))
-                r["TransferStatus"] = .string(result.transferStatus)
+                r["TransferStatus"] = .string(result.transferStatus.rawValue)
                 r["VerifyDuration"] = .number(Double(result.verifyDuration))
-                r["VerifyStatus"] = .string(result.verifyStatus)
+                r["VerifyStatus"] = .string(result.verifyStatus.rawValue)
                 r["TotalDuration"] = .number(Double(result.totalDuration))
             } else {
                 for phase in ["PrepareStatus", "TransferStatus", "VerifyStatus"] where r[phase]?.string == "PENDING" { r[phase] = "ERROR" }

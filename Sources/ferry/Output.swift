@@ -39,7 +39,7 @@ struct Output: Sendable {
         let c = result.counters
         var lines: [String] = []
         let problems = result.problems
-        if !quiet || result.status != "SUCCESS" {
+        if !quiet || result.status != .success {
             lines.append("Status: \(result.status)\(result.dryRun ? " (dry run: nothing was changed)" : "")")
             if let code = result.errorCode { lines.append("ErrorCode: \(code)") }
             if let detail = result.errorDetail { lines.append("ErrorDetail: \(detail)") }
@@ -63,7 +63,7 @@ struct Output: Sendable {
         }
         if lines.isEmpty { return }
         let text = lines.joined(separator: "\n") + "\n"
-        (result.status == "SUCCESS" ? FileHandle.standardOutput : FileHandle.standardError).write(Data(text.utf8))
+        (result.status == .success ? FileHandle.standardOutput : FileHandle.standardError).write(Data(text.utf8))
     }
 
     private func seconds(_ ms: Int64) -> String {

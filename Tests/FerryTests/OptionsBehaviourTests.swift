@@ -21,7 +21,7 @@ import Testing
         var options = Fixture.defaultOptions
         options.preserveDeletedFiles = .remove
         let result = try await f.sync(options, filters: Filters(excludes: try FilterRule("/logs")))
-        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(result.status == .success, "\(result.problems)")
         #expect(result.counters.filesDeleted == 3)
         let dst = try TreeSnapshot(f.destinationRoot)
         #expect(dst.entries.keys.map(\.description).sorted() == ["/", "/dir", "/dir/keep", "/keep", "/logs", "/logs/excluded.log"])
@@ -38,7 +38,7 @@ import Testing
         var options = Fixture.defaultOptions
         options.preserveDeletedFiles = .remove
         let result = try await f.sync(options, dryRun: true)
-        #expect(result.status == "SUCCESS")
+        #expect(result.status == .success)
         #expect(result.counters.estimatedFilesToTransfer > 20)
         #expect(result.counters.filesDeleted == 1)
         // Not one inode touched: same entries, data, metadata, inodes and ctimes.
@@ -54,7 +54,7 @@ import Testing
         }
         let filters = Filters(includes: try FilterRule("/photos|*.txt"), excludes: try FilterRule("/photos/raw|/docs/y*"))
         let result = try await f.sync(filters: filters)
-        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(result.status == .success, "\(result.problems)")
         let files = try TreeSnapshot(f.destinationRoot).entries.filter { $0.value.kind == .file }.keys.map(\.description).sorted()
         #expect(files == ["/photos/a.jpg", "/photos/b.txt"])
     }
@@ -114,7 +114,7 @@ import Testing
         options.mtime = .none
         options.atime = .none
         let result = try await f.sync(options)
-        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(result.status == .success, "\(result.problems)")
         let a = try TreeSnapshot(f.destinationRoot).entries[EntryPath("a")!]!
         #expect(a.uid == 0 && a.gid == 0)
         #expect(a.permissions == 0o600)
@@ -129,7 +129,7 @@ import Testing
         var options = Fixture.defaultOptions
         options.bytesPerSecond = 8 << 20
         let result = try await f.sync(options)
-        #expect(result.status == "SUCCESS")
+        #expect(result.status == .success)
         #expect(try f.differences() == [])
     }
 

@@ -25,7 +25,7 @@ import Testing
                 source: try POSIXLocation(path: src), destination: try POSIXLocation(path: dst),
                 options: Fixture.defaultOptions, filters: Filters(), parallel: 4, dryRun: false))
             let result = await engine.run()
-            #expect(result.status == "ERROR" && result.errorCode == "Fatal", "\(src) → \(dst)")
+            #expect(result.status == .error && result.errorCode == "Fatal", "\(src) → \(dst)")
             #expect(result.errorDetail?.contains("overlap") == true, "\(result.errorDetail ?? "")")
             #expect(result.counters.filesTransferred == 0)
         }

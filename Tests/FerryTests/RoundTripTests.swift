@@ -11,7 +11,7 @@ import Testing
         defer { f.cleanUp() }
         try SampleTrees.rich(f.source)
         let result = try await f.sync()
-        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(result.status == .success, "\(result.problems)")
         let diffs = try f.differences()
         #expect(diffs == [], "\(diffs)")
         #expect(try f.temporaries() == [])
@@ -45,7 +45,7 @@ import Testing
         try await f.sync()
         let before = try TreeSnapshot(f.destinationRoot)
         let result = try await f.sync()
-        #expect(result.status == "SUCCESS")
+        #expect(result.status == .success)
         #expect(result.counters.filesTransferred == 0)
         #expect(result.counters.bytesWritten == 0)
         #expect(result.counters.estimatedFilesToTransfer == 0)
@@ -77,7 +77,7 @@ import Testing
         try f.source.setTimes("dir/sub", atime: SampleTrees.time(7), mtime: SampleTrees.time(8))
         try f.source.setTimes("", atime: SampleTrees.time(9), mtime: SampleTrees.time(10))
         let result = try await f.sync()
-        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(result.status == .success, "\(result.problems)")
         let diffs = try f.differences()
         #expect(diffs == [], "\(diffs)")
         #expect(result.counters.bytesTransferred == 13 + 3)
@@ -97,7 +97,7 @@ import Testing
         try d.file("b", [3])
         try d.directory("c")
         let result = try await f.sync()
-        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(result.status == .success, "\(result.problems)")
         #expect(try f.differences(compareAtime: false) == [])
     }
 
@@ -110,7 +110,7 @@ import Testing
         try f.source.file(" leading space", [5])
         try f.source.file(String(repeating: "é", count: 127) + "x", [6])  // 255 bytes
         let result = try await f.sync()
-        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(result.status == .success, "\(result.problems)")
         let diffs = try f.differences()
         #expect(diffs == [], "\(diffs)")
         #expect(try TreeSnapshot(f.destinationRoot).entries[EntryPath(validatedBytes: latin1)] != nil)
@@ -144,7 +144,7 @@ import Testing
         try f.destination.chmod("d", 0o2775)
         try f.destination.setXattr("d", name: "system.posix_acl_default", value: SampleTrees.aclValue(uid: 1000))
         let result = try await f.sync()
-        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(result.status == .success, "\(result.problems)")
         #expect(result.counters.verificationFailures == 0)
         let diffs = try f.differences()
         #expect(diffs == [], "\(diffs)")

@@ -38,7 +38,7 @@ import Testing
                 // One problem: the object left out, naming the object, the prefix and what was kept.
                 #expect(result.problems.count == 1, "\(result.problems)")
                 let problem = try #require(result.problems.first)
-                #expect(problem.category == .skipped && problem.entry.path == "/a" && problem.entry.status == "SKIPPED"
+                #expect(problem.category == .skipped && problem.entry.path == "/a" && problem.entry.status == .skipped
                         && problem.entry.failureKind == .duplicateName && problem.entry.kind == "FILE", "\(problem)")
                 let reason = problem.entry.reason ?? ""
                 #expect(reason.contains("prefix \"a/\"") && reason.contains("object \"a\"") && reason.contains("the directory was kept"), "\(reason)")
@@ -71,7 +71,7 @@ import Testing
             let new = try await S3ListingShapeTests.lastModified(client, bucket, "t/x/deep/new")
             #expect(new > old)
             let first = try await S3ListingShapeTests.sync(client, bucket, "t", to: f.destinationRoot, verify: .pointInTimeConsistent)
-            #expect(first.status == "SUCCESS", "\(first.problems)")
+            #expect(first.status == .success, "\(first.problems)")
             let dst = try TreeSnapshot(f.destinationRoot)
             for (path, expected) in [("x", new), ("x/deep", new), ("y", try await S3ListingShapeTests.lastModified(client, bucket, "t/y/only"))] {
                 let e = try #require(dst.entries[EntryPath(path)!])
@@ -80,7 +80,7 @@ import Testing
             let root = try #require(dst.entries[.root])
             #expect(root.mtime.seconds >= new, "the root takes the newest below it too")
             let again = try await S3ListingShapeTests.sync(client, bucket, "t", to: f.destinationRoot, verify: .pointInTimeConsistent)
-            #expect(again.status == "SUCCESS" && again.counters.filesTransferred == 0, "\(again.counters) \(again.problems)")
+            #expect(again.status == .success && again.counters.filesTransferred == 0, "\(again.counters) \(again.problems)")
             #expect(TreeSnapshot.differences(dst, try TreeSnapshot(f.destinationRoot), compareAtime: false) == [])
         }
     }

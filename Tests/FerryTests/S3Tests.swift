@@ -84,7 +84,7 @@ import Testing
             #expect(FileManager.default.createFile(atPath: probe, contents: Data([1])))
             let newlineStored = try S3Tests.aws(server, ["s3api", "put-object", "--bucket", bucket, "--key", "probe/new\nline",
                                                          "--body", probe]).status == 0
-            let failed = up.problems.filter { $0.entry.status == "FAILED" }.map(\.entry.path)
+            let failed = up.problems.filter { $0.entry.status == .failed }.map(\.entry.path)
             #expect(failed == (newlineStored ? [] : ["/names/new\\x0aline"]), "\(up.problems)")
             #expect(up.counters.verificationFailures == 0, "\(up.problems)")
 
@@ -94,7 +94,7 @@ import Testing
 
             let down = await SyncEngine(SyncConfiguration(source: remote, destination: try POSIXLocation(path: f.destinationRoot, create: true),
                                                           options: Fixture.defaultOptions)).run()
-            #expect(down.status == "SUCCESS", "\(down.problems)")
+            #expect(down.status == .success, "\(down.problems)")
             let diffs = try f.differences()
             let expected = ["/names/f\\xff\\xfe.bin: missing at the destination"] + (newlineStored ? [] : ["/names/new\\x0aline: missing at the destination"])
             #expect(diffs == expected, "\(diffs)")
@@ -268,23 +268,23 @@ import Testing
             right.singleCopyLimit = 8 << 20
             var result = await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: left,
                                                             options: Fixture.defaultOptions)).run()
-            #expect(result.status == "SUCCESS", "\(result.problems)")
+            #expect(result.status == .success, "\(result.problems)")
             result = await SyncEngine(SyncConfiguration(source: left, destination: right, options: Fixture.defaultOptions)).run()
-            #expect(result.status == "SUCCESS", "\(result.problems)")
+            #expect(result.status == .success, "\(result.problems)")
             #expect(result.counters.bytesWritten == 0)
             // A metadata-only change of the large object: a multipart copy onto itself.
             try f.source.chmod("big.bin", 0o600)
             result = await SyncEngine(SyncConfiguration(source: try POSIXLocation(path: f.source.root), destination: left,
                                                         options: Fixture.defaultOptions)).run()
-            #expect(result.status == "SUCCESS" && result.counters.bytesWritten == 0, "\(result.problems)")
+            #expect(result.status == .success && result.counters.bytesWritten == 0, "\(result.problems)")
             result = await SyncEngine(SyncConfiguration(source: left, destination: right, options: Fixture.defaultOptions)).run()
-            #expect(result.status == "SUCCESS", "\(result.problems)")
+            #expect(result.status == .success, "\(result.problems)")
             let head = try S3Tests.aws(server, ["s3api", "head-object", "--bucket", b, "--key", "q/big.bin"])
             #expect(head.stdout.contains("\"file-permissions\": \"0100600\""), "\(head.stdout)")
             #expect(head.stdout.contains("-3\\\""), "copied in three 8 MiB parts: \(head.stdout)")
             let restored = await SyncEngine(SyncConfiguration(source: right, destination: try POSIXLocation(path: f.destinationRoot, create: true),
                                                               options: Fixture.defaultOptions)).run()
-            #expect(restored.status == "SUCCESS", "\(restored.problems)")
+            #expect(restored.status == .success, "\(restored.problems)")
             let diffs = try f.differences()
             #expect(diffs == [], "\(diffs)")
             #expect(try S3FaultTests.openUploads(server, bucket: b) == 0)
@@ -340,7 +340,7 @@ import Testing
             var options = Fixture.defaultOptions
             options.verifyMode = .pointInTimeConsistent
             var r = try await sync(options, filters: Filters(excludes: try FilterRule("/logs")))
-            #expect(r.status == "SUCCESS" && r.counters.filesVerified > 40, "\(r.problems)")
+            #expect(r.status == .success && r.counters.filesVerified > 40, "\(r.problems)")
             #expect(try await remote.stat(EntryPath("logs")!) == nil, "excluded")
             // Remove source files; a dry run names the deletions and changes nothing.
             for i in 0..<10 { try FileManager.default.removeItem(atPath: f.source.path("d\(i % 2)/f\(i)")) }
@@ -349,13 +349,13 @@ import Testing
             #expect(r.counters.filesDeleted == 10)
             #expect(try await remote.list(EntryPath("d0")!)?.entries.count == 20)
             r = try await sync(options)
-            #expect(r.status == "SUCCESS" && r.counters.filesDeleted == 10, "\(r.problems)")
+            #expect(r.status == .success && r.counters.filesDeleted == 10, "\(r.problems)")
             #expect(try await remote.list(EntryPath("d0")!)?.entries.count == 15)
             #expect(try await remote.list(EntryPath("logs")!)?.entries.count == 1)
             // Removing a whole directory deletes every key below it (flat, paged listing).
             try FileManager.default.removeItem(atPath: f.source.path("d1"))
             r = try await sync(options)
-            #expect(r.status == "SUCCESS", "\(r.problems)")
+            #expect(r.status == .success, "\(r.problems)")
             let (left, _) = try await client.listAll(bucket: bucket, prefix: "o/d1/", delimiter: nil, pageSize: 3)
             #expect(left.isEmpty)
         }

@@ -18,7 +18,7 @@ import Testing
         try f.destination.directory("")
         try f.destination.symlink("sub", to: outside.root)
         let result = try await f.sync()
-        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(result.status == .success, "\(result.problems)")
         #expect(try TreeSnapshot(outside.root).entries.count == 1, "nothing may be written outside the destination")
         let diffs = try f.differences(compareAtime: false)
         #expect(diffs == [], "\(diffs)")
@@ -53,7 +53,7 @@ import Testing
             }
         }
         let result = try await f.sync()
-        #expect(result.status == "SUCCESS", "\(result.problems)")
+        #expect(result.status == .success, "\(result.problems)")
         let diffs = try f.differences()
         #expect(diffs == [], "\(diffs)")
         #expect(try f.temporaries() == [])
@@ -79,7 +79,7 @@ import Testing
         let result = try await f.sync()
         #expect(result.counters.filesSkipped == 1)
         #expect(result.problems.map(\.entry.path) == ["/d/.ferry-tmp-77-ab"], "\(result.problems)")
-        #expect(result.problems.map(\.entry.kind) == ["FILE"] && result.problems.map(\.entry.status) == ["SKIPPED"])
+        #expect(result.problems.map(\.entry.kind) == ["FILE"] && result.problems.map(\.entry.status) == [.skipped])
         let diffs = try f.differences()  // before reading the copies (which moves their atime)
         #expect(diffs == ["/d/.ferry-tmp-77-ab: missing at the destination"], "\(diffs)")
         for (path, bytes) in userFiles {

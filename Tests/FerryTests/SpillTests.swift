@@ -32,7 +32,7 @@ import Testing
         try f.source.hardLink("big/link-to-f7", to: "big/f7")
         try f.source.symlink("big/sym", to: "f1")
         let first = try await Self.run(f) { $0.verifyMode = .pointInTimeConsistent }
-        #expect(first.status == "SUCCESS", "\(first.problems)")
+        #expect(first.status == .success, "\(first.problems)")
         #expect(first.counters.filesTransferred > 3040, "\(first.counters)")
         #expect(try f.differences(compareAtime: false) == [])
         // The same counts as a run that holds each directory in memory.
@@ -43,14 +43,14 @@ import Testing
 
         // No change: nothing moves.
         let again = try await Self.run(f)
-        #expect(again.status == "SUCCESS" && again.counters.filesTransferred == 0 && again.counters.filesUnchanged > 3000, "\(again.counters)")
+        #expect(again.status == .success && again.counters.filesTransferred == 0 && again.counters.filesUnchanged > 3000, "\(again.counters)")
 
         // Changes spread over the runs, and deletions of destination-only names.
         for i in stride(from: 5, to: 3000, by: 97) { try f.source.file("big/f\(i)", [9, 9, 9]) }
         for i in 0..<50 { try f.destination.file("big/extra\(i)", [1]) }
         try f.source.chmod("big/f11", 0o640)
         let changed = try await Self.run(f) { $0.preserveDeletedFiles = .remove; $0.verifyMode = .pointInTimeConsistent }
-        #expect(changed.status == "SUCCESS", "\(changed.problems)")
+        #expect(changed.status == .success, "\(changed.problems)")
         #expect(changed.counters.filesDeleted == 50 && changed.counters.filesTransferred == 31 + 1 + 1, "\(changed.counters)")
         #expect(try f.differences(compareAtime: false) == [])
     }

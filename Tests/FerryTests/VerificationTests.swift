@@ -31,7 +31,7 @@ import Testing
         #expect(kinds["/mode"] == .metadataFailure)
         #expect(kinds["/fine"] == nil)
         #expect(result.outcome == .verificationFailed)
-        #expect(result.verifyStatus == "ERROR")
+        #expect(result.verifyStatus == .error)
     }
 
     @Test func pointInTimeFindsAddedAndRemovedFiles() throws {
@@ -55,7 +55,7 @@ import Testing
         try SampleTrees.rich(f.source)
         let result = try await f.sync()
         #expect(result.counters.filesVerified == result.counters.filesTransferred)
-        #expect(result.verifyStatus == "SUCCESS")
+        #expect(result.verifyStatus == .success)
         let report = TaskReportSink(spoolDirectory: nil)
         let second = try await f.sync(report: report)
         #expect(second.counters.filesVerified == 0)
