@@ -9,7 +9,9 @@ Cases: `small` = 20,000 files of 1-16 KiB in 200 directories; `medium` = 1,000 f
 256 KiB-4 MiB in 20 directories; `large` = 4 files of 256 MiB; `large512` = 4 of 512 MiB;
 `mixed` = files with symlinks, hard links, sparse files and empty directories;
 `tree1m` = 1,000,000 entries (1,000 directories of 999 empty files) for scan speed and
-memory. Each case runs on the disk (/tmp, ext4) and on tmpfs (/dev/shm). Phases, each
+memory; `flat200k` / `flat2m` = one directory of 200,000 / 2,000,000 empty files (made in
+a shuffled order), for the listing's spill to disk (peak RSS must not follow the
+directory's size). Each case runs on the disk (/tmp, ext4) and on tmpfs (/dev/shm). Phases, each
 tool into its own destination: `first` copy, `nochange` re-run, `changed` re-run after 1 %
 of the files changed (same size, new bytes, new mtime), and for the large cases `onechange`
 (4 KiB rewritten in one file). cp and tar have no incremental mode: they run `first` only.
@@ -92,8 +94,19 @@ def gen_tree1m(path, dirs=1000, per=999):
             os.close(os.open(f"{path}/d{d:04}/e{i:04}", os.O_CREAT | os.O_WRONLY, 0o644))
 
 
+def gen_flat(path, count):
+    """One directory of `count` empty files, created in a shuffled order (as a spool or a
+    flat S3 prefix fills): the case for the merge-join's spill to disk."""
+    os.makedirs(path)
+    order = list(range(count))
+    random.Random(7).shuffle(order)
+    for i in order:
+        os.close(os.open(f"{path}/e{i:08}", os.O_CREAT | os.O_WRONLY, 0o644))
+
+
 CASES = {"small": gen_small, "medium": gen_medium, "large": gen_large,
-         "large512": lambda p: gen_large(p, size=512 << 20), "mixed": gen_mixed, "tree1m": gen_tree1m}
+         "large512": lambda p: gen_large(p, size=512 << 20), "mixed": gen_mixed, "tree1m": gen_tree1m,
+         "flat200k": lambda p: gen_flat(p, 200_000), "flat2m": lambda p: gen_flat(p, 2_000_000)}
 
 
 def warm(src):
@@ -304,7 +317,7 @@ def main():
             ts = {k: v for k, v in tools(a.ferry, case).items() if k in a.tools.split(",")}
             names = list(ts)
             phases = ["first"] + [p for p in ("nochange", "changed", "onechange", "recreate") if p in phases_wanted
-                                  and (p != "onechange" or case.startswith("large")) and (p == "nochange" or case != "tree1m")]
+                                  and (p != "onechange" or case.startswith("large")) and (p == "nochange" or case not in ("tree1m", "flat200k", "flat2m"))]
             samples = {(n, phase): [] for n in names for phase in phases}
             for r in range(a.runs):
                 order = names[r % len(names):] + names[:r % len(names)]
@@ -327,7 +340,7 @@ def main():
                             samples[(name, phase)].append(run(tools(a.ferry, case, delete=phase == "recreate")[name](src, dst), fs == "disk"))
                         finally:
                             undo_changes(undo)
-                    if fs == "tmpfs" or case.startswith("large") or case in ("medium", "tree1m"):
+                    if fs == "tmpfs" or case.startswith("large") or case in ("medium", "tree1m", "flat200k", "flat2m"):
                         shutil.rmtree(dst)  # no inode-allocator effect on tmpfs; few inodes here, and it saves space
                     else:
                         shutil.move(dst, f"{trash}/{os.path.basename(dst)}-{time.time_ns()}")

@@ -1,3 +1,4 @@
+import FerryCore
 import CFerry
 import Glibc
 
@@ -84,44 +85,22 @@ public final class BlockImage: Sendable {
     /// without being stored. A device, or a file system without the seeks, is all data.
     public func dataExtents(size: Int64) throws(BlockError) -> [Range<Int64>] {
         guard kind == .file else { return size > 0 ? [0..<size] : [] }
-        var extents: [Range<Int64>] = []
-        var offset: Int64 = 0
-        while offset < size {
-            let start = lseek(fd, off_t(offset), cferry_SEEK_DATA)
-            if start < 0 {
-                if errno == ENXIO { break }  // no data after offset
-                if errno == EINVAL { return [offset..<size] }  // no SEEK_DATA here: all data
-                throw .syscall("lseek(SEEK_DATA)", path)
-            }
-            let end = lseek(fd, start, cferry_SEEK_HOLE)
-            guard end >= 0 else { throw .syscall("lseek(SEEK_HOLE)", path) }
-            let upper = min(Int64(end), size)
-            if Int64(start) < upper { extents.append(Int64(start)..<upper) }
-            offset = Int64(end)
+        switch FileIO.dataRanges(fd, size: size) {
+        case .success(let ranges): return ranges
+        case .failure(let f): throw .syscall(f.call, path, errno: f.errno)
         }
-        return extents
     }
 
     /// Reads `count` bytes at `offset` into `buffer` (short only at the end of the image).
     public func read(into buffer: UnsafeMutableRawBufferPointer, count: Int, at offset: Int64) throws(BlockError) -> Int {
-        var done = 0
-        while done < count {
-            let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
-            if n < 0 { if errno == EINTR { continue }; throw .syscall("pread", path) }
-            if n == 0 { break }
-            done += n
-        }
-        return done
+        let n = FileIO.preadFully(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), offset)
+        if n < 0 { throw .syscall("pread", path) }
+        return n
     }
 
     /// Writes all of `bytes` at `offset`.
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws(BlockError) {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if n < 0 { if errno == EINTR { continue }; throw .syscall("pwrite", path) }
-            done += n
-        }
+        if !FileIO.pwriteFully(fd, bytes, offset) { throw .syscall("pwrite", path) }
     }
 
     /// Makes `[offset, offset+length)` read as zeros: a hole in a file (`fallocate`

@@ -29,13 +29,7 @@ final class EntrySpool: @unchecked Sendable {
         var buffer = SpillWriter()
         for e in entries { buffer.put(e) }
         let bytes = buffer.bytes
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, $0.count - done, off_t(end + Int64(done))) }
-            if n <= 0 { break }
-            done += n
-        }
-        if done != bytes.count { throw FerryError(.fatal, "cannot write a huge directory's listing to its spill file: \(String(cString: strerror(errno)))") }
+        if !bytes.withUnsafeBytes({ FileIO.pwriteFully(fd, $0, end) }) { throw FerryError(.fatal, "cannot write a huge directory's listing to its spill file: \(String(cString: strerror(errno)))") }
         runs.append((end, Int64(bytes.count), entries.count))
         end += Int64(bytes.count)
     }
@@ -81,7 +75,7 @@ final class EntrySpool: @unchecked Sendable {
             let keep = Array(buffer[position...])
             let want = min(Int64(max(bufferSize, need)), end - offset)
             var chunk = [UInt8](repeating: 0, count: Int(want))
-            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+            let n = chunk.withUnsafeMutableBytes { FileIO.preadFully(fd, $0, offset) }
             if n != want { throw FerryError(.fatal, "cannot read back a huge directory's spill file: \(String(cString: strerror(errno)))") }
             offset += want
             buffer = keep + chunk

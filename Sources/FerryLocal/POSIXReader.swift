@@ -25,23 +25,10 @@ final class POSIXReader: EntryReader, @unchecked Sendable {
         let size = metadata.size
         guard size > 0 else { return [] }
         guard metadata.mayBeSparse else { return [Extent(offset: 0, length: size)] }
-        var extents: [Extent] = []
-        var offset: Int64 = 0
-        while offset < size {
-            let data = lseek(handle.fd, off_t(offset), cferry_SEEK_DATA)
-            if data < 0 {
-                if errno == ENXIO { break }  // only a hole remains
-                if errno == EINVAL { return [Extent(offset: 0, length: size)] }  // no SEEK_DATA here
-                throw location.fail("lseek SEEK_DATA", path)
-            }
-            if Int64(data) >= size { break }
-            var hole = lseek(handle.fd, data, cferry_SEEK_HOLE)
-            if hole < 0 { throw location.fail("lseek SEEK_HOLE", path) }
-            if Int64(hole) > size { hole = off_t(size) }
-            extents.append(Extent(offset: Int64(data), length: Int64(hole - data)))
-            offset = Int64(hole)
+        switch FileIO.dataRanges(handle.fd, size: size) {
+        case .success(let ranges): return ranges.map { Extent(offset: $0.lowerBound, length: $0.upperBound - $0.lowerBound) }
+        case .failure(let f): throw location.fail(f.call, path, f.errno)
         }
-        return extents
     }
 
     func extendedAttributes() async throws -> [ExtendedAttribute] {

@@ -89,33 +89,12 @@ enum Sys {
         }
     }
 
-    /// `pread` until `buffer` is full or end of file, retrying on EINTR.
     static func preadFully(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ offset: Int64) -> Int {
-        var done = 0
-        while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                return done > 0 ? done : -1
-            }
-            if n == 0 { break }
-            done += n
-        }
-        return done
+        FileIO.preadFully(fd, buffer, offset)
     }
 
-    /// `pwrite` all of `bytes`, retrying on EINTR and short writes; false with errno set on failure.
     static func pwriteFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ offset: Int64) -> Bool {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if n < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            done += n
-        }
-        return true
+        FileIO.pwriteFully(fd, bytes, offset)
     }
 
     /// Extended attributes of an open file (`flistxattr` + `fgetxattr`).

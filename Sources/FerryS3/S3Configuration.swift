@@ -1,3 +1,4 @@
+import FerryCore
 import Foundation
 
 /// How the endpoint, region, credentials and addressing of an `s3://` location are found:
@@ -24,15 +25,10 @@ public struct S3Configuration: Sendable {
 
     /// Splits `s3://bucket/prefix` into bucket and prefix.
     public static func parse(uri: String) throws -> (bucket: String, prefix: String) {
-        guard uri.hasPrefix("s3://") else {
+        guard case .s3(let bucket, let prefix) = try LocationURI.parse(uri) else {
             throw S3Error(.configuration, operation: "parse location", message: "\(uri) is not an s3:// URI")
         }
-        let rest = uri.dropFirst("s3://".count)
-        let bucket = String(rest.prefix { $0 != "/" })
-        guard bucket.count >= 3, bucket.count <= 63, bucket.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "." }) else {
-            throw S3Error(.configuration, operation: "parse location", message: "\(uri): \"\(bucket)\" is not a valid bucket name (3–63 characters: a–z, 0–9, '-', '.')")
-        }
-        return (bucket, String(rest.dropFirst(bucket.count).drop { $0 == "/" }))
+        return (bucket, prefix)
     }
 
     /// Resolves the endpoint from overrides, `environment` and the files under `home`.

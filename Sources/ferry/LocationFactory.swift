@@ -44,24 +44,15 @@ final class LocationFactory {
         return cache
     }
 
-    /// Classifies an argument, or a usage error naming what is wrong.
+    /// Classifies an argument (``LocationURI``), or a usage error naming what is wrong.
     static func kind(_ argument: String) throws -> Kind {
-        if argument.isEmpty { throw FerryError(.invalidLocation, "an empty location was given") }
-        if argument.hasPrefix("s3://") {
-            let (bucket, prefix) = try S3Configuration.parse(uri: argument)
-            return .s3(bucket: bucket, prefix: prefix)
+        switch try LocationURI.parse(argument) {
+        case .posix(let path): return .posix(path)
+        case .s3(let bucket, let prefix): return .s3(bucket: bucket, prefix: prefix)
+        case .block: throw FerryError(.unsupported, "\(argument): a block:// location is synced with `ferry block sync`")
+        case let other:
+            throw FerryError(.unsupported, "\(argument): \(other.scheme):// locations are not served yet (paths, file:// and s3:// are)")
         }
-        if argument.hasPrefix("file://") {
-            let rest = String(argument.dropFirst("file://".count))
-            guard rest.hasPrefix("/") else {
-                throw FerryError(.invalidLocation, "\(argument): a file:// URI needs an absolute path (file:///data)")
-            }
-            return .posix(rest.removingPercentEncoding ?? rest)
-        }
-        if let scheme = argument.range(of: "://").map({ String(argument[..<$0.lowerBound]) }), !scheme.contains("/") {
-            throw FerryError(.unsupported, "\(argument): locations of scheme \(scheme):// are not supported (file://, s3:// and plain paths are)")
-        }
-        return .posix(argument)
     }
 
     /// Where an argument's tree lies (``LocationScope``), told before anything is opened
