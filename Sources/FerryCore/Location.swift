@@ -3,15 +3,19 @@
 public struct Capabilities: Sendable, Hashable {
     /// Metadata can be changed without rewriting data.
     public var setsMetadataInPlace = false
+    /// Set by ``Features`` from conformance to ``SymlinkWriting`` (what a location says is not read).
     public var symlinks = false
+    /// Set by ``Features`` from conformance to ``HardLinkWriting``.
     public var hardLinks = false
     /// FIFOs and device nodes.
+    /// Set by ``Features`` from conformance to ``SpecialFileWriting``.
     public var deviceNodes = false
     /// Holes can be left unwritten (``EntryWriter/write(_:at:)`` may skip ranges).
     public var sparseFiles = false
     public var ownership = false
     /// Permission bits including setuid/setgid/sticky.
     public var permissions = false
+    /// Set by ``Features`` from conformance to ``ExtendedAttributeStoring``.
     public var extendedAttributes = false
     /// Finest mtime the location keeps, in nanoseconds (1 = ns, 1_000_000 = ms).
     public var mtimePrecisionNanoseconds: Int64 = 1
@@ -77,26 +81,20 @@ public struct MetadataSelection: Sendable, Hashable {
 /// One end of a transfer: a POSIX tree, a bucket prefix, an image. Implementations are
 /// value-like and `Sendable`; all paths are relative to the location's root and are
 /// never resolved outside it.
+///
+/// This is the core every location writes (nine members; `capabilities` has a default).
+/// What a location can do beyond it is a capability protocol it conforms to
+/// (``SymlinkWriting``, ``ExtendedAttributeStoring``, ``ServerSideCopying``, …); the engine
+/// folds them once per execution into ``Features``, where the capability *is* the function
+/// (rclone's `Features.Fill`), so a flag and a method cannot disagree.
 public protocol Location: Sendable {
     /// The location's URI, e.g. `file:///data`.
     var uri: String { get }
+    /// What the location's entries can hold (ownership, permissions, times, sparse files…).
     var capabilities: Capabilities { get }
-    /// Where the tree lies, to refuse a source and destination that contain one another
-    /// (``LocationScope/checkDisjoint(source:destination:)``); nil when it cannot be told.
-    var scope: LocationScope? { get }
-
     /// Lists one directory, sorted by name bytes; nil if `directory` does not exist or is
     /// not a directory.
     func list(_ directory: EntryPath) async throws -> Listing?
-    /// ``list(_:)`` as runs of at most about `runSize` entries, each sorted by name bytes
-    /// (every entry in one run; runs in no order among themselves), for a directory too big
-    /// to hold in memory; the listing returned carries the rest (temporaries, unusable
-    /// names) and no entries; nil as for ``list(_:)``. Default: one run, from ``list(_:)``.
-    func listInRuns(_ directory: EntryPath, runSize: Int, _ deliver: ([Entry]) throws -> Void) async throws -> Listing?
-    /// ``list(_:)`` for a copy from here: the files for which `reading` holds (the
-    /// destination lacks them and the filters take them) will be read, and their contents
-    /// may come ahead (only where ``Capabilities/fetchesContentsWhileListing``).
-    func listForCopying(_ directory: EntryPath, reading: @Sendable ([UInt8]) -> Bool) async throws -> Listing?
     /// Stats one path without following a final symlink; nil if it does not exist.
     func stat(_ path: EntryPath) async throws -> Entry?
     /// Opens a file for reading; `expected` is what the listing said (used to notice change).
@@ -109,133 +107,120 @@ public protocol Location: Sendable {
     ) async throws -> any EntryWriter
     /// Creates a directory (or leaves an existing one); metadata is applied later.
     func makeDirectory(_ path: EntryPath) async throws
-    /// Creates or replaces a symlink with its metadata.
-    func makeSymlink(_ path: EntryPath, target: [UInt8], metadata: FileMetadata, selection: MetadataSelection) async throws
-    /// Creates or replaces `path` as a hard link to `existing`.
-    func makeHardLink(_ path: EntryPath, to existing: EntryPath) async throws
-    /// Creates or replaces a FIFO or device node with its metadata.
-    func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws
     /// Applies metadata to an existing entry without touching its data.
     func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws
-    /// What ``setMetadata(_:kind:metadata:selection:)`` is known, by now, to leave unstored
-    /// for an entry of `kind` (a server that keeps no metadata on directory markers),
-    /// named for the report; nil when nothing is known to be dropped (default).
-    func metadataNotStored(kind: EntryKind) -> String?
-    /// What of `metadata` (as `selection` chooses) cannot be applied to an entry of `kind`
-    /// here, known before writing it (an unprivileged process cannot give files away); nil
-    /// when all of it can (default).
-    func metadataWithheld(_ metadata: FileMetadata, kind: EntryKind, selection: MetadataSelection) -> MetadataWithheld?
-    /// Reads the extended attributes of an entry: a file, directory, FIFO or device node
-    /// (empty for symlinks and where unsupported).
-    func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute]
-    /// Applies extended attributes, replacing those present (and removing others).
-    func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws
     /// Removes an entry; a directory is removed with everything below it.
     func remove(_ path: EntryPath, kind: EntryKind) async throws
-    /// Removes a leftover temporary named in ``Listing/staleTemporaries``.
-    func removeTemporary(in directory: EntryPath, name: [UInt8]) async throws
-    /// Whether ``Listing/staleTemporaries`` are files of the listed directory (a file
-    /// system's leftover temporaries), not something else the location keeps (an object
-    /// store's unfinished uploads). At a source, such files are reported as skipped rather
-    /// than passed over in silence (default: false).
-    var temporariesAreFiles: Bool { get }
-    /// Whether ``copyServerSide(from:_:metadata:attributes:selection:)`` can take files
-    /// from `source` (default: no).
+}
+
+extension Location {
+    /// A location that says nothing holds no more than ``Capabilities/init()`` says.
+    public var capabilities: Capabilities { Capabilities() }
+}
+
+/// Symlinks: created or replaced with their metadata.
+public protocol SymlinkWriting: Location {
+    func makeSymlink(_ path: EntryPath, target: [UInt8], metadata: FileMetadata, selection: MetadataSelection) async throws
+}
+
+/// Hard links: `path` created or replaced as a link to `existing`.
+public protocol HardLinkWriting: Location {
+    func makeHardLink(_ path: EntryPath, to existing: EntryPath) async throws
+}
+
+/// FIFOs and device nodes, created or replaced with their metadata.
+public protocol SpecialFileWriting: Location {
+    func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws
+}
+
+/// Extended attributes (POSIX ACLs among them) of files, directories, FIFOs and devices.
+public protocol ExtendedAttributeStoring: Location {
+    /// The entry's attributes (empty for symlinks).
+    func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute]
+    /// Replaces the entry's attributes with `attributes` (others are removed).
+    func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws
+}
+
+/// A huge directory listed without holding it in memory.
+public protocol RunListing: Location {
+    /// ``Location/list(_:)`` as runs of at most about `runSize` entries, each sorted by name
+    /// bytes (every entry in one run; runs in no order among themselves); the listing
+    /// returned carries the rest (temporaries, unusable names) and no entries.
+    func listInRuns(_ directory: EntryPath, runSize: Int, _ deliver: ([Entry]) throws -> Void) async throws -> Listing?
+}
+
+/// Small files' contents fetched in the request that lists their metadata (an object
+/// store's GET in place of a HEAD).
+public protocol PrefetchingListing: Location {
+    /// ``Location/list(_:)`` for a copy from here: the files for which `reading` holds (the
+    /// destination lacks them and the filters take them) will be read next.
+    func listForCopying(_ directory: EntryPath, reading: @Sendable ([UInt8]) -> Bool) async throws -> Listing?
+}
+
+/// Files copied from another location without the data passing through Ferry (S3
+/// `CopyObject` on one endpoint).
+public protocol ServerSideCopying: Location {
+    /// Whether files of `source` can be copied so (asked once).
     func canCopyServerSide(from source: any Location) -> Bool
-    /// Copies `path` from `source` to the same path here without the data passing through
-    /// Ferry; false when this file cannot be copied that way (the engine then streams it).
+    /// Copies `path` from `source` to the same path here; false when this file cannot be
+    /// (the engine then streams it).
     func copyServerSide(
         from source: any Location, _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
     ) async throws -> Bool
-    /// Whether the file `entry` (as listed here at `path`) holds exactly the bytes `source`
-    /// reads, judged from ``Entry/contentTag``; nil when this location cannot tell (default).
-    /// Reads `source` from its start to its end.
+}
+
+/// Files whose bytes the location names itself (``Entry/contentTag``, an S3 ETag), where
+/// the mtime it does not hold (``Entry/mtimeIsStandIn``) cannot tell change.
+public protocol ContentTagComparing: Location {
+    /// Whether `entry` (listed here at `path`) holds exactly the bytes `source` reads (from
+    /// its start to its end); nil when this entry's tag cannot tell.
     func holdsSameContent(_ path: EntryPath, _ entry: Entry, as source: any EntryReader) async throws -> Bool?
-    /// After ``holdsSameContent(_:_:as:)`` found `entry` (at `path`) holding the bytes of the
-    /// source file `source`, and the source did not change while it was read: a location
-    /// that remembers what it holds may note it, so that a later run can tell without
-    /// reading (default: nothing).
+    /// After a match, and a source that did not change while read: a location that
+    /// remembers what it holds may note it, so that a later run can tell without reading.
     func noteSameContent(_ path: EntryPath, _ entry: Entry, source: Entry) async
-    /// A copier of whole files from here to `destination` that runs on the calling thread
-    /// (default: none). The engine takes one per batch of small files.
+}
+
+/// Small files copied by one synchronous routine between two file systems of this host.
+public protocol DirectCopying: Location {
+    /// A copier of whole files from here to `destination` (nil: not to that one). The
+    /// engine takes one per batch of small files.
     func directCopier(to destination: any Location) -> (any DirectFileCopier)?
 }
 
-/// Listing for a copy: a location that can fetch small files' contents in the request that
-/// gives their metadata (an object store's GET in place of a HEAD) does so for the files
-/// the destination lacks, which will be read next.
-extension Location {
-    public func listInRuns(_ directory: EntryPath, runSize: Int, _ deliver: ([Entry]) throws -> Void) async throws -> Listing? {
-        guard var listing = try await list(directory) else { return nil }
-        try deliver(listing.entries)
-        listing.entries = []
-        return listing
-    }
-
-    public func listForCopying(_ directory: EntryPath, reading: @Sendable ([UInt8]) -> Bool) async throws -> Listing? {
-        try await list(directory)
-    }
+/// Leftovers of the location's own interrupted writes (temporaries, unfinished uploads),
+/// named in ``Listing/staleTemporaries`` and cleaned by the next run.
+public protocol TemporaryKeeping: Location {
+    /// Removes one leftover named in ``Listing/staleTemporaries``.
+    func removeTemporary(in directory: EntryPath, name: [UInt8]) async throws
+    /// Whether the leftovers are files of the listed directory (a file system's), not
+    /// something else (an object store's unfinished uploads): at a source, such files are
+    /// reported as skipped rather than passed over in silence.
+    var temporariesAreFiles: Bool { get }
 }
 
-/// Server-side copies: a location that can copy a file from another location without the
-/// data passing through Ferry (S3 `CopyObject` on one endpoint) says so once, and the
-/// engine then asks it per file.
-extension Location {
-    public func canCopyServerSide(from source: any Location) -> Bool { false }
-
-    public func copyServerSide(
-        from source: any Location, _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
-    ) async throws -> Bool { false }
+/// Where the tree lies, to refuse a source and destination that contain one another
+/// (``LocationScope/checkDisjoint(source:destination:)``).
+public protocol ScopeTelling: Location {
+    var scope: LocationScope? { get }
 }
 
-/// What a location without these capabilities does (a new location starts from the core
-/// and claims each capability in ``Capabilities`` when it implements it; the conformance
-/// suite checks every claim): refuses links and special files, holds no xattrs, keeps no
-/// temporaries of its own.
-extension Location {
-    public var capabilities: Capabilities { Capabilities() }
-
-    public func makeSymlink(_ path: EntryPath, target: [UInt8], metadata: FileMetadata, selection: MetadataSelection) async throws {
-        throw FerryError(.unsupported, "\(uri) cannot hold symlinks", path: path, retryClass: .itemFailed)
-    }
-
-    public func makeHardLink(_ path: EntryPath, to existing: EntryPath) async throws {
-        throw FerryError(.unsupported, "\(uri) cannot hold hard links", path: path, retryClass: .itemFailed)
-    }
-
-    public func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
-        throw FerryError(.unsupported, "\(uri) cannot hold \(kind)s", path: path, retryClass: .itemFailed)
-    }
-
-    public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] { [] }
-
-    public func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws {
-        if !attributes.isEmpty {
-            throw FerryError(.unsupported, "\(uri) cannot hold extended attributes", path: path, retryClass: .itemFailed)
-        }
-    }
-
-    public func removeTemporary(in directory: EntryPath, name: [UInt8]) async throws {}
+/// Metadata the location cannot keep, said before or while it is written.
+public protocol MetadataLimiting: Location {
+    /// What of `metadata` (as `selection` chooses) cannot be applied to an entry of `kind`
+    /// here, known before writing it (an unprivileged process cannot give files away).
+    func metadataWithheld(_ metadata: FileMetadata, kind: EntryKind, selection: MetadataSelection) -> MetadataWithheld?
+    /// What ``Location/setMetadata(_:kind:metadata:selection:)`` is known, by now, to leave
+    /// unstored for an entry of `kind` (a server that keeps no metadata on directory markers).
+    func metadataNotStored(kind: EntryKind) -> String?
 }
 
-/// Content comparison: a location that names a file's bytes itself (``Entry/contentTag``,
-/// an S3 ETag) can tell whether a source file holds the same bytes, where the mtime it
-/// does not hold cannot (``Entry/mtimeIsStandIn``).
-extension Location {
-    public func holdsSameContent(_ path: EntryPath, _ entry: Entry, as source: any EntryReader) async throws -> Bool? { nil }
-
-    public func noteSameContent(_ path: EntryPath, _ entry: Entry, source: Entry) async {}
-    public var temporariesAreFiles: Bool { false }
-    public var scope: LocationScope? { nil }
-    public func metadataNotStored(kind: EntryKind) -> String? { nil }
+extension MetadataLimiting {
     public func metadataWithheld(_ metadata: FileMetadata, kind: EntryKind, selection: MetadataSelection) -> MetadataWithheld? { nil }
+    public func metadataNotStored(kind: EntryKind) -> String? { nil }
 }
 
-/// Direct copies: where both ends are file systems of this host, a small file is copied
-/// by one synchronous routine (a dozen system calls) instead of through a reader, a writer
-/// and a dozen async calls, which cost more than the copy of a 4 KiB file.
-extension Location {
-    public func directCopier(to destination: any Location) -> (any DirectFileCopier)? { nil }
+extension ContentTagComparing {
+    public func noteSameContent(_ path: EntryPath, _ entry: Entry, source: Entry) async {}
 }
 
 /// Copies whole regular files from one location to the same path in another on the calling

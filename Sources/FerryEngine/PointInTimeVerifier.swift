@@ -16,13 +16,13 @@ struct PointInTimeVerifier {
     /// it holds, which a directory without an mtime of its own takes (as in the copy:
     /// ``DerivedMtime``), so such a directory is compared after its contents.
     private func verifyDirectory(_ directory: EntryPath) async throws -> Timestamp? {
-        let source = engine.source, destination = engine.destination
+        let destination = engine.destination
         // Listed as the copy lists (sorted runs, a huge directory spilled to disk).
         let configuration = engine.configuration
         let (sourceRuns, destinationRuns) = (ListingCollector(spillDirectory: configuration.spillDirectory),
                                              ListingCollector(spillDirectory: configuration.spillDirectory))
-        async let sourceListing = source.listInRuns(directory, runSize: configuration.spillThreshold) { try sourceRuns.add($0) }
-        _ = try await destination.listInRuns(directory, runSize: configuration.spillThreshold) { try destinationRuns.add($0) }
+        async let sourceListing = engine.sourceFeatures.listInRuns(directory, runSize: configuration.spillThreshold) { try sourceRuns.add($0) }
+        _ = try await engine.destinationFeatures.listInRuns(directory, runSize: configuration.spillThreshold) { try destinationRuns.add($0) }
         _ = try await sourceListing
         let caseSensitive = destination.capabilities.caseSensitive
         func cursor(_ runs: ListingCollector, _ side: DuplicateName.Side) throws(FerryError) -> AnyCursor {

@@ -15,14 +15,14 @@ extension SyncEngine {
             // (A destination that copies from the source itself does that cheaper than
             // reading the source to compare.) Reading is harmless in a dry run too.
             let reader = limited(try await source.openForReading(item.path, expected: s))  // under --bwlimit, as a copy's reads
-            same = try await destination.holdsSameContent(item.path, d, as: reader)
+            same = try await destinationFeatures.holdsSameContent(item.path, d, as: reader)
             let after = try await reader.close()
             if !after.unchanged(since: s.metadata) { same = nil }
         }
         var next = item
         if same == true {
             guard planner.metadataDiffers(s, d) else {
-                if !dryRun { await destination.noteSameContent(item.path, d, source: s) }
+                if !dryRun { await destinationFeatures.noteSameContent(item.path, d, source: s) }
                 counters.add(.filesUnchanged)
                 return .itemDone(item, succeeded: true, changedDestination: false)
             }

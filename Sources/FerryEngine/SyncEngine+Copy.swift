@@ -203,7 +203,7 @@ extension SyncEngine {
     /// destination cannot apply to it (``Location/metadataWithheld(_:kind:selection:)``),
     /// which is reported for the item when `report` (once, where it is written).
     func destinationSelection(_ path: EntryPath, _ entry: Entry, report: Bool) -> MetadataSelection {
-        guard let withheld = destination.metadataWithheld(entry.metadata, kind: entry.kind, selection: selection) else { return selection }
+        guard let withheld = destinationFeatures.metadataWithheld(entry.metadata, kind: entry.kind, selection: selection) else { return selection }
         if report {
             let reason = "could not be applied: \(withheld.reason)"
             counters.add(.metadataNotStored)
@@ -249,8 +249,8 @@ extension SyncEngine {
     /// metadata and size that arrived (the data never passed through Ferry to be hashed).
     func copyServerSide(_ item: PlannedItem) async throws -> Bool {
         let s = item.source!
-        let attributes = selection.extendedAttributes ? try await source.extendedAttributes(item.path, kind: .file) : []
-        guard try await destination.copyServerSide(
+        let attributes = selection.extendedAttributes ? try await sourceFeatures.extendedAttributes(item.path, kind: .file) : []
+        guard try await destinationFeatures.copyServerSide(
             from: source, item.path, metadata: s.metadata, attributes: attributes.isEmpty ? nil : attributes, selection: selection)
         else { return false }
         counters.add(.bytesTransferred, s.metadata.size)

@@ -5,13 +5,13 @@ extension SyncEngine {
     func perform(_ work: Work) async -> Completion {
         switch work {
         case .scan(let job): return await scan(job)
-        case .item(let item): return await apply(item, direct: source.directCopier(to: destination))
+        case .item(let item): return await apply(item, direct: sourceFeatures.directCopier(to: destination))
         case .items(let items):
             var done: [Completion] = []
             done.reserveCapacity(items.count)
             // One copier and one buffer for the whole batch (a pool round-trip per file takes
             // a lock the other workers contend for).
-            let direct = source.directCopier(to: destination)
+            let direct = sourceFeatures.directCopier(to: destination)
             let buffer = buffers.take()
             defer { buffers.recycle(buffer) }
             for item in items {
@@ -50,21 +50,21 @@ extension SyncEngine {
                 if job.destinationExists { destinationListing = try await destination.list(job.path) }
                 let present = Set((destinationListing?.entries ?? []).map(\.name))
                 let (filters, directory) = (planner.filters, job.path)
-                sourceListing = try await source.listForCopying(job.path) { name in
+                sourceListing = try await sourceFeatures.listForCopying(job.path) { name in
                     !present.contains(name) && filters.decide(directory.appending(name), isDirectory: false) == .take
                 }
             } else {
                 let (s, d) = (ListingCollector(spillDirectory: configuration.spillDirectory),
                               ListingCollector(spillDirectory: configuration.spillDirectory))
                 let runSize = configuration.spillThreshold
-                async let listing = source.listInRuns(job.path, runSize: runSize) { try s.add($0) }
-                if job.destinationExists { destinationListing = try await destination.listInRuns(job.path, runSize: runSize) { try d.add($0) } }
+                async let listing = sourceFeatures.listInRuns(job.path, runSize: runSize) { try s.add($0) }
+                if job.destinationExists { destinationListing = try await destinationFeatures.listInRuns(job.path, runSize: runSize) { try d.add($0) } }
                 sourceListing = try await listing
                 runs = (s, d)
             }
             if !dryRun {
                 for name in destinationListing?.staleTemporaries ?? [] {
-                    try? await destination.removeTemporary(in: job.path, name: name)
+                    try? await destinationFeatures.removeTemporary(in: job.path, name: name)
                 }
             }
             guard let listing = sourceListing else {
@@ -72,7 +72,7 @@ extension SyncEngine {
                                   path: job.path, retryClass: .itemFailed)
             }
             var unusable = listing.unusable.map { (name: $0.name, kind: "OBJECT", reason: $0.reason) }
-            if source.temporariesAreFiles {
+            if sourceFeatures.temporariesAreFiles {
                 // Named exactly like one of Ferry's temporaries: a leftover of an interrupted
                 // run into the source tree, or a name chosen on purpose. Not copied (the next
                 // run at the destination would take it for a leftover), but reported.
@@ -163,8 +163,8 @@ extension SyncEngine {
                     let selection = destinationSelection(item.path, s, report: true)
                     try await destination.setMetadata(item.path, kind: s.kind, metadata: s.metadata, selection: selection)
                     if s.kind == .file && selection.extendedAttributes {
-                        let attributes = try await source.extendedAttributes(item.path, kind: s.kind)
-                        try await destination.setExtendedAttributes(item.path, kind: s.kind, attributes)
+                        let attributes = try await sourceFeatures.extendedAttributes(item.path, kind: s.kind)
+                        try await destinationFeatures.setExtendedAttributes(item.path, kind: s.kind, attributes)
                     } else {
                         try await carrySpecialAttributes(item.path, kind: s.kind)
                     }
@@ -178,9 +178,9 @@ extension SyncEngine {
                     let selection = destinationSelection(item.path, s, report: true)
                     if replacing == .directory { try await destination.remove(item.path, kind: .directory) }
                     if s.kind == .symlink {
-                        try await destination.makeSymlink(item.path, target: s.symlinkTarget ?? [], metadata: s.metadata, selection: selection)
+                        try await destinationFeatures.makeSymlink(item.path, target: s.symlinkTarget ?? [], metadata: s.metadata, selection: selection)
                     } else {
-                        try await destination.makeSpecial(item.path, kind: s.kind, metadata: s.metadata, selection: selection)
+                        try await destinationFeatures.makeSpecial(item.path, kind: s.kind, metadata: s.metadata, selection: selection)
                         try await carrySpecialAttributes(item.path, kind: s.kind)
                     }
                 }
@@ -199,9 +199,9 @@ extension SyncEngine {
     /// inherits an access ACL of its own. Symlinks hold none on Linux.
     func carrySpecialAttributes(_ path: EntryPath, kind: EntryKind) async throws {
         guard selection.extendedAttributes, kind.isSpecial else { return }
-        let attributes = try await source.extendedAttributes(path, kind: kind)
-        if try await destination.extendedAttributes(path, kind: kind) != attributes {
-            try await destination.setExtendedAttributes(path, kind: kind, attributes)
+        let attributes = try await sourceFeatures.extendedAttributes(path, kind: kind)
+        if try await destinationFeatures.extendedAttributes(path, kind: kind) != attributes {
+            try await destinationFeatures.setExtendedAttributes(path, kind: kind, attributes)
         }
     }
 
@@ -220,7 +220,7 @@ extension SyncEngine {
         do {
             if !dryRun {
                 if item.destination?.kind == .directory { try await destination.remove(item.path, kind: .directory) }
-                try await destination.makeHardLink(item.path, to: leader)
+                try await destinationFeatures.makeHardLink(item.path, to: leader)
             }
             counters.add(.filesTransferred)
             record(.transferred, item.path, item.source, reason: "hard link to \(leader)")
@@ -247,15 +247,15 @@ extension SyncEngine {
                 let selection = destinationSelection(path, entry, report: counted)
                 try await destination.setMetadata(path, kind: .directory, metadata: entry.metadata, selection: selection)
                 if selection.extendedAttributes, let attributes = try await sourceAttributesIfReadable(path) {
-                    let existing = try await destination.extendedAttributes(path, kind: .directory)
+                    let existing = try await destinationFeatures.extendedAttributes(path, kind: .directory)
                     if attributes != existing {
-                        try await destination.setExtendedAttributes(path, kind: .directory, attributes)
+                        try await destinationFeatures.setExtendedAttributes(path, kind: .directory, attributes)
                         // Setting xattrs leaves mtime alone; nothing to re-apply.
                     }
                 }
                 // What the destination is known to drop is reported as such (and is what its
                 // verification finds), not as the values a read-back would show instead.
-                let notStored = counted ? destination.metadataNotStored(kind: .directory).map { recordNotStored(path, entry, $0) } : nil
+                let notStored = counted ? destinationFeatures.metadataNotStored(kind: .directory).map { recordNotStored(path, entry, $0) } : nil
                 if options.verifyMode == .onlyFilesTransferred && counted {
                     if let notStored {
                         recordVerificationFailure(path, entry, .metadataFailure, notStored)
@@ -275,7 +275,7 @@ extension SyncEngine {
     /// A directory's xattrs, or nil when the directory cannot be read (already reported by its scan).
     func sourceAttributesIfReadable(_ path: EntryPath) async throws -> [ExtendedAttribute]? {
         do {
-            return try await source.extendedAttributes(path, kind: .directory)
+            return try await sourceFeatures.extendedAttributes(path, kind: .directory)
         } catch {
             if retryClass(error) == .itemUnreadable { return nil }
             throw error

@@ -25,6 +25,9 @@ public final class SyncEngine: Sendable {
     let buffers: BufferPool
     /// How small items are grouped into tasks.
     let batching: Batching
+    /// Both locations' capabilities, folded once (``Features``).
+    let sourceFeatures: Features
+    let destinationFeatures: Features
 
     public init(_ configuration: SyncConfiguration, report: TaskReportSink = TaskReportSink(spoolDirectory: nil)) {
         self.configuration = configuration
@@ -32,13 +35,16 @@ public final class SyncEngine: Sendable {
         // Always present, so a rate set while the execution runs (UpdateTaskExecution) applies.
         self.limiter = BandwidthLimiter(bytesPerSecond: configuration.options.bytesPerSecond)
         self.buffers = BufferPool(size: SyncEngine.maxBufferSize, keep: configuration.parallel)
+        let sourceFeatures = Features(configuration.source), destinationFeatures = Features(configuration.destination)
+        self.sourceFeatures = sourceFeatures
+        self.destinationFeatures = destinationFeatures
         if configuration.source.capabilities.neverSuspends && configuration.destination.capabilities.neverSuspends {
             batching = .even(limit: 128, workers: max(1, min(configuration.parallel, ProcessInfo.processInfo.activeProcessorCount)))
         } else {
             batching = .whenSlotsFill(limit: 8, slots: configuration.parallel)
         }
         var selection = configuration.options.metadataSelection
-        let caps = configuration.destination.capabilities
+        let caps = destinationFeatures.capabilities
         selection.uid = selection.uid && caps.ownership
         selection.gid = selection.gid && caps.ownership
         selection.ownership = selection.uid || selection.gid
@@ -46,14 +52,13 @@ public final class SyncEngine: Sendable {
         selection.atime = selection.atime && caps.atime
         selection.extendedAttributes = caps.extendedAttributes
         self.selection = selection
-        self.serverSideCopy = configuration.destination.canCopyServerSide(from: configuration.source)
+        self.serverSideCopy = destinationFeatures.canCopyServerSide(from: configuration.source)
         // Contents fetched while listing are for a copy that reads them: not for a dry run,
         // nor for copies made by the destination itself.
-        self.fetchAhead = configuration.source.capabilities.fetchesContentsWhileListing && !serverSideCopy && !configuration.dryRun
-        let destination = configuration.destination
+        self.fetchAhead = sourceFeatures.capabilities.fetchesContentsWhileListing && !serverSideCopy && !configuration.dryRun
         self.planner = DirectoryPlanner(
             options: configuration.options, filters: configuration.filters, selection: selection,
-            destinationCapabilities: caps, withheld: { destination.metadataWithheld($0, kind: $1, selection: $2) })
+            destinationCapabilities: caps, withheld: { destinationFeatures.metadataWithheld($0, kind: $1, selection: $2) })
     }
 
     var source: any Location { configuration.source }
@@ -76,7 +81,7 @@ public final class SyncEngine: Sendable {
 
         do {
             // Checked here, not only by the callers: every way an execution starts obeys it.
-            try LocationScope.checkDisjoint(source: source.scope, destination: destination.scope)
+            try LocationScope.checkDisjoint(source: sourceFeatures.scope, destination: destinationFeatures.scope)
             guard let rootEntry = try await source.stat(.root), rootEntry.kind == .directory else {
                 throw FerryError(.invalidLocation, "the source \(source.uri) is not a directory")
             }

@@ -8,7 +8,8 @@ import Glibc
 /// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, and the final component is handled with
 /// `*at` calls and `AT_SYMLINK_NOFOLLOW`: a symlink inside the tree is never followed, so
 /// nothing is read or written outside the root.
-public struct POSIXLocation: Location {
+public struct POSIXLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFileWriting, ExtendedAttributeStoring,
+    RunListing, DirectCopying, TemporaryKeeping, ScopeTelling, MetadataLimiting {
     /// The root directory as given (for messages and the URI).
     public let rootPath: String
     let root: FileDescriptor

@@ -5,7 +5,8 @@ import NIOCore
 /// A bucket and key prefix on an S3-compatible service as a Ferry location. Directories
 /// are empty `dir/` marker objects carrying the directory's metadata; files, symlinks
 /// (body = target) and device nodes are objects with `x-amz-meta-file-*` metadata.
-public struct S3Location: Location {
+public struct S3Location: Location, SymlinkWriting, HardLinkWriting, SpecialFileWriting, ExtendedAttributeStoring,
+    PrefetchingListing, ServerSideCopying, ContentTagComparing, TemporaryKeeping, ScopeTelling, MetadataLimiting {
     public let client: S3Client
     public let bucket: String
     /// The key prefix of the root: empty or ending in `/`.
@@ -487,6 +488,9 @@ public struct S3Location: Location {
         try await client.copyObjectAnySize(bucket: bucket, key: key, sourceBucket: sourceBucket, sourceKey: sourceKey,
                                            size: size, metadata: metadata, singleCopyLimit: singleCopyLimit)
     }
+
+    /// Its leftovers are unfinished multipart uploads, not objects of the listed prefix.
+    public var temporariesAreFiles: Bool { false }
 
     /// Aborts a multipart upload left by an interrupted run (named in ``Listing/staleTemporaries``).
     public func removeTemporary(in directory: EntryPath, name: [UInt8]) async throws {

@@ -48,16 +48,17 @@ public enum LocationConformance {
         Check("metadata in place", capability: "setsMetadataInPlace", claims: { $0.capabilities.setsMetadataInPlace }, metadataInPlace),
         Check("atime kept", capability: "atime", claims: { $0.capabilities.atime }, atimeKept),
         Check("names that differ only in case", capability: "caseSensitive", claims: { $0.capabilities.caseSensitive }, caseSensitiveNames),
-        Check("symlinks", capability: "symlinks", claims: { $0.capabilities.symlinks }, symlinks),
-        Check("hard links", capability: "hardLinks", claims: { $0.capabilities.hardLinks }, hardLinks),
-        Check("FIFOs and device nodes", capability: "deviceNodes", claims: { $0.capabilities.deviceNodes }, deviceNodes),
+        Check("symlinks", capability: "SymlinkWriting", claims: { Features($0).capabilities.symlinks }, symlinks),
+        Check("hard links", capability: "HardLinkWriting", claims: { Features($0).capabilities.hardLinks }, hardLinks),
+        Check("FIFOs and device nodes", capability: "SpecialFileWriting", claims: { Features($0).capabilities.deviceNodes }, deviceNodes),
         Check("ranges never written read as zeros", { try await sparseWrites($0, holes: false) }),
         Check("sparse writes leave holes", capability: "sparseFiles", claims: { $0.capabilities.sparseFiles }, { try await sparseWrites($0, holes: true) }),
         Check("data extents of a sparse file", capability: "reportsExtents", claims: { $0.capabilities.reportsExtents }, dataExtents),
-        Check("extended attributes", capability: "extendedAttributes", claims: { $0.capabilities.extendedAttributes }, extendedAttributes),
-        Check("server-side copy", capability: "copyServerSide", claims: { $0.canCopyServerSide(from: $0) }, serverSideCopy),
-        Check("content comparison by a native tag", capability: "holdsSameContent (Entry.contentTag)", claims: { _ in true }, contentComparison),
-        Check("scope of the tree", capability: "scope", claims: { $0.scope != nil }, scopeOfTree),
+        Check("extended attributes", capability: "ExtendedAttributeStoring", claims: { Features($0).capabilities.extendedAttributes }, extendedAttributes),
+        Check("server-side copy", capability: "ServerSideCopying", claims: { Features($0).canCopyServerSide(from: $0) }, serverSideCopy),
+        Check("content comparison by a native tag", capability: "ContentTagComparing (Entry.contentTag)", claims: { Features($0).conformances.contains("ContentTagComparing") }, contentComparison),
+        Check("listing in sorted runs", capability: "RunListing", claims: { Features($0).conformances.contains("RunListing") }, runListing),
+        Check("scope of the tree", capability: "ScopeTelling", claims: { Features($0).scope != nil }, scopeOfTree),
     ]
 
     /// The check named `name`.
@@ -214,8 +215,8 @@ public enum LocationConformance {
 
     static func symlinks(_ l: any Location) async throws -> [String] {
         let target = Array("../nowhere/at all".utf8)
-        try await l.makeSymlink(EntryPath("s")!, target: target, metadata: metadata(size: 0), selection: .all)
-        try await l.makeSymlink(EntryPath("s")!, target: Array("t2".utf8), metadata: metadata(size: 0), selection: .all)
+        try await Features(l).makeSymlink(EntryPath("s")!, target: target, metadata: metadata(size: 0), selection: .all)
+        try await Features(l).makeSymlink(EntryPath("s")!, target: Array("t2".utf8), metadata: metadata(size: 0), selection: .all)
         let e = try await l.stat(EntryPath("s")!)
         var out: [String] = []
         if e?.kind != .symlink { out.append("kind \(String(describing: e?.kind))") }
@@ -225,8 +226,8 @@ public enum LocationConformance {
 
     static func hardLinks(_ l: any Location) async throws -> [String] {
         try await put(l, EntryPath("h1")!, [7, 7])
-        try await l.makeHardLink(EntryPath("h2")!, to: EntryPath("h1")!)
-        try await l.makeHardLink(EntryPath("h2")!, to: EntryPath("h1")!)  // already linked: no-op
+        try await Features(l).makeHardLink(EntryPath("h2")!, to: EntryPath("h1")!)
+        try await Features(l).makeHardLink(EntryPath("h2")!, to: EntryPath("h1")!)  // already linked: no-op
         let a = try await l.stat(EntryPath("h1")!), b = try await l.stat(EntryPath("h2")!)
         var out: [String] = []
         if a?.metadata.fileID == nil || a?.metadata.fileID != b?.metadata.fileID { out.append("fileID not shared: not one file") }
@@ -256,9 +257,9 @@ public enum LocationConformance {
         let w = try await l.createFile(EntryPath("x")!, metadata: metadata(size: 0), attributes: attrs, selection: .all)
         try await w.commit()
         var out: [String] = []
-        if try await l.extendedAttributes(EntryPath("x")!, kind: .file) != attrs { out.append("xattrs not kept on commit") }
-        try await l.setExtendedAttributes(EntryPath("x")!, kind: .file, [attrs[1]])
-        if try await l.extendedAttributes(EntryPath("x")!, kind: .file) != [attrs[1]] { out.append("xattrs not replaced") }
+        if try await Features(l).extendedAttributes(EntryPath("x")!, kind: .file) != attrs { out.append("xattrs not kept on commit") }
+        try await Features(l).setExtendedAttributes(EntryPath("x")!, kind: .file, [attrs[1]])
+        if try await Features(l).extendedAttributes(EntryPath("x")!, kind: .file) != [attrs[1]] { out.append("xattrs not replaced") }
         return out
     }
 
@@ -286,7 +287,7 @@ public enum LocationConformance {
     static func listingForCopy(_ l: any Location) async throws -> [String] {
         for n in ["a", "b", "c"] { try await put(l, EntryPath(n)!, Array(n.utf8)) }
         let plain = try await l.list(.root)?.entries.map(\.name)
-        let copying = try await l.listForCopying(.root) { $0 != Array("b".utf8) }?.entries.map(\.name)
+        let copying = try await Features(l).listForCopying(.root) { $0 != Array("b".utf8) }?.entries.map(\.name)
         return plain == copying && plain?.count == 3 ? [] : ["listing \(String(describing: plain)) vs for a copy \(String(describing: copying))"]
     }
 
@@ -309,9 +310,9 @@ public enum LocationConformance {
     static func deviceNodes(_ l: any Location) async throws -> [String] {
         var out: [String] = []
         var m = metadata(size: 0)
-        try await l.makeSpecial(EntryPath("fifo")!, kind: .fifo, metadata: m, selection: .all)
+        try await Features(l).makeSpecial(EntryPath("fifo")!, kind: .fifo, metadata: m, selection: .all)
         m.deviceNumber = UInt64(cferry_makedev(1, 3))
-        try await l.makeSpecial(EntryPath("null")!, kind: .characterDevice, metadata: m, selection: .all)
+        try await Features(l).makeSpecial(EntryPath("null")!, kind: .characterDevice, metadata: m, selection: .all)
         let fifo = try await l.stat(EntryPath("fifo")!), null = try await l.stat(EntryPath("null")!)
         if fifo?.kind != .fifo { out.append("kind of the FIFO \(String(describing: fifo?.kind))") }
         if null?.kind != .characterDevice || null?.metadata.deviceNumber != m.deviceNumber {
@@ -342,7 +343,7 @@ public enum LocationConformance {
         // sides, so copy a file onto itself with new metadata.
         var m = metadata(size: Int64(bytes.count), mtime: 1_400_000_000)
         m.permissions = 0o600
-        guard try await l.copyServerSide(from: l, EntryPath("d/f")!, metadata: m, attributes: nil, selection: .all) else {
+        guard try await Features(l).copyServerSide(from: l, EntryPath("d/f")!, metadata: m, attributes: nil, selection: .all) else {
             return ["copyServerSide declined a file canCopyServerSide accepted"]
         }
         var out: [String] = []
@@ -362,7 +363,7 @@ public enum LocationConformance {
         for (name, expected) in [("same", true), ("other", false)] {
             let e = try requireStat(try await l.stat(EntryPath(name)!))
             let reader = try await l.openForReading(EntryPath(name)!, expected: e)
-            let answer = try await l.holdsSameContent(EntryPath("c")!, c, as: reader)
+            let answer = try await Features(l).holdsSameContent(EntryPath("c")!, c, as: reader)
             _ = try await reader.close()
             if answer != expected { out.append("holdsSameContent of \(name): \(String(describing: answer))") }
         }
@@ -370,9 +371,24 @@ public enum LocationConformance {
     }
 
     static func scopeOfTree(_ l: any Location) async throws -> [String] {
-        guard let scope = l.scope else { return ["nil"] }
+        guard let scope = Features(l).scope else { return ["nil"] }
         return scope.overlaps(scope) && !scope.display.isEmpty ? [] : ["scope \(scope)"]
     }
+}
+
+/// Runs of a listing: each sorted, together the listing, none above the size asked.
+func runListing(_ l: any Location) async throws -> [String] {
+    for i in (0..<25).reversed() { try await LocationConformance.put(l, EntryPath("n\(i)")!, [UInt8(i)]) }
+    var runs: [[Entry]] = []
+    _ = try await Features(l).listInRuns(.root, runSize: 7) { runs.append($0) }
+    let all = try await l.list(.root)?.entries.map(\.name) ?? []
+    var out: [String] = []
+    if runs.contains(where: { $0.count > 7 }) { out.append("run sizes \(runs.map(\.count))") }
+    if runs.contains(where: { run in zip(run, run.dropFirst()).contains { !$0.name.lexicographicallyPrecedes($1.name) } }) {
+        out.append("a run is not sorted")
+    }
+    if runs.flatMap({ $0.map(\.name) }).sorted(by: { $0.lexicographicallyPrecedes($1) }) != all { out.append("runs do not hold the listing") }
+    return out
 }
 
 /// The entry, or an error naming what was missing (a check's precondition, not a finding).

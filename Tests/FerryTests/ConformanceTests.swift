@@ -14,9 +14,9 @@ enum ConformanceTarget: String, CaseIterable, Sendable, CustomTestStringConverti
     var expectedSkips: Set<String> {
         switch self {
         case .posixDisk, .posixTmpfs: ["server-side copy", "content comparison by a native tag"]
-        case .s3Moto: ["sparse writes leave holes", "data extents of a sparse file"]
+        case .s3Moto: ["sparse writes leave holes", "data extents of a sparse file", "listing in sorted runs"]
         // The gateway lists no ETags: nothing to compare content by.
-        case .s3JuiceFS: ["sparse writes leave holes", "data extents of a sparse file", "content comparison by a native tag"]
+        case .s3JuiceFS: ["sparse writes leave holes", "data extents of a sparse file", "listing in sorted runs", "content comparison by a native tag"]
         }
     }
 
@@ -105,6 +105,40 @@ enum ConformanceTarget: String, CaseIterable, Sendable, CustomTestStringConverti
         // capability check is skipped.
         let capabilityChecks = LocationConformance.checks.filter { $0.capability != nil && $0.capability != "caseSensitive" }
         #expect(Set(skipped) == Set(capabilityChecks.map(\.name)), "\(skipped)")
+    }
+}
+
+/// Features fold what a location conforms to; a flag it claims without the function is not kept.
+@Suite struct FeaturesTests {
+    struct ClaimsEverything: Location {
+        let base: CoreOnlyLocation
+        var uri: String { base.uri }
+        var capabilities: Capabilities { .everything }
+        func list(_ directory: EntryPath) async throws -> Listing? { try await base.list(directory) }
+        func stat(_ path: EntryPath) async throws -> Entry? { try await base.stat(path) }
+        func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader { try await base.openForReading(path, expected: expected) }
+        func createFile(_ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection) async throws -> any EntryWriter {
+            try await base.createFile(path, metadata: metadata, attributes: attributes, selection: selection)
+        }
+        func makeDirectory(_ path: EntryPath) async throws { try await base.makeDirectory(path) }
+        func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
+            try await base.setMetadata(path, kind: kind, metadata: metadata, selection: selection)
+        }
+        func remove(_ path: EntryPath, kind: EntryKind) async throws { try await base.remove(path, kind: kind) }
+    }
+
+    @Test func theCapabilityIsTheFunction() throws {
+        let tree = try TestTree(label: "features", base: "/dev/shm")
+        defer { tree.remove() }
+        let posix = Features(try POSIXLocation(path: tree.root))
+        #expect(posix.capabilities.symlinks && posix.capabilities.hardLinks && posix.capabilities.deviceNodes && posix.capabilities.extendedAttributes)
+        #expect(Set(posix.conformances) == ["SymlinkWriting", "HardLinkWriting", "SpecialFileWriting", "ExtendedAttributeStoring", "RunListing",
+                                            "DirectCopying", "TemporaryKeeping", "ScopeTelling", "MetadataLimiting"])
+        let claims = Features(ClaimsEverything(base: CoreOnlyLocation(base: try POSIXLocation(path: tree.root))))
+        #expect(claims.conformances == [])
+        #expect(!claims.capabilities.symlinks && !claims.capabilities.hardLinks && !claims.capabilities.deviceNodes
+                && !claims.capabilities.extendedAttributes && !claims.capabilities.fetchesContentsWhileListing)
+        #expect(claims.capabilities.ownership && claims.capabilities.sparseFiles, "what is not a function is the location's word")
     }
 }
 
