@@ -25,7 +25,13 @@ public struct S3Configuration: Sendable {
 
     /// Splits `s3://bucket/prefix` into bucket and prefix.
     public static func parse(uri: String) throws -> (bucket: String, prefix: String) {
-        guard case .s3(let bucket, let prefix) = try LocationURI.parse(uri) else {
+        let parsed: LocationURI
+        do {
+            parsed = try LocationURI.parse(uri)
+        } catch {
+            throw S3Error(.configuration, operation: "parse location", message: error.message)
+        }
+        guard case .s3(let bucket, let prefix) = parsed else {
             throw S3Error(.configuration, operation: "parse location", message: "\(uri) is not an s3:// URI")
         }
         return (bucket, prefix)
