@@ -5,13 +5,15 @@ import Foundation
 /// `block:///dev/…` (an image or device), and `nfs://host[:port]/path`,
 /// `smb://[domain;][user@]host[:port]/share/path` and `agent://agent/location`, which are
 /// parsed but not served yet (each caller says so).
-public enum LocationURI: Sendable, Hashable {
+public enum LocationURI: Sendable, Hashable, CustomStringConvertible {
     case posix(path: String)
     case s3(bucket: String, prefix: String)
     case block(path: String)
     case nfs(host: String, port: Int?, path: String)
     case smb(domain: String?, user: String?, host: String, port: Int?, path: String)
     case agent(agent: String, location: String)
+    /// DataSync's `object-storage://host[:port]/bucket/prefix` (an S3-compatible endpoint).
+    case objectStorage(host: String, port: Int?, bucket: String, prefix: String)
 
     /// The scheme as a user writes it (`file` for plain paths).
     public var scheme: String {
@@ -22,6 +24,27 @@ public enum LocationURI: Sendable, Hashable {
         case .nfs: "nfs"
         case .smb: "smb"
         case .agent: "agent"
+        case .objectStorage: "object-storage"
+        }
+    }
+
+    /// The URI as DataSync writes a location's `LocationUri` (a directory ends in `/`).
+    public var description: String {
+        func dir(_ p: String) -> String { p.hasSuffix("/") ? p : p + "/" }
+        func authority(_ host: String, _ port: Int?) -> String {
+            (host.contains(":") ? "[\(host)]" : host) + (port.map { ":\($0)" } ?? "")
+        }
+        switch self {
+        case .posix(let path): return "file://" + path
+        case .s3(let bucket, let prefix): return "s3://\(bucket)/" + (prefix.isEmpty ? "" : dir(prefix))
+        case .block(let path): return "block://" + path
+        case .nfs(let host, let port, let path): return "nfs://" + authority(host, port) + dir(path)
+        case .smb(let domain, let user, let host, let port, let path):
+            let who = user.map { (domain.map { $0 + ";" } ?? "") + $0 + "@" } ?? ""
+            return "smb://" + who + authority(host, port) + dir(path)
+        case .agent(let agent, let location): return "agent://\(agent)/\(location)"
+        case .objectStorage(let host, let port, let bucket, let prefix):
+            return "object-storage://" + authority(host, port) + "/\(bucket)/" + (prefix.isEmpty ? "" : dir(prefix))
         }
     }
 
@@ -64,6 +87,13 @@ public enum LocationURI: Sendable, Hashable {
             }
             let (host, port, path) = try hostPortPath(authority + String(rest.drop { $0 != "/" }), text)
             return .smb(domain: domain, user: user, host: host, port: port, path: path)
+        case "object-storage":
+            let authority = String(rest.prefix { $0 != "/" })
+            let (host, port, _) = try hostPortPath(authority + "/x", text)
+            let path = rest.dropFirst(authority.count).drop { $0 == "/" }
+            let bucket = String(path.prefix { $0 != "/" })
+            guard !bucket.isEmpty else { throw FerryError(.invalidLocation, "\(text): name the bucket after the host") }
+            return .objectStorage(host: host, port: port, bucket: bucket, prefix: String(path.dropFirst(bucket.count).drop { $0 == "/" }))
         case "agent":
             let agent = String(rest.prefix { $0 != "/" })
             guard !agent.isEmpty else { throw FerryError(.invalidLocation, "\(text): name the agent (agent://AGENT/LOCATION)") }
@@ -90,7 +120,7 @@ public enum LocationURI: Sendable, Hashable {
             host = String(host[..<colon])
         }
         guard !host.isEmpty else { throw FerryError(.invalidLocation, "\(text): name the server (\(text.prefix { $0 != ":" })://HOST/PATH)") }
-        guard path.hasPrefix("/") && path.count > 1 else { throw FerryError(.invalidLocation, "\(text): name the export or share path after the host") }
+        guard path.hasPrefix("/") else { throw FerryError(.invalidLocation, "\(text): name the export or share path after the host") }
         return (host, port, path.removingPercentEncoding ?? path)
     }
 }

@@ -34,18 +34,19 @@ struct MergeJoin<S: EntryCursor, D: EntryCursor> {
             takeDestination = c >= 0
         }
         var s: Entry?, d: Entry?
-        if takeSource { s = try MergeJoin.takeRun(&source, .source, directory, &duplicates) }
-        if takeDestination { d = try MergeJoin.takeRun(&destination, .destination, directory, &duplicates, matching: s) }
+        if takeSource { s = try MergeJoin.takeRun(&source, key: a!, .source, directory, &duplicates) }
+        if takeDestination { d = try MergeJoin.takeRun(&destination, key: b!, .destination, directory, &duplicates, matching: s) }
         return (s, d)
     }
 
     /// Takes the entries of one name on `side` (usually one) and chooses the one kept: a
     /// directory over other kinds (it may hold many entries), at the destination the kind
     /// of `matching` first (nothing is replaced needlessly), else the first listed.
+    @inline(__always)
     private static func takeRun<C: EntryCursor>(
-        _ cursor: inout C, _ side: DuplicateName.Side, _ directory: EntryPath, _ duplicates: inout [DuplicateName], matching: Entry? = nil
+        _ cursor: inout C, key: [UInt8], _ side: DuplicateName.Side, _ directory: EntryPath, _ duplicates: inout [DuplicateName],
+        matching: Entry? = nil
     ) throws(FerryError) -> Entry {
-        let key = cursor.peekKey()!
         let first = try cursor.next()!
         guard var following = cursor.peekKey() else { return first }
         var c = compare(key, following)
@@ -76,6 +77,7 @@ struct MergeJoin<S: EntryCursor, D: EntryCursor> {
 }
 
 /// Byte order, as `memcmp` then length.
+@inline(__always)
 func byteOrder(_ a: [UInt8], _ b: [UInt8]) -> Int {
     let n = min(a.count, b.count)
     let c = a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in n == 0 ? 0 : memcmp(pa.baseAddress!, pb.baseAddress!, n) } }

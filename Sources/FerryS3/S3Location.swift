@@ -6,7 +6,7 @@ import NIOCore
 /// are empty `dir/` marker objects carrying the directory's metadata; files, symlinks
 /// (body = target) and device nodes are objects with `x-amz-meta-file-*` metadata.
 public struct S3Location: Location, SymlinkWriting, HardLinkWriting, SpecialFileWriting, ExtendedAttributeStoring,
-    PrefetchingListing, ServerSideCopying, ContentTagComparing, TemporaryKeeping, ScopeTelling, MetadataLimiting {
+    RunListing, PrefetchingListing, ServerSideCopying, ContentTagComparing, TemporaryKeeping, ScopeTelling, MetadataLimiting {
     public let client: S3Client
     public let bucket: String
     /// The key prefix of the root: empty or ending in `/`.
@@ -110,7 +110,64 @@ public struct S3Location: Location, SymlinkWriting, HardLinkWriting, SpecialFile
             (objects, prefixes) = try await client.listAll(bucket: bucket, prefix: dirPrefix, delimiter: "/", pageSize: listPageSize)
         }
         if !directory.isRoot && objects.isEmpty && prefixes.isEmpty { return nil }
-        var unusable: [(String, String)] = []
+        let (listed, unusable) = try await entries(in: dirPrefix, objects: objects, prefixes: prefixes, reading: reading)
+        return Listing(entries: listed, staleTemporaries: try await temporaries(directory), unusable: unusable)
+    }
+
+    /// ``list(_:)`` a ListObjectsV2 page group at a time: each run is the pages' objects
+    /// and prefixes (at least `runSize` of them, or the rest), HEADed and sorted, so a
+    /// prefix of millions of keys is never held whole.
+    public func listInRuns(_ directory: EntryPath, runSize: Int, _ deliver: ([Entry]) throws -> Void) async throws -> Listing? {
+        if flatListing {  // the flat listing holds the whole tree anyway
+            guard var listing = try await list(directory) else { return nil }
+            try deliver(listing.entries)
+            listing.entries = []
+            return listing
+        }
+        let dirPrefix = directory.isRoot ? prefix : try key(directory) + "/"
+        var objects: [S3Object] = [], prefixes: [String] = []
+        var unusable: [(name: String, reason: String)] = []
+        var token: String?, first = true, delivered = false
+        repeat {
+            let page = try await client.listObjects(bucket: bucket, prefix: dirPrefix, delimiter: "/", continuationToken: token, maxKeys: listPageSize)
+            if first && !directory.isRoot && page.objects.isEmpty && page.commonPrefixes.isEmpty { return nil }
+            first = false
+            objects += page.objects
+            prefixes += page.commonPrefixes
+            token = page.nextContinuationToken
+            if objects.count + prefixes.count >= runSize || token == nil {
+                let (sorted, left) = try await entries(in: dirPrefix, objects: objects, prefixes: prefixes, reading: { _ in false })
+                // A page holds up to 1,000 keys: runs are cut to the size asked.
+                for start in stride(from: 0, to: sorted.count, by: max(1, runSize)) {
+                    try deliver(Array(sorted[start..<min(start + max(1, runSize), sorted.count)]))
+                }
+                if sorted.isEmpty && !delivered { try deliver([]) }
+                delivered = true
+                unusable += left
+                objects = []
+                prefixes = []
+            }
+        } while token != nil
+        return Listing(entries: [], staleTemporaries: try await temporaries(directory), unusable: unusable)
+    }
+
+    /// The multipart uploads left under the root (named at the root's listing only).
+    private func temporaries(_ directory: EntryPath) async throws -> [[UInt8]] {
+        var temporaries: [[UInt8]] = []
+        if directory.isRoot {
+            for u in try await client.listMultipartUploads(bucket: bucket, prefix: prefix) {
+                temporaries.append(S3Location.uploadMarker + Array("\(u.uploadID)\n\(u.key)".utf8))
+            }
+        }
+        return temporaries
+    }
+
+    /// The entries of listed `objects` and `prefixes` under `dirPrefix`, sorted, and the
+    /// keys that cannot name a safe path.
+    private func entries(
+        in dirPrefix: String, objects: [S3Object], prefixes: [String], reading: @Sendable ([UInt8]) -> Bool
+    ) async throws -> ([Entry], [(name: String, reason: String)]) {
+        var unusable: [(name: String, reason: String)] = []
         // `marker`: a subdirectory's marker object, which only a flat listing shows here.
         var candidates: [(name: String, key: String, listed: S3Object?, marker: S3Object?)] = []
         for o in objects where o.key != dirPrefix {
@@ -158,15 +215,8 @@ public struct S3Location: Location, SymlinkWriting, HardLinkWriting, SpecialFile
             for try await e in group { if let e { out.append(e) } }
             return out
         }.sorted { $0.name.lexicographicallyPrecedes($1.name) }
-        var temporaries: [[UInt8]] = []
-        if directory.isRoot {
-            for u in try await client.listMultipartUploads(bucket: bucket, prefix: prefix) {
-                temporaries.append(S3Location.uploadMarker + Array("\(u.uploadID)\n\(u.key)".utf8))
-            }
-        }
-        return Listing(entries: entries, staleTemporaries: temporaries, unusable: unusable)
+        return (entries, unusable)
     }
-
     /// The entry for one listed name: a HEAD for the metadata (of the marker, for a
     /// directory), and a GET of the body for a symlink's target. With `fetchingBody`, a
     /// GET in place of the HEAD; a file's body is kept for its copy. A directory without a

@@ -4,7 +4,6 @@ import Foundation
 /// StartTaskExecution, DescribeTaskExecution, ListTaskExecutions, CancelTaskExecution,
 /// UpdateTaskExecution.
 extension ControlPlane {
-    static let terminal: Set<String> = ["SUCCESS", "ERROR"]
 
     func startTaskExecution(_ input: JSONValue) async throws -> JSONValue {
         let taskArn = input["TaskArn"]?.string ?? ""
@@ -13,13 +12,13 @@ extension ControlPlane {
         let includes = input["Includes"] ?? task.body["Includes"] ?? []
         let excludes = input["Excludes"] ?? task.body["Excludes"] ?? []
         _ = try TaskOptions.filters(includes: includes, excludes: excludes)
-        let active = try store.list(.execution, parent: taskArn, limit: Int.max).filter { !ControlPlane.terminal.contains($0.body["Status"]?.string ?? "") }
+        let active = try store.list(.execution, parent: taskArn, limit: Int.max).filter { !(TaskExecutionStatus($0.body)?.isTerminal ?? false) }
         if !active.isEmpty && options["TaskQueueing"]?.string == "DISABLED" {
             throw ServerError.invalid("Task \(taskArn) already has an execution running (\(active[0].arn)) and TaskQueueing is DISABLED.")
         }
         let arn = arns.execution(of: taskArn)
         var body: JSONValue = [
-            "TaskExecutionArn": .string(arn), "Status": "QUEUED", "Options": options, "Includes": includes, "Excludes": excludes,
+            "TaskExecutionArn": .string(arn), "Status": TaskExecutionStatus.queued.json, "Options": options, "Includes": includes, "Excludes": excludes,
             "StartTime": ControlPlane.now(), "TaskMode": task.body["TaskMode"] ?? "BASIC",
             "EstimatedFilesToTransfer": 0, "EstimatedBytesToTransfer": 0, "FilesTransferred": 0, "BytesWritten": 0,
             "BytesTransferred": 0, "BytesCompressed": 0, "FilesDeleted": 0, "FilesSkipped": 0, "FilesVerified": 0,
@@ -67,8 +66,7 @@ extension ControlPlane {
     func cancelTaskExecution(_ input: JSONValue) async throws -> JSONValue {
         let arn = input["TaskExecutionArn"]?.string ?? ""
         let r = try existing(arn, .execution, "Task execution")
-        let status = r.body["Status"]?.string ?? ""
-        if ControlPlane.terminal.contains(status) {
+        if let status = TaskExecutionStatus(r.body), status.isTerminal {
             throw ServerError.invalid("Task execution \(arn) has already ended (\(status)) and cannot be cancelled.")
         }
         await runner.cancel(arn, reason: "the execution was cancelled")
@@ -78,7 +76,7 @@ extension ControlPlane {
     func updateTaskExecution(_ input: JSONValue) async throws -> JSONValue {
         let arn = input["TaskExecutionArn"]?.string ?? ""
         let r = try existing(arn, .execution, "Task execution")
-        if ControlPlane.terminal.contains(r.body["Status"]?.string ?? "") {
+        if TaskExecutionStatus(r.body)?.isTerminal ?? false {
             throw ServerError.invalid("Task execution \(arn) has already ended and cannot be updated.")
         }
         let changed = input["Options"]?.object ?? [:]

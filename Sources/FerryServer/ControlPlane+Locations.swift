@@ -1,3 +1,4 @@
+import FerryCore
 import FerryStore
 import Foundation
 
@@ -47,7 +48,8 @@ extension ControlPlane {
 
     func createLocationNfs(_ input: JSONValue) throws -> JSONValue {
         try ControlPlane.checkNfsHost(input["ServerHostname"]?.string ?? "")
-        let uri = "nfs://\(input["ServerHostname"]?.string ?? "")\(ControlPlane.subdirectory(input["Subdirectory"]?.string))"
+        let uri = LocationURI.nfs(host: input["ServerHostname"]?.string ?? "", port: nil,
+                                  path: ControlPlane.subdirectory(input["Subdirectory"]?.string)).description
         return try insertLocation(input, type: "NFS", uri: uri) { body in
             body["OnPremConfig"] = ["AgentArns": try agents(input["OnPremConfig"] ?? [:], member: "AgentArns")]
             body["MountOptions"] = input["MountOptions"] ?? ["Version": "AUTOMATIC"]
@@ -55,8 +57,8 @@ extension ControlPlane {
     }
 
     func createLocationObjectStorage(_ input: JSONValue) throws -> JSONValue {
-        let uri = "object-storage://\(input["ServerHostname"]?.string ?? "")/\(input["BucketName"]?.string ?? "")"
-            + ControlPlane.subdirectory(input["Subdirectory"]?.string)
+        let uri = LocationURI.objectStorage(host: input["ServerHostname"]?.string ?? "", port: nil, bucket: input["BucketName"]?.string ?? "",
+                                            prefix: String(ControlPlane.subdirectory(input["Subdirectory"]?.string).dropFirst())).description
         return try insertLocation(input, type: "OBJECT_STORAGE", uri: uri) { body in
             let proto = input["ServerProtocol"]?.string ?? "HTTPS"
             body["ServerProtocol"] = .string(proto)
@@ -71,7 +73,8 @@ extension ControlPlane {
             throw ServerError.invalid("Only bucket ARNs (arn:aws:s3:::BUCKET) are supported by Ferry; access points and Outposts are not.")
         }
         let bucket = String(bucketArn.split(separator: ":").last ?? "")
-        return try insertLocation(input, type: "S3", uri: "s3://\(bucket)\(ControlPlane.subdirectory(input["Subdirectory"]?.string))") { body in
+        return try insertLocation(input, type: "S3", uri: LocationURI.s3(
+            bucket: bucket, prefix: String(ControlPlane.subdirectory(input["Subdirectory"]?.string).dropFirst())).description) { body in
             body["S3StorageClass"] = input["S3StorageClass"] ?? "STANDARD"
             if input["AgentArns"] != nil { body["AgentArns"] = try agents(input, member: "AgentArns") }
         }
@@ -107,13 +110,21 @@ extension ControlPlane {
         if type == "NFS" { try ControlPlane.checkNfsHost(input["ServerHostname"]?.string) }
         try store.modify(r.arn) { body in
             for (k, v) in input.object ?? [:] where k != "LocationArn" { body[k] = v }
-            if let sub = input["Subdirectory"]?.string, let uri = body["LocationUri"]?.string {
-                // Keep scheme and host (and bucket), replace the subdirectory.
-                let parts = uri.components(separatedBy: "://")
-                var rest = parts.count == 2 ? parts[1] : uri
-                let keep = type == "OBJECT_STORAGE" ? 2 : 1
-                rest = rest.split(separator: "/", omittingEmptySubsequences: false).prefix(keep).joined(separator: "/")
-                body["LocationUri"] = .string("\(parts[0])://\(rest)\(ControlPlane.subdirectory(sub))")
+            if let uri = body["LocationUri"]?.string, let parsed = try? LocationURI.parse(uri) {
+                // The stored URI with the host and subdirectory the update gives (LocationURI parses and writes it).
+                let sub = input["Subdirectory"]?.string.map(ControlPlane.subdirectory)
+                let host = input["ServerHostname"]?.string
+                switch parsed {
+                case .nfs(let h, let port, let path):
+                    body["LocationUri"] = .string(LocationURI.nfs(host: host ?? h, port: port, path: sub ?? path).description)
+                case .s3(let bucket, let prefix):
+                    body["LocationUri"] = .string(LocationURI.s3(bucket: bucket, prefix: sub.map { String($0.dropFirst()) } ?? prefix).description)
+                case .objectStorage(let h, let port, let bucket, let prefix):
+                    body["LocationUri"] = .string(LocationURI.objectStorage(host: host ?? h, port: port, bucket: bucket,
+                                                                            prefix: sub.map { String($0.dropFirst()) } ?? prefix).description)
+                default:
+                    break
+                }
             }
         }
         return [:]

@@ -89,7 +89,7 @@ extension ControlPlane {
                 guard try store.get(arn) != nil else { continue }
                 _ = try store.modify(arn) { $0[ControlPlane.scheduleAnchor] = .number(now.timeIntervalSince1970.rounded()) }
                 let active = try store.list(.execution, parent: arn, limit: Int.max)
-                    .first { !ControlPlane.terminal.contains($0.body["Status"]?.string ?? "") }
+                    .first { !(TaskExecutionStatus($0.body)?.isTerminal ?? false) }
                 if let active {
                     logger.warning("scheduled run skipped: the task is still running", metadata: ["task": "\(arn)", "execution.id": "\(active.arn)"])
                 } else {

@@ -37,12 +37,12 @@ actor ExecutionRunner {
     /// ones are queued again in their order.
     func recover() throws {
         for e in try store.list(.execution, limit: Int.max) {
-            let status = e.body["Status"]?.string ?? ""
-            if status == "QUEUED" {
+            let status = TaskExecutionStatus(e.body)
+            if status == .queued {
                 enqueue(e.arn, task: e.parent ?? "")
-            } else if !ControlPlane.terminal.contains(status) {
-                try finish(e.arn, status: "ERROR", errorCode: "ServerRestarted",
-                           detail: "the Ferry server stopped while this execution was \(status); nothing was left under a final name — start the task again to finish the transfer")
+            } else if !(status?.isTerminal ?? false) {
+                try finish(e.arn, status: .error, errorCode: "ServerRestarted",
+                           detail: "the Ferry server stopped while this execution was \(status?.rawValue ?? "in an unknown state"); nothing was left under a final name — start the task again to finish the transfer")
                 if let task = e.parent {
                     try store.modify(task) { body in
                         if body["CurrentTaskExecutionArn"]?.string == e.arn { body["CurrentTaskExecutionArn"] = nil }
@@ -74,17 +74,17 @@ actor ExecutionRunner {
     /// and counters of its engine laid over it.
     func current(_ execution: Store.Resource) -> JSONValue {
         guard let r = running[execution.arn] else { return execution.body }
-        if r.cancelReason != nil { return execution.body.merging(["Status": "CANCELLING"]) { $1 } }
+        if r.cancelReason != nil { return execution.body.merging(["Status": TaskExecutionStatus.cancelling.json]) { $1 } }
         guard let engine = r.engine else { return execution.body }
         return execution.body.merging(ExecutionRunner.liveFields(engine)) { $1 }
     }
 
     /// A running engine's status and counters in DescribeTaskExecution's members.
     static func liveFields(_ engine: SyncEngine) -> [String: JSONValue] {
-        var status = engine.counters.currentPhase.description
-        if status == "SUCCESS" || status == "ERROR" { status = "VERIFYING" }  // the store says the end
+        var status = TaskExecutionStatus(rawValue: engine.counters.currentPhase.description) ?? .verifying
+        if status.isTerminal { status = .verifying }  // the store says the end
         let live = counterFields(engine.counters.snapshot()).object ?? [:]
-        return live.merging(["Status": .string(status)]) { $1 }
+        return live.merging(["Status": status.json]) { $1 }
     }
 
     /// Runs the engine, writing its status and counters to the store every two seconds, so
@@ -100,7 +100,7 @@ actor ExecutionRunner {
                     if Task.isCancelled { break }
                     ExecutionRunner.bestEffort("the execution's progress", execution, logger) {
                         _ = try store.modify(execution) { body in
-                            if !ControlPlane.terminal.contains(body["Status"]?.string ?? ""), body["Status"]?.string != "CANCELLING" {
+                            if let status = TaskExecutionStatus(body), !status.isTerminal, status != .cancelling {
                                 body = body.merging(ExecutionRunner.liveFields(engine)) { $1 }
                             }
                         }
@@ -137,14 +137,14 @@ actor ExecutionRunner {
         if let task = queued.first(where: { $0.value.contains(execution) })?.key {
             queued[task]?.removeAll { $0 == execution }
             ExecutionRunner.bestEffort("the cancelled execution's end", execution, logger) {
-                try finish(execution, status: "ERROR", errorCode: "Cancelled", detail: reason)
+                try finish(execution, status: .error, errorCode: "Cancelled", detail: reason)
             }
             pump(task)
             return
         }
         guard running[execution] != nil else { return }
         running[execution]?.cancelReason = reason
-        ExecutionRunner.bestEffort("the CANCELLING status", execution, logger) { _ = try store.modify(execution) { $0["Status"] = "CANCELLING" } }
+        ExecutionRunner.bestEffort("the CANCELLING status", execution, logger) { _ = try store.modify(execution) { $0["Status"] = TaskExecutionStatus.cancelling.json } }
         running[execution]?.task?.cancel()
     }
 
@@ -186,7 +186,7 @@ actor ExecutionRunner {
     private func run(_ execution: String, task: String) async {
         var clients: [S3Client] = []
         do {
-            try store.modify(execution) { $0["Status"] = "LAUNCHING"; $0["LaunchTime"] = ControlPlane.now() }
+            try store.modify(execution) { $0["Status"] = TaskExecutionStatus.launching.json; $0["LaunchTime"] = ControlPlane.now() }
             guard let taskBody = try store.get(task)?.body, let body = try store.get(execution)?.body, let resolver else {
                 throw ServerError.internalError("the task or execution vanished")
             }
@@ -211,12 +211,12 @@ actor ExecutionRunner {
             let result = await runPersistingProgress(execution, engine)
             log.flush()
             let reason = cancelReason(execution)
-            let status = reason == nil && result.outcome == .success ? "SUCCESS" : "ERROR"
+            let status: TaskExecutionStatus = reason == nil && result.outcome == .success ? .success : .error
             if let report {
                 let header: JSONValue = [
                     "AccountId": .string(ARNFactory().account), "TaskArn": .string(task), "TaskExecutionArn": .string(execution),
                     "SourceLocationArn": taskBody["SourceLocationArn"] ?? .null,
-                    "DestinationLocationArn": taskBody["DestinationLocationArn"] ?? .null, "Status": .string(status),
+                    "DestinationLocationArn": taskBody["DestinationLocationArn"] ?? .null, "Status": status.json,
                     "StartTime": body["StartTime"] ?? .null, "EndTime": ControlPlane.now(), "Options": body["Options"] ?? [:],
                 ]
                 var reportResult: JSONValue
@@ -231,7 +231,7 @@ actor ExecutionRunner {
                 try store.modify(execution) { $0["ReportResult"] = reportResult }
             }
             if let reason {
-                try finish(execution, status: "ERROR", errorCode: "Cancelled", detail: reason, result: result)
+                try finish(execution, status: .error, errorCode: "Cancelled", detail: reason, result: result)
                 log.basic("[INFO] Execution \(execution) cancelled: \(reason)")
             } else {
                 try finish(execution, status: status, errorCode: result.errorCode, detail: result.errorDetail, result: result)
@@ -242,7 +242,7 @@ actor ExecutionRunner {
             let reason = cancelReason(execution)
             let detail = reason ?? ((error as? ServerError)?.message ?? "\(error)")
             ExecutionRunner.bestEffort("the failed execution's end", execution, logger) {
-                try finish(execution, status: "ERROR", errorCode: reason == nil ? "LaunchFailed" : "Cancelled", detail: detail)
+                try finish(execution, status: .error, errorCode: reason == nil ? "LaunchFailed" : "Cancelled", detail: detail)
             }
             ExecutionRunner.bestEffort("the execution's log", execution, logger) {
                 try store.appendLog(execution, ["[ERROR] Execution \(execution) failed: \(detail)"])
@@ -265,9 +265,9 @@ actor ExecutionRunner {
     }
 
     /// Writes the terminal state: status, Result, counters, EndTime.
-    private func finish(_ execution: String, status: String, errorCode: String?, detail: String?, result: ExecutionResult? = nil) throws {
+    private func finish(_ execution: String, status: TaskExecutionStatus, errorCode: String?, detail: String?, result: ExecutionResult? = nil) throws {
         try store.modify(execution) { b in
-            b["Status"] = .string(status)
+            b["Status"] = status.json
             b["EndTime"] = ControlPlane.now()
             var r: JSONValue = b["Result"] ?? [:]
             if let result {
@@ -286,7 +286,7 @@ actor ExecutionRunner {
                                          "ErrorDetail": "no task report: the execution did not run to its end"]
                 }
             }
-            if status == "ERROR" {
+            if status == .error {
                 r["ErrorCode"] = .string(errorCode ?? "Error")
                 r["ErrorDetail"] = .string(detail ?? "the execution failed")
             }

@@ -32,3 +32,12 @@ import Testing
         }
     }
 }
+
+extension LocationURITests {
+    @Test func urisAreWrittenAsDataSyncWritesThem() throws {
+        for text in ["nfs://nas1/export/", "nfs://[fd00::1]:2049/x/", "s3://bucket/p/", "s3://bucket/", "object-storage://h:9000/b/p/",
+                     "smb://CORP;alice@fs1/share/", "agent://a/l", "file:///srv", "block:///dev/vdb"] {
+            #expect(try LocationURI.parse(text).description == text)
+        }
+    }
+}
