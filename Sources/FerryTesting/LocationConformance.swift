@@ -1,5 +1,6 @@
 import CFerry
 import FerryCore
+import Glibc
 
 /// The contract every location implements, as checks run against the real thing (a temp
 /// directory for POSIX, a real server for S3). Each check is named and gets a fresh, empty
@@ -15,11 +16,17 @@ public enum LocationConformance {
         /// The capability the check needs, as ``Capabilities`` or the protocol names it.
         public let capability: String?
         let claims: @Sendable (any Location) -> Bool
-        let body: @Sendable (any Location) async throws -> [String]
+        /// The check, given the location and the factory (for a second, fresh location).
+        let body: @Sendable (any Location, Factory) async throws -> [String]
         public var description: String { name }
 
         init(_ name: String, capability: String? = nil, claims: @escaping @Sendable (any Location) -> Bool = { _ in true },
              _ body: @escaping @Sendable (any Location) async throws -> [String]) {
+            self.init(name, capability: capability, claims: claims, withFactory: { l, _ in try await body(l) })
+        }
+
+        init(_ name: String, capability: String? = nil, claims: @escaping @Sendable (any Location) -> Bool = { _ in true },
+             withFactory body: @escaping @Sendable (any Location, Factory) async throws -> [String]) {
             self.name = name
             self.capability = capability
             self.claims = claims
@@ -58,6 +65,10 @@ public enum LocationConformance {
         Check("server-side copy", capability: "ServerSideCopying", claims: { Features($0).canCopyServerSide(from: $0) }, serverSideCopy),
         Check("content comparison by a native tag", capability: "ContentTagComparing (Entry.contentTag)", claims: { Features($0).conformances.contains("ContentTagComparing") }, contentComparison),
         Check("listing in sorted runs", capability: "RunListing", claims: { Features($0).conformances.contains("RunListing") }, runListing),
+        Check("direct copies to another tree", capability: "DirectCopying", claims: { Features($0).conformances.contains("DirectCopying") },
+              withFactory: directCopy),
+        Check("metadata withheld only where it cannot be applied", capability: "MetadataLimiting",
+              claims: { Features($0).conformances.contains("MetadataLimiting") }, metadataWithheld),
         Check("scope of the tree", capability: "ScopeTelling", claims: { Features($0).scope != nil }, scopeOfTree),
     ]
 
@@ -69,7 +80,7 @@ public enum LocationConformance {
         do {
             let location = try await make()
             guard check.claims(location) else { return .skipped(capability: check.capability ?? "?") }
-            let failures = try await check.body(location)
+            let failures = try await check.body(location, make)
             if failures == [Self.notClaimed] { return .skipped(capability: check.capability ?? "?") }
             return failures.isEmpty ? .passed : .failed(failures)
         } catch {
@@ -389,6 +400,36 @@ func runListing(_ l: any Location) async throws -> [String] {
     }
     if runs.flatMap({ $0.map(\.name) }).sorted(by: { $0.lexicographicallyPrecedes($1) }) != all { out.append("runs do not hold the listing") }
     return out
+}
+
+/// A file copied by the location's direct copier into a second, fresh location of its kind:
+/// the same bytes and checksum, the metadata given, read back when asked.
+func directCopy(_ l: any Location, _ make: LocationConformance.Factory) async throws -> [String] {
+    let bytes = TestTree.bytes(20_000, seed: 17)
+    try await LocationConformance.put(l, EntryPath("f")!, bytes)
+    let other = try await make()
+    guard let copier = Features(l).directCopier(to: other) else { return ["no copier to another location of its kind"] }
+    guard let e = try await l.stat(EntryPath("f")!) else { return ["gone"] }
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+    defer { buffer.deallocate() }
+    let hash = ChecksumState()
+    let copy = try copier.copy(EntryPath("f")!, expected: e.metadata, selection: .all, buffer: buffer, hash: hash, readBack: true)
+    var out: [String] = []
+    if copy.sourceChanged { out.append("source changed") }
+    if copy.written != Int64(bytes.count) { out.append("written \(copy.written)") }
+    if copy.arrived?.checksum != copy.checksum { out.append("read-back checksum differs") }
+    if try await LocationConformance.get(other, EntryPath("f")!) != bytes { out.append("content differs") }
+    if try await other.stat(EntryPath("f")!)?.metadata.mtime != e.metadata.mtime { out.append("mtime") }
+    return out
+}
+
+/// What the location says it cannot apply: nothing of an entry owned by this process.
+func metadataWithheld(_ l: any Location) async throws -> [String] {
+    var m = LocationConformance.metadata(size: 0)
+    m.uid = geteuid()
+    m.gid = getegid()
+    let withheld = Features(l).metadataWithheld(m, kind: .file, selection: .all)
+    return withheld == nil ? [] : ["withheld for its own owner: \(withheld!.reason)"]
 }
 
 /// The entry, or an error naming what was missing (a check's precondition, not a finding).
