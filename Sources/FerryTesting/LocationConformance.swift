@@ -69,6 +69,8 @@ public enum LocationConformance {
               withFactory: directCopy),
         Check("metadata withheld only where it cannot be applied", capability: "MetadataLimiting",
               claims: { Features($0).conformances.contains("MetadataLimiting") }, metadataWithheld),
+        Check("a write cut off before commit: invisible, its leftovers cleared", capability: "TemporaryKeeping",
+              claims: { Features($0).conformances.contains("TemporaryKeeping") }, cutOffWrite),
         Check("scope of the tree", capability: "ScopeTelling", claims: { Features($0).scope != nil }, scopeOfTree),
     ]
 
@@ -430,6 +432,23 @@ func metadataWithheld(_ l: any Location) async throws -> [String] {
     m.gid = getegid()
     let withheld = Features(l).metadataWithheld(m, kind: .file, selection: .all)
     return withheld == nil ? [] : ["withheld for its own owner: \(withheld!.reason)"]
+}
+
+/// A writer that never commits nor aborts (the process died): its file is not visible, and
+/// whatever it left (an object store's unfinished multipart upload; nothing for an unnamed
+/// `O_TMPFILE`) is named in the root's listing and cleared by `removeTemporary`.
+func cutOffWrite(_ l: any Location) async throws -> [String] {
+    let size = 20 << 20  // above S3's multipart threshold: parts go up before the commit
+    let w = try await l.createFile(EntryPath("cut")!, metadata: LocationConformance.metadata(size: Int64(size)), attributes: nil, selection: .all)
+    try await LocationConformance.withBuffer(TestTree.bytes(size, seed: 23)) { try await w.write($0, at: 0) }
+    var out: [String] = []
+    let features = Features(l)
+    guard let listing = try await l.list(.root) else { return ["the root cannot be listed"] }
+    if listing.entries.contains(where: { $0.name == Array("cut".utf8) }) { out.append("visible before its commit") }
+    for name in listing.staleTemporaries { try await features.removeTemporary(in: .root, name: name) }
+    if let after = try await l.list(.root), !after.staleTemporaries.isEmpty { out.append("leftovers after removeTemporary: \(after.staleTemporaries.count)") }
+    await w.abort()
+    return out
 }
 
 /// The entry, or an error naming what was missing (a check's precondition, not a finding).
