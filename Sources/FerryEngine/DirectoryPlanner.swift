@@ -109,8 +109,6 @@ struct DirectoryPlanner: Sendable {
     ) throws(FerryError) -> (plan: DirectoryPlan, done: Bool) {
         var plan = DirectoryPlan()
         var taken = 0
-        let firstDuplicate = join.duplicates.count
-        defer { join.forgetDuplicates() }
         while taken < names, let (s, d) = try join.next() {
             taken += 1
             // Through the optionals, not `(s ?? d)!`: that copies a whole entry each time.
@@ -140,7 +138,7 @@ struct DirectoryPlanner: Sendable {
             plan.items.append(PlannedItem(path: path ?? directory.appending(name), source: s, destination: d, action: action,
                                           descendOnly: decision == .descendOnly))
         }
-        plan.duplicates = Array(join.duplicates[firstDuplicate...])
+        plan.duplicates = join.takeDuplicates()
         return (plan, taken < names)
     }
 

@@ -7,7 +7,7 @@ import Glibc
 /// at one run while listing and one read buffer per run while merging, whatever the
 /// directory's size (DESIGN.md §4: "a directory with millions of entries spills to disk").
 final class EntrySpool: @unchecked Sendable {
-    private let fd: Int32
+    fileprivate let fd: Int32
     private var end: Int64 = 0
     /// Each run's byte range in the file and entry count.
     private(set) var runs: [(offset: Int64, length: Int64, count: Int)] = []
@@ -36,25 +36,24 @@ final class EntrySpool: @unchecked Sendable {
 
     /// A reader of run `index`, `bufferSize` bytes at a time.
     func reader(_ index: Int, bufferSize: Int = 64 << 10) -> RunReader {
-        RunReader(fd: fd, offset: runs[index].offset, end: runs[index].offset + runs[index].length, bufferSize: bufferSize, spool: self)
+        RunReader(spool: self, offset: runs[index].offset, end: runs[index].offset + runs[index].length, bufferSize: bufferSize)
     }
 
     /// Reads one run's entries in order.
     struct RunReader {
-        let fd: Int32
+        /// Holds the file open while the run is read.
+        let spool: EntrySpool
         var offset: Int64
         let end: Int64
         let bufferSize: Int
-        let spool: EntrySpool  // keeps the file open
         private var buffer: [UInt8] = []
         private var position = 0
 
-        init(fd: Int32, offset: Int64, end: Int64, bufferSize: Int, spool: EntrySpool) {
-            self.fd = fd
+        init(spool: EntrySpool, offset: Int64, end: Int64, bufferSize: Int) {
+            self.spool = spool
             self.offset = offset
             self.end = end
             self.bufferSize = bufferSize
-            self.spool = spool
         }
 
         /// The next entry, nil at the run's end.
@@ -75,7 +74,7 @@ final class EntrySpool: @unchecked Sendable {
             let keep = Array(buffer[position...])
             let want = min(Int64(max(bufferSize, need)), end - offset)
             var chunk = [UInt8](repeating: 0, count: Int(want))
-            let n = chunk.withUnsafeMutableBytes { FileIO.preadFully(fd, $0, offset) }
+            let n = chunk.withUnsafeMutableBytes { FileIO.preadFully(spool.fd, $0, offset) }
             if n != want { throw FerryError(.fatal, "cannot read back a huge directory's spill file: \(String(cString: strerror(errno)))") }
             offset += want
             buffer = keep + chunk

@@ -20,8 +20,11 @@ struct MergeJoin<S: EntryCursor, D: EntryCursor> {
         self.destination = destination
     }
 
-    /// Drops the duplicates reported so far (a plan in parts reports each part's).
-    mutating func forgetDuplicates() { duplicates = [] }
+    /// The duplicates met since the last call (a plan in parts reports each part's).
+    mutating func takeDuplicates() -> [DuplicateName] {
+        defer { duplicates = [] }
+        return duplicates
+    }
 
     /// The next name: its source entry, its destination entry (one may be nil); nil at the end.
     mutating func next() throws(FerryError) -> (source: Entry?, destination: Entry?)? {
@@ -53,10 +56,7 @@ struct MergeJoin<S: EntryCursor, D: EntryCursor> {
         if c < 0 { return first }
         var run = [first]
         while true {
-            if c > 0 {
-                throw FerryError(
-                    .fatal, "the \(side) listed \"\(String(decoding: following, as: UTF8.self))\" after \"\(String(decoding: key, as: UTF8.self))\" in \(directory): its listing is not sorted by name, and planning from it could copy or delete the wrong entries")
-            }
+            if c > 0 { throw FerryError.unsorted(side, directory, key, before: following) }
             run.append(try cursor.next()!)
             guard let after = cursor.peekKey() else { break }
             following = after
@@ -83,6 +83,14 @@ func byteOrder(_ a: [UInt8], _ b: [UInt8]) -> Int {
     let c = a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in n == 0 ? 0 : memcmp(pa.baseAddress!, pb.baseAddress!, n) } }
     if c != 0 { return Int(c) }
     return a.count - b.count
+}
+
+extension FerryError {
+    /// A listing that named `name` before `later`, which sorts before it: planning from it
+    /// could copy or delete the wrong entries.
+    static func unsorted(_ side: DuplicateName.Side, _ directory: EntryPath, _ name: [UInt8], before later: [UInt8]) -> FerryError {
+        FerryError(.fatal, "the \(side) listed \"\(String(decoding: later, as: UTF8.self))\" after \"\(String(decoding: name, as: UTF8.self))\" in \(directory): its listing is not sorted by name, and planning from it could copy or delete the wrong entries")
+    }
 }
 
 /// An entry left out because its side lists another of the same name.
@@ -131,8 +139,7 @@ struct ArrayCursor: EntryCursor {
     init(_ entries: [Entry], caseSensitive: Bool, side: DuplicateName.Side, directory: EntryPath) throws(FerryError) {
         guard !caseSensitive else { self.init(entries); return }
         for k in entries.indices.dropFirst() where byteOrder(entries[k - 1].name, entries[k].name) > 0 {
-            throw FerryError(
-                .fatal, "the \(side) listed \"\(String(decoding: entries[k].name, as: UTF8.self))\" after \"\(String(decoding: entries[k - 1].name, as: UTF8.self))\" in \(directory): its listing is not sorted by name, and planning from it could copy or delete the wrong entries")
+            throw FerryError.unsorted(side, directory, entries[k - 1].name, before: entries[k].name)
         }
         let folded = entries.map { (ArrayCursor.fold($0.name), $0) }.sorted { a, b in
             let c = byteOrder(a.0, b.0)
@@ -163,20 +170,18 @@ struct ArrayCursor: EntryCursor {
 /// A huge listing merged from the sorted runs of its spill file (case-sensitive keys only).
 final class SpilledCursor: EntryCursor {
     private let merger: RunMerger
-    /// The newest mtime read so far (``DerivedMtime``).
-    private(set) var newest = DerivedMtime(destination: nil, newest: nil)
-    let count: Int
+    /// The newest mtime read so far (``NewestMtime``).
+    private(set) var newest = NewestMtime()
 
     init(_ spool: EntrySpool) throws(FerryError) {
         merger = try RunMerger(spool)
-        count = spool.count
     }
 
     func peekKey() -> [UInt8]? { merger.peekName() }
 
     func next() throws(FerryError) -> Entry? {
         guard let e = try merger.next() else { return nil }
-        if !(e.kind == .directory && e.mtimeIsStandIn) { newest.note(e.metadata.mtime) }
+        newest.note(e)
         return e
     }
 }

@@ -14,9 +14,8 @@ struct PointInTimeVerifier {
 
     /// Verifies one directory's entries, then its subdirectories; returns the newest mtime
     /// it holds, which a directory without an mtime of its own takes (as in the copy:
-    /// ``DerivedMtime``), so such a directory is compared after its contents.
+    /// ``NewestMtime``), so such a directory is compared after its contents.
     private func verifyDirectory(_ directory: EntryPath) async throws -> Timestamp? {
-        let destination = engine.destination
         // Listed as the copy lists (sorted runs, a huge directory spilled to disk).
         let configuration = engine.configuration
         let (sourceRuns, destinationRuns) = (ListingCollector(spillDirectory: configuration.spillDirectory),
@@ -24,21 +23,16 @@ struct PointInTimeVerifier {
         async let sourceListing = engine.sourceFeatures.listInRuns(directory, runSize: configuration.spillThreshold) { try sourceRuns.add($0) }
         _ = try await engine.destinationFeatures.listInRuns(directory, runSize: configuration.spillThreshold) { try destinationRuns.add($0) }
         _ = try await sourceListing
-        let caseSensitive = destination.capabilities.caseSensitive
-        func cursor(_ runs: ListingCollector, _ side: DuplicateName.Side) throws(FerryError) -> AnyCursor {
-            if let spool = runs.spool { return .spilled(try SpilledCursor(spool)) }
-            return .array(try ArrayCursor(runs.entries, caseSensitive: caseSensitive, side: side, directory: directory))
-        }
-        let sourceCursor = try cursor(sourceRuns, .source)
-        var derived = DerivedMtime(destination: nil, newest: DerivedMtime.newest(of: sourceRuns.entries))
+        let (sourceCursor, destinationCursor) = try AnyCursor.pair(
+            sourceRuns, destinationRuns, caseSensitive: engine.destinationFeatures.capabilities.caseSensitive, directory: directory)
+        var newest = NewestMtime()
         /// With the entries of those whose mtime is derived, compared once it is known.
         var subdirectories: [(path: EntryPath, standIn: Bool, compared: (Entry, Entry)?)] = []
         var files: [(EntryPath, Entry, Entry)] = []
         // The planner's join: an entry it left out as a duplicate (reported by the run) is
         // left out here too.
-        var join = MergeJoin(directory: directory, source: sourceCursor, destination: try cursor(destinationRuns, .destination))
+        var join = MergeJoin(directory: directory, source: sourceCursor, destination: destinationCursor)
         while let (s, d) = try join.next() {
-            join.forgetDuplicates()
             // Files are compared a batch at a time: a huge directory is not held in memory.
             if files.count >= 256 {
                 try await compareFiles(files)
@@ -76,17 +70,17 @@ struct PointInTimeVerifier {
             }
         }
         try await compareFiles(files)
-        if case .spilled(let c) = sourceCursor { derived.note(c.newest.newest) }
+        newest.note(sourceCursor.newest(of: sourceRuns))
         for sub in subdirectories {
-            let newest = try await verifyDirectory(sub.path)
+            let subNewest = try await verifyDirectory(sub.path)
             guard sub.standIn else { continue }
-            derived.note(newest)
+            newest.note(subNewest)
             guard let (listed, d) = sub.compared else { continue }
             var s = listed
-            if let newest { s.metadata.mtime = newest }
+            if let subNewest { s.metadata.mtime = subNewest }
             compareMetadata(sub.path, s, d)
         }
-        return derived.newest
+        return newest.value
     }
 
     /// Reads and compares `files` at both ends, `parallel` at a time.

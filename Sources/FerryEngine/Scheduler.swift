@@ -36,16 +36,9 @@ struct Scheduler {
     init(engine: SyncEngine, root: Entry, destinationRoot: Entry?) {
         self.engine = engine
         let job = ScanJob(path: .root, source: root, destinationExists: true, replacing: nil)
-        if root.mtimeIsStandIn {
-            directories[.root] = DirectoryState(
-                source: root, pending: 1, needsMetadata: false, existed: destinationRoot != nil, changed: false,
-                derived: DerivedMtime(destination: destinationRoot))
-        } else {
-            let needsMetadata = destinationRoot.map { engine.planner.metadataDiffers(root, $0) } ?? true
-            if needsMetadata { engine.counters.add(.estimatedFilesToTransfer) }
-            directories[.root] = DirectoryState(
-                source: root, pending: 1, needsMetadata: needsMetadata, existed: destinationRoot != nil, changed: false)
-        }
+        let (state, needsMetadata) = newDirectory(root, destination: destinationRoot)
+        if needsMetadata == true { engine.counters.add(.estimatedFilesToTransfer) }
+        directories[.root] = state
         stack.append(.scan(job))
         scansOutstanding = 1
     }
@@ -149,7 +142,7 @@ struct Scheduler {
     /// A directory's plan, or a part of it: the items are queued above the rest of the
     /// plan (taken once they are), which counts as one more child of the directory.
     private mutating func planned(_ job: ScanJob, _ items: [PlannedItem]?, newest: Timestamp?, more: PlanCursor?) {
-        if newest != nil { directories[job.path]?.derived?.note(newest) }
+        if newest != nil { directories[job.path]?.derived?.newest.note(newest) }
         if let more {
             directories[job.path]?.pending += 1
             stack.append(.plan(job, more))
@@ -187,17 +180,11 @@ struct Scheduler {
                 deletions.append((item, directories[directory]!.source))
             case .directory(let exists, let replacing):
                 let source = item.source!
-                if source.mtimeIsStandIn {
-                    // Decided (and counted) once its contents are known.
-                    directories[item.path] = DirectoryState(
-                        source: source, pending: 1, needsMetadata: false, existed: exists, changed: false,
-                        derived: DerivedMtime(destination: exists ? item.destination : nil))
-                } else {
-                    let needsMetadata = !exists || item.destination.map { planner.metadataDiffers(source, $0) } ?? true
+                let (state, needsMetadata) = newDirectory(source, destination: exists ? item.destination : nil)
+                if let needsMetadata {
                     if needsMetadata { files += 1 } else { counters.add(.filesUnchanged) }
-                    directories[item.path] = DirectoryState(
-                        source: source, pending: 1, needsMetadata: needsMetadata, existed: exists, changed: false)
                 }
+                directories[item.path] = state
                 stack.append(.scan(ScanJob(path: item.path, source: source, destinationExists: exists, replacing: replacing)))
                 scansOutstanding += 1
                 added += 1
@@ -293,14 +280,28 @@ struct Scheduler {
         }
     }
 
+    /// The state of a directory about to be scanned, `destination` what the destination has
+    /// there (nil: to be made). Whether its metadata must be applied is decided now and
+    /// returned, or, for a directory whose mtime is derived, once its contents are known
+    /// (nil; ``settle(_:_:_:)`` decides and counts it).
+    private func newDirectory(_ source: Entry, destination: Entry?) -> (DirectoryState, needsMetadata: Bool?) {
+        let existed = destination != nil
+        if source.mtimeIsStandIn {
+            return (DirectoryState(source: source, pending: 1, needsMetadata: false, existed: existed, changed: false,
+                                   derived: DerivedMtime(destination: destination)), nil)
+        }
+        let needsMetadata = destination.map { planner.metadataDiffers(source, $0) } ?? true
+        return (DirectoryState(source: source, pending: 1, needsMetadata: needsMetadata, existed: existed, changed: false), needsMetadata)
+    }
+
     /// A directory with a derived mtime, all of whose contents are known: it takes the
     /// newest mtime it holds (and passes it up to a parent whose mtime is derived too); its
     /// metadata is then compared with the destination's, and counted, as any directory's.
     private mutating func settle(_ state: inout DirectoryState, _ derived: DerivedMtime, _ directory: EntryPath) {
-        if let newest = derived.newest {
+        if let newest = derived.newest.value {
             state.source.metadata.mtime = newest
             state.source.metadata.atime = newest
-            if !directory.isRoot { directories[directory.parent]?.derived?.note(newest) }
+            if !directory.isRoot { directories[directory.parent]?.derived?.newest.note(newest) }
         }
         state.needsMetadata = !state.existed || derived.destination.map { planner.metadataDiffers(state.source, $0) } ?? true
         engine.counters.add(state.needsMetadata ? .estimatedFilesToTransfer : .filesUnchanged)

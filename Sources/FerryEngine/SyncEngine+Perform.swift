@@ -91,7 +91,8 @@ extension SyncEngine {
             if !job.destinationExists { emit(.create, job.path, job.source) }
             if let runs, runs.source.spool != nil || runs.destination.spool != nil {
                 // A huge directory: planned a part at a time from its spill files.
-                let cursor = try PlanCursor(directory: job.path, source: runs.source, destination: runs.destination)
+                let cursor = try PlanCursor(directory: job.path, source: runs.source, destination: runs.destination,
+                                            caseSensitive: destinationFeatures.capabilities.caseSensitive)
                 let (items, newest, more) = try planPart(job, cursor)
                 return .scanned(job, items, newest: newest, more: more)
             }
@@ -100,7 +101,7 @@ extension SyncEngine {
                                         destination: runs?.destination.entries ?? destinationListing?.entries ?? [])
             counters.add(.filesUnchanged, Int64(plan.unchanged))
             recordDuplicates(plan.duplicates, in: job.path)
-            return .scanned(job, plan.items, newest: job.source.mtimeIsStandIn ? DerivedMtime.newest(of: sourceEntries) : nil)
+            return .scanned(job, plan.items, newest: job.source.mtimeIsStandIn ? NewestMtime.of(sourceEntries) : nil)
         } catch {
             let completion = recordFailure(item, error)
             if case .fatal = completion { return completion }

@@ -65,21 +65,31 @@ struct DirectoryState {
 /// mtime of its entries and subdirectories, then the comparison with the destination's.
 struct DerivedMtime {
     var destination: Entry?
-    var newest: Timestamp?
+    var newest = NewestMtime()
+}
 
+/// The newest mtime of what a directory holds, the rule a directory without an mtime of
+/// its own (a prefix without a marker object) takes: its entries', subdirectories without
+/// their own mtime left out (they count by this rule once their own contents are known).
+struct NewestMtime {
+    private(set) var value: Timestamp?
+
+    /// Notes a time known another way (a subdirectory's, by this rule).
     mutating func note(_ t: Timestamp?) {
         guard let t else { return }
-        if newest.map({ t > $0 }) ?? true { newest = t }
+        if value.map({ t > $0 }) ?? true { value = t }
     }
 
-    /// The newest mtime among `entries`, directories without their own mtime left out
-    /// (they count by this rule once their own contents are known).
-    static func newest(of entries: [Entry]) -> Timestamp? {
-        var out: Timestamp?
-        for e in entries where !(e.kind == .directory && e.mtimeIsStandIn) {
-            if out.map({ e.metadata.mtime > $0 }) ?? true { out = e.metadata.mtime }
-        }
-        return out
+    /// Notes one listed entry, by the rule.
+    mutating func note(_ e: Entry) {
+        if !(e.kind == .directory && e.mtimeIsStandIn) { note(e.metadata.mtime) }
+    }
+
+    /// The newest mtime among `entries`, by the rule.
+    static func of(_ entries: [Entry]) -> Timestamp? {
+        var n = NewestMtime()
+        for e in entries { n.note(e) }
+        return n.value
     }
 }
 

@@ -86,13 +86,29 @@ final class RunMerger {
     }
 }
 
-/// Either side's cursor for a directory planned from a spill file.
+/// Either side's cursor, in memory or merged from a spill file.
 enum AnyCursor: EntryCursor {
     case array(ArrayCursor)
     case spilled(SpilledCursor)
 
-    init(_ collected: ListingCollector) throws(FerryError) {
-        if let spool = collected.spool { self = .spilled(try SpilledCursor(spool)) } else { self = .array(ArrayCursor(collected.entries)) }
+    /// The cursors of a directory's two collected sides. Names are folded for a destination
+    /// that is not case-sensitive only where both sides are in memory: a spilled side's runs
+    /// are sorted by the names themselves, and both sides must use one order.
+    static func pair(
+        _ source: ListingCollector, _ destination: ListingCollector, caseSensitive: Bool, directory: EntryPath
+    ) throws(FerryError) -> (source: AnyCursor, destination: AnyCursor) {
+        let fold = !caseSensitive && source.spool == nil && destination.spool == nil
+        func cursor(_ side: ListingCollector, _ name: DuplicateName.Side) throws(FerryError) -> AnyCursor {
+            if let spool = side.spool { return .spilled(try SpilledCursor(spool)) }
+            return .array(try ArrayCursor(side.entries, caseSensitive: !fold, side: name, directory: directory))
+        }
+        return (try cursor(source, .source), try cursor(destination, .destination))
+    }
+
+    /// The newest mtime by ``NewestMtime``'s rule: of the entries read so far when spilled.
+    func newest(of collected: ListingCollector) -> Timestamp? {
+        if case .spilled(let c) = self { return c.newest.value }
+        return NewestMtime.of(collected.entries)
     }
 
     func peekKey() -> [UInt8]? {
@@ -119,18 +135,16 @@ enum AnyCursor: EntryCursor {
 /// directory's). Used by one task at a time.
 final class PlanCursor: @unchecked Sendable {
     var join: MergeJoin<AnyCursor, AnyCursor>
-    /// The source side when spilled (its newest mtime grows as it is read).
-    let spilledSource: SpilledCursor?
-    /// The newest mtime of a source kept in memory.
-    let sourceNewest: Timestamp?
+    private let source: AnyCursor
+    private let collected: ListingCollector
 
-    init(directory: EntryPath, source: ListingCollector, destination: ListingCollector) throws(FerryError) {
-        let s = try AnyCursor(source)
-        if case .spilled(let c) = s { spilledSource = c } else { spilledSource = nil }
-        sourceNewest = spilledSource == nil ? DerivedMtime.newest(of: source.entries) : nil
-        join = MergeJoin(directory: directory, source: s, destination: try AnyCursor(destination))
+    init(directory: EntryPath, source: ListingCollector, destination: ListingCollector, caseSensitive: Bool) throws(FerryError) {
+        let (s, d) = try AnyCursor.pair(source, destination, caseSensitive: caseSensitive, directory: directory)
+        self.source = s
+        collected = source
+        join = MergeJoin(directory: directory, source: s, destination: d)
     }
 
-    /// The newest mtime of the source entries read so far.
-    var newest: Timestamp? { spilledSource?.newest.newest ?? sourceNewest }
+    /// The newest mtime of the source entries read so far (all of them, in memory).
+    var newest: Timestamp? { source.newest(of: collected) }
 }
