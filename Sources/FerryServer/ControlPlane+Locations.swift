@@ -58,7 +58,7 @@ extension ControlPlane {
 
     func createLocationObjectStorage(_ input: JSONValue) throws -> JSONValue {
         let uri = LocationURI.objectStorage(host: input["ServerHostname"]?.string ?? "", port: nil, bucket: input["BucketName"]?.string ?? "",
-                                            prefix: String(ControlPlane.subdirectory(input["Subdirectory"]?.string).dropFirst())).description
+                                            prefix: LocationResolver.keyPrefix(input)).description
         return try insertLocation(input, type: "OBJECT_STORAGE", uri: uri) { body in
             let proto = input["ServerProtocol"]?.string ?? "HTTPS"
             body["ServerProtocol"] = .string(proto)
@@ -72,9 +72,9 @@ extension ControlPlane {
         guard bucketArn.contains(":::") else {
             throw ServerError.invalid("Only bucket ARNs (arn:aws:s3:::BUCKET) are supported by Ferry; access points and Outposts are not.")
         }
-        let bucket = String(bucketArn.split(separator: ":").last ?? "")
+        let bucket = LocationResolver.bucketName(arn: bucketArn)
         return try insertLocation(input, type: "S3", uri: LocationURI.s3(
-            bucket: bucket, prefix: String(ControlPlane.subdirectory(input["Subdirectory"]?.string).dropFirst())).description) { body in
+            bucket: bucket, prefix: LocationResolver.keyPrefix(input)).description) { body in
             body["S3StorageClass"] = input["S3StorageClass"] ?? "STANDARD"
             if input["AgentArns"] != nil { body["AgentArns"] = try agents(input, member: "AgentArns") }
         }
@@ -113,15 +113,16 @@ extension ControlPlane {
             if let uri = body["LocationUri"]?.string, let parsed = try? LocationURI.parse(uri) {
                 // The stored URI with the host and subdirectory the update gives (LocationURI parses and writes it).
                 let sub = input["Subdirectory"]?.string.map(ControlPlane.subdirectory)
+                let prefix = input["Subdirectory"] == nil ? nil : LocationResolver.keyPrefix(input)
                 let host = input["ServerHostname"]?.string
                 switch parsed {
                 case .nfs(let h, let port, let path):
                     body["LocationUri"] = .string(LocationURI.nfs(host: host ?? h, port: port, path: sub ?? path).description)
-                case .s3(let bucket, let prefix):
-                    body["LocationUri"] = .string(LocationURI.s3(bucket: bucket, prefix: sub.map { String($0.dropFirst()) } ?? prefix).description)
-                case .objectStorage(let h, let port, let bucket, let prefix):
+                case .s3(let bucket, let oldPrefix):
+                    body["LocationUri"] = .string(LocationURI.s3(bucket: bucket, prefix: prefix ?? oldPrefix).description)
+                case .objectStorage(let h, let port, let bucket, let oldPrefix):
                     body["LocationUri"] = .string(LocationURI.objectStorage(host: host ?? h, port: port, bucket: bucket,
-                                                                            prefix: sub.map { String($0.dropFirst()) } ?? prefix).description)
+                                                                            prefix: prefix ?? oldPrefix).description)
                 default:
                     break
                 }

@@ -63,7 +63,7 @@ struct ExecutionReport {
     /// S3 location's multipart writer.)
     func deliver(_ files: [(name: String, path: String)], s3Endpoint: S3Configuration.Overrides) async -> JSONValue {
         guard let bucketArn = config["Destination"]?["S3"]?["S3BucketArn"]?.string else { return ["Status": "SUCCESS"] }
-        let bucket = String(bucketArn.split(separator: ":").last ?? "")
+        let bucket = LocationResolver.bucketName(arn: bucketArn)
         var prefix = config["Destination"]?["S3"]?["Subdirectory"]?.string ?? ""
         while prefix.hasPrefix("/") { prefix.removeFirst() }
         if !prefix.isEmpty && !prefix.hasSuffix("/") { prefix += "/" }

@@ -40,17 +40,27 @@ struct LocationResolver: Sendable {
                                       credentials: AWSCredentials(accessKeyID: b["AccessKey"]?.string ?? "", secretAccessKey: b["SecretKey"]?.string ?? ""),
                                       caBundlePath: caPath)
             let client = try S3Client(endpoint: endpoint)
-            let prefix = String(ControlPlane.subdirectory(b["Subdirectory"]?.string).dropFirst())
+            let prefix = LocationResolver.keyPrefix(b)
             return (S3Location(client: client, bucket: b["BucketName"]?.string ?? "", prefix: prefix, metadataCache: metadataCache), client)
         case "S3":
-            let bucket = String((b["S3BucketArn"]?.string ?? "").split(separator: ":").last ?? "")
+            let bucket = LocationResolver.bucketName(arn: b["S3BucketArn"]?.string ?? "")
             let endpoint = try S3Configuration.endpoint(s3Endpoint)
             let client = try S3Client(endpoint: endpoint)
-            let prefix = String(ControlPlane.subdirectory(b["Subdirectory"]?.string).dropFirst())
+            let prefix = LocationResolver.keyPrefix(b)
             return (S3Location(client: client, bucket: bucket, prefix: prefix, metadataCache: metadataCache), client)
         default:
             throw ServerError.invalid("Location \(arn) has a type Ferry cannot run.")
         }
+    }
+
+    /// The key prefix of a bucket location: its Subdirectory without the leading `/`.
+    static func keyPrefix(_ b: JSONValue) -> String {
+        String(ControlPlane.subdirectory(b["Subdirectory"]?.string).dropFirst())
+    }
+
+    /// The bucket an S3 bucket ARN (`arn:aws:s3:::BUCKET`) names.
+    static func bucketName(arn: String) -> String {
+        String(arn.split(separator: ":").last ?? "")
     }
 
     /// The endpoint of an OBJECT_STORAGE location.
@@ -63,7 +73,7 @@ struct LocationResolver: Sendable {
     /// Where a stored location's tree lies, as the location ``resolve(_:asDestination:)``
     /// makes would say, without opening it (CreateTask refuses overlapping pairs with it).
     static func scope(_ b: JSONValue, s3Endpoint: S3Configuration.Overrides) -> LocationScope? {
-        let prefix = String(ControlPlane.subdirectory(b["Subdirectory"]?.string).dropFirst())
+        let prefix = LocationResolver.keyPrefix(b)
         switch b["Type"]?.string {
         case "NFS":
             return LocationScope.posix(b["Subdirectory"]?.string ?? "/")
@@ -72,7 +82,7 @@ struct LocationResolver: Sendable {
             return LocationScope.bucket(endpoint: url.absoluteString, bucket: b["BucketName"]?.string ?? "", prefix: prefix)
         case "S3":
             guard let endpoint = try? S3Configuration.endpoint(s3Endpoint) else { return nil }
-            let bucket = String((b["S3BucketArn"]?.string ?? "").split(separator: ":").last ?? "")
+            let bucket = LocationResolver.bucketName(arn: b["S3BucketArn"]?.string ?? "")
             return LocationScope.bucket(endpoint: endpoint.url.absoluteString, bucket: bucket, prefix: prefix)
         default:
             return nil

@@ -9,12 +9,6 @@ import Foundation
 final class LocationFactory {
     enum Role { case source, destination }
 
-    /// What an argument names.
-    enum Kind {
-        case posix(String)
-        case s3(bucket: String, prefix: String)
-    }
-
     let s3Overrides: S3Configuration.Overrides
     private(set) var clients: [S3Client] = []
     /// Where S3 object metadata is remembered between runs (nil: not at all).
@@ -44,31 +38,34 @@ final class LocationFactory {
         return cache
     }
 
-    /// Classifies an argument (``LocationURI``), or a usage error naming what is wrong.
-    static func kind(_ argument: String) throws -> Kind {
-        switch try LocationURI.parse(argument) {
-        case .posix(let path): return .posix(path)
-        case .s3(let bucket, let prefix): return .s3(bucket: bucket, prefix: prefix)
+    /// Parses an argument (``LocationURI``), or a usage error naming what is wrong or not
+    /// served yet: `ferry sync` takes paths, `file://` and `s3://`.
+    static func parse(_ argument: String) throws -> LocationURI {
+        let uri = try LocationURI.parse(argument)
+        switch uri {
+        case .posix, .s3: return uri
         case .block: throw FerryError(.unsupported, "\(argument): a block:// location is synced with `ferry block sync`")
-        case let other:
-            throw FerryError(.unsupported, "\(argument): \(other.scheme):// locations are not served yet (paths, file:// and s3:// are)")
+        default:
+            throw FerryError(.unsupported, "\(argument): \(uri.scheme):// locations are not served yet (paths, file:// and s3:// are)")
         }
     }
 
     /// Where an argument's tree lies (``LocationScope``), told before anything is opened
     /// or made: a destination inside its source is refused before it is created there.
     static func scope(_ argument: String, s3Overrides: S3Configuration.Overrides) throws -> LocationScope {
-        switch try kind(argument) {
-        case .posix(let path):
-            return LocationScope.posix(path)
+        switch try parse(argument) {
         case .s3(let bucket, let prefix):
             let endpoint = (try? S3Configuration.endpoint(s3Overrides))?.url.absoluteString ?? ""
             return LocationScope.bucket(endpoint: endpoint, bucket: bucket, prefix: prefix)
+        case .posix(let path), .block(let path):
+            return LocationScope.posix(path)
+        default:
+            throw FerryError(.unsupported, "\(argument) is not a location `ferry sync` serves")
         }
     }
 
     func open(_ argument: String, role: Role, create: Bool) throws -> any Location {
-        switch try LocationFactory.kind(argument) {
+        switch try LocationFactory.parse(argument) {
         case .posix(let path):
             do {
                 return try POSIXLocation(path: path, create: create)
@@ -81,6 +78,8 @@ final class LocationFactory {
             var location = S3Location(client: client, bucket: bucket, prefix: prefix, metadataCache: metadataCache())
             location.flatListing = flatListing
             return location
+        default:
+            throw FerryError(.unsupported, "\(argument) is not a location `ferry sync` serves")
         }
     }
 
