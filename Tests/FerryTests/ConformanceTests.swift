@@ -111,23 +111,6 @@ enum ConformanceTarget: String, CaseIterable, Sendable, CustomTestStringConverti
 
 /// Features fold what a location conforms to; a flag it claims without the function is not kept.
 @Suite struct FeaturesTests {
-    struct ClaimsEverything: Location {
-        let base: CoreOnlyLocation
-        var uri: String { base.uri }
-        var capabilities: Capabilities { .everything }
-        func list(_ directory: EntryPath) async throws -> Listing? { try await base.list(directory) }
-        func stat(_ path: EntryPath) async throws -> Entry? { try await base.stat(path) }
-        func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader { try await base.openForReading(path, expected: expected) }
-        func createFile(_ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection) async throws -> any EntryWriter {
-            try await base.createFile(path, metadata: metadata, attributes: attributes, selection: selection)
-        }
-        func makeDirectory(_ path: EntryPath) async throws { try await base.makeDirectory(path) }
-        func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
-            try await base.setMetadata(path, kind: kind, metadata: metadata, selection: selection)
-        }
-        func remove(_ path: EntryPath, kind: EntryKind) async throws { try await base.remove(path, kind: kind) }
-    }
-
     @Test func theCapabilityIsTheFunction() throws {
         let tree = try TestTree(label: "features", base: "/dev/shm")
         defer { tree.remove() }
@@ -135,7 +118,7 @@ enum ConformanceTarget: String, CaseIterable, Sendable, CustomTestStringConverti
         #expect(posix.capabilities.symlinks && posix.capabilities.hardLinks && posix.capabilities.deviceNodes && posix.capabilities.extendedAttributes)
         #expect(Set(posix.conformances) == ["SymlinkWriting", "HardLinkWriting", "SpecialFileWriting", "ExtendedAttributeStoring", "RunListing",
                                             "DirectCopying", "TemporaryKeeping", "ScopeTelling", "MetadataLimiting"])
-        let claims = Features(ClaimsEverything(base: CoreOnlyLocation(base: try POSIXLocation(path: tree.root))))
+        let claims = Features(CoreOnlyLocation(base: try POSIXLocation(path: tree.root), claimed: .everything))
         #expect(claims.conformances == [])
         #expect(!claims.capabilities.symlinks && !claims.capabilities.hardLinks && !claims.capabilities.deviceNodes
                 && !claims.capabilities.extendedAttributes && !claims.capabilities.fetchesContentsWhileListing)
@@ -144,10 +127,12 @@ enum ConformanceTarget: String, CaseIterable, Sendable, CustomTestStringConverti
 }
 
 /// A location written against the core alone: the nine required members, forwarded to a
-/// POSIX tree; every capability left at its default.
+/// POSIX tree; its capabilities what it `claimed` (default: none).
 struct CoreOnlyLocation: Location {
     let base: POSIXLocation
+    var claimed = Capabilities()
     var uri: String { "core-only:" + base.rootPath }
+    var capabilities: Capabilities { claimed }
     func list(_ directory: EntryPath) async throws -> Listing? { try await base.list(directory) }
     func stat(_ path: EntryPath) async throws -> Entry? { try await base.stat(path) }
     func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {

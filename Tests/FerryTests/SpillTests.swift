@@ -9,7 +9,7 @@ import Testing
 /// file and planned a part at a time; forced here with a threshold of 7 entries, so that
 /// every directory of the tree spills, on both sides, with every kind of action.
 @Suite struct SpillTests {
-    static func run(_ f: Fixture, threshold: Int = 7, to destination: String? = nil,
+    static func run(_ f: Fixture, threshold: Int = 7, to destination: String? = nil, spillDirectory: String? = nil,
                     _ configure: (inout TransferOptions) -> Void = { _ in }) async throws -> ExecutionResult {
         var options = Fixture.defaultOptions
         configure(&options)
@@ -17,6 +17,7 @@ import Testing
                                               destination: try POSIXLocation(path: destination ?? f.destinationRoot, create: true),
                                               options: options, parallel: 4)
         configuration.spillThreshold = threshold
+        if let spillDirectory { configuration.spillDirectory = spillDirectory }
         return await SyncEngine(configuration).run()
     }
 
@@ -34,6 +35,11 @@ import Testing
         let first = try await Self.run(f) { $0.verifyMode = .pointInTimeConsistent }
         #expect(first.status == .success, "\(first.problems)")
         #expect(first.counters.filesTransferred > 3040, "\(first.counters)")
+        // The runs really went to a spill file: where none can be made, this run stops saying so.
+        let nowhere = try TestTree(label: "spill-nowhere")
+        defer { nowhere.remove() }
+        let unspillable = try await Self.run(f, to: nowhere.root + "/d", spillDirectory: "/nonexistent-ferry-spill")
+        #expect(unspillable.status == .error && unspillable.errorDetail?.contains("spill file") == true, "\(unspillable.errorDetail ?? "")")
         #expect(try f.differences(compareAtime: false) == [])
         // The same counts as a run that holds each directory in memory.
         let unspilled = try TestTree(label: "spill-unspilled")
