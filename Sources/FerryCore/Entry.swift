@@ -223,4 +223,13 @@ public struct Listing: Sendable {
         self.staleTemporaries = staleTemporaries
         self.unusable = unusable
     }
+
+    /// Hands the entries to `deliver` as one run (``RunListing``) and returns the rest of
+    /// the listing without them.
+    public func deliveredAsOneRun(_ deliver: ([Entry]) throws -> Void) rethrows -> Listing {
+        try deliver(entries)
+        var rest = self
+        rest.entries = []
+        return rest
+    }
 }

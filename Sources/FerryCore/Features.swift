@@ -92,10 +92,7 @@ public struct Features: Sendable {
     /// Sorted runs (``RunListing``), else the whole listing as one run.
     public func listInRuns(_ directory: EntryPath, runSize: Int, _ deliver: ([Entry]) throws -> Void) async throws -> Listing? {
         if let runLister { return try await runLister.listInRuns(directory, runSize: runSize, deliver) }
-        guard var listing = try await location.list(directory) else { return nil }
-        try deliver(listing.entries)
-        listing.entries = []
-        return listing
+        return try await location.list(directory)?.deliveredAsOneRun(deliver)
     }
 
     /// ``PrefetchingListing/listForCopying(_:reading:)``, else the plain listing.

@@ -39,7 +39,7 @@ final class POSIXDirectCopier: DirectFileCopier {
         }
 
         let written = try Self.pump(from: input, size: expected.size, buffer: buffer, hash: hash) { chunk, offset throws(LocalError) in
-            if !Sys.pwriteFully(output, chunk, offset) { throw destination.fail("pwrite", path) }
+            if !FileIO.pwriteFully(output, chunk, offset) { throw destination.fail("pwrite", path) }
         } fail: { source.fail("pread", path) }
         let checksum = hash.finalize()
         let after = try source.metadataOfOpenFile(input, path)
@@ -108,7 +108,7 @@ final class POSIXDirectCopier: DirectFileCopier {
         var position: Int64 = 0
         while position < size {
             let want = Int(min(Int64(buffer.count), size - position))
-            let n = Sys.preadFully(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), position)
+            let n = FileIO.preadFully(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), position)
             if n < 0 { throw fail() }
             if n == 0 { break }  // shrank; the caller's fstat notices
             let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])

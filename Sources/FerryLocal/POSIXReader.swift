@@ -37,7 +37,7 @@ final class POSIXReader: EntryReader, @unchecked Sendable {
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) async throws -> Int {
-        let n = Sys.preadFully(handle.fd, buffer, offset)
+        let n = FileIO.preadFully(handle.fd, buffer, offset)
         if n < 0 { throw location.fail("pread", path) }
         return n
     }

@@ -43,7 +43,7 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
 
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws {
         guard bytes.count > 0 else { return }
-        if !Sys.pwriteFully(file.fd, bytes, offset) { throw location.fail("pwrite", path) }
+        if !FileIO.pwriteFully(file.fd, bytes, offset) { throw location.fail("pwrite", path) }
         end.max(offset + Int64(bytes.count), ordering: .relaxed)
     }
 

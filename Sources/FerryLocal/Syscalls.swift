@@ -89,13 +89,6 @@ enum Sys {
         }
     }
 
-    static func preadFully(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ offset: Int64) -> Int {
-        FileIO.preadFully(fd, buffer, offset)
-    }
-
-    static func pwriteFully(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ offset: Int64) -> Bool {
-        FileIO.pwriteFully(fd, bytes, offset)
-    }
 
     /// Extended attributes of an open file (`flistxattr` + `fgetxattr`).
     static func xattrs(fd: Int32) -> [ExtendedAttribute]? {

@@ -119,10 +119,7 @@ public struct S3Location: Location, SymlinkWriting, HardLinkWriting, SpecialFile
     /// prefix of millions of keys is never held whole.
     public func listInRuns(_ directory: EntryPath, runSize: Int, _ deliver: ([Entry]) throws -> Void) async throws -> Listing? {
         if flatListing {  // the flat listing holds the whole tree anyway
-            guard var listing = try await list(directory) else { return nil }
-            try deliver(listing.entries)
-            listing.entries = []
-            return listing
+            return try await list(directory)?.deliveredAsOneRun(deliver)
         }
         let dirPrefix = directory.isRoot ? prefix : try key(directory) + "/"
         var objects: [S3Object] = [], prefixes: [String] = []
