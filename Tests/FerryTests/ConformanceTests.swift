@@ -56,7 +56,9 @@ enum ConformanceTarget: String, CaseIterable, Sendable, CustomTestStringConverti
             let bucket: String
             if let b = server.bucket { bucket = b } else { bucket = try await S3Tests.bucket(client) }
             let outcome = await LocationConformance.run(check) {
-                S3Location(client: client, bucket: bucket, prefix: "c\(UInt32.random(in: 0..<UInt32.max))")
+                var location = S3Location(client: client, bucket: bucket, prefix: "c\(UInt32.random(in: 0..<UInt32.max))")
+                location.listPageSize = 10  // listings of more than one page, and runs made of several
+                return location
             }
             await client.shutdown()
             return outcome
