@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "FerryLocal", targets: ["FerryLocal"]),
         .library(name: "FerryS3", targets: ["FerryS3"]),
         .library(name: "FerryBlock", targets: ["FerryBlock"]),
+        .library(name: "FerryNFS", targets: ["FerryNFS"]),
         .library(name: "FerryServer", targets: ["FerryServer"]),
         .library(name: "FerryTesting", targets: ["FerryTesting"]),
     ],
@@ -52,6 +53,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings),
+        // libnfs (Debian's libnfs-dev): Ferry's own NFS client, no kernel mount.
+        .systemLibrary(name: "CLibNFS", pkgConfig: "libnfs", providers: [.apt(["libnfs-dev"])]),
+        .target(
+            name: "FerryNFS",
+            dependencies: ["FerryCore", "CLibNFS", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
         .target(
             name: "FerryBlock",
             dependencies: ["FerryCore", "FerryS3", "CFerry", .product(name: "Crypto", package: "swift-crypto")],
@@ -63,7 +70,7 @@ let package = Package(
         .target(
             name: "FerryServer",
             dependencies: [
-                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryStore",
+                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerryStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -77,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryServer", "FerryStore", "FerryBlock",
+                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerryServer", "FerryStore", "FerryBlock",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -87,7 +94,7 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"], .when(platforms: [.linux]))]),
         .testTarget(
             name: "FerryTests",
-            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryServer", "FerryStore", "FerryBlock", "FerryTesting", "CFerry", "ferry",
+            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerryServer", "FerryStore", "FerryBlock", "FerryTesting", "CFerry", "ferry",
                            .product(name: "Crypto", package: "swift-crypto")],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings),

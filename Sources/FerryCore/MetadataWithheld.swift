@@ -5,12 +5,16 @@
 public struct MetadataWithheld: Sendable, Hashable {
     public var uid: Bool
     public var gid: Bool
+    /// The mtime and atime cannot be held (NFSv3 keeps unsigned 32-bit seconds: nothing
+    /// before 1970 or after 2106).
+    public var times: Bool
     /// What is withheld and why, e.g. `uid 0, gid 0 (…)`.
     public var reason: String
 
-    public init(uid: Bool, gid: Bool, reason: String) {
+    public init(uid: Bool, gid: Bool, times: Bool = false, reason: String) {
         self.uid = uid
         self.gid = gid
+        self.times = times
         self.reason = reason
     }
 
@@ -19,6 +23,10 @@ public struct MetadataWithheld: Sendable, Hashable {
         var s = selection
         if uid { s.uid = false }
         if gid { s.gid = false }
+        if times {
+            s.mtime = false
+            s.atime = false
+        }
         s.ownership = s.uid || s.gid
         return s
     }

@@ -195,6 +195,7 @@ struct DirectoryPlanner: Sendable {
     /// Size, then mtime: exact when mtimes are preserved, "source newer" when they are not.
     func dataDiffers(_ s: Entry, _ d: Entry) -> Bool {
         if s.metadata.size != d.metadata.size { return true }
+        if timesWithheld(s) { return false }
         if selection.mtime { return !sameTime(s.metadata.mtime, d.metadata.mtime) }
         return s.metadata.mtime > d.metadata.mtime
     }
@@ -227,9 +228,12 @@ struct DirectoryPlanner: Sendable {
             if uidDiffers && !(w?.uid ?? false) || gidDiffers && !(w?.gid ?? false) { return true }
         }
         if selection.permissions && destinationCapabilities.permissions && s.kind != .symlink && a.permissions != b.permissions { return true }
-        if selection.mtime && !sameTime(a.mtime, b.mtime) { return true }
+        if selection.mtime && !sameTime(a.mtime, b.mtime) && !timesWithheld(s) { return true }
         return false
     }
+
+    /// The destination cannot hold this entry's times (reported where it is written).
+    func timesWithheld(_ s: Entry) -> Bool { withheld(s.metadata, s.kind, selection)?.times ?? false }
 
     /// Equal within the destination's mtime precision.
     func sameTime(_ a: Timestamp, _ b: Timestamp) -> Bool {

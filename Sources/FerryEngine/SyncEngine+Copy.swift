@@ -133,7 +133,7 @@ extension SyncEngine {
         let s = item.source!
         let reader = limited(try await source.openForReading(item.path, expected: s))
         let extents = try await reader.dataExtents()
-        let attributes = selection.extendedAttributes ? try await reader.extendedAttributes() : []
+        let attributes = selection.extendedAttributes || attributesReportedDropped ? try await reader.extendedAttributes() : []
         let before = reader.metadata
         let writer = try await destination.createFile(
             item.path, metadata: before, attributes: attributes.isEmpty ? nil : attributes, selection: selection)

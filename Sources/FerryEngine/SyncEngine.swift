@@ -14,6 +14,9 @@ public final class SyncEngine: Sendable {
     let limiter: BandwidthLimiter?
     let planner: DirectoryPlanner
     let selection: MetadataSelection
+    /// The source holds extended attributes the destination cannot: a copied file's are
+    /// still read and handed to the destination's writer, which names them as not stored.
+    let attributesReportedDropped: Bool
     /// The destination can copy files from the source itself (decided once).
     let serverSideCopy: Bool
     /// Whether the source lists with ``Location/listForCopying(_:reading:)``.
@@ -50,6 +53,7 @@ public final class SyncEngine: Sendable {
         selection.ownership = selection.uid || selection.gid
         selection.permissions = selection.permissions && caps.permissions
         selection.atime = selection.atime && caps.atime
+        attributesReportedDropped = selection.extendedAttributes && !caps.extendedAttributes && sourceFeatures.capabilities.extendedAttributes
         selection.extendedAttributes = caps.extendedAttributes
         self.selection = selection
         self.serverSideCopy = destinationFeatures.canCopyServerSide(from: configuration.source)

@@ -1,5 +1,6 @@
 import FerryCore
 import FerryLocal
+import FerryNFS
 import FerryS3
 import Foundation
 
@@ -17,11 +18,16 @@ final class LocationFactory {
 
     /// List S3 trees flat (`--fast-list`).
     let flatListing: Bool
+    /// How nfs:// and smb:// locations are reached.
+    let fileServers: FileServerFlags
+    private var nfsClients: [NFSClient] = []
 
-    init(s3Overrides: S3Configuration.Overrides, cacheDirectory: String? = nil, flatListing: Bool = false) {
+    init(s3Overrides: S3Configuration.Overrides, cacheDirectory: String? = nil, flatListing: Bool = false,
+         fileServers: FileServerFlags = FileServerFlags()) {
         self.s3Overrides = s3Overrides
         self.cacheDirectory = cacheDirectory
         self.flatListing = flatListing
+        self.fileServers = fileServers
     }
 
     /// The metadata cache, opened on first use; a cache that cannot be opened is reported
@@ -39,14 +45,14 @@ final class LocationFactory {
     }
 
     /// Parses an argument (``LocationURI``), or a usage error naming what is wrong or not
-    /// served yet: `ferry sync` takes paths, `file://` and `s3://`.
+    /// served yet: `ferry sync` takes paths, `file://`, `s3://` and `nfs://`.
     static func parse(_ argument: String) throws -> LocationURI {
         let uri = try LocationURI.parse(argument)
         switch uri {
-        case .posix, .s3: return uri
+        case .posix, .s3, .nfs: return uri
         case .block: throw FerryError(.unsupported, "\(argument): a block:// location is synced with `ferry block sync`")
         default:
-            throw FerryError(.unsupported, "\(argument): \(uri.scheme):// locations are not served yet (paths, file:// and s3:// are)")
+            throw FerryError(.unsupported, "\(argument): \(uri.scheme):// locations are not served yet (paths, file://, s3:// and nfs:// are)")
         }
     }
 
@@ -59,6 +65,8 @@ final class LocationFactory {
             return LocationScope.bucket(endpoint: endpoint, bucket: bucket, prefix: prefix)
         case .posix(let path), .block(let path):
             return LocationScope.posix(path)
+        case .nfs(let host, let port, let path):
+            return NFSLocation.scope(host: host, port: port, path: path, display: argument)
         default:
             throw FerryError(.unsupported, "\(argument) is not a location `ferry sync` serves")
         }
@@ -78,6 +86,11 @@ final class LocationFactory {
             var location = S3Location(client: client, bucket: bucket, prefix: prefix, metadataCache: metadataCache())
             location.flatListing = flatListing
             return location
+        case .nfs(let host, let port, let path):
+            let client = try NFSClient.connect(host: host, port: port, path: path, version: try fileServers.validatedNFSVersion(),
+                                               create: create, connections: max(1, fileServers.nfsConnections))
+            nfsClients.append(client)
+            return NFSLocation(client: client)
         default:
             throw FerryError(.unsupported, "\(argument) is not a location `ferry sync` serves")
         }
@@ -90,5 +103,7 @@ final class LocationFactory {
         cache?.flush()
         for c in clients { await c.shutdown() }
         clients = []
+        for c in nfsClients { c.close() }
+        nfsClients = []
     }
 }

@@ -75,6 +75,9 @@ struct SyncCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Work items (listings, files) in flight at once.", valueName: "n"))
     var parallel: Int = 16
 
+    @OptionGroup(title: "NFS and SMB locations (nfs://host[:port]/export/path, smb://[domain;][user@]host/share/path)")
+    var fileServers: FileServerFlags
+
     @OptionGroup(title: "S3 locations (s3://bucket/prefix)")
     var s3: S3Flags
 
@@ -129,7 +132,7 @@ struct SyncCommand: AsyncParsableCommand {
         var placeholder: String?
         let factory = LocationFactory(s3Overrides: s3.overrides,
                                       cacheDirectory: s3.noMetadataCache ? nil : (s3.cacheDir ?? S3MetadataCache.defaultDirectory()),
-                                      flatListing: s3.fastList)
+                                      flatListing: s3.fastList, fileServers: fileServers)
         do {
             sourceLocation = try factory.open(source, role: .source, create: false)
             do {

@@ -1,12 +1,13 @@
 import FerryCore
 import FerryLocal
+import FerryNFS
 import FerryS3
 import FerryTesting
 import Testing
 
 /// The locations under test, each run through every check of ``LocationConformance``.
 enum ConformanceTarget: String, CaseIterable, Sendable, CustomTestStringConvertible {
-    case posixDisk, posixTmpfs, s3Moto, s3JuiceFS
+    case posixDisk, posixTmpfs, s3Moto, s3JuiceFS, nfs3, nfs4
 
     var testDescription: String { rawValue }
 
@@ -14,6 +15,9 @@ enum ConformanceTarget: String, CaseIterable, Sendable, CustomTestStringConverti
     var expectedSkips: Set<String> {
         switch self {
         case .posixDisk, .posixTmpfs: ["server-side copy", "content comparison by a native tag"]
+        // NFSv3/v4.0 have no xattrs nor SEEK_DATA; Ferry's NFS client lists a directory at once.
+        case .nfs3, .nfs4: ["data extents of a sparse file", "extended attributes", "server-side copy", "content comparison by a native tag",
+                            "listing in sorted runs", "direct copies to another tree"]
         case .s3Moto: ["sparse writes leave holes", "data extents of a sparse file", "direct copies to another tree"]
         // The gateway lists no ETags: nothing to compare content by.
         case .s3JuiceFS: ["sparse writes leave holes", "data extents of a sparse file", "direct copies to another tree",
@@ -49,6 +53,17 @@ enum ConformanceTarget: String, CaseIterable, Sendable, CustomTestStringConverti
                 let tree = try TestTree(label: "conformance", base: base)
                 trees.add(tree)
                 return try POSIXLocation(path: tree.root)
+            }
+        case .nfs3, .nfs4:
+            let server = try NFSTests.server()
+            let clients = ClientList()
+            defer { clients.closeAll() }
+            return await LocationConformance.run(check) {
+                let dir = try server.directory("conformance")
+                let client = try NFSClient.connect(host: "127.0.0.1", port: server.port, path: "\(server.export)/\(dir.name)",
+                                                   version: self == .nfs3 ? .v3 : .v4_0, create: false)
+                clients.add(client)
+                return NFSLocation(client: client)
             }
         case .s3Moto, .s3JuiceFS:
             let server = self == .s3Moto ? try S3Tests.server() : try JuiceFSGatewayTests.server()

@@ -1,0 +1,186 @@
+import CLibNFS
+import FerryCore
+import Foundation
+import Glibc
+import Synchronization
+
+/// What one libnfs call came to: a negative errno and libnfs's own message.
+struct NFSFailure: Error, Sendable {
+    var errno: Int32
+    var message: String
+}
+
+/// A value handed to the connection's thread that Swift cannot prove sendable (a caller's
+/// buffer, a libnfs handle); the caller keeps it alive and unshared until the call returns.
+struct Unchecked<T>: @unchecked Sendable {
+    var value: T
+    init(_ value: T) { self.value = value }
+}
+
+/// One NFS connection: a libnfs context (one TCP connection to the server) driven by a
+/// thread of its own that polls its socket. Calls are queued to that thread, started with
+/// libnfs's asynchronous interface and answered from its callbacks, so any number of
+/// requests are outstanding on the connection at once (libnfs itself is not thread-safe;
+/// only this thread touches the context).
+final class NFSConnection: @unchecked Sendable {
+    typealias Start = @Sendable (OpaquePointer, nfs_cb, UnsafeMutableRawPointer) -> Int32
+    /// Work for the connection's thread; nil when the connection is closed.
+    typealias Job = @Sendable (OpaquePointer?) -> Void
+
+    private let context: OpaquePointer
+    private static let serial = Atomic<Int>(0)
+    private let jobs = Mutex<[Job]>([])
+    /// A pipe that wakes the thread when a job is queued (read end, write end).
+    private let wake: (Int32, Int32)
+    private let stopping = Atomic<Bool>(false)
+    private let stopped = DispatchSemaphore(value: 0)
+    private let started = Atomic<Bool>(false)
+    /// Largest READ and WRITE the server takes (FSINFO's rtmax/wtmax).
+    let readMax: Int
+    let writeMax: Int
+
+    /// Mounts `export` on `server` (`url` carries the ports and version, as libnfs parses
+    /// them) with blocking calls on the caller's thread; ``start()`` then starts the
+    /// connection's thread.
+    init(url: String, export: String, version: Int32, timeoutMilliseconds: Int32) throws(NFSFailure) {
+        guard let context = nfs_init_context() else { throw NFSFailure(errno: ENOMEM, message: "nfs_init_context failed") }
+        guard let parsed = nfs_parse_url_incomplete(context, url) else {
+            let message = String(cString: nfs_get_error(context))
+            nfs_destroy_context(context)
+            throw NFSFailure(errno: EINVAL, message: message)
+        }
+        nfs_destroy_url(parsed)
+        nfs_set_version(context, version)
+        if version == 4 {
+            // Each connection is an NFSv4 client of its own: a second SETCLIENTID under the
+            // same name would expire the first one's state (its open files).
+            let n = NFSConnection.serial.add(1, ordering: .relaxed).oldValue
+            var host = [CChar](repeating: 0, count: 256)
+            gethostname(&host, 255)
+            nfs4_set_client_name(context, "ferry-\(String(cString: host))-\(getpid())-\(n)")
+        }
+        nfs_set_timeout(context, timeoutMilliseconds)
+        nfs_set_autoreconnect(context, 3)
+        // A first connection to a port nobody listens on fails at once; to a host that does
+        // not answer, after a few SYNs, not the kernel's two minutes.
+        nfs_set_tcp_syncnt(context, 3)
+        let host = url.dropFirst("nfs://".count).prefix { $0 != "/" && $0 != "?" }
+        let server = host.hasPrefix("[") ? String(host.dropFirst().prefix { $0 != "]" }) : String(host.prefix { $0 != ":" })
+        if nfs_mount(context, server, export) != 0 {
+            let message = String(cString: nfs_get_error(context))
+            nfs_destroy_context(context)
+            throw NFSFailure(errno: EIO, message: message)
+        }
+        self.context = context
+        readMax = max(4096, Int(nfs_get_readmax(context)))
+        writeMax = max(4096, Int(nfs_get_writemax(context)))
+        var ends: [Int32] = [-1, -1]
+        _ = pipe(&ends)
+        for fd in ends { _ = fcntl(fd, F_SETFL, O_NONBLOCK); _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        wake = (ends[0], ends[1])
+    }
+
+    /// Runs a blocking libnfs call on the caller's thread: only before ``start()``.
+    func blocking<R>(_ body: (OpaquePointer) -> R) -> R { body(context) }
+
+    /// Starts the connection's thread; calls are served from then on.
+    func start() {
+        started.store(true, ordering: .releasing)
+        let thread = Thread { [self] in loop() }
+        thread.name = "ferry-nfs"
+        thread.start()
+    }
+
+    /// Stops the thread; calls still outstanding fail.
+    func close() {
+        guard !jobs.withLock({ _ in stopping.exchange(true, ordering: .acquiringAndReleasing) }) else { return }
+        if started.load(ordering: .acquiring) {
+            signal()
+            stopped.wait()
+        } else {
+            nfs_destroy_context(context)
+            Glibc.close(wake.0)
+            Glibc.close(wake.1)
+        }
+    }
+
+    /// Starts a call on the connection's thread and waits for its callback: `start` calls a
+    /// libnfs `…_async` function with the callback and its data; `finish` turns the
+    /// callback's status and data into the result, on the connection's thread (where the
+    /// data is still valid).
+    func call<T: Sendable>(
+        _ start: @escaping Start, finish: @escaping @Sendable (OpaquePointer, Int32, UnsafeMutableRawPointer?) -> T
+    ) async throws(NFSFailure) -> T {
+        let result: Result<T, NFSFailure> = await withCheckedContinuation { continuation in
+            let pending = PendingCall { context, status, data in
+                if status < 0 {
+                    let message = data.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? String(cString: strerror(-status))
+                    continuation.resume(returning: .failure(NFSFailure(errno: -status, message: message)))
+                } else {
+                    continuation.resume(returning: .success(finish(context, status, data)))
+                }
+            }
+            submit { context in
+                guard let context else {
+                    continuation.resume(returning: .failure(NFSFailure(errno: ECONNABORTED, message: "the connection was closed")))
+                    return
+                }
+                let token = Unmanaged.passRetained(pending).toOpaque()
+                if start(context, nfsCallback, token) != 0 {
+                    Unmanaged<PendingCall>.fromOpaque(token).release()
+                    continuation.resume(returning: .failure(NFSFailure(errno: EIO, message: String(cString: nfs_get_error(context)))))
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Runs `job` on the connection's thread, or with nil at once when it is closed.
+    func submit(_ job: @escaping Job) {
+        let queued = jobs.withLock { queue -> Bool in
+            if stopping.load(ordering: .acquiring) { return false }
+            queue.append(job)
+            return true
+        }
+        if queued { signal() } else { job(nil) }
+    }
+
+    private func signal() {
+        var one: UInt8 = 1
+        _ = Glibc.write(wake.1, &one, 1)
+    }
+
+    private func loop() {
+        var fds = [pollfd(), pollfd()]
+        while !stopping.load(ordering: .acquiring) {
+            for job in jobs.withLock({ j -> [Job] in defer { j = [] }; return j }) { job(context) }
+            fds[0] = pollfd(fd: nfs_get_fd(context), events: Int16(truncatingIfNeeded: nfs_which_events(context)), revents: 0)
+            fds[1] = pollfd(fd: wake.0, events: Int16(POLLIN), revents: 0)
+            let n = poll(&fds, 2, 100)
+            if n < 0 && errno != EINTR { break }
+            if fds[1].revents != 0 {
+                var drain = [UInt8](repeating: 0, count: 64)
+                while Glibc.read(wake.0, &drain, 64) == 64 {}
+            }
+            // Also with no events: libnfs times requests out here.
+            _ = nfs_service(context, Int32(fds[0].revents))
+        }
+        for job in jobs.withLock({ j -> [Job] in defer { j = [] }; return j }) { job(context) }
+        // Outstanding calls are answered with an error as the context goes.
+        nfs_destroy_context(context)
+        Glibc.close(wake.0)
+        Glibc.close(wake.1)
+        stopped.signal()
+    }
+}
+
+/// A call waiting for its libnfs callback.
+private final class PendingCall: @unchecked Sendable {
+    let complete: (OpaquePointer, Int32, UnsafeMutableRawPointer?) -> Void
+    init(_ complete: @escaping (OpaquePointer, Int32, UnsafeMutableRawPointer?) -> Void) { self.complete = complete }
+}
+
+private let nfsCallback: nfs_cb = { status, context, data, token in
+    guard let token, let context else { return }
+    Unmanaged<PendingCall>.fromOpaque(token).takeRetainedValue().complete(context, status, data)
+}

@@ -1,0 +1,40 @@
+import FerryCore
+
+/// The NFS version a location is reached with: `--nfs-version 3|4|4.0|4.1|auto` on the
+/// command line, DataSync's MountOptions.Version (`NFS3`, `NFS4_0`, `NFS4_1`, `AUTOMATIC`)
+/// at the server. Ferry speaks v3 and v4.0 (libnfs 4.0 has no v4.1 sessions); v4.1 is
+/// refused rather than quietly served as something else.
+public enum NFSVersion: String, Sendable, Hashable, CaseIterable {
+    case v3 = "3"
+    case v4_0 = "4.0"
+    case v4_1 = "4.1"
+    /// The best version both sides speak: v4.0, else v3.
+    case automatic = "auto"
+
+    /// Parses the command line's or DataSync's spelling.
+    public init(parsing text: String) throws(FerryError) {
+        switch text.uppercased() {
+        case "3", "NFS3", "V3": self = .v3
+        case "4", "4.0", "NFS4_0", "V4", "V4.0": self = .v4_0
+        case "4.1", "NFS4_1", "V4.1": self = .v4_1
+        case "AUTO", "AUTOMATIC": self = .automatic
+        default:
+            throw FerryError(.invalidOption, "\"\(text)\" is not an NFS version (3, 4, 4.0, 4.1 or auto; DataSync: NFS3, NFS4_0, NFS4_1, AUTOMATIC)")
+        }
+    }
+
+    /// DataSync's MountOptions.Version spelling.
+    public var dataSyncName: String {
+        switch self {
+        case .v3: "NFS3"
+        case .v4_0: "NFS4_0"
+        case .v4_1: "NFS4_1"
+        case .automatic: "AUTOMATIC"
+        }
+    }
+
+    /// The versions tried, best first.
+    var attempts: [NFSVersion] { self == .automatic ? [.v4_0, .v3] : [self] }
+
+    var label: String { self == .v3 ? "NFSv3" : self == .v4_0 ? "NFSv4.0" : self == .v4_1 ? "NFSv4.1" : "NFS (automatic)" }
+}
