@@ -19,15 +19,26 @@ public final class NFSClient: Sendable {
     let below: [UInt8]
     let connections: [NFSConnection]
     private let next = Atomic<Int>(0)
+    /// Whether the server sets a symlink's times (nfs-ganesha's VFS backend does not):
+    /// tried once on a temporary symlink when a tree to write to is opened.
+    public let symlinkTimesKept: Bool
 
     /// `nfs://host[:port]` as messages name the server.
     public var server: String { "nfs://" + (host.contains(":") ? "[\(host)]" : host) + (port.map { ":\($0)" } ?? "") }
 
     /// Connects to `host` and mounts `path` with `version` (each version of
     /// ``NFSVersion/automatic`` in turn); with `create`, directories of `path` missing
-    /// below the deepest one that exists are made. Blocks while it mounts.
+    /// below the deepest one that exists are made. `writing`: the tree is a destination.
+    /// Blocks while it mounts.
+    ///
+    /// NFSv4.0 serves sources only: Debian's libnfs 4.0 fails to encode NFSv4 WRITE
+    /// compounds of more than a few bytes ("ZDR error: Failed to encode COMPOUND4args"; its
+    /// own `nfs-cp` fails the same way against nfs-ganesha) and cannot set a directory's
+    /// attributes (NFS4ERR_ISDIR), so a v4.0 destination is refused by name rather than
+    /// written wrong, and ``NFSVersion/automatic`` writes over NFSv3.
     public static func connect(
-        host: String, port: Int?, path: String, version: NFSVersion, create: Bool, connections: Int = 2, timeoutMilliseconds: Int32 = 30_000
+        host: String, port: Int?, path: String, version: NFSVersion, create: Bool, writing: Bool = false,
+        connections: Int = 2, timeoutMilliseconds: Int32 = 30_000
     ) throws(NFSError) -> NFSClient {
         let server = "nfs://" + (host.contains(":") ? "[\(host)]" : host) + (port.map { ":\($0)" } ?? "")
         let location = server + path
@@ -36,12 +47,17 @@ public final class NFSClient: Sendable {
                            detail: "Ferry does not speak NFSv4.1 yet (its NFS client, libnfs 4.0, has no v4.1 sessions); use NFSv4.0 (--nfs-version 4.0, Version=NFS4_0) or NFSv3",
                            location: location, retryClass: .fatal)
         }
+        if version == .v4_0 && writing {
+            throw NFSError(.nfsVersionUnsupported, operation: "mount", path: nil, errno: EPROTONOSUPPORT,
+                           detail: "Ferry cannot write over NFSv4.0 yet: its NFS client, libnfs 4.0, fails NFSv4 WRITEs and directory SETATTRs; write over NFSv3 (--nfs-version 3 or auto, Version=NFS3 or AUTOMATIC); NFSv4.0 serves sources",
+                           location: location, retryClass: .fatal)
+        }
         var path = path
         while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
         var failures: [String] = []
-        for attempt in version.attempts {
+        for attempt in version.attempts(writing: writing) {
             do throws(NFSFailure) {
-                return try mount(host: host, port: port, server: server, path: path, version: attempt, create: create,
+                return try mount(host: host, port: port, server: server, path: path, version: attempt, create: create, writing: writing,
                                  count: max(1, connections), timeout: timeoutMilliseconds)
             } catch {
                 failures.append("\(attempt.label): \(error.message)")
@@ -57,7 +73,7 @@ public final class NFSClient: Sendable {
     }
 
     private static func mount(
-        host: String, port: Int?, server: String, path: String, version: NFSVersion, create: Bool, count: Int, timeout: Int32
+        host: String, port: Int?, server: String, path: String, version: NFSVersion, create: Bool, writing: Bool, count: Int, timeout: Int32
     ) throws(NFSFailure) -> NFSClient {
         let components = path.split(separator: "/").map(String.init)
         var firstError: NFSFailure?
@@ -78,6 +94,7 @@ public final class NFSClient: Sendable {
                     var made = ""
                     for name in rest {
                         made += "/" + name
+                        let made = made
                         let status = made.withCString { p in first.blocking { nfs_mkdir2($0, p, 0o755) } }
                         if status < 0 && status != -EEXIST {
                             first.close()
@@ -87,9 +104,11 @@ public final class NFSClient: Sendable {
                 }
                 var all = [first]
                 for _ in 1..<count { all.append(try NFSConnection(url: url, export: mounted, version: version == .v3 ? 3 : 4, timeoutMilliseconds: timeout)) }
+                let below = rest.map { "/" + $0 }.joined()
+                let kept = writing ? symlinkKeepsTimes(first, in: below) : true
                 for c in all { c.start() }
                 return NFSClient(host: host, port: port, version: version, mountedPath: mounted,
-                                 below: Array(rest.map { "/" + $0 }.joined().utf8), connections: all)
+                                 below: Array(below.utf8), connections: all, symlinkTimesKept: kept)
             } catch {
                 let missing = error.message.contains("NOENT") || error.message.contains("MNT3ERR_ACCES") || error.errno == ENOENT
                 if !missing { throw error }
@@ -99,7 +118,32 @@ public final class NFSClient: Sendable {
         throw firstError ?? NFSFailure(errno: ENOENT, message: "\(path) does not exist")
     }
 
-    private init(host: String, port: Int?, version: NFSVersion, mountedPath: String, below: [UInt8], connections: [NFSConnection]) {
+    /// Makes a temporary symlink in `directory`, sets its mtime to 1 s after the epoch, and
+    /// reads it back (blocking calls, before the connection's thread starts); the
+    /// directory's times are put back (to the microsecond) so a later run sees no change.
+    private static func symlinkKeepsTimes(_ connection: NFSConnection, in directory: String) -> Bool {
+        let dir = directory.isEmpty ? "/" : directory
+        let path = "\(directory)/.ferry-tmp-probe-\(getpid())-\(UInt32.random(in: 0..<UInt32.max))"
+        return connection.blocking { ctx in
+            var before = nfs_stat_64()
+            guard nfs_lstat64(ctx, dir, &before) == 0, nfs_symlink(ctx, "probe", path) == 0 else { return true }
+            defer {
+                _ = nfs_unlink(ctx, path)
+                var times = [timeval(tv_sec: Int(before.nfs_atime), tv_usec: Int(before.nfs_atime_nsec / 1_000)),
+                             timeval(tv_sec: Int(before.nfs_mtime), tv_usec: Int(before.nfs_mtime_nsec / 1_000))]
+                _ = nfs_lutimes(ctx, dir, &times)
+            }
+            var times = [timeval(tv_sec: 1, tv_usec: 0), timeval(tv_sec: 1, tv_usec: 0)]
+            guard nfs_lutimes(ctx, path, &times) == 0 else { return false }
+            var st = nfs_stat_64()
+            guard nfs_lstat64(ctx, path, &st) == 0 else { return true }
+            return st.nfs_mtime == 1
+        }
+    }
+
+    private init(host: String, port: Int?, version: NFSVersion, mountedPath: String, below: [UInt8], connections: [NFSConnection],
+                 symlinkTimesKept: Bool) {
+        self.symlinkTimesKept = symlinkTimesKept
         self.host = host
         self.port = port
         self.version = version

@@ -38,6 +38,8 @@ final class NFSConnection: @unchecked Sendable {
     /// Largest READ and WRITE the server takes (FSINFO's rtmax/wtmax).
     let readMax: Int
     let writeMax: Int
+    /// NFSv4.0: OPENs and CLOSEs go one at a time (``OpenGate``); nil for NFSv3.
+    let openGate: OpenGate?
 
     /// Mounts `export` on `server` (`url` carries the ports and version, as libnfs parses
     /// them) with blocking calls on the caller's thread; ``start()`` then starts the
@@ -74,6 +76,7 @@ final class NFSConnection: @unchecked Sendable {
         self.context = context
         readMax = max(4096, Int(nfs_get_readmax(context)))
         writeMax = max(4096, Int(nfs_get_writemax(context)))
+        openGate = version == 4 ? OpenGate() : nil
         var ends: [Int32] = [-1, -1]
         _ = pipe(&ends)
         for fd in ends { _ = fcntl(fd, F_SETFL, O_NONBLOCK); _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }

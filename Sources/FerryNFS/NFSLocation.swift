@@ -31,6 +31,10 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
     /// NFSv3 times are unsigned 32-bit seconds: an mtime or atime before 1970 or after
     /// 2106 cannot be held there (NFSv4's are signed 64-bit).
     public func metadataWithheld(_ metadata: FileMetadata, kind: EntryKind, selection: MetadataSelection) -> MetadataWithheld? {
+        if kind == .symlink && !client.symlinkTimesKept && (selection.mtime || selection.atime) {
+            return MetadataWithheld(uid: false, gid: false, times: true,
+                                    reason: "a symlink's times (this NFS server does not set them: tried when the location was opened)")
+        }
         guard client.version == .v3 else { return nil }
         let range: ClosedRange<Int64> = 0...Int64(UInt32.max)
         var out: [String] = []
@@ -67,6 +71,15 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
         case .success(let value): return value
         case .failure(let failure): throw fail(failure, operation, path)
         }
+    }
+
+    /// A call that opens or closes a file: alone on its connection under NFSv4.0 (``OpenGate``).
+    func stateful<T: Sendable>(
+        _ operation: String, _ path: EntryPath?, on connection: NFSConnection, _ start: @escaping NFSConnection.Start,
+        finish: @escaping @Sendable (OpaquePointer, Int32, UnsafeMutableRawPointer?) -> T
+    ) async throws -> T {
+        guard let gate = connection.openGate else { return try await call(operation, path, on: connection, start, finish: finish) }
+        return try await gate.run { try await call(operation, path, on: connection, start, finish: finish) }
     }
 
     /// A call whose answer is only its status.
@@ -106,7 +119,11 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
                 unusable.append((EntryPath.displayName(entry.name), "the name cannot be used as a path component"))
                 continue
             }
-            if entry.kind == .symlink { entry.symlinkTarget = try await readLink(directory.appending(entry.name)) }
+            if entry.kind == .symlink { entry.symlinkTarget = try await readLink(directory.appending(entry.name), size: entry.metadata.size) }
+            if entry.kind == .characterDevice || entry.kind == .blockDevice, client.version != .v3 {
+                unusable.append((EntryPath.displayName(entry.name), "a device node read over NFSv4.0 has no device number in libnfs 4.0; read it over NFSv3"))
+                continue
+            }
             entries.append(entry)
         }
         entries.sort { $0.name.lexicographicallyPrecedes($1.name) }
@@ -124,22 +141,25 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
             return nil
         }
         var entry = found
-        if entry.kind == .symlink { entry.symlinkTarget = try await readLink(path) }
+        if entry.kind == .symlink { entry.symlinkTarget = try await readLink(path, size: entry.metadata.size) }
         return entry
     }
 
-    func readLink(_ path: EntryPath) async throws -> [UInt8] {
+    /// A symlink's target, no longer than the `size` its attributes give (libnfs 4.0's
+    /// NFSv4 READLINK answer is not always NUL-terminated).
+    func readLink(_ path: EntryPath, size: Int64) async throws -> [UInt8] {
         let p = client.cPath(path)
         return try await call("readlink", path, { ctx, cb, token in p.withUnsafeBufferPointer { nfs_readlink_async(ctx, $0.baseAddress, cb, token) } }) { _, _, data in
             let target = data!.assumingMemoryBound(to: CChar.self)
-            return Array(UnsafeRawBufferPointer(start: target, count: strlen(target)))
+            let n = size > 0 ? strnlen(target, Int(size)) : strlen(target)
+            return Array(UnsafeRawBufferPointer(start: target, count: n))
         }
     }
 
     public func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
         let connection = client.connection
         let p = client.cPath(path)
-        let handle = try await call("open", path, on: connection, { ctx, cb, token in
+        let handle = try await stateful("open", path, on: connection, { ctx, cb, token in
             p.withUnsafeBufferPointer { nfs_open_async(ctx, $0.baseAddress, O_RDONLY, cb, token) }
         }) { _, _, data in Unchecked(OpaquePointer(data!)) }
         return NFSReader(location: self, connection: connection, handle: handle, path: path, metadata: expected.metadata)
@@ -159,7 +179,7 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
         let connection = client.connection
         let temporary = temporary(for: path)
         let p = client.cPath(temporary)
-        let handle = try await call("create", path, on: connection, { ctx, cb, token in
+        let handle = try await stateful("create", path, on: connection, { ctx, cb, token in
             p.withUnsafeBufferPointer { nfs_create_async(ctx, $0.baseAddress, O_WRONLY | O_CREAT | O_EXCL, 0o600, cb, token) }
         }) { _, _, data in Unchecked(OpaquePointer(data!)) }
         return NFSWriter(location: self, connection: connection, handle: handle, path: path, temporary: temporary,

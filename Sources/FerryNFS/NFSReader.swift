@@ -53,7 +53,7 @@ struct NFSReader: EntryReader {
         let stat = try await location.call("fstat", path, on: connection, { ctx, cb, token in
             nfs_fstat64_async(ctx, handle.value, cb, token)
         }) { _, _, data in NFSLocation.entry(name: [], data!.assumingMemoryBound(to: nfs_stat_64.self).pointee).metadata }
-        try await location.call("close", path, on: connection) { ctx, cb, token in nfs_close_async(ctx, handle.value, cb, token) }
+        _ = try await location.stateful("close", path, on: connection, { ctx, cb, token in nfs_close_async(ctx, handle.value, cb, token) }) { _, _, _ in () }
         return stat
     }
 }

@@ -33,8 +33,14 @@ public enum NFSVersion: String, Sendable, Hashable, CaseIterable {
         }
     }
 
-    /// The versions tried, best first.
-    var attempts: [NFSVersion] { self == .automatic ? [.v4_0, .v3] : [self] }
+    /// The versions tried, best first: for a tree Ferry writes to, NFSv3 only (libnfs 4.0
+    /// cannot write over NFSv4.0, see ``NFSClient/connect(host:port:path:version:create:connections:timeoutMilliseconds:)``).
+    func attempts(writing: Bool) -> [NFSVersion] {
+        switch self {
+        case .automatic: writing ? [.v3] : [.v4_0, .v3]
+        default: [self]
+        }
+    }
 
     var label: String { self == .v3 ? "NFSv3" : self == .v4_0 ? "NFSv4.0" : self == .v4_1 ? "NFSv4.1" : "NFS (automatic)" }
 }

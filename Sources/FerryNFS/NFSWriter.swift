@@ -85,7 +85,7 @@ final class NFSWriter: EntryWriter, @unchecked Sendable {
 
     private func closeHandle() async throws {
         guard open.exchange(false, ordering: .relaxed) else { return }
-        try await location.call("close", path, on: connection) { [handle] ctx, cb, token in nfs_close_async(ctx, handle.value, cb, token) }
+        _ = try await location.stateful("close", path, on: connection, { [handle] ctx, cb, token in nfs_close_async(ctx, handle.value, cb, token) }) { _, _, _ in () }
     }
 
     func abort() async {

@@ -88,7 +88,7 @@ final class LocationFactory {
             return location
         case .nfs(let host, let port, let path):
             let client = try NFSClient.connect(host: host, port: port, path: path, version: try fileServers.validatedNFSVersion(),
-                                               create: create, connections: max(1, fileServers.nfsConnections))
+                                               create: create, writing: role == .destination, connections: max(1, fileServers.nfsConnections))
             nfsClients.append(client)
             return NFSLocation(client: client)
         default:
