@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "FerryS3", targets: ["FerryS3"]),
         .library(name: "FerryBlock", targets: ["FerryBlock"]),
         .library(name: "FerryNFS", targets: ["FerryNFS"]),
+        .library(name: "FerrySMB", targets: ["FerrySMB"]),
         .library(name: "FerryServer", targets: ["FerryServer"]),
         .library(name: "FerryTesting", targets: ["FerryTesting"]),
     ],
@@ -59,6 +60,14 @@ let package = Package(
             name: "FerryNFS",
             dependencies: ["FerryCore", "CLibNFS", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
+        // libsmbclient (Debian's libsmbclient-dev): Ferry's own SMB client, no kernel mount.
+        .systemLibrary(name: "CLibSMB", providers: [.apt(["libsmbclient-dev"])]),
+        // Samba's thread hooks, so that libsmbclient contexts may be used from several threads.
+        .target(name: "CSMBThreads", linkerSettings: [.linkedLibrary("dl")]),
+        .target(
+            name: "FerrySMB",
+            dependencies: ["FerryCore", "CLibSMB", "CSMBThreads"],
+            swiftSettings: swiftSettings),
         .target(
             name: "FerryBlock",
             dependencies: ["FerryCore", "FerryS3", "CFerry", .product(name: "Crypto", package: "swift-crypto")],
@@ -70,7 +79,7 @@ let package = Package(
         .target(
             name: "FerryServer",
             dependencies: [
-                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerryStore",
+                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerrySMB", "FerryStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -84,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "ferry",
             dependencies: [
-                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerryServer", "FerryStore", "FerryBlock",
+                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerrySMB", "FerryServer", "FerryStore", "FerryBlock",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -94,7 +103,7 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"], .when(platforms: [.linux]))]),
         .testTarget(
             name: "FerryTests",
-            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerryServer", "FerryStore", "FerryBlock", "FerryTesting", "CFerry", "ferry",
+            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerrySMB", "FerryServer", "FerryStore", "FerryBlock", "FerryTesting", "CFerry", "ferry",
                            .product(name: "Crypto", package: "swift-crypto")],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings),

@@ -10,12 +10,6 @@ struct NFSFailure: Error, Sendable {
     var message: String
 }
 
-/// A value handed to the connection's thread that Swift cannot prove sendable (a caller's
-/// buffer, a libnfs handle); the caller keeps it alive and unshared until the call returns.
-struct Unchecked<T>: @unchecked Sendable {
-    var value: T
-    init(_ value: T) { self.value = value }
-}
 
 /// One NFS connection: a libnfs context (one TCP connection to the server) driven by a
 /// thread of its own that polls its socket. Calls are queued to that thread, started with

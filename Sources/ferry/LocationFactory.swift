@@ -1,6 +1,7 @@
 import FerryCore
 import FerryLocal
 import FerryNFS
+import FerrySMB
 import FerryS3
 import Foundation
 
@@ -21,6 +22,7 @@ final class LocationFactory {
     /// How nfs:// and smb:// locations are reached.
     let fileServers: FileServerFlags
     private var nfsClients: [NFSClient] = []
+    private var smbClients: [SMBClient] = []
 
     init(s3Overrides: S3Configuration.Overrides, cacheDirectory: String? = nil, flatListing: Bool = false,
          fileServers: FileServerFlags = FileServerFlags()) {
@@ -49,10 +51,10 @@ final class LocationFactory {
     static func parse(_ argument: String) throws -> LocationURI {
         let uri = try LocationURI.parse(argument)
         switch uri {
-        case .posix, .s3, .nfs: return uri
+        case .posix, .s3, .nfs, .smb: return uri
         case .block: throw FerryError(.unsupported, "\(argument): a block:// location is synced with `ferry block sync`")
         default:
-            throw FerryError(.unsupported, "\(argument): \(uri.scheme):// locations are not served yet (paths, file://, s3:// and nfs:// are)")
+            throw FerryError(.unsupported, "\(argument): \(uri.scheme):// locations are not served yet (paths, file://, s3://, nfs:// and smb:// are)")
         }
     }
 
@@ -67,6 +69,9 @@ final class LocationFactory {
             return LocationScope.posix(path)
         case .nfs(let host, let port, let path):
             return NFSLocation.scope(host: host, port: port, path: path, display: argument)
+        case .smb(_, _, let host, let port, let path):
+            let parts = path.split(separator: "/").map { $0.lowercased() }
+            return LocationScope(space: "smb://\(host.lowercased()):\(port ?? 445)/\(parts.first ?? "")", components: Array(parts.dropFirst()), display: argument)
         default:
             throw FerryError(.unsupported, "\(argument) is not a location `ferry sync` serves")
         }
@@ -91,6 +96,14 @@ final class LocationFactory {
                                                create: create, writing: role == .destination, connections: max(1, fileServers.nfsConnections))
             nfsClients.append(client)
             return NFSLocation(client: client)
+        case .smb(let domain, let user, let host, let port, let path):
+            let client = try SMBClient.connect(
+                host: host, port: port, path: path, credentials: try fileServers.smbCredentials(user: user, domain: domain),
+                version: try SMBVersion(parsing: fileServers.smbVersion),
+                securityDescriptors: try SecurityDescriptorCopy(parsing: fileServers.securityDescriptorCopyFlags),
+                create: create, workers: max(1, fileServers.smbConnections))
+            smbClients.append(client)
+            return SMBLocation(client: client)
         default:
             throw FerryError(.unsupported, "\(argument) is not a location `ferry sync` serves")
         }
@@ -105,5 +118,7 @@ final class LocationFactory {
         clients = []
         for c in nfsClients { c.close() }
         nfsClients = []
+        for c in smbClients { c.close() }
+        smbClients = []
     }
 }
