@@ -31,11 +31,12 @@ public final class NFSClient: Sendable {
     /// below the deepest one that exists are made. `writing`: the tree is a destination.
     /// Blocks while it mounts.
     ///
-    /// NFSv4.0 serves sources only: Debian's libnfs 4.0 fails to encode NFSv4 WRITE
-    /// compounds of more than a few bytes ("ZDR error: Failed to encode COMPOUND4args"; its
-    /// own `nfs-cp` fails the same way against nfs-ganesha) and cannot set a directory's
-    /// attributes (NFS4ERR_ISDIR), so a v4.0 destination is refused by name rather than
-    /// written wrong, and ``NFSVersion/automatic`` writes over NFSv3.
+    /// NFSv4.0 is refused by name rather than served wrong: Debian's libnfs 4.0 fails to
+    /// encode NFSv4 WRITE compounds of more than a few bytes ("ZDR error: Failed to encode
+    /// COMPOUND4args"; its own `nfs-cp` fails the same way against nfs-ganesha), cannot set
+    /// a directory's attributes (NFS4ERR_ISDIR), and some CLOSEs of files read in parallel
+    /// fail (NFS4ERR_BAD_SEQID, even with OPEN/CLOSE one at a time per connection);
+    /// ``NFSVersion/automatic`` chooses NFSv3.
     public static func connect(
         host: String, port: Int?, path: String, version: NFSVersion, create: Bool, writing: Bool = false,
         connections: Int = 2, timeoutMilliseconds: Int32 = 30_000
@@ -47,9 +48,9 @@ public final class NFSClient: Sendable {
                            detail: "Ferry does not speak NFSv4.1 yet (its NFS client, libnfs 4.0, has no v4.1 sessions); use NFSv4.0 (--nfs-version 4.0, Version=NFS4_0) or NFSv3",
                            location: location, retryClass: .fatal)
         }
-        if version == .v4_0 && writing {
+        if version == .v4_0 {
             throw NFSError(.nfsVersionUnsupported, operation: "mount", path: nil, errno: EPROTONOSUPPORT,
-                           detail: "Ferry cannot write over NFSv4.0 yet: its NFS client, libnfs 4.0, fails NFSv4 WRITEs and directory SETATTRs; write over NFSv3 (--nfs-version 3 or auto, Version=NFS3 or AUTOMATIC); NFSv4.0 serves sources",
+                           detail: "Ferry does not speak NFSv4.0 yet: its NFS client, libnfs 4.0, fails NFSv4 WRITEs and directory SETATTRs, and CLOSEs of files read in parallel; use NFSv3 (--nfs-version 3 or auto; Version=NFS3 or AUTOMATIC)",
                            location: location, retryClass: .fatal)
         }
         var path = path

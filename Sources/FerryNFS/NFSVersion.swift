@@ -2,13 +2,13 @@ import FerryCore
 
 /// The NFS version a location is reached with: `--nfs-version 3|4|4.0|4.1|auto` on the
 /// command line, DataSync's MountOptions.Version (`NFS3`, `NFS4_0`, `NFS4_1`, `AUTOMATIC`)
-/// at the server. Ferry speaks v3 and v4.0 (libnfs 4.0 has no v4.1 sessions); v4.1 is
-/// refused rather than quietly served as something else.
+/// at the server. Ferry speaks NFSv3; v4.0 and v4.1 are refused by name (libnfs 4.0's v4.0
+/// is not dependable, and it has no v4.1 sessions) rather than quietly served as something else.
 public enum NFSVersion: String, Sendable, Hashable, CaseIterable {
     case v3 = "3"
     case v4_0 = "4.0"
     case v4_1 = "4.1"
-    /// The best version both sides speak: v4.0, else v3.
+    /// The best version both sides speak (NFSv3, the one Ferry speaks now).
     case automatic = "auto"
 
     /// Parses the command line's or DataSync's spelling.
@@ -33,11 +33,11 @@ public enum NFSVersion: String, Sendable, Hashable, CaseIterable {
         }
     }
 
-    /// The versions tried, best first: for a tree Ferry writes to, NFSv3 only (libnfs 4.0
-    /// cannot write over NFSv4.0, see ``NFSClient/connect(host:port:path:version:create:connections:timeoutMilliseconds:)``).
+    /// The versions tried, best first: the best Ferry speaks is NFSv3 (see ``NFSClient``
+    /// for why NFSv4.0 is refused).
     func attempts(writing: Bool) -> [NFSVersion] {
         switch self {
-        case .automatic: writing ? [.v3] : [.v4_0, .v3]
+        case .automatic: [.v3]
         default: [self]
         }
     }

@@ -7,14 +7,14 @@ import Synchronization
 /// mount): `smb://[domain;]user@host[:port]/share/path`.
 ///
 /// What it keeps follows DataSync's SMB rules: access and modification times (to the
-/// microsecond), and, between SMB shares, the creation time, the DOS attributes and the
-/// security descriptor (owner, group and DACL, per ``SecurityDescriptorCopy``), which
-/// travel as the attributes `smb.create_time`, `smb.dos_attributes` and
-/// `smb.security_descriptor`. Read by a POSIX or S3 destination it is default POSIX
-/// metadata (65534:65534, 0755 directories, 0644 files); written from one, ownership is the
-/// SMB user's and permissions are inherited from the parent. Symlinks and hard links on
-/// the way to SMB end the task with an error naming them.
-public struct SMBLocation: Location, ExtendedAttributeStoring, SymlinkWriting, HardLinkWriting, TemporaryKeeping, ScopeTelling {
+/// microsecond). Read by a POSIX or S3 destination it is default POSIX metadata
+/// (65534:65534, 0755 directories, 0644 files); written from one, ownership is the SMB
+/// user's and permissions are inherited from the parent, and a file's xattrs are reported
+/// as not stored. Symlinks and hard links on the way to SMB end the task with an error
+/// naming them. Creation times, DOS attributes and security descriptors are not copied
+/// yet: against smbd 4.17, Debian's libsmbclient 4.17 answers `system.dos_attr.mode` with
+/// the POSIX mode and `system.nt_sec_desc.*` with ENODATA (``SMBClient/copiesSecurityDescriptors``).
+public struct SMBLocation: Location, SymlinkWriting, HardLinkWriting, TemporaryKeeping, ScopeTelling {
     public let client: SMBClient
     static let temporaryPrefix: [UInt8] = Array(".ferry-tmp-".utf8)
     private static let temporaries = Atomic<Int>(0)
@@ -24,8 +24,6 @@ public struct SMBLocation: Location, ExtendedAttributeStoring, SymlinkWriting, H
     public init(client: SMBClient) { self.client = client }
 
     public var uri: String { client.display }
-
-    public var attributeFamily: String { "smb" }
 
     public var capabilities: Capabilities {
         var c = Capabilities()
@@ -100,70 +98,6 @@ public struct SMBLocation: Location, ExtendedAttributeStoring, SymlinkWriting, H
         let (file, e) = await worker.run { ctx in Unchecked(smbc_getFunctionOpen(ctx)!(ctx, url, O_RDONLY, 0)) }
         guard let handle = file.value else { throw fail("open", path, e) }
         return SMBReader(location: self, worker: worker, handle: Unchecked(handle), path: path, metadata: expected.metadata)
-    }
-
-    // MARK: Attributes (between SMB shares)
-
-    /// The pseudo-attributes of an SMB entry and the libsmbclient attribute behind each.
-    static let attributeNames: [(name: String, smb: String)] = [
-        ("smb.create_time", "system.dos_attr.create_time"),
-        ("smb.dos_attributes", "system.dos_attr.mode"),
-        ("smb.security_descriptor", "system.nt_sec_desc.*"),
-    ]
-
-    func carried(_ name: String) -> Bool {
-        name != "smb.security_descriptor" || client.securityDescriptors != .none
-    }
-
-    public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] {
-        let url = client.url(path)
-        let names = SMBLocation.attributeNames.filter { carried($0.name) }
-        let (values, e) = await client.worker.run { ctx -> [ExtendedAttribute]? in
-            var out: [ExtendedAttribute] = []
-            var buffer = [CChar](repeating: 0, count: 65536)
-            for (name, smb) in names {
-                for i in buffer.indices { buffer[i] = 0 }
-                if smbc_getFunctionGetxattr(ctx)!(ctx, url, smb, &buffer, buffer.count - 1) < 0 { return nil }
-                let value = buffer.withUnsafeBufferPointer { Array(UnsafeRawBufferPointer(start: $0.baseAddress, count: strlen($0.baseAddress!))) }
-                out.append(ExtendedAttribute(name: Array(name.utf8), value: value))
-            }
-            return out
-        }
-        guard let values else { throw fail("getxattr", path, e) }
-        return values
-    }
-
-    public func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws {
-        let rejected = try await apply(attributes, to: client.url(path), path: path, on: client.worker)
-        if !rejected.isEmpty {
-            throw SMBError(.smbCallFailed, operation: "setxattr", path: path, errno: EOPNOTSUPP,
-                           detail: "an SMB share keeps no such attributes: \(rejected.joined(separator: ", "))", location: uri, retryClass: .itemFailed)
-        }
-    }
-
-    /// Sets the `smb.*` attributes among `attributes` on `url`; returns the names of the others.
-    func apply(_ attributes: [ExtendedAttribute], to url: String, path: EntryPath, on worker: SMBWorker) async throws -> [String] {
-        var rejected: [String] = []
-        var settable: [(String, [UInt8])] = []
-        for a in attributes {
-            let name = String(decoding: a.name, as: UTF8.self)
-            if let smb = SMBLocation.attributeNames.first(where: { $0.name == name })?.smb {
-                if carried(name) { settable.append((smb, a.value)) }
-            } else {
-                rejected.append(name)
-            }
-        }
-        // The security descriptor first: a read-only DOS attribute set before it would refuse it.
-        settable.sort { a, _ in a.0.hasPrefix("system.nt_sec_desc") }
-        for (smb, value) in settable {
-            let (status, e) = await worker.run { ctx -> Int32 in
-                var v = value
-                v.append(0)
-                return smbc_getFunctionSetxattr(ctx)!(ctx, url, smb, v, v.count - 1, 0)
-            }
-            if status < 0 { throw fail("setxattr \(smb)", path, e) }
-        }
-        return rejected
     }
 
     // MARK: Writing the tree

@@ -13,9 +13,7 @@ struct SMBReader: EntryReader {
 
     func dataExtents() async throws -> [Extent] { metadata.size > 0 ? [Extent(offset: 0, length: metadata.size)] : [] }
 
-    func extendedAttributes() async throws -> [ExtendedAttribute] {
-        try await location.extendedAttributes(path, kind: .file)
-    }
+    func extendedAttributes() async throws -> [ExtendedAttribute] { [] }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) async throws -> Int {
         let target = Unchecked(buffer)

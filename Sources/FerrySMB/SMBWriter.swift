@@ -4,8 +4,8 @@ import Glibc
 import Synchronization
 
 /// Writes one file over SMB under a temporary name on the worker that created it: ranges
-/// of zeros are not sent, then size, the `smb.*` attributes, times, and a rename to the
-/// final name (the file never appears partial under it).
+/// of zeros are not sent, then size, times, and a rename to the final name (the file never
+/// appears partial under it).
 final class SMBWriter: EntryWriter, @unchecked Sendable {
     let location: SMBLocation
     let worker: SMBWorker
@@ -47,7 +47,6 @@ final class SMBWriter: EntryWriter, @unchecked Sendable {
     }
 
     func commit() async throws -> [String] {
-        var rejected: [String] = []
         do {
             let size = off_t(metadata.size)
             let (ok, e) = await worker.run { [handle] ctx -> Bool in
@@ -57,7 +56,6 @@ final class SMBWriter: EntryWriter, @unchecked Sendable {
             open.store(false, ordering: .relaxed)
             if !ok { throw location.fail("close", path, e) }
             let url = location.client.url(temporary)
-            rejected = try await location.apply(attributes, to: url, path: path, on: worker)
             try await location.setTimes(url, path: path, metadata, selection, on: worker)
             try await location.rename(temporary, to: path, on: worker)
             done.store(true, ordering: .relaxed)
@@ -65,7 +63,8 @@ final class SMBWriter: EntryWriter, @unchecked Sendable {
             await abort()
             throw error
         }
-        return rejected.isEmpty ? [] : ["extended attributes (an SMB share keeps none but its own): \(rejected.joined(separator: ", "))"]
+        guard !attributes.isEmpty else { return [] }
+        return ["extended attributes (an SMB share keeps none): " + attributes.map { String(decoding: $0.name, as: UTF8.self) }.joined(separator: ", ")]
     }
 
     func abort() async {
