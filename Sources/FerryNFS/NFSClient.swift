@@ -69,7 +69,7 @@ public final class NFSClient: Sendable {
         let unreachable = detail.contains("connect") || detail.contains("nfs_service failed") || detail.contains("resolv")
         let hint = unreachable
             ? " (is an NFS server listening on \(host)\(port.map { " port \($0)" } ?? ""), and is the name right?)"
-            : version == .automatic ? "" : " (does the server export it, and speak \(version.label)? try --nfs-version auto)"
+            : " (does the server export it to this host, and speak NFSv3? showmount -e \(host) lists its exports)"
         throw NFSError(.nfsMountFailed, operation: "mount", path: nil, errno: ENOENT, detail: detail + hint, location: location, retryClass: .fatal)
     }
 
