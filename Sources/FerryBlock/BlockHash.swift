@@ -1,5 +1,6 @@
 import CFerry
 import Crypto
+import FerryCore
 
 /// The SHA-256 of one block, or ``zero`` for a block that holds only zero bytes (never
 /// hashed: holes and zero blocks are recognised, not read or sent).
@@ -35,7 +36,7 @@ public struct BlockHash: Hashable, Sendable, CustomStringConvertible {
         var nonZero: [Range<Int>] = []
         func examine(_ p: Int) {
             let r = (p * page)..<min((p + 1) * page, data.count)
-            guard !isZero(UnsafeRawBufferPointer(rebasing: data[r])) else { return }
+            guard !FileIO.isAllZero(UnsafeRawBufferPointer(rebasing: data[r])) else { return }
             bitmap[p / 8] |= 1 << UInt8(p % 8)
             if let last = nonZero.last, last.upperBound == r.lowerBound { nonZero[nonZero.count - 1] = last.lowerBound..<r.upperBound }
             else { nonZero.append(r) }
@@ -71,21 +72,6 @@ public struct BlockHash: Hashable, Sendable, CustomStringConvertible {
         var hi: UInt64 = 0, lo: UInt64 = 0
         cferry_xxh3_digest(state, &hi, &lo)
         return BlockHash(a: hi, b: lo, c: 0, d: 0)
-    }
-
-    /// Whether every byte is zero (eight bytes at a time).
-    public static func isZero(_ data: UnsafeRawBufferPointer) -> Bool {
-        let words = data.count / 8
-        if words > 0 {
-            let w = UnsafeRawBufferPointer(rebasing: data[..<(words * 8)]).bindMemory(to: UInt64.self)
-            var i = 0
-            while i < words {
-                if w[i] != 0 { return false }
-                i += 1
-            }
-        }
-        for i in (words * 8)..<data.count where data[i] != 0 { return false }
-        return true
     }
 
     /// The 32 bytes, big-endian words.

@@ -1,4 +1,5 @@
 import Foundation
+import FerryCore
 
 /// An image file or block device as the destination. Its map is kept beside it
 /// (`DST.ferry-blockmap`, files only) and in Ferry's state directory; the more advanced
@@ -76,7 +77,7 @@ public final class ImageTarget: BlockTarget {
                         let end = min(page + ImageTarget.pageSize, buf.count)
                         let bytes = UnsafeRawBufferPointer(rebasing: buf[page..<end])
                         let at = block.offset + Int64(page)
-                        if BlockHash.isZero(bytes) {
+                        if FileIO.isAllZero(bytes) {
                             if let z = zeroRun, z.upperBound == at { zeroRun = z.lowerBound..<(at + Int64(bytes.count)) }
                             else { try flushZeros(); zeroRun = at..<(at + Int64(bytes.count)) }
                         } else {
@@ -84,7 +85,7 @@ public final class ImageTarget: BlockTarget {
                             var runEnd = end
                             while runEnd < buf.count {
                                 let next = min(runEnd + ImageTarget.pageSize, buf.count)
-                                if BlockHash.isZero(UnsafeRawBufferPointer(rebasing: buf[runEnd..<next])) { break }
+                                if FileIO.isAllZero(UnsafeRawBufferPointer(rebasing: buf[runEnd..<next])) { break }
                                 runEnd = next
                             }
                             try image.write(UnsafeRawBufferPointer(rebasing: buf[page..<runEnd]), at: at)

@@ -11,4 +11,25 @@ public enum ErrnoHint {
         default: ""
         }
     }
+
+    /// `OPERATION failed on LOCATION/PATH: REASON; hint`, as a client of a file server
+    /// (NFS, SMB) tells a failed call.
+    public static func remoteFailure(_ operation: String, location: String, path: EntryPath?, reason: String, errno e: Int32) -> String {
+        let where_ = path.map { location + ($0.isRoot ? "" : $0.description) } ?? location
+        return "\(operation) failed on \(where_): \(reason)\(text(for: e))"
+    }
+}
+
+extension RetryClass {
+    /// How to treat an errno from a file server's client (NFS, SMB): a broken connection or
+    /// a timeout is tried again (the client reconnects), permission is the item's, a full or
+    /// read-only server or a stale handle stops the execution.
+    public init(remoteErrno e: Int32) {
+        switch e {
+        case EACCES, EPERM: self = .itemUnreadable
+        case ENOSPC, EDQUOT, EROFS, ESTALE: self = .fatal
+        case EINTR, EIO, ETIMEDOUT, ECONNRESET, ECONNABORTED, ENETRESET, EPIPE, EAGAIN: self = .retryable
+        default: self = .itemFailed
+        }
+    }
 }

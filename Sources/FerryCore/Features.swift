@@ -21,9 +21,6 @@ public struct Features: Sendable {
     private let directCopying: (any DirectCopying)?
     private let temporaryKeeper: (any TemporaryKeeping)?
     private let limits: (any MetadataLimiting)?
-    /// The family of the location's attributes (``ExtendedAttributeStoring/attributeFamily``),
-    /// nil when it keeps none.
-    public var attributeFamily: String? { attributeStore?.attributeFamily }
     /// Where the tree lies (``ScopeTelling``), read once.
     public let scope: LocationScope?
 

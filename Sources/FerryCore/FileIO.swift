@@ -5,6 +5,19 @@ import Glibc
 /// spill files share: whole reads and writes (retrying `EINTR` and short counts) and the
 /// data ranges of a sparse file.
 public enum FileIO {
+    /// Whether every byte is zero (eight bytes at a time): a range that need not be written
+    /// where the destination leaves holes.
+    public static func isAllZero(_ data: UnsafeRawBufferPointer) -> Bool {
+        let words = data.count / 8
+        var i = 0
+        while i < words {
+            if data.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self) != 0 { return false }
+            i += 1
+        }
+        for i in (words * 8)..<data.count where data[i] != 0 { return false }
+        return true
+    }
+
     /// `pread(2)` until `buffer` is full or the end of the file; the count, or -1 with
     /// `errno` set when nothing could be read.
     public static func preadFully(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ offset: Int64) -> Int {

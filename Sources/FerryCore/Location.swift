@@ -139,14 +139,6 @@ public protocol ExtendedAttributeStoring: Location {
     func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute]
     /// Replaces the entry's attributes with `attributes` (others are removed).
     func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws
-    /// What kind of attributes these are: `posix` (a file system's xattrs, kept in S3 object
-    /// metadata too) or a location's own (`smb`: creation time, DOS attributes, security
-    /// descriptor). Attributes go only between locations of one family.
-    var attributeFamily: String { get }
-}
-
-extension ExtendedAttributeStoring {
-    public var attributeFamily: String { "posix" }
 }
 
 /// A huge directory listed without holding it in memory.

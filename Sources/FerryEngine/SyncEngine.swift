@@ -53,11 +53,8 @@ public final class SyncEngine: Sendable {
         selection.ownership = selection.uid || selection.gid
         selection.permissions = selection.permissions && caps.permissions
         selection.atime = selection.atime && caps.atime
-        // A file system's xattrs the destination cannot hold are reported per file; a
-        // location's own attributes (SMB's) go only to one of its kind (DataSync's rules).
-        let sameFamily = sourceFeatures.attributeFamily == destinationFeatures.attributeFamily
-        attributesReportedDropped = selection.extendedAttributes && sourceFeatures.attributeFamily == "posix" && !(caps.extendedAttributes && sameFamily)
-        selection.extendedAttributes = caps.extendedAttributes && sameFamily
+        attributesReportedDropped = selection.extendedAttributes && !caps.extendedAttributes && sourceFeatures.capabilities.extendedAttributes
+        selection.extendedAttributes = caps.extendedAttributes
         self.selection = selection
         self.serverSideCopy = destinationFeatures.canCopyServerSide(from: configuration.source)
         // Contents fetched while listing are for a copy that reads them: not for a dry run,

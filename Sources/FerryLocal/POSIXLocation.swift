@@ -37,7 +37,7 @@ public struct POSIXLocation: Location, SymlinkWriting, HardLinkWriting, SpecialF
     }
 
     /// Prefix of the temporary names files are written under before they are renamed.
-    static let temporaryPrefix: [UInt8] = Array(".ferry-tmp-".utf8)
+    static let temporaryPrefix = TemporaryName.prefix
 
     /// Opens the tree at `path`; with `create`, missing directories are made (like `mkdir -p`).
     public init(path: String, create: Bool = false) throws {

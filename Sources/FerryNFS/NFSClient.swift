@@ -11,8 +11,8 @@ import Synchronization
 public final class NFSClient: Sendable {
     public let host: String
     public let port: Int?
-    /// The version both sides agreed on (never ``NFSVersion/automatic``).
-    public let version: NFSVersion
+    /// The version spoken: NFSv3, the one Ferry speaks (see ``connect(host:port:path:version:create:writing:connections:timeoutMilliseconds:)``).
+    public var version: NFSVersion { .v3 }
     /// The path that was mounted (an export or a directory below one).
     public let mountedPath: String
     /// The location's root below the mount ("" or "/a/b").
@@ -24,12 +24,15 @@ public final class NFSClient: Sendable {
     public let symlinkTimesKept: Bool
 
     /// `nfs://host[:port]` as messages name the server.
-    public var server: String { "nfs://" + (host.contains(":") ? "[\(host)]" : host) + (port.map { ":\($0)" } ?? "") }
+    public var server: String { NFSClient.server(host, port) }
 
-    /// Connects to `host` and mounts `path` with `version` (each version of
-    /// ``NFSVersion/automatic`` in turn); with `create`, directories of `path` missing
-    /// below the deepest one that exists are made. `writing`: the tree is a destination.
-    /// Blocks while it mounts.
+    static func server(_ host: String, _ port: Int?) -> String {
+        "nfs://" + (host.contains(":") ? "[\(host)]" : host) + (port.map { ":\($0)" } ?? "")
+    }
+
+    /// Connects to `host` and mounts `path` over NFSv3 (`version` 3 or automatic); with
+    /// `create`, directories of `path` missing below the deepest one that exists are made.
+    /// `writing`: the tree is a destination. Blocks while it mounts.
     ///
     /// NFSv4.0 is refused by name rather than served wrong: Debian's libnfs 4.0 fails to
     /// encode NFSv4 WRITE compounds of more than a few bytes ("ZDR error: Failed to encode
@@ -41,11 +44,11 @@ public final class NFSClient: Sendable {
         host: String, port: Int?, path: String, version: NFSVersion, create: Bool, writing: Bool = false,
         connections: Int = 2, timeoutMilliseconds: Int32 = 30_000
     ) throws(NFSError) -> NFSClient {
-        let server = "nfs://" + (host.contains(":") ? "[\(host)]" : host) + (port.map { ":\($0)" } ?? "")
+        let server = NFSClient.server(host, port)
         let location = server + path
         if version == .v4_1 {
             throw NFSError(.nfsVersionUnsupported, operation: "mount", path: nil, errno: EPROTONOSUPPORT,
-                           detail: "Ferry does not speak NFSv4.1 yet (its NFS client, libnfs 4.0, has no v4.1 sessions); use NFSv4.0 (--nfs-version 4.0, Version=NFS4_0) or NFSv3",
+                           detail: "Ferry does not speak NFSv4.1 yet (its NFS client, libnfs 4.0, has no v4.1 sessions); use NFSv3 (--nfs-version 3 or auto; Version=NFS3 or AUTOMATIC)",
                            location: location, retryClass: .fatal)
         }
         if version == .v4_0 {
@@ -55,17 +58,13 @@ public final class NFSClient: Sendable {
         }
         var path = path
         while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
-        var failures: [String] = []
-        for attempt in version.attempts(writing: writing) {
-            do throws(NFSFailure) {
-                return try mount(host: host, port: port, server: server, path: path, version: attempt, create: create, writing: writing,
-                                 count: max(1, connections), timeout: timeoutMilliseconds)
-            } catch {
-                failures.append("\(attempt.label): \(error.message)")
-                if error.errno == ENOENT { break }
-            }
+        let detail: String
+        do throws(NFSFailure) {
+            return try mount(host: host, port: port, server: server, path: path, create: create, writing: writing,
+                             count: max(1, connections), timeout: timeoutMilliseconds)
+        } catch {
+            detail = "\(NFSVersion.v3.label): \(error.message)"
         }
-        let detail = failures.joined(separator: "; ")
         let unreachable = detail.contains("connect") || detail.contains("nfs_service failed") || detail.contains("resolv")
         let hint = unreachable
             ? " (is an NFS server listening on \(host)\(port.map { " port \($0)" } ?? ""), and is the name right?)"
@@ -74,7 +73,7 @@ public final class NFSClient: Sendable {
     }
 
     private static func mount(
-        host: String, port: Int?, server: String, path: String, version: NFSVersion, create: Bool, writing: Bool, count: Int, timeout: Int32
+        host: String, port: Int?, server: String, path: String, create: Bool, writing: Bool, count: Int, timeout: Int32
     ) throws(NFSFailure) -> NFSClient {
         let components = path.split(separator: "/").map(String.init)
         var firstError: NFSFailure?
@@ -82,10 +81,10 @@ public final class NFSClient: Sendable {
         // export above a destination not made yet).
         for depth in stride(from: components.count, through: 0, by: -1) {
             let mounted = "/" + components.prefix(depth).joined(separator: "/")
-            let query = "version=\(version == .v3 ? 3 : 4)" + (port.map { "&nfsport=\($0)" } ?? "")
+            let query = "version=3" + (port.map { "&nfsport=\($0)" } ?? "")
             let url = "\(server)\(mounted)?\(query)"
             do throws(NFSFailure) {
-                let first = try NFSConnection(url: url, export: mounted, version: version == .v3 ? 3 : 4, timeoutMilliseconds: timeout)
+                let first = try NFSConnection(url: url, export: mounted, timeoutMilliseconds: timeout)
                 let rest = components.dropFirst(depth)
                 if !rest.isEmpty {
                     guard create else {
@@ -104,11 +103,16 @@ public final class NFSClient: Sendable {
                     }
                 }
                 var all = [first]
-                for _ in 1..<count { all.append(try NFSConnection(url: url, export: mounted, version: version == .v3 ? 3 : 4, timeoutMilliseconds: timeout)) }
+                do throws(NFSFailure) {
+                    for _ in 1..<count { all.append(try NFSConnection(url: url, export: mounted, timeoutMilliseconds: timeout)) }
+                } catch {
+                    for c in all { c.close() }
+                    throw error
+                }
                 let below = rest.map { "/" + $0 }.joined()
                 let kept = writing ? symlinkKeepsTimes(first, in: below) : true
                 for c in all { c.start() }
-                return NFSClient(host: host, port: port, version: version, mountedPath: mounted,
+                return NFSClient(host: host, port: port, mountedPath: mounted,
                                  below: Array(below.utf8), connections: all, symlinkTimesKept: kept)
             } catch {
                 let missing = error.message.contains("NOENT") || error.message.contains("MNT3ERR_ACCES") || error.errno == ENOENT
@@ -142,12 +146,11 @@ public final class NFSClient: Sendable {
         }
     }
 
-    private init(host: String, port: Int?, version: NFSVersion, mountedPath: String, below: [UInt8], connections: [NFSConnection],
+    private init(host: String, port: Int?, mountedPath: String, below: [UInt8], connections: [NFSConnection],
                  symlinkTimesKept: Bool) {
         self.symlinkTimesKept = symlinkTimesKept
         self.host = host
         self.port = port
-        self.version = version
         self.mountedPath = mountedPath
         self.below = below
         self.connections = connections

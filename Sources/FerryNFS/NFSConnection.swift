@@ -22,7 +22,6 @@ final class NFSConnection: @unchecked Sendable {
     typealias Job = @Sendable (OpaquePointer?) -> Void
 
     private let context: OpaquePointer
-    private static let serial = Atomic<Int>(0)
     private let jobs = Mutex<[Job]>([])
     /// A pipe that wakes the thread when a job is queued (read end, write end).
     private let wake: (Int32, Int32)
@@ -32,13 +31,11 @@ final class NFSConnection: @unchecked Sendable {
     /// Largest READ and WRITE the server takes (FSINFO's rtmax/wtmax).
     let readMax: Int
     let writeMax: Int
-    /// NFSv4.0: OPENs and CLOSEs go one at a time (``OpenGate``); nil for NFSv3.
-    let openGate: OpenGate?
 
     /// Mounts `export` on `server` (`url` carries the ports and version, as libnfs parses
     /// them) with blocking calls on the caller's thread; ``start()`` then starts the
     /// connection's thread.
-    init(url: String, export: String, version: Int32, timeoutMilliseconds: Int32) throws(NFSFailure) {
+    init(url: String, export: String, timeoutMilliseconds: Int32) throws(NFSFailure) {
         guard let context = nfs_init_context() else { throw NFSFailure(errno: ENOMEM, message: "nfs_init_context failed") }
         guard let parsed = nfs_parse_url_incomplete(context, url) else {
             let message = String(cString: nfs_get_error(context))
@@ -46,15 +43,7 @@ final class NFSConnection: @unchecked Sendable {
             throw NFSFailure(errno: EINVAL, message: message)
         }
         nfs_destroy_url(parsed)
-        nfs_set_version(context, version)
-        if version == 4 {
-            // Each connection is an NFSv4 client of its own: a second SETCLIENTID under the
-            // same name would expire the first one's state (its open files).
-            let n = NFSConnection.serial.add(1, ordering: .relaxed).oldValue
-            var host = [CChar](repeating: 0, count: 256)
-            gethostname(&host, 255)
-            nfs4_set_client_name(context, "ferry-\(String(cString: host))-\(getpid())-\(n)")
-        }
+        nfs_set_version(context, 3)  // NFSv3, also named in the URL
         nfs_set_timeout(context, timeoutMilliseconds)
         nfs_set_autoreconnect(context, 3)
         // A first connection to a port nobody listens on fails at once; to a host that does
@@ -70,7 +59,6 @@ final class NFSConnection: @unchecked Sendable {
         self.context = context
         readMax = max(4096, Int(nfs_get_readmax(context)))
         writeMax = max(4096, Int(nfs_get_writemax(context)))
-        openGate = version == 4 ? OpenGate() : nil
         var ends: [Int32] = [-1, -1]
         _ = pipe(&ends)
         for fd in ends { _ = fcntl(fd, F_SETFL, O_NONBLOCK); _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }

@@ -25,28 +25,16 @@ public struct NFSError: LocationError {
         self.errno = errno
         self.detail = detail
         self.location = location
-        self.retryClass = retryClass ?? NFSError.classify(errno)
+        self.retryClass = retryClass ?? RetryClass(remoteErrno: errno)
     }
 
     init(_ failure: NFSFailure, operation: String, path: EntryPath?, location: String) {
         self.init(operation: operation, path: path, errno: failure.errno, detail: failure.message, location: location)
     }
 
-    static func classify(_ e: Int32) -> RetryClass {
-        switch e {
-        case EACCES, EPERM: .itemUnreadable
-        case ENOSPC, EDQUOT, EROFS, ESTALE: .fatal
-        // A connection that broke or a request that timed out: the item is tried again
-        // (libnfs reconnects).
-        case EINTR, EIO, ETIMEDOUT, ECONNRESET, ECONNABORTED, EPIPE, EAGAIN: .retryable
-        default: .itemFailed
-        }
-    }
-
     public var description: String {
-        let where_ = path.map { location + ($0.isRoot ? "" : $0.description) } ?? location
-        let reason = detail.isEmpty ? String(cString: strerror(errno)) : detail
-        return "\(operation) failed on \(where_): \(reason)\(ErrnoHint.text(for: errno))"
+        ErrnoHint.remoteFailure(operation, location: location, path: path,
+                                reason: detail.isEmpty ? String(cString: strerror(errno)) : detail, errno: errno)
     }
 }
 

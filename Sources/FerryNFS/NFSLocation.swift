@@ -1,7 +1,6 @@
 import CLibNFS
 import FerryCore
 import Glibc
-import Synchronization
 
 /// A directory tree on an NFS server, reached by Ferry's own client (libnfs, no mount):
 /// `nfs://host[:port]/export/path`. Keeps mode, owner, times, symlinks, hard links, FIFOs
@@ -11,9 +10,6 @@ import Synchronization
 public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFileWriting, TemporaryKeeping, ScopeTelling,
     MetadataLimiting {
     public let client: NFSClient
-    /// Names writes go under until they are committed (`.ferry-tmp-`, as for POSIX trees).
-    static let temporaryPrefix: [UInt8] = Array(".ferry-tmp-".utf8)
-    private static let temporaries = Atomic<Int>(0)
 
     public init(client: NFSClient) { self.client = client }
 
@@ -29,20 +25,19 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
     public var temporariesAreFiles: Bool { true }
 
     /// NFSv3 times are unsigned 32-bit seconds: an mtime or atime before 1970 or after
-    /// 2106 cannot be held there (NFSv4's are signed 64-bit).
+    /// 2106 cannot be held there.
     public func metadataWithheld(_ metadata: FileMetadata, kind: EntryKind, selection: MetadataSelection) -> MetadataWithheld? {
         if kind == .symlink && !client.symlinkTimesKept && (selection.mtime || selection.atime) {
             return MetadataWithheld(uid: false, gid: false, times: true,
                                     reason: "a symlink's times (this NFS server does not set them: tried when the location was opened)")
         }
-        guard client.version == .v3 else { return nil }
         let range: ClosedRange<Int64> = 0...Int64(UInt32.max)
         var out: [String] = []
         if selection.mtime && !range.contains(metadata.mtime.seconds) { out.append("mtime \(metadata.mtime)") }
         if selection.atime && !range.contains(metadata.atime.seconds) { out.append("atime \(metadata.atime)") }
         guard !out.isEmpty else { return nil }
         return MetadataWithheld(uid: false, gid: false, times: true,
-                                reason: out.joined(separator: ", ") + " (NFSv3 holds times from 1970 to 2106 only; NFSv4.0 holds them all)")
+                                reason: out.joined(separator: ", ") + " (NFSv3 holds times from 1970 to 2106 only)")
     }
 
     public var scope: LocationScope? {
@@ -73,15 +68,6 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
         }
     }
 
-    /// A call that opens or closes a file: alone on its connection under NFSv4.0 (``OpenGate``).
-    func stateful<T: Sendable>(
-        _ operation: String, _ path: EntryPath?, on connection: NFSConnection, _ start: @escaping NFSConnection.Start,
-        finish: @escaping @Sendable (OpaquePointer, Int32, UnsafeMutableRawPointer?) -> T
-    ) async throws -> T {
-        guard let gate = connection.openGate else { return try await call(operation, path, on: connection, start, finish: finish) }
-        return try await gate.run { try await call(operation, path, on: connection, start, finish: finish) }
-    }
-
     /// A call whose answer is only its status.
     func call(_ operation: String, _ path: EntryPath?, on connection: NFSConnection? = nil, _ start: @escaping NFSConnection.Start) async throws {
         try await call(operation, path, on: connection, start) { _, _, _ in () }
@@ -109,32 +95,16 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
         } catch let error as NFSError where error.errno == ENOENT || error.errno == ENOTDIR {
             return nil
         }
-        var entries: [Entry] = [], temporaries: [[UInt8]] = [], unusable: [(name: String, reason: String)] = []
-        for var entry in raw {
-            if entry.name.starts(with: NFSLocation.temporaryPrefix) {
-                temporaries.append(entry.name)
-                continue
+        var listing = Listing(sorting: raw)
+        // Symlink targets: one READLINK each, all in flight at once.
+        let targets = try await withThrowingTaskGroup(of: (Int, [UInt8]).self) { group in
+            for (i, e) in listing.entries.enumerated() where e.kind == .symlink {
+                group.addTask { (i, try await readLink(directory.appending(e.name), size: e.metadata.size)) }
             }
-            guard EntryPath.isSafeName(entry.name) else {
-                unusable.append((EntryPath.displayName(entry.name), "the name cannot be used as a path component"))
-                continue
-            }
-            if entry.kind == .symlink { entry.symlinkTarget = try await readLink(directory.appending(entry.name), size: entry.metadata.size) }
-            if client.version != .v3 {
-                // libnfs 4.0's NFSv4 READDIR does not give link counts reliably (seen: a
-                // group recognised in one run, not in the next, a link then missing): over
-                // NFSv4.0 hard-linked files are read as separate files, the same every run.
-                entry.metadata.linkCount = 1
-                entry.metadata.fileID = nil
-            }
-            if entry.kind == .characterDevice || entry.kind == .blockDevice, client.version != .v3 {
-                unusable.append((EntryPath.displayName(entry.name), "a device node read over NFSv4.0 has no device number in libnfs 4.0; read it over NFSv3"))
-                continue
-            }
-            entries.append(entry)
+            return try await group.reduce(into: [(Int, [UInt8])]()) { $0.append($1) }
         }
-        entries.sort { $0.name.lexicographicallyPrecedes($1.name) }
-        return Listing(entries: entries, staleTemporaries: temporaries, unusable: unusable)
+        for (i, target) in targets { listing.entries[i].symlinkTarget = target }
+        return listing
     }
 
     public func stat(_ path: EntryPath) async throws -> Entry? {
@@ -152,8 +122,8 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
         return entry
     }
 
-    /// A symlink's target, no longer than the `size` its attributes give (libnfs 4.0's
-    /// NFSv4 READLINK answer is not always NUL-terminated).
+    /// A symlink's target, no longer than the `size` its attributes give (a READLINK answer
+    /// need not end in NUL; libnfs 4.0's NFSv4 one was seen not to).
     func readLink(_ path: EntryPath, size: Int64) async throws -> [UInt8] {
         let p = client.cPath(path)
         return try await call("readlink", path, { ctx, cb, token in p.withUnsafeBufferPointer { nfs_readlink_async(ctx, $0.baseAddress, cb, token) } }) { _, _, data in
@@ -166,7 +136,7 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
     public func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
         let connection = client.connection
         let p = client.cPath(path)
-        let handle = try await stateful("open", path, on: connection, { ctx, cb, token in
+        let handle = try await call("open", path, on: connection, { ctx, cb, token in
             p.withUnsafeBufferPointer { nfs_open_async(ctx, $0.baseAddress, O_RDONLY, cb, token) }
         }) { _, _, data in Unchecked(OpaquePointer(data!)) }
         return NFSReader(location: self, connection: connection, handle: handle, path: path, metadata: expected.metadata)
@@ -174,19 +144,13 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
 
     // MARK: Writing the tree
 
-    /// A fresh temporary name beside `path`.
-    func temporary(for path: EntryPath) -> EntryPath {
-        let n = NFSLocation.temporaries.add(1, ordering: .relaxed).oldValue
-        return path.parent.appending(NFSLocation.temporaryPrefix + Array("\(getpid())-\(n)".utf8))
-    }
-
     public func createFile(
         _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
     ) async throws -> any EntryWriter {
         let connection = client.connection
-        let temporary = temporary(for: path)
+        let temporary = TemporaryName.beside(path)
         let p = client.cPath(temporary)
-        let handle = try await stateful("create", path, on: connection, { ctx, cb, token in
+        let handle = try await call("create", path, on: connection, { ctx, cb, token in
             p.withUnsafeBufferPointer { nfs_create_async(ctx, $0.baseAddress, O_WRONLY | O_CREAT | O_EXCL, 0o600, cb, token) }
         }) { _, _, data in Unchecked(OpaquePointer(data!)) }
         return NFSWriter(location: self, connection: connection, handle: handle, path: path, temporary: temporary,
@@ -255,7 +219,7 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
 
     public func makeSymlink(_ path: EntryPath, target: [UInt8], metadata: FileMetadata, selection: MetadataSelection) async throws {
         let connection = client.connection
-        let temporary = temporary(for: path)
+        let temporary = TemporaryName.beside(path)
         let p = client.cPath(temporary), t = target.map { CChar(bitPattern: $0) } + [0]
         try await call("symlink", path, on: connection) { ctx, cb, token in
             t.withUnsafeBufferPointer { tp in p.withUnsafeBufferPointer { nfs_symlink_async(ctx, tp.baseAddress, $0.baseAddress, cb, token) } }
@@ -270,7 +234,7 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
     }
 
     public func makeHardLink(_ path: EntryPath, to existing: EntryPath) async throws {
-        let temporary = temporary(for: path)
+        let temporary = TemporaryName.beside(path)
         let from = client.cPath(existing), to = client.cPath(temporary)
         try await call("link", path) { ctx, cb, token in
             from.withUnsafeBufferPointer { f in to.withUnsafeBufferPointer { nfs_link_async(ctx, f.baseAddress, $0.baseAddress, cb, token) } }
@@ -288,7 +252,7 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
 
     public func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
         let connection = client.connection
-        let temporary = temporary(for: path)
+        let temporary = TemporaryName.beside(path)
         let p = client.cPath(temporary)
         let mode = Int32(kind.modeTypeBits | 0o600), device = Int32(truncatingIfNeeded: metadata.deviceNumber)
         try await call("mknod", path, on: connection) { ctx, cb, token in

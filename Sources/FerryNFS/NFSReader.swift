@@ -11,9 +11,9 @@ struct NFSReader: EntryReader {
     let path: EntryPath
     let metadata: FileMetadata
 
-    /// NFSv3 and v4.0 cannot tell where a file's holes are (SEEK_DATA is v4.2): the whole
-    /// file is data here, and the writer leaves ranges of zeros unwritten.
-    func dataExtents() async throws -> [Extent] { metadata.size > 0 ? [Extent(offset: 0, length: metadata.size)] : [] }
+    /// NFSv3 cannot tell where a file's holes are (SEEK_DATA is v4.2): the whole file is
+    /// data here, and a writer leaves ranges of zeros unwritten.
+    func dataExtents() async throws -> [Extent] { Extent.wholeFile(size: metadata.size) }
 
     func extendedAttributes() async throws -> [ExtendedAttribute] { [] }
 
@@ -53,7 +53,7 @@ struct NFSReader: EntryReader {
         let stat = try await location.call("fstat", path, on: connection, { ctx, cb, token in
             nfs_fstat64_async(ctx, handle.value, cb, token)
         }) { _, _, data in NFSLocation.entry(name: [], data!.assumingMemoryBound(to: nfs_stat_64.self).pointee).metadata }
-        _ = try await location.stateful("close", path, on: connection, { ctx, cb, token in nfs_close_async(ctx, handle.value, cb, token) }) { _, _, _ in () }
+        try await location.call("close", path, on: connection) { ctx, cb, token in nfs_close_async(ctx, handle.value, cb, token) }
         return stat
     }
 }

@@ -33,14 +33,7 @@ public enum NFSVersion: String, Sendable, Hashable, CaseIterable {
         }
     }
 
-    /// The versions tried, best first: the best Ferry speaks is NFSv3 (see ``NFSClient``
-    /// for why NFSv4.0 is refused).
-    func attempts(writing: Bool) -> [NFSVersion] {
-        switch self {
-        case .automatic: [.v3]
-        default: [self]
-        }
-    }
+
 
     var label: String { self == .v3 ? "NFSv3" : self == .v4_0 ? "NFSv4.0" : self == .v4_1 ? "NFSv4.1" : "NFS (automatic)" }
 }

@@ -38,7 +38,7 @@ final class NFSWriter: EntryWriter, @unchecked Sendable {
             while start < bytes.count {
                 let at = start, length = min(chunk, bytes.count - start)
                 start += length
-                if NFSWriter.allZero(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + length)])) { continue }
+                if FileIO.isAllZero(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + length)])) { continue }
                 group.addTask { [self] in
                     let written = try await location.call("write", path, on: connection, { ctx, cb, token in
                         nfs_pwrite_async(ctx, self.handle.value, UInt64(offset) + UInt64(at), UInt64(length), source.value.baseAddress! + at, cb, token)
@@ -50,20 +50,6 @@ final class NFSWriter: EntryWriter, @unchecked Sendable {
             }
             try await group.waitForAll()
         }
-    }
-
-    static func allZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        var i = 0
-        let n = bytes.count
-        while i + 8 <= n {
-            if bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
-            i += 8
-        }
-        while i < n {
-            if bytes[i] != 0 { return false }
-            i += 1
-        }
-        return true
     }
 
     func commit() async throws -> [String] {
@@ -85,7 +71,7 @@ final class NFSWriter: EntryWriter, @unchecked Sendable {
 
     private func closeHandle() async throws {
         guard open.exchange(false, ordering: .relaxed) else { return }
-        _ = try await location.stateful("close", path, on: connection, { [handle] ctx, cb, token in nfs_close_async(ctx, handle.value, cb, token) }) { _, _, _ in () }
+        try await location.call("close", path, on: connection) { [handle] ctx, cb, token in nfs_close_async(ctx, handle.value, cb, token) }
     }
 
     func abort() async {

@@ -139,7 +139,7 @@ public final class SMBClient: Sendable {
     /// a directory (made, with its parents, when `create`). Blocks while it connects.
     public static func connect(
         host: String, port: Int?, path: String, credentials: SMBCredentials, version: SMBVersion = .automatic,
-        securityDescriptors: SecurityDescriptorCopy = .ownerDACL, create: Bool, workers: Int = 8, timeoutMilliseconds: Int32 = 30_000
+        securityDescriptors: SecurityDescriptorCopy = .ownerDACL, create: Bool, workers: Int = 1, timeoutMilliseconds: Int32 = 30_000
     ) throws -> SMBClient {
         let parts = path.split(separator: "/").map(String.init)
         guard let share = parts.first else {

@@ -24,22 +24,12 @@ public struct SMBError: LocationError {
         self.errno = errno
         self.detail = detail
         self.location = location
-        self.retryClass = retryClass ?? SMBError.classify(errno)
-    }
-
-    static func classify(_ e: Int32) -> RetryClass {
-        switch e {
-        case EACCES, EPERM: .itemUnreadable
-        case ENOSPC, EDQUOT, EROFS: .fatal
-        case EINTR, EIO, ETIMEDOUT, ECONNRESET, ECONNABORTED, EPIPE, EAGAIN, ENETRESET: .retryable
-        default: .itemFailed
-        }
+        self.retryClass = retryClass ?? RetryClass(remoteErrno: errno)
     }
 
     public var description: String {
-        let where_ = path.map { location + ($0.isRoot ? "" : $0.description) } ?? location
-        let reason = errno == 0 ? detail : String(cString: strerror(errno)) + (detail.isEmpty ? "" : "; " + detail)
-        return "\(operation) failed on \(where_): \(reason)\(ErrnoHint.text(for: errno))"
+        ErrnoHint.remoteFailure(operation, location: location, path: path,
+                                reason: errno == 0 ? detail : String(cString: strerror(errno)) + (detail.isEmpty ? "" : "; " + detail), errno: errno)
     }
 }
 

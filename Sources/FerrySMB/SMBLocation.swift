@@ -1,7 +1,6 @@
 import CLibSMB
 import FerryCore
 import Glibc
-import Synchronization
 
 /// A directory tree on an SMB share, reached by Ferry's own client (libsmbclient, no
 /// mount): `smb://[domain;]user@host[:port]/share/path`.
@@ -16,8 +15,6 @@ import Synchronization
 /// the POSIX mode and `system.nt_sec_desc.*` with ENODATA (``SMBClient/copiesSecurityDescriptors``).
 public struct SMBLocation: Location, SymlinkWriting, HardLinkWriting, TemporaryKeeping, ScopeTelling {
     public let client: SMBClient
-    static let temporaryPrefix: [UInt8] = Array(".ferry-tmp-".utf8)
-    private static let temporaries = Atomic<Int>(0)
     /// DataSync's default POSIX metadata for what comes from SMB.
     static let defaultOwner: UInt32 = 65534
 
@@ -37,8 +34,14 @@ public struct SMBLocation: Location, SymlinkWriting, HardLinkWriting, TemporaryK
     public var temporariesAreFiles: Bool { true }
 
     public var scope: LocationScope? {
-        LocationScope(space: "smb://\(client.host.lowercased()):\(client.port ?? 445)/\(client.share.lowercased())",
-                      components: client.below.lowercased().split(separator: "/").map(String.init), display: uri)
+        SMBLocation.scope(host: client.host, port: client.port, path: "/" + client.share + client.below, display: uri)
+    }
+
+    /// The tree at `/share/path` on `host`: the same server (by name, default port 445) and
+    /// share, and a path within the other, overlap; names are compared without case.
+    public static func scope(host: String, port: Int?, path: String, display: String) -> LocationScope {
+        let parts = path.split(separator: "/").map { $0.lowercased() }
+        return LocationScope(space: "smb://\(host.lowercased()):\(port ?? 445)/\(parts.first ?? "")", components: Array(parts.dropFirst()), display: display)
     }
 
     func fail(_ operation: String, _ path: EntryPath?, _ e: Int32, _ detail: String = "") -> SMBError {
@@ -66,17 +69,7 @@ public struct SMBLocation: Location, SymlinkWriting, HardLinkWriting, TemporaryK
             if e == ENOENT || e == ENOTDIR { return nil }
             throw fail("opendir", directory, e)
         }
-        var entries: [Entry] = [], temporaries: [[UInt8]] = [], unusable: [(name: String, reason: String)] = []
-        for entry in raw {
-            if entry.name.starts(with: SMBLocation.temporaryPrefix) { temporaries.append(entry.name); continue }
-            guard EntryPath.isSafeName(entry.name) else {
-                unusable.append((EntryPath.displayName(entry.name), "the name cannot be used as a path component"))
-                continue
-            }
-            entries.append(entry)
-        }
-        entries.sort { $0.name.lexicographicallyPrecedes($1.name) }
-        return Listing(entries: entries, staleTemporaries: temporaries, unusable: unusable)
+        return Listing(sorting: raw)
     }
 
     public func stat(_ path: EntryPath) async throws -> Entry? {
@@ -102,16 +95,11 @@ public struct SMBLocation: Location, SymlinkWriting, HardLinkWriting, TemporaryK
 
     // MARK: Writing the tree
 
-    func temporary(for path: EntryPath) -> EntryPath {
-        let n = SMBLocation.temporaries.add(1, ordering: .relaxed).oldValue
-        return path.parent.appending(SMBLocation.temporaryPrefix + Array("\(getpid())-\(n)".utf8))
-    }
-
     public func createFile(
         _ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
     ) async throws -> any EntryWriter {
         let worker = client.worker
-        let temporary = temporary(for: path)
+        let temporary = TemporaryName.beside(path)
         let url = client.url(temporary)
         let (file, e) = await worker.run { ctx in Unchecked(smbc_getFunctionOpen(ctx)!(ctx, url, O_WRONLY | O_CREAT | O_EXCL, 0o644)) }
         guard let handle = file.value else { throw fail("create", path, e) }

@@ -11,7 +11,7 @@ struct SMBReader: EntryReader {
     let path: EntryPath
     let metadata: FileMetadata
 
-    func dataExtents() async throws -> [Extent] { metadata.size > 0 ? [Extent(offset: 0, length: metadata.size)] : [] }
+    func dataExtents() async throws -> [Extent] { Extent.wholeFile(size: metadata.size) }
 
     func extendedAttributes() async throws -> [ExtendedAttribute] { [] }
 

@@ -31,7 +31,7 @@ final class SMBWriter: EntryWriter, @unchecked Sendable {
     }
 
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws {
-        if bytes.allSatisfy({ $0 == 0 }) { return }
+        if FileIO.isAllZero(bytes) { return }
         let source = Unchecked(bytes)
         let (ok, e) = await worker.run { [handle] ctx -> Bool in
             guard smbc_getFunctionLseek(ctx)!(ctx, handle.value, off_t(offset), SEEK_SET) >= 0 else { return false }

@@ -35,7 +35,7 @@ public final class NFSTestServer: Sendable {
     }
 
     public static func start(protocols: String = "3, 4") throws -> NFSTestServer {
-        guard let ganesha = S3TestServer.which("ganesha.nfsd") ?? ["/usr/bin/ganesha.nfsd", "/usr/sbin/ganesha.nfsd"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        guard let ganesha = S3TestServer.which("ganesha.nfsd") else {
             throw TestTreeError("ganesha.nfsd not found: apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind (.ci/run does)")
         }
         try ensureRPCBind()
@@ -63,7 +63,7 @@ public final class NFSTestServer: Sendable {
     /// Starts `rpcbind` unless something listens on port 111 already.
     static func ensureRPCBind() throws {
         if portOpen(111) { return }
-        guard let rpcbind = S3TestServer.which("rpcbind") ?? ["/usr/sbin/rpcbind", "/sbin/rpcbind"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        guard let rpcbind = S3TestServer.which("rpcbind") else {
             throw TestTreeError("rpcbind not found: apt-get install rpcbind (.ci/run does)")
         }
         let p = Process()

@@ -132,7 +132,7 @@ public final class S3TestServer: Sendable {
             let candidate = "\(dir)/\(name)"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
         }
-        for candidate in ["/root/.pyenv/shims/\(name)", "/usr/local/bin/\(name)"] where FileManager.default.isExecutableFile(atPath: candidate) {
+        for candidate in ["/root/.pyenv/shims/\(name)", "/usr/local/bin/\(name)", "/usr/sbin/\(name)", "/sbin/\(name)"] where FileManager.default.isExecutableFile(atPath: candidate) {
             return candidate
         }
         return nil

@@ -39,7 +39,7 @@ public final class SMBTestServer: Sendable {
     }
 
     public static func start() throws -> SMBTestServer {
-        guard let smbd = ["/usr/sbin/smbd", "/usr/bin/smbd"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        guard let smbd = S3TestServer.which("smbd") else {
             throw TestTreeError("smbd not found: apt-get install samba smbclient (.ci/run does)")
         }
         let dir = try TestTree(label: "smbd").root

@@ -70,8 +70,7 @@ final class LocationFactory {
         case .nfs(let host, let port, let path):
             return NFSLocation.scope(host: host, port: port, path: path, display: argument)
         case .smb(_, _, let host, let port, let path):
-            let parts = path.split(separator: "/").map { $0.lowercased() }
-            return LocationScope(space: "smb://\(host.lowercased()):\(port ?? 445)/\(parts.first ?? "")", components: Array(parts.dropFirst()), display: argument)
+            return SMBLocation.scope(host: host, port: port, path: path, display: argument)
         default:
             throw FerryError(.unsupported, "\(argument) is not a location `ferry sync` serves")
         }
