@@ -152,5 +152,6 @@ enum NFSTests {
         #expect(r.status == 2, "\(r.stdout)\(r.stderr)")
         #expect((r.stdout + r.stderr).contains("/secret"), "\(r.stdout)\(r.stderr)")
         #expect(FileManager.default.contents(atPath: out.root + "/dest/ok") == Data([1, 2, 3]))
+        #expect(!FileManager.default.fileExists(atPath: out.root + "/dest/secret"))
     }
 }

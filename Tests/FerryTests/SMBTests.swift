@@ -70,8 +70,12 @@ enum SMBTests {
         defer { f.cleanUp() }
         try f.source.file("a", [1])
         try f.source.symlink("link", to: "a")
-        let r = try SMBTests.ferry(server, ["sync", f.source.root, server.url("share1", "links-\(UInt32.random(in: 0..<UInt32.max))")])
+        let sub = "links-\(UInt32.random(in: 0..<UInt32.max))"
+        let r = try SMBTests.ferry(server, ["sync", f.source.root, server.url("share1", sub)])
         #expect(r.status == 1, "\(r.stdout)\(r.stderr)")
+        // Nothing stands for the symlink on the share, under its name or a temporary one.
+        let arrived = (try? FileManager.default.contentsOfDirectory(atPath: server.path("share1") + "/\(sub)")) ?? []
+        #expect(!arrived.contains("link") && !arrived.contains { $0.hasPrefix(".ferry-tmp-") }, "\(arrived)")
         #expect((r.stdout + r.stderr).contains("/link") && (r.stdout + r.stderr).contains("holds no symlinks"), "\(r.stdout)\(r.stderr)")
     }
 
