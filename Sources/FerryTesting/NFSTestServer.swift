@@ -60,20 +60,31 @@ public final class NFSTestServer: Sendable {
         return NFSTestServer(export: export, port: port, process: p)
     }
 
-    /// Starts `rpcbind` unless something listens on port 111 already.
+    /// Starts `rpcbind` unless something listens on port 111 already; it lives as long as the
+    /// test process.
     static func ensureRPCBind() throws {
         if portOpen(111) { return }
         guard let rpcbind = S3TestServer.which("rpcbind") else {
             throw TestTreeError("rpcbind not found: apt-get install rpcbind (.ci/run does)")
         }
+        // In the foreground, never waited for: a daemonizing rpcbind's parent was once left
+        // unreaped and `waitUntilExit` hung the whole test run (CI timed out). rpcbind drops
+        // to its own user, which clears a pdeathsig, so a shell kills it when the pipe on
+        // its stdin ends — when the test process exits, however it exits (SIGKILL: it
+        // outlived a SIGTERM here).
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: rpcbind)
-        p.arguments = ["-w"]
-        try p.run()
-        p.waitUntilExit()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "\"$0\" -f -w & read _; kill -9 $!", rpcbind]
+        p.standardInput = rpcbindLifeline
+        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try ProcessLauncher.run(p)
         for _ in 0..<50 where !portOpen(111) { usleep(100_000) }
         if !portOpen(111) { throw TestTreeError("rpcbind did not start (nothing listens on port 111)") }
     }
+
+    /// Open for the test process's lifetime: its end stops rpcbind.
+    static let rpcbindLifeline = Pipe()
 
     static func portOpen(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
