@@ -101,9 +101,11 @@ let package = Package(
             // No dynamic symbol table of the whole static binary (44,808 symbols): the
             // runtime's start-up `dladdr` scans it, 0.7 ms of every run (docs/PERFORMANCE.md).
             linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"], .when(platforms: [.linux]))]),
+        // A TCP proxy that delays, stalls and cuts (the kernel here has no netem): bench/ and tests.
+        .executableTarget(name: "ferry-netem", swiftSettings: swiftSettings),
         .testTarget(
             name: "FerryTests",
-            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerrySMB", "FerryServer", "FerryStore", "FerryBlock", "FerryTesting", "CFerry", "ferry",
+            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerrySMB", "FerryServer", "FerryStore", "FerryBlock", "FerryTesting", "CFerry", "ferry", "ferry-netem",
                            .product(name: "Crypto", package: "swift-crypto")],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings),

@@ -2,6 +2,8 @@ import FerryCore
 
 extension SyncEngine {
     static let maxBufferSize = 1 << 20
+    /// How often a file is tried again after its connection broke (after 0.25, 1 and 4 s).
+    static let brokenConnectionRetries = 3
 
     /// Bytes corrupted in transit, or a source replaced while it was read, are worth one
     /// more try of the whole file.
@@ -37,7 +39,8 @@ extension SyncEngine {
         let pooled = buffer ?? buffers.take()
         defer { if buffer == nil { buffers.recycle(pooled) } }
         var problem: (FailureKind, String)?
-        for _ in 0..<2 {
+        var attempts = 0, broken = 0
+        while attempts < 2 {
             let attempt: CopyAttempt
             do {
                 if let direct {
@@ -46,9 +49,23 @@ extension SyncEngine {
                     attempt = try await copyThrough(item, using: pooled, selection: itemSelection)
                 }
             } catch {
-                if let retry = worthOneMoreTry(error, item.path) { problem = retry; continue }
+                if let retry = worthOneMoreTry(error, item.path) {
+                    problem = retry
+                    attempts += 1
+                    continue
+                }
+                // A connection that broke mid-file (reset, timed out): the whole file again,
+                // after a pause that grows, a few times (its temporary was aborted, so nothing
+                // partial stands).
+                if retryClass(error) == .retryable, broken < SyncEngine.brokenConnectionRetries {
+                    broken += 1
+                    configuration.logger.warning("retrying the file after a broken connection", metadata: ["file.path": "\(item.path)", "error": "\(describe(error))"])
+                    try await Task.sleep(for: .milliseconds(250 << (2 * (broken - 1))))
+                    continue
+                }
                 throw error
             }
+            attempts += 1
             switch attempt {
             case .again(let kind, let reason): problem = (kind, reason)
             case .copied(let copied): return book(item, copied)

@@ -17,8 +17,11 @@ public final class NFSClient: Sendable {
     public let mountedPath: String
     /// The location's root below the mount ("" or "/a/b").
     let below: [UInt8]
-    let connections: [NFSConnection]
+    /// The connections; one whose connection broke is replaced by a new mount on its next use.
+    private let connections: Mutex<[NFSConnection]>
     private let next = Atomic<Int>(0)
+    /// What mounts another connection: the URL (ports, version), the export, the timeout.
+    private let mount: (url: String, export: String, timeout: Int32)
     /// Whether the server sets a symlink's times (nfs-ganesha's VFS backend does not):
     /// tried once on a temporary symlink when a tree to write to is opened.
     public let symlinkTimesKept: Bool
@@ -46,15 +49,9 @@ public final class NFSClient: Sendable {
     ) throws(NFSError) -> NFSClient {
         let server = NFSClient.server(host, port)
         let location = server + path
-        if version == .v4_1 {
+        if let refusal = version.refusal {
             throw NFSError(.nfsVersionUnsupported, operation: "mount", path: nil, errno: EPROTONOSUPPORT,
-                           detail: "Ferry does not speak NFSv4.1 yet (its NFS client, libnfs 4.0, has no v4.1 sessions); use NFSv3 (--nfs-version 3 or auto; Version=NFS3 or AUTOMATIC)",
-                           location: location, retryClass: .fatal)
-        }
-        if version == .v4_0 {
-            throw NFSError(.nfsVersionUnsupported, operation: "mount", path: nil, errno: EPROTONOSUPPORT,
-                           detail: "Ferry does not speak NFSv4.0 yet: its NFS client, libnfs 4.0, fails NFSv4 WRITEs and directory SETATTRs, and CLOSEs of files read in parallel; use NFSv3 (--nfs-version 3 or auto; Version=NFS3 or AUTOMATIC)",
-                           location: location, retryClass: .fatal)
+                           detail: refusal, location: location, retryClass: .fatal)
         }
         var path = path
         while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
@@ -112,8 +109,8 @@ public final class NFSClient: Sendable {
                 let below = rest.map { "/" + $0 }.joined()
                 let kept = writing ? symlinkKeepsTimes(first, in: below) : true
                 for c in all { c.start() }
-                return NFSClient(host: host, port: port, mountedPath: mounted,
-                                 below: Array(below.utf8), connections: all, symlinkTimesKept: kept)
+                return NFSClient(host: host, port: port, mountedPath: mounted, below: Array(below.utf8), connections: all,
+                                 mount: (url, mounted, timeout), symlinkTimesKept: kept)
             } catch {
                 let missing = error.message.contains("NOENT") || error.message.contains("MNT3ERR_ACCES") || error.errno == ENOENT
                 if !missing { throw error }
@@ -147,22 +144,40 @@ public final class NFSClient: Sendable {
     }
 
     private init(host: String, port: Int?, mountedPath: String, below: [UInt8], connections: [NFSConnection],
-                 symlinkTimesKept: Bool) {
+                 mount: (url: String, export: String, timeout: Int32), symlinkTimesKept: Bool) {
+        self.mount = mount
         self.symlinkTimesKept = symlinkTimesKept
         self.host = host
         self.port = port
         self.mountedPath = mountedPath
         self.below = below
-        self.connections = connections
+        self.connections = Mutex(connections)
     }
 
     deinit { close() }
 
     /// Closes every connection; calls still outstanding fail.
-    public func close() { for c in connections { c.close() } }
+    public func close() { for c in connections.withLock({ $0 }) { c.close() } }
 
-    /// A connection for the next call or file (round robin).
-    var connection: NFSConnection { connections[next.add(1, ordering: .relaxed).oldValue % connections.count] }
+    /// A connection for the next call or file (round robin). One whose connection broke
+    /// (libnfs's own reconnection did not bring it back: its calls time out) is replaced by
+    /// a new mount here; should that fail too, the broken one is used and its calls fail.
+    var connection: NFSConnection {
+        connections.withLock { all in
+            let i = next.add(1, ordering: .relaxed).oldValue % all.count
+            guard all[i].broken else { return all[i] }
+            do throws(NFSFailure) {
+                let fresh = try NFSConnection(url: mount.url, export: mount.export, timeoutMilliseconds: mount.timeout)
+                fresh.start()
+                let old = all[i]
+                all[i] = fresh
+                DispatchQueue.global().async { old.close() }
+                return fresh
+            } catch {
+                return all[i]
+            }
+        }
+    }
 
     /// The path libnfs is given for `path` (the mount's root is "/"), NUL-terminated.
     func cPath(_ path: EntryPath) -> [CChar] {

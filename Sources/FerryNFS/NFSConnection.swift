@@ -28,6 +28,10 @@ final class NFSConnection: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let stopped = DispatchSemaphore(value: 0)
     private let started = Atomic<Bool>(false)
+    private let brokenFlag = Atomic<Bool>(false)
+    /// Whether a call failed as a broken connection does (timed out, reset): the client
+    /// mounts a new connection in its place (``NFSClient/connection``).
+    var broken: Bool { brokenFlag.load(ordering: .relaxed) }
     /// Largest READ and WRITE the server takes (FSINFO's rtmax/wtmax).
     let readMax: Int
     let writeMax: Int
@@ -45,7 +49,11 @@ final class NFSConnection: @unchecked Sendable {
         nfs_destroy_url(parsed)
         nfs_set_version(context, 3)  // NFSv3, also named in the URL
         nfs_set_timeout(context, timeoutMilliseconds)
-        nfs_set_autoreconnect(context, 3)
+        // No reconnection by libnfs: after a cut its reconnected requests were seen to hang
+        // until they timed out (30 s each). A broken connection fails its calls at once
+        // instead, and the client mounts a new one in its place (``NFSClient/connection``);
+        // the engine tries the file again.
+        nfs_set_autoreconnect(context, 0)
         // A first connection to a port nobody listens on fails at once; to a host that does
         // not answer, after a few SYNs, not the kernel's two minutes.
         nfs_set_tcp_syncnt(context, 3)
@@ -96,10 +104,13 @@ final class NFSConnection: @unchecked Sendable {
     func call<T: Sendable>(
         _ start: @escaping Start, finish: @escaping @Sendable (OpaquePointer, Int32, UnsafeMutableRawPointer?) -> T
     ) async throws(NFSFailure) -> T {
+        // A broken connection fails at once rather than after another timeout.
+        if broken { throw NFSFailure(errno: ECONNRESET, message: "the connection broke (a call on it timed out or was reset)") }
         let result: Result<T, NFSFailure> = await withCheckedContinuation { continuation in
             let pending = PendingCall { context, status, data in
                 if status < 0 {
                     let message = data.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? String(cString: strerror(-status))
+                    if NFSConnection.breaks(-status, message) { self.brokenFlag.store(true, ordering: .relaxed) }
                     continuation.resume(returning: .failure(NFSFailure(errno: -status, message: message)))
                 } else {
                     continuation.resume(returning: .success(finish(context, status, data)))
@@ -118,6 +129,13 @@ final class NFSConnection: @unchecked Sendable {
             }
         }
         return try result.get()
+    }
+
+    /// Whether a failure is the connection's, not the call's: timed out, reset, gone (libnfs
+    /// says "Failed to reconnect", "Command timed out", "Command was cancelled").
+    static func breaks(_ e: Int32, _ message: String) -> Bool {
+        [ETIMEDOUT, ECONNRESET, ECONNABORTED, ENOTCONN, EPIPE].contains(e)
+            || ["timed out", "cancelled", "reconnect", "connection broke"].contains { message.contains($0) }
     }
 
     /// Runs `job` on the connection's thread, or with nil at once when it is closed.
@@ -146,6 +164,13 @@ final class NFSConnection: @unchecked Sendable {
             if fds[1].revents != 0 {
                 var drain = [UInt8](repeating: 0, count: 64)
                 while Glibc.read(wake.0, &drain, 64) == 64 {}
+            }
+            // The socket reset or closed: the connection is broken; its calls fail now (as
+            // the context goes), not when each times out, and new ones fail at once.
+            if fds[0].revents & Int16(POLLHUP | POLLERR) != 0 {
+                brokenFlag.store(true, ordering: .relaxed)
+                jobs.withLock { _ in stopping.store(true, ordering: .releasing) }
+                break
             }
             // Also with no events: libnfs times requests out here.
             _ = nfs_service(context, Int32(fds[0].revents))

@@ -29,7 +29,9 @@ public struct NFSError: LocationError {
     }
 
     init(_ failure: NFSFailure, operation: String, path: EntryPath?, location: String) {
-        self.init(operation: operation, path: path, errno: failure.errno, detail: failure.message, location: location)
+        // A broken connection is worth another try on a new one (``NFSClient/connection``).
+        self.init(operation: operation, path: path, errno: failure.errno, detail: failure.message, location: location,
+                  retryClass: NFSConnection.breaks(failure.errno, failure.message) ? .retryable : nil)
     }
 
     public var description: String {

@@ -33,7 +33,18 @@ public enum NFSVersion: String, Sendable, Hashable, CaseIterable {
         }
     }
 
-
+    /// Why Ferry does not speak this version yet (nil: it does), for the error that refuses it
+    /// by name — at `ferry sync`, at the server's CreateLocationNfs/UpdateLocationNfs.
+    public var refusal: String? {
+        switch self {
+        case .v4_1:
+            "Ferry does not speak NFSv4.1 yet (its NFS client, libnfs 4.0, has no v4.1 sessions); use NFSv3 (--nfs-version 3 or auto; Version=NFS3 or AUTOMATIC)"
+        case .v4_0:
+            "Ferry does not speak NFSv4.0 yet: its NFS client, libnfs 4.0, fails NFSv4 WRITEs and directory SETATTRs, and CLOSEs of files read in parallel; use NFSv3 (--nfs-version 3 or auto; Version=NFS3 or AUTOMATIC)"
+        case .v3, .automatic:
+            nil
+        }
+    }
 
     var label: String { self == .v3 ? "NFSv3" : self == .v4_0 ? "NFSv4.0" : self == .v4_1 ? "NFSv4.1" : "NFS (automatic)" }
 }

@@ -76,6 +76,7 @@ final class NFSWriter: EntryWriter, @unchecked Sendable {
 
     func abort() async {
         try? await closeHandle()
-        if !done.exchange(true, ordering: .relaxed) { try? await location.unlink(temporary, on: connection) }
+        // Over another connection when this one broke (the cause, often): the temporary goes.
+        if !done.exchange(true, ordering: .relaxed) { try? await location.unlink(temporary, on: connection.broken ? nil : connection) }
     }
 }

@@ -46,40 +46,52 @@ final class SMBWorker: @unchecked Sendable {
         queue = DispatchQueue(label: "ferry-smb-\(index)")
     }
 
-    /// One libsmbclient call at a time in the whole process: even with Samba's thread hooks
-    /// set, its character-set conversion is shared between threads (seen here: concurrent
-    /// calls fail with "convert_string_talloc: out of memory"). Correctness first: the
-    /// sessions stay separate, their calls take turns.
-    private static let library = NSLock()
+    /// libsmbclient's shared state is made on first use and on (re)connection, without
+    /// locks: concurrent first calls failed here with "convert_string_talloc: out of
+    /// memory" (its character-set handles, made lazily). So a session's first call, the
+    /// first after a connection error, and closing run alone (the write side); every other
+    /// call runs at once with those of the other sessions (the read side).
+    private static let library = ReadWriteLock()
+    /// Whether this session's next call may connect (first call, or after a broken connection).
+    private let connecting = Atomic<Bool>(true)
+
+    static func brokeConnection(_ e: Int32) -> Bool {
+        [ECONNRESET, ECONNABORTED, ENOTCONN, EPIPE, ETIMEDOUT, EIO, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENOMEM].contains(e)
+    }
+
+    private func call<T>(_ body: (UnsafeMutablePointer<SMBCCTX>) -> T) -> (T, Int32) {
+        let alone = connecting.load(ordering: .relaxed)
+        if alone { SMBWorker.library.lockWrite() } else { SMBWorker.library.lockRead() }
+        errno = 0
+        let value = body(context)
+        let e = errno
+        SMBWorker.library.unlock()
+        if SMBWorker.brokeConnection(e) {
+            connecting.store(true, ordering: .relaxed)
+        } else if alone && e == 0 {
+            connecting.store(false, ordering: .relaxed)
+        }
+        return (value, e)
+    }
 
     /// Runs `body` with the context on the worker's queue; `errno` as the call left it.
     func run<T: Sendable>(_ body: @escaping @Sendable (UnsafeMutablePointer<SMBCCTX>) -> T) async -> (T, Int32) {
         await withCheckedContinuation { continuation in
-            let context = Unchecked(context)
+            let worker = Unchecked(self)
             queue.async {
-                SMBWorker.library.lock()
-                defer { SMBWorker.library.unlock() }
-                errno = 0
-                let value = body(context.value)
-                continuation.resume(returning: (value, errno))
+                continuation.resume(returning: worker.value.call { body($0) })
             }
         }
     }
 
     /// The same, blocking the caller (only while connecting).
     func runNow<T>(_ body: (UnsafeMutablePointer<SMBCCTX>) -> T) -> (T, Int32) {
-        queue.sync {
-            SMBWorker.library.lock()
-            defer { SMBWorker.library.unlock() }
-            errno = 0
-            let value = body(context)
-            return (value, errno)
-        }
+        queue.sync { call(body) }
     }
 
     func close() {
         queue.sync {
-            SMBWorker.library.lock()
+            SMBWorker.library.lockWrite()
             defer { SMBWorker.library.unlock() }
             _ = smbc_free_context(context, 1)
         }
@@ -126,6 +138,13 @@ public final class SMBClient: Sendable {
     /// Whether security descriptors (and DOS attributes, creation times) are copied between
     /// shares: not yet (see ``SMBLocation``); a copy between shares asked to says so.
     public static let copiesSecurityDescriptors = false
+
+    /// The warning a copy between two shares gives while descriptors are not copied (nil
+    /// when there is nothing to warn of), for `ferry sync` and the server's execution log.
+    public static func descriptorWarning(source: any Location, destination: any Location, flags: SecurityDescriptorCopy) -> String? {
+        guard source is SMBLocation, destination is SMBLocation, !copiesSecurityDescriptors, flags != .none else { return nil }
+        return "between SMB shares only data and times are copied yet: security descriptors (\(flags.rawValue)), DOS attributes and creation times are not (see README)"
+    }
     let workers: [SMBWorker]
     private let next = Atomic<Int>(0)
     private let closed = Atomic<Bool>(false)
@@ -159,12 +178,14 @@ public final class SMBClient: Sendable {
         let client = SMBClient(host: host, port: port, share: share, below: below, credentials: credentials,
                                securityDescriptors: securityDescriptors, workers: all)
         // The share itself first: a wrong name, password or version is told as such.
-        let (shareStatus, shareErrno) = client.workers[0].runNow { ctx -> Int32 in
-            guard let dir = smbc_getFunctionOpendir(ctx)!(ctx, client.url(.root, belowShare: false)) else { return -1 }
-            _ = smbc_getFunctionClosedir(ctx)!(ctx, dir)
-            return 0
-        }
-        if shareStatus != 0 {
+        // Every session logs on now, one at a time (see ``SMBWorker``).
+        for worker in client.workers {
+            let (shareStatus, shareErrno) = worker.runNow { ctx -> Int32 in
+                guard let dir = smbc_getFunctionOpendir(ctx)!(ctx, client.url(.root, belowShare: false)) else { return -1 }
+                _ = smbc_getFunctionClosedir(ctx)!(ctx, dir)
+                return 0
+            }
+            guard shareStatus != 0 else { continue }
             client.close()
             throw SMBError(.smbConnectFailed, operation: "connect", path: nil, errno: shareErrno,
                            detail: SMBClient.connectHint(shareErrno, host: host, port: port, share: share, user: credentials.user, version: version),

@@ -149,9 +149,9 @@ struct SyncCommand: AsyncParsableCommand {
             throw ExitCode(ExitStatus.failed)
         }
         defer { if let placeholder { try? FileManager.default.removeItem(atPath: placeholder) } }
-        if sourceLocation is SMBLocation && destinationLocation is SMBLocation && !SMBClient.copiesSecurityDescriptors
-            && fileServers.securityDescriptorCopyFlags.uppercased() != "NONE" {
-            FileHandle.standardError.write(Data("ferry: warning: between SMB shares only data and times are copied yet: security descriptors (\(fileServers.securityDescriptorCopyFlags)), DOS attributes and creation times are not (see README)\n".utf8))
+        if let flags = try? SecurityDescriptorCopy(parsing: fileServers.securityDescriptorCopyFlags),
+           let warning = SMBClient.descriptorWarning(source: sourceLocation, destination: destinationLocation, flags: flags) {
+            FileHandle.standardError.write(Data("ferry: warning: \(warning)\n".utf8))
         }
 
         let spool = report.map { URL(fileURLWithPath: $0 + ".ferry-spool-\(getpid())") }

@@ -133,6 +133,32 @@ enum NFSTests {
         try fails([f.source.root, server.url("x"), "--nfs-version", "5"], ["\"5\" is not an NFS version"])
     }
 
+    /// The connection cut in the middle of a large file, each way: the run goes on (libnfs
+    /// reconnects and sends again, or the file is retried) and what arrives is whole; nothing
+    /// partial stands under a final name or as a temporary.
+    @Test func aConnectionCutMidFileLeavesNothingPartial() throws {
+        let server = try NFSTests.server()
+        let f = try Fixture("nfs-cut")
+        defer { f.cleanUp() }
+        try f.source.file("big.bin", TestTree.bytes(24 << 20, seed: 3))
+        try f.source.file("small", [1, 2, 3])
+        let dir = try server.directory("cut")
+        for (label, from, to) in [("up", f.source.root, "nfs://127.0.0.1:PORT/tmp/\(dir.name)"), ("down", "nfs://127.0.0.1:PORT/tmp/\(dir.name)", f.destinationRoot)] {
+            let proxy = try NetemProxy(upstream: server.port, ["--cut-after", "\(6 << 20)"])
+            let r = try CLI.run(["sync", from.replacingOccurrences(of: "PORT", with: "\(proxy.port)"),
+                                 to.replacingOccurrences(of: "PORT", with: "\(proxy.port)"), "--nfs-version", "3", "--nfs-connections", "1"])
+            let said = proxy.stop()
+            #expect(said.contains("cut"), "\(label): the proxy did not cut: \(said)")
+            #expect(r.status == 0, "\(label): \(r.stdout)\(r.stderr)")
+        }
+        #expect(FileManager.default.contents(atPath: dir.local + "/big.bin") == FileManager.default.contents(atPath: f.source.path("big.bin")))
+        #expect(FileManager.default.contents(atPath: f.destinationRoot + "/big.bin") == FileManager.default.contents(atPath: f.source.path("big.bin")))
+        for place in [dir.local, f.destinationRoot] {
+            let names = try FileManager.default.contentsOfDirectory(atPath: place)
+            #expect(!names.contains { $0.hasPrefix(".ferry-tmp-") }, "\(place): \(names)")
+        }
+    }
+
     /// A file the server refuses to read is skipped and named; the run goes on.
     @Test func anUnreadableFileIsSkippedAndNamed() async throws {
         let server = try NFSTests.server()

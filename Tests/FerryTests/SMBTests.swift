@@ -16,6 +16,14 @@ enum SMBTests {
                               securityDescriptors: descriptors, create: create, workers: 2)
     }
 
+    /// What arrived differs from the source only where SMB is DataSync's rule (owner, mode,
+    /// no xattrs) or below the microsecond.
+    static func beyondSMBRules(_ diffs: [String]) -> [String] {
+        NFSEndToEndTests.beyondMicroseconds(diffs).filter {
+            !$0.contains(": uid ") && !$0.contains(": gid ") && !$0.contains(": mode ") && !$0.contains(": xattrs ")
+        }
+    }
+
     static func ferry(_ server: SMBTestServer, _ args: [String]) throws -> CLI.Run {
         try CLI.run(args + ["--password-file", try server.passwordFile()])
     }
@@ -54,9 +62,7 @@ enum SMBTests {
         #expect(down.status == .success, "\(down.problems)")
         let diffs = try f.differences(compareAtime: false)
         // From SMB: 65534:65534, 0755/0644 (DataSync's defaults), no xattrs.
-        let unexpected = NFSEndToEndTests.beyondMicroseconds(diffs).filter {
-            !$0.contains(": uid ") && !$0.contains(": gid ") && !$0.contains(": mode ") && !$0.contains(": xattrs ")
-        }
+        let unexpected = SMBTests.beyondSMBRules(diffs)
         #expect(unexpected == [], "\(diffs)")
         let owned = try TreeSnapshot(f.destinationRoot).entries.values
         #expect(owned.allSatisfy { $0.uid == 65534 && $0.gid == 65534 && ($0.kind == .directory ? $0.permissions == 0o755 : $0.permissions == 0o644) })
@@ -105,6 +111,33 @@ enum SMBTests {
         }
         let sacl = try SMBTests.ferry(server, ["sync", server.url("share1", sub), server.url("share2", "\(sub)-sacl"), "--security-descriptor-copy-flags", "OWNER_DACL_SACL"])
         #expect(sacl.status != 0 && sacl.stderr.contains("OWNER_DACL_SACL is not supported yet"), "\(sacl.stderr)")
+    }
+
+    /// The connection cut in the middle of a large file, each way: the file is retried on a
+    /// new session and arrives whole; nothing partial stands under a final name or as a
+    /// temporary.
+    @Test func aConnectionCutMidFileLeavesNothingPartial() throws {
+        let server = try SMBTests.server()
+        let f = try Fixture("smb-cut")
+        defer { f.cleanUp() }
+        try f.source.file("big.bin", TestTree.bytes(24 << 20, seed: 5))
+        try f.source.file("small", [1, 2, 3])
+        let sub = "cut-\(UInt32.random(in: 0..<UInt32.max))"
+        for (label, up) in [("up", true), ("down", false)] {
+            let proxy = try NetemProxy(upstream: server.port, ["--cut-after", "\(6 << 20)"])
+            let url = "smb://\(server.user)@127.0.0.1:\(proxy.port)/share1/\(sub)"
+            let r = try SMBTests.ferry(server, ["sync", up ? f.source.root : url, up ? url : f.destinationRoot])
+            let said = proxy.stop()
+            #expect(said.contains("cut"), "\(label): the proxy did not cut: \(said)")
+            #expect(r.status == 0, "\(label): \(r.stdout)\(r.stderr)")
+        }
+        let onShare = server.path("share1") + "/\(sub)"
+        #expect(FileManager.default.contents(atPath: onShare + "/big.bin") == FileManager.default.contents(atPath: f.source.path("big.bin")))
+        #expect(FileManager.default.contents(atPath: f.destinationRoot + "/big.bin") == FileManager.default.contents(atPath: f.source.path("big.bin")))
+        for place in [onShare, f.destinationRoot] {
+            let names = try FileManager.default.contentsOfDirectory(atPath: place)
+            #expect(!names.contains { $0.hasPrefix(".ferry-tmp-") }, "\(place): \(names)")
+        }
     }
 
     /// Bad input: each error names the server or share and what to do.
