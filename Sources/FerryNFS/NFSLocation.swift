@@ -47,7 +47,7 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
     /// The tree at `path` on `host`: the same server (by name, default port 2049) and a
     /// path within the other overlap.
     public static func scope(host: String, port: Int?, path: String, display: String) -> LocationScope {
-        LocationScope(space: "nfs://\(host.lowercased()):\(port ?? 2049)", components: path.split(separator: "/").map(String.init), display: display)
+        LocationScope(space: "nfs://\(ThisHost.canonical(host)):\(port ?? 2049)", components: path.split(separator: "/").map(String.init), display: display)
     }
 
     func fail(_ failure: NFSFailure, _ operation: String, _ path: EntryPath?) -> NFSError {

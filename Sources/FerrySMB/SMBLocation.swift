@@ -41,7 +41,7 @@ public struct SMBLocation: Location, SymlinkWriting, HardLinkWriting, TemporaryK
     /// share, and a path within the other, overlap; names are compared without case.
     public static func scope(host: String, port: Int?, path: String, display: String) -> LocationScope {
         let parts = path.split(separator: "/").map { $0.lowercased() }
-        return LocationScope(space: "smb://\(host.lowercased()):\(port ?? 445)/\(parts.first ?? "")", components: Array(parts.dropFirst()), display: display)
+        return LocationScope(space: "smb://\(ThisHost.canonical(host)):\(port ?? 445)/\(parts.first ?? "")", components: Array(parts.dropFirst()), display: display)
     }
 
     func fail(_ operation: String, _ path: EntryPath?, _ e: Int32, _ detail: String = "") -> SMBError {

@@ -1,9 +1,12 @@
 import FerryCore
+import FerryNFS
+import FerrySMB
 import FerryStore
 import Foundation
 
-/// NFS (a path on the built-in agent's host), object storage (any S3-compatible endpoint)
-/// and S3 (a bucket ARN served by the configured S3 endpoint) locations.
+/// NFS (an export on ServerHostname, reached by Ferry's own NFS client), SMB (a share on
+/// ServerHostname, Ferry's own SMB client), object storage (any S3-compatible endpoint) and
+/// S3 (a bucket ARN served by the configured S3 endpoint) locations.
 extension ControlPlane {
     /// Members a Describe call never returns.
     static let secretMembers: Set<String> = ["SecretKey", "Password", "KerberosKeytab", "SasConfiguration", "CmkSecretConfig", "CustomSecretConfig"]
@@ -22,7 +25,7 @@ extension ControlPlane {
     }
 
     /// Stores a new location: the create call's members (without Tags) plus its ARN, type,
-    /// URI and creation time, then its tags.
+    /// URI and creation time, secrets sealed (``SecretBox``), then its tags.
     private func insertLocation(_ input: JSONValue, type: String, uri: String, _ fill: (inout JSONValue) throws -> Void = { _ in }) throws -> JSONValue {
         let arn = arns.location()
         var body = input
@@ -32,28 +35,57 @@ extension ControlPlane {
         body["LocationUri"] = .string(uri)
         body["CreationTime"] = ControlPlane.now()
         try fill(&body)
-        try store.insert(arn: arn, kind: .location, body: body)
+        try store.insert(arn: arn, kind: .location, body: try secrets.sealing(body, members: ControlPlane.secretMembers))
         try storeTags(arn, input)
         return ["LocationArn": .string(arn)]
     }
 
-    /// Until Ferry speaks NFS itself, an NFS location is a path on the built-in agent's host:
-    /// one whose ServerHostname names another host is refused, never served from this disk.
-    static func checkNfsHost(_ hostname: String?) throws {
-        guard let hostname, !ThisHost.isThisHost(hostname) else { return }
-        throw ServerError.invalid(
-            "ServerHostname \(hostname) is not this host. Ferry does not speak NFS to other servers yet: an NFS location "
-                + "is a path on the host the server runs on, named localhost, 127.0.0.1, ::1, \(ThisHost.hostName()) or one of its addresses.")
+    /// MountOptions.Version of an NFS location: one Ferry speaks, or an error naming it.
+    static func checkNfsVersion(_ input: JSONValue) throws {
+        guard let text = input["MountOptions"]?["Version"]?.string else { return }
+        let version: NFSVersion
+        do { version = try NFSVersion(parsing: text) } catch { throw ServerError.invalid("MountOptions Version=\(text): \(error.message)") }
+        if let refusal = version.refusal { throw ServerError.invalid("MountOptions Version=\(text): \(refusal).") }
+    }
+
+    /// An SMB location's options Ferry cannot honour, refused by name: SMB1, Kerberos, and
+    /// passwords kept in AWS Secrets Manager.
+    static func checkSmbOptions(_ input: JSONValue) throws {
+        if let text = input["MountOptions"]?["Version"]?.string {
+            do { _ = try SMBVersion(parsing: text) } catch { throw ServerError.invalid("MountOptions Version=\(text): \(error.message)") }
+        }
+        if input["AuthenticationType"]?.string == "KERBEROS" || input["KerberosKeytab"] != nil || input["KerberosPrincipal"] != nil {
+            throw ServerError.invalid("Kerberos is not supported by Ferry's SMB client yet; use AuthenticationType NTLM with User, Domain and Password.")
+        }
+        for member in ["CmkSecretConfig", "CustomSecretConfig"] where input[member] != nil {
+            throw ServerError.invalid("\(member) (a password in AWS Secrets Manager) is not supported by Ferry; give Password, which Ferry keeps encrypted.")
+        }
     }
 
     func createLocationNfs(_ input: JSONValue) throws -> JSONValue {
-        try ControlPlane.checkNfsHost(input["ServerHostname"]?.string ?? "")
+        try ControlPlane.checkNfsVersion(input)
         let uri = LocationURI.nfs(host: input["ServerHostname"]?.string ?? "", port: nil,
                                   path: ControlPlane.subdirectory(input["Subdirectory"]?.string)).description
         return try insertLocation(input, type: "NFS", uri: uri) { body in
             body["OnPremConfig"] = ["AgentArns": try agents(input["OnPremConfig"] ?? [:], member: "AgentArns")]
             body["MountOptions"] = input["MountOptions"] ?? ["Version": "AUTOMATIC"]
         }
+    }
+
+    func createLocationSmb(_ input: JSONValue) throws -> JSONValue {
+        try ControlPlane.checkSmbOptions(input)
+        return try insertLocation(input, type: "SMB", uri: ControlPlane.smbURI(input)) { body in
+            body["AgentArns"] = try agents(input, member: "AgentArns")
+            body["MountOptions"] = input["MountOptions"] ?? ["Version": "AUTOMATIC"]
+            body["AuthenticationType"] = input["AuthenticationType"] ?? "NTLM"
+        }
+    }
+
+    /// `smb://HOST/SHARE/PATH/` of an SMB location's members (DataSync's LocationUri names
+    /// no user).
+    static func smbURI(_ b: JSONValue) -> String {
+        LocationURI.smb(domain: nil, user: nil, host: b["ServerHostname"]?.string ?? "", port: nil,
+                        path: ControlPlane.subdirectory(b["Subdirectory"]?.string)).description
     }
 
     func createLocationObjectStorage(_ input: JSONValue) throws -> JSONValue {
@@ -83,6 +115,7 @@ extension ControlPlane {
     /// The fields of a Describe answer, never a secret.
     static let describedMembers: [String: [String]] = [
         "NFS": ["LocationArn", "LocationUri", "OnPremConfig", "MountOptions", "CreationTime"],
+        "SMB": ["LocationArn", "LocationUri", "AgentArns", "User", "Domain", "MountOptions", "CreationTime", "DnsIpAddresses", "AuthenticationType"],
         "OBJECT_STORAGE": ["LocationArn", "LocationUri", "AccessKey", "ServerPort", "ServerProtocol", "AgentArns", "CreationTime", "ServerCertificate"],
         "S3": ["LocationArn", "LocationUri", "S3StorageClass", "S3Config", "AgentArns", "CreationTime"],
     ]
@@ -107,9 +140,15 @@ extension ControlPlane {
 
     func updateLocation(_ input: JSONValue, type: String) throws -> JSONValue {
         let r = try location(input, type: type)
-        if type == "NFS" { try ControlPlane.checkNfsHost(input["ServerHostname"]?.string) }
+        if type == "NFS" { try ControlPlane.checkNfsVersion(input) }
+        if type == "SMB" { try ControlPlane.checkSmbOptions(input) }
+        let sealed = try secrets.sealing(input, members: ControlPlane.secretMembers)
         try store.modify(r.arn) { body in
-            for (k, v) in input.object ?? [:] where k != "LocationArn" { body[k] = v }
+            for (k, v) in sealed.object ?? [:] where k != "LocationArn" { body[k] = v }
+            if type == "SMB" {
+                body["LocationUri"] = .string(ControlPlane.smbURI(body))
+                return
+            }
             if let uri = body["LocationUri"]?.string, let parsed = try? LocationURI.parse(uri) {
                 // The stored URI with the host and subdirectory the update gives (LocationURI parses and writes it).
                 let sub = input["Subdirectory"]?.string.map(ControlPlane.subdirectory)

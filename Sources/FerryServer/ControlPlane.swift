@@ -18,6 +18,8 @@ public final class ControlPlane: Sendable {
     /// Where `create-location-s3` buckets are served (nil: AWS).
     let s3Endpoint: S3Configuration.Overrides
     let dataDirectory: String
+    /// Seals location secrets before they are stored.
+    let secrets: SecretBox
     /// The shortest schedule interval accepted (DataSync: one hour).
     let minimumScheduleInterval: TimeInterval
     /// Each scheduled task's next firing.
@@ -28,6 +30,7 @@ public final class ControlPlane: Sendable {
         self.dataDirectory = dataDirectory
         self.minimumScheduleInterval = minimumScheduleInterval
         store = try Store(directory: dataDirectory)
+        secrets = try SecretBox(dataDirectory: dataDirectory)
         arns = ARNFactory(region: region)
         self.s3Endpoint = s3Endpoint
         self.logger = logger
@@ -49,7 +52,8 @@ public final class ControlPlane: Sendable {
             logger.warning("the S3 metadata cache cannot be used; every object will be read with a HEAD", metadata: ["error": "\(error)"])
             cache = nil
         }
-        await runner.attach(resolver: LocationResolver(store: store, s3Endpoint: s3Endpoint, dataDirectory: dataDirectory, metadataCache: cache))
+        await runner.attach(resolver: LocationResolver(store: store, s3Endpoint: s3Endpoint, dataDirectory: dataDirectory, metadataCache: cache,
+                                                      secrets: secrets))
         try await runner.recover()
         try loadSchedules()
     }
@@ -61,12 +65,15 @@ public final class ControlPlane: Sendable {
         case "CreateLocationNfs": return try createLocationNfs(input)
         case "CreateLocationObjectStorage": return try createLocationObjectStorage(input)
         case "CreateLocationS3": return try createLocationS3(input)
+        case "CreateLocationSmb": return try createLocationSmb(input)
         case "DescribeLocationNfs": return try describeLocation(input, type: "NFS")
         case "DescribeLocationObjectStorage": return try describeLocation(input, type: "OBJECT_STORAGE")
         case "DescribeLocationS3": return try describeLocation(input, type: "S3")
+        case "DescribeLocationSmb": return try describeLocation(input, type: "SMB")
         case "UpdateLocationNfs": return try updateLocation(input, type: "NFS")
         case "UpdateLocationObjectStorage": return try updateLocation(input, type: "OBJECT_STORAGE")
         case "UpdateLocationS3": return try updateLocation(input, type: "S3")
+        case "UpdateLocationSmb": return try updateLocation(input, type: "SMB")
         case "ListLocations": return try listLocations(input)
         case "DeleteLocation": return try deleteLocation(input)
         case "CreateTask": return try createTask(input)
@@ -86,7 +93,7 @@ public final class ControlPlane: Sendable {
         case "ListTagsForResource": return try listTagsForResource(input)
         default:
             for verb in ["CreateLocation", "DescribeLocation", "UpdateLocation"] where operation.hasPrefix(verb) {
-                throw ServerError.invalid("\(operation.dropFirst(verb.count)) locations are not supported by Ferry yet; supported: NFS (a path on the agent's host), ObjectStorage and S3.",
+                throw ServerError.invalid("\(operation.dropFirst(verb.count)) locations are not supported by Ferry yet; supported: NFS, SMB, ObjectStorage and S3.",
                                           errorCode: "UnsupportedOperation")
             }
             throw ServerError.invalid("\(operation) is not supported by Ferry yet.", errorCode: "UnsupportedOperation")

@@ -1,6 +1,7 @@
 import FerryCore
 import FerryEngine
 import FerryS3
+import FerrySMB
 import FerryStore
 import Foundation
 import Logging
@@ -184,7 +185,7 @@ actor ExecutionRunner {
 
     /// One execution from LAUNCHING to its end.
     private func run(_ execution: String, task: String) async {
-        var clients: [S3Client] = []
+        var opened: [ResolvedLocation] = []
         do {
             try store.modify(execution) { $0["Status"] = TaskExecutionStatus.launching.json; $0["LaunchTime"] = ControlPlane.now() }
             guard let taskBody = try store.get(task)?.body, let body = try store.get(execution)?.body, let resolver else {
@@ -195,16 +196,20 @@ actor ExecutionRunner {
             log.basic("[INFO] Execution \(execution) started: \(taskBody["SourceLocationArn"]?.string ?? "") -> \(taskBody["DestinationLocationArn"]?.string ?? "")")
             let options = try TaskOptions.transferOptions(body["Options"] ?? [:])
             let filters = try TaskOptions.filters(includes: body["Includes"], excludes: body["Excludes"])
-            let (source, sourceClient) = try resolver.resolve(taskBody["SourceLocationArn"]?.string ?? "", asDestination: false)
-            if let sourceClient { clients.append(sourceClient) }
-            let (destination, destinationClient) = try resolver.resolve(taskBody["DestinationLocationArn"]?.string ?? "", asDestination: true)
-            if let destinationClient { clients.append(destinationClient) }
+            let descriptors = try TaskOptions.securityDescriptorCopy(body["Options"] ?? [:])
+            let source = try resolver.resolve(taskBody["SourceLocationArn"]?.string ?? "", asDestination: false, securityDescriptors: descriptors)
+            opened.append(source)
+            let destination = try resolver.resolve(taskBody["DestinationLocationArn"]?.string ?? "", asDestination: true, securityDescriptors: descriptors)
+            opened.append(destination)
+            if let warning = SMBClient.descriptorWarning(source: source.location, destination: destination.location, flags: descriptors) {
+                log.basic("[WARN] \(warning)")
+            }
             var logger = self.logger
             logger[metadataKey: "execution.id"] = "\(execution)"
             let report = try body["TaskReportConfig"].map {
                 try ExecutionReport(config: $0, dataDirectory: resolver.dataDirectory, task: task, execution: execution)
             }
-            let engine = SyncEngine(SyncConfiguration(source: source, destination: destination, options: options, filters: filters,
+            let engine = SyncEngine(SyncConfiguration(source: source.location, destination: destination.location, options: options, filters: filters,
                                                       logger: logger, onItem: log.itemHandler),
                                     report: report?.sink ?? TaskReportSink(spoolDirectory: nil))
             guard register(execution, engine: engine) else { throw CancellationError() }
@@ -249,7 +254,7 @@ actor ExecutionRunner {
             }
             logger.error("execution failed", metadata: ["execution.id": "\(execution)", "error": "\(detail)"])
         }
-        for c in clients { await c.shutdown() }
+        for o in opened { await o.close() }
         resolver?.metadataCache?.flush()
         ended(execution, task: task)
     }

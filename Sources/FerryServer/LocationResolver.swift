@@ -1,27 +1,48 @@
 import FerryCore
 import FerryLocal
+import FerryNFS
 import FerryS3
+import FerrySMB
 import FerryStore
 import Foundation
 
+/// A location opened for an execution and what closes its connections afterwards.
+struct ResolvedLocation: Sendable {
+    let location: any Location
+    let close: @Sendable () async -> Void
+}
+
 /// Turns a stored location into a ``Location`` the engine can use on the built-in agent:
-/// NFS → the path on this host; object storage → an S3 client for that endpoint with the
-/// location's keys (and CA certificate); S3 → the server's configured S3 endpoint.
+/// NFS → Ferry's NFS client to the export on ServerHostname; SMB → its SMB client to the
+/// share, with the location's (sealed) password; object storage → an S3 client for that
+/// endpoint with the location's keys (and CA certificate); S3 → the server's configured
+/// S3 endpoint.
 struct LocationResolver: Sendable {
     let store: Store
     let s3Endpoint: S3Configuration.Overrides
     let dataDirectory: String
     /// Object metadata remembered between executions (`DATA_DIR/cache`).
     let metadataCache: S3MetadataCache?
+    /// Opens the location secrets the store keeps sealed.
+    let secrets: SecretBox
 
-    /// The location and the S3 client to shut down after the execution (if any).
-    func resolve(_ arn: String, asDestination: Bool) throws -> (any Location, S3Client?) {
+    /// The location, connected; `securityDescriptors` is the task's SecurityDescriptorCopyFlags.
+    func resolve(_ arn: String, asDestination: Bool, securityDescriptors: SecurityDescriptorCopy = .ownerDACL) throws -> ResolvedLocation {
         guard let r = try store.get(arn), r.kind == .location else { throw ServerError.notFound("Location", arn) }
         let b = r.body
         switch b["Type"]?.string {
         case "NFS":
-            let path = b["Subdirectory"]?.string ?? "/"
-            return (try POSIXLocation(path: path, create: asDestination), nil)
+            let version = try NFSVersion(parsing: b["MountOptions"]?["Version"]?.string ?? "AUTOMATIC")
+            let client = try NFSClient.connect(host: b["ServerHostname"]?.string ?? "", port: nil, path: ControlPlane.subdirectory(b["Subdirectory"]?.string),
+                                               version: version, create: asDestination, writing: asDestination)
+            return ResolvedLocation(location: NFSLocation(client: client)) { client.close() }
+        case "SMB":
+            let credentials = SMBCredentials(user: b["User"]?.string ?? "", domain: b["Domain"]?.string,
+                                             password: try secrets.reveal(b["Password"]?.string ?? ""))
+            let client = try SMBClient.connect(host: b["ServerHostname"]?.string ?? "", port: nil, path: ControlPlane.subdirectory(b["Subdirectory"]?.string),
+                                               credentials: credentials, version: try SMBVersion(parsing: b["MountOptions"]?["Version"]?.string ?? "AUTOMATIC"),
+                                               securityDescriptors: securityDescriptors, create: asDestination)
+            return ResolvedLocation(location: SMBLocation(client: client)) { client.close() }
         case "OBJECT_STORAGE":
             var caPath: String?
             if let cert = b["ServerCertificate"]?.string, let pem = Data(base64Encoded: cert) {
@@ -37,17 +58,22 @@ struct LocationResolver: Sendable {
                 throw ServerError.invalid("Location \(arn) has an endpoint that is not a URL.")
             }
             let endpoint = S3Endpoint(url: url, region: "us-east-1", pathStyle: true,
-                                      credentials: AWSCredentials(accessKeyID: b["AccessKey"]?.string ?? "", secretAccessKey: b["SecretKey"]?.string ?? ""),
+                                      credentials: AWSCredentials(accessKeyID: b["AccessKey"]?.string ?? "",
+                                                                  secretAccessKey: try secrets.reveal(b["SecretKey"]?.string ?? "")),
                                       caBundlePath: caPath)
             let client = try S3Client(endpoint: endpoint)
             let prefix = LocationResolver.keyPrefix(b)
-            return (S3Location(client: client, bucket: b["BucketName"]?.string ?? "", prefix: prefix, metadataCache: metadataCache), client)
+            return ResolvedLocation(location: S3Location(client: client, bucket: b["BucketName"]?.string ?? "", prefix: prefix, metadataCache: metadataCache)) {
+                await client.shutdown()
+            }
         case "S3":
             let bucket = LocationResolver.bucketName(arn: b["S3BucketArn"]?.string ?? "")
             let endpoint = try S3Configuration.endpoint(s3Endpoint)
             let client = try S3Client(endpoint: endpoint)
             let prefix = LocationResolver.keyPrefix(b)
-            return (S3Location(client: client, bucket: bucket, prefix: prefix, metadataCache: metadataCache), client)
+            return ResolvedLocation(location: S3Location(client: client, bucket: bucket, prefix: prefix, metadataCache: metadataCache)) {
+                await client.shutdown()
+            }
         default:
             throw ServerError.invalid("Location \(arn) has a type Ferry cannot run.")
         }
@@ -76,7 +102,11 @@ struct LocationResolver: Sendable {
         let prefix = LocationResolver.keyPrefix(b)
         switch b["Type"]?.string {
         case "NFS":
-            return LocationScope.posix(b["Subdirectory"]?.string ?? "/")
+            let path = ControlPlane.subdirectory(b["Subdirectory"]?.string)
+            return NFSLocation.scope(host: b["ServerHostname"]?.string ?? "", port: nil, path: path, display: b["LocationUri"]?.string ?? path)
+        case "SMB":
+            let path = ControlPlane.subdirectory(b["Subdirectory"]?.string)
+            return SMBLocation.scope(host: b["ServerHostname"]?.string ?? "", port: nil, path: path, display: b["LocationUri"]?.string ?? path)
         case "OBJECT_STORAGE":
             guard let url = objectStorageURL(b) else { return nil }
             return LocationScope.bucket(endpoint: url.absoluteString, bucket: b["BucketName"]?.string ?? "", prefix: prefix)

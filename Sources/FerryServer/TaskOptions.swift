@@ -1,4 +1,5 @@
 import FerryCore
+import FerrySMB
 import FerryStore
 
 /// DataSync's task `Options`: every default filled in, overrides laid over a base, the
@@ -8,7 +9,7 @@ enum TaskOptions {
         "VerifyMode": "POINT_IN_TIME_CONSISTENT", "OverwriteMode": "ALWAYS", "Atime": "BEST_EFFORT", "Mtime": "PRESERVE",
         "Uid": "INT_VALUE", "Gid": "INT_VALUE", "PreserveDeletedFiles": "PRESERVE", "PreserveDevices": "NONE",
         "PosixPermissions": "PRESERVE", "BytesPerSecond": -1, "TaskQueueing": "ENABLED", "LogLevel": "OFF",
-        "TransferMode": "CHANGED", "SecurityDescriptorCopyFlags": "NONE", "ObjectTags": "PRESERVE",
+        "TransferMode": "CHANGED", "SecurityDescriptorCopyFlags": "OWNER_DACL", "ObjectTags": "PRESERVE",
     ]
 
     /// `base` (defaults when nil) with the members of `overrides` laid over it, checked.
@@ -17,6 +18,7 @@ enum TaskOptions {
         for (k, v) in overrides?.object ?? [:] where v != .null { result[k] = v }
         let options = JSONValue.object(result)
         _ = try transferOptions(options)
+        _ = try securityDescriptorCopy(options)
         return options
     }
 
@@ -45,6 +47,15 @@ enum TaskOptions {
             throw ServerError.invalid(error.message)
         }
         return t
+    }
+
+    /// SecurityDescriptorCopyFlags, for SMB locations.
+    static func securityDescriptorCopy(_ o: JSONValue) throws -> SecurityDescriptorCopy {
+        do {
+            return try SecurityDescriptorCopy(parsing: o["SecurityDescriptorCopyFlags"]?.string ?? "OWNER_DACL")
+        } catch {
+            throw ServerError.invalid(error.message)
+        }
     }
 
     /// DataSync's `Includes`/`Excludes` (one SIMPLE_PATTERN filter, `|`-separated values).

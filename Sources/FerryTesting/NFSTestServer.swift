@@ -1,13 +1,14 @@
 import Foundation
 import Glibc
 
-/// A real NFS server for tests: nfs-ganesha with its VFS backend, exporting a temporary
-/// directory over NFSv3 and v4.0 on 127.0.0.1 at ports of its own, root not squashed, its
-/// pseudo path the same as its real path (so one URL serves both versions). rpcbind is
-/// started first when none runs (ganesha registers its v3 MOUNT service there). Started
+/// A real NFS server for tests: nfs-ganesha with its VFS backend, exporting `/tmp` (where
+/// every test tree lies) over NFSv3 and v4.0 on 127.0.0.1 at ports of its own, root not
+/// squashed, its pseudo path the same as its real path (so one URL serves both versions).
+/// rpcbind is started first when none runs; ganesha registers its NFS and MOUNT services
+/// there, so a client that names no port (the server's NFS locations) finds them. Started
 /// once per test process; fails loudly when it cannot start.
 public final class NFSTestServer: Sendable {
-    /// The exported directory (also its NFS path).
+    /// The exported directory (also its NFS path): `/tmp`.
     public let export: String
     public let port: Int
     let process: Process
@@ -28,7 +29,7 @@ public final class NFSTestServer: Sendable {
 
     /// A fresh directory of the export, its path on this host and its name in the export.
     public func directory(_ label: String) throws -> (local: String, name: String) {
-        let name = "\(label)-\(UInt32.random(in: 0..<UInt32.max))"
+        let name = "ferry-test-nfs-\(label)-\(UInt32.random(in: 0..<UInt32.max))"
         let local = "\(export)/\(name)"
         guard mkdir(local, 0o755) == 0 else { throw TestTreeError("mkdir \(local): \(String(cString: strerror(errno)))") }
         return (local, name)
@@ -40,8 +41,7 @@ public final class NFSTestServer: Sendable {
         }
         try ensureRPCBind()
         let dir = try TestTree(label: "ganesha").root
-        let export = "\(dir)/export"
-        mkdir(export, 0o755)
+        let export = "/tmp"
         let port = try S3TestServer.freePort()
         let config = """
             NFS_CORE_PARAM { NFS_Port = \(port); MNT_Port = \(try S3TestServer.freePort()); Protocols = \(protocols); Bind_addr = 127.0.0.1; Enable_NLM = false; Enable_RQUOTA = false; }

@@ -2,9 +2,9 @@ import Foundation
 import Glibc
 
 /// A real SMB server for tests: Samba's `smbd` with a private `smb.conf` on 127.0.0.1 at a
-/// port of its own, a user made with `smbpasswd`, and two shares (`share1`, `share2`) that
-/// keep DOS attributes and NT ACLs (`acl_xattr`). Started once per test process; fails
-/// loudly when it cannot start.
+/// port of its own and at 445 (DataSync's SMB locations name no port), a user made with
+/// `smbpasswd`, and two shares (`share1`, `share2`) that keep DOS attributes and NT ACLs
+/// (`acl_xattr`). Started once per test process; fails loudly when it cannot start.
 public final class SMBTestServer: Sendable {
     public let port: Int
     public let directory: String
@@ -42,13 +42,16 @@ public final class SMBTestServer: Sendable {
         guard let smbd = S3TestServer.which("smbd") else {
             throw TestTreeError("smbd not found: apt-get install samba smbclient (.ci/run does)")
         }
+        if NFSTestServer.portOpen(445) {
+            throw TestTreeError("something already listens on port 445 (another SMB server?); the test smbd needs it for locations that name no port")
+        }
         let dir = try TestTree(label: "smbd").root
         chmod(dir, 0o755)
         for sub in ["share1", "share2", "private", "lock", "state", "cache", "pid", "log"] { mkdir("\(dir)/\(sub)", 0o755) }
         let port = try S3TestServer.freePort()
         let conf = """
             [global]
-              smb ports = \(port)
+              smb ports = \(port) 445
               interfaces = lo
               bind interfaces only = yes
               private dir = \(dir)/private
@@ -92,6 +95,7 @@ public final class SMBTestServer: Sendable {
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try ProcessLauncher.run(p)
         try S3TestServer.waitForPort(port, process: p, what: "smbd (log: \(dir)/log/smbd.log)")
+        try S3TestServer.waitForPort(445, process: p, what: "smbd on port 445 (log: \(dir)/log/smbd.log)")
         return server
     }
 

@@ -1,13 +1,13 @@
 import Glibc
 
-/// Names and addresses of the host the server runs on. Until Ferry speaks NFS itself, an
-/// NFS location is a path on this host, so its ServerHostname must name this host: a
-/// location naming another would read or write this host's disk under the other's name.
-enum ThisHost {
+/// Names and addresses of the host Ferry runs on: two nfs:// or smb:// locations that name
+/// this host differently (`localhost`, `127.0.0.1`, its name) are one server when Ferry
+/// tells whether a source and destination overlap.
+public enum ThisHost {
     /// Whether `name` is `localhost`, a loopback address, this host's name (short or
     /// full), or one of its interface addresses. No name is looked up in DNS: a name that
     /// is not one of these is taken as another host.
-    static func isThisHost(_ name: String) -> Bool {
+    public static func isThisHost(_ name: String) -> Bool {
         var n = name.lowercased()
         if n.hasPrefix("[") && n.hasSuffix("]") { n = String(n.dropFirst().dropLast()) }
         if n.hasSuffix(".") { n.removeLast() }
@@ -17,7 +17,13 @@ enum ThisHost {
         return interfaceAddresses().contains(canonicalAddress(n) ?? n)
     }
 
-    static func hostName() -> String {
+    /// `name` as a scope names a server: `localhost` for every name of this host, else the
+    /// name in lower case.
+    public static func canonical(_ name: String) -> String {
+        isThisHost(name) ? "localhost" : name.lowercased()
+    }
+
+    public static func hostName() -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count) == 0 else { return "" }
         return String(cString: buffer)
