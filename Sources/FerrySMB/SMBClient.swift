@@ -138,6 +138,8 @@ public final class SMBClient: Sendable {
     /// Whether security descriptors (and DOS attributes, creation times) are copied between
     /// shares: not yet (see ``SMBLocation``); a copy between shares asked to says so.
     public static let copiesSecurityDescriptors = false
+    /// Sessions per location unless told otherwise: each carries one request at a time.
+    public static let defaultSessions = 4
 
     /// The warning a copy between two shares gives while descriptors are not copied (nil
     /// when there is nothing to warn of), for `ferry sync` and the server's execution log.
@@ -158,7 +160,7 @@ public final class SMBClient: Sendable {
     /// a directory (made, with its parents, when `create`). Blocks while it connects.
     public static func connect(
         host: String, port: Int?, path: String, credentials: SMBCredentials, version: SMBVersion = .automatic,
-        securityDescriptors: SecurityDescriptorCopy = .ownerDACL, create: Bool, workers: Int = 1, timeoutMilliseconds: Int32 = 30_000
+        securityDescriptors: SecurityDescriptorCopy = .ownerDACL, create: Bool, workers: Int = defaultSessions, timeoutMilliseconds: Int32 = 30_000
     ) throws -> SMBClient {
         let parts = path.split(separator: "/").map(String.init)
         guard let share = parts.first else {

@@ -21,8 +21,8 @@ struct FileServerFlags: ParsableArguments {
     @Option(help: ArgumentHelp("Between SMB shares, which parts of each security descriptor are copied: NONE, OWNER_DACL or OWNER_DACL_SACL.", valueName: "flags"))
     var securityDescriptorCopyFlags: String = "OWNER_DACL"
 
-    @Option(help: ArgumentHelp("SMB sessions per smb:// location (libsmbclient's calls take turns across the process, so more sessions add no speed yet).", valueName: "n"))
-    var smbConnections: Int = 1
+    @Option(help: ArgumentHelp("SMB sessions per smb:// location (each carries one request at a time).", valueName: "n"))
+    var smbConnections: Int = SMBClient.defaultSessions
 
     func validatedNFSVersion() throws(FerryError) -> NFSVersion { try NFSVersion(parsing: nfsVersion) }
 
