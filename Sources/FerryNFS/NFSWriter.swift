@@ -4,7 +4,8 @@ import Glibc
 import Synchronization
 
 /// Writes one file over NFS under a temporary name: WRITEs of the server's size at once,
-/// ranges of zeros left unwritten (holes), then size, owner, mode and times, and a RENAME
+/// ranges of zeros left unwritten (holes), then size, owner, mode and times (SETATTRs on
+/// the handle, nanoseconds kept where the server keeps them), and a RENAME
 /// to the final name: the file never appears partial under it.
 final class NFSWriter: EntryWriter, @unchecked Sendable {
     let location: NFSLocation
@@ -54,10 +55,23 @@ final class NFSWriter: EntryWriter, @unchecked Sendable {
 
     func commit() async throws -> [String] {
         do {
-            let size = UInt64(metadata.size)
-            try await location.call("truncate", path, on: connection) { [handle] ctx, cb, token in nfs_ftruncate_async(ctx, handle.value, size, cb, token) }
+            // Two SETATTRs on the open handle (each of libnfs's path-based calls would LOOKUP
+            // every component of the path first, a round trip each): size and owner, then
+            // mode and times (a chown may clear setuid bits), times to the nanosecond.
+            let m = metadata, sel = selection
+            let owner = sel.ownership
+            try await location.call("setattr", path, on: connection) { [handle] ctx, cb, token in
+                ferry_nfs3_fsetattr_async(ctx, handle.value, cb, token, 1, UInt64(m.size), owner && sel.uid ? 1 : 0, m.uid,
+                                          owner && sel.gid ? 1 : 0, m.gid, 0, 0, 0, 0, 0, 0, 0, 0)
+            }
+            let atime = sel.atime ? m.atime : m.mtime
+            let setTimes = (sel.mtime || sel.atime) && NFSWriter.fits(atime) && NFSWriter.fits(m.mtime)
+            try await location.call("setattr", path, on: connection) { [handle] ctx, cb, token in
+                ferry_nfs3_fsetattr_async(ctx, handle.value, cb, token, 0, 0, 0, 0, 0, 0, sel.permissions ? 1 : 0, UInt32(m.permissions & 0o7777),
+                                          setTimes ? 1 : 0, UInt32(truncatingIfNeeded: atime.seconds), UInt32(atime.nanoseconds),
+                                          setTimes ? 1 : 0, UInt32(truncatingIfNeeded: m.mtime.seconds), UInt32(m.mtime.nanoseconds))
+            }
             try await closeHandle()
-            try await location.apply(metadata, selection, to: temporary, kind: .file, on: connection)
             try await location.rename(temporary, to: path, on: connection)
             done.store(true, ordering: .relaxed)
         } catch {
@@ -68,6 +82,10 @@ final class NFSWriter: EntryWriter, @unchecked Sendable {
         let names = attributes.map { String(decoding: $0.name, as: UTF8.self) }.joined(separator: ", ")
         return ["extended attributes (\(location.client.version.label) keeps none): \(names)"]
     }
+
+    /// Whether NFSv3's unsigned 32-bit seconds hold `t` (times beyond are withheld, see
+    /// ``MetadataWithheld/times``).
+    static func fits(_ t: Timestamp) -> Bool { t.seconds >= 0 && t.seconds <= Int64(UInt32.max) }
 
     private func closeHandle() async throws {
         guard open.exchange(false, ordering: .relaxed) else { return }
