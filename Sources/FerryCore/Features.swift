@@ -21,6 +21,7 @@ public struct Features: Sendable {
     private let directCopying: (any DirectCopying)?
     private let temporaryKeeper: (any TemporaryKeeping)?
     private let limits: (any MetadataLimiting)?
+    private let native: (any NativeMetadataCopying)?
     /// Where the tree lies (``ScopeTelling``), read once.
     public let scope: LocationScope?
 
@@ -37,6 +38,7 @@ public struct Features: Sendable {
         directCopying = location as? any DirectCopying
         temporaryKeeper = location as? any TemporaryKeeping
         limits = location as? any MetadataLimiting
+        native = location as? any NativeMetadataCopying
         scope = (location as? any ScopeTelling)?.scope
         var c = location.capabilities
         c.symlinks = symlinkWriter != nil
@@ -53,7 +55,8 @@ public struct Features: Sendable {
          ("SpecialFileWriting", specialWriter != nil), ("ExtendedAttributeStoring", attributeStore != nil),
          ("RunListing", runLister != nil), ("PrefetchingListing", prefetcher != nil), ("ServerSideCopying", copier != nil),
          ("ContentTagComparing", tagComparer != nil), ("DirectCopying", directCopying != nil),
-         ("TemporaryKeeping", temporaryKeeper != nil), ("ScopeTelling", scope != nil), ("MetadataLimiting", limits != nil)]
+         ("TemporaryKeeping", temporaryKeeper != nil), ("ScopeTelling", scope != nil), ("MetadataLimiting", limits != nil),
+         ("NativeMetadataCopying", native != nil)]
             .filter(\.1).map(\.0)
     }
 
@@ -87,6 +90,22 @@ public struct Features: Sendable {
             throw unsupported("extended attributes", path)
         }
         try await attributeStore.setExtendedAttributes(path, kind: kind, attributes)
+    }
+
+    /// Whether native metadata goes from `source` to here: both of one family.
+    public func copiesNativeMetadata(from source: Features) -> Bool {
+        guard let native, let other = source.native else { return false }
+        return native.nativeMetadataFamily == other.nativeMetadataFamily
+    }
+
+    /// The entry's native metadata (``NativeMetadataCopying``); empty where there is none.
+    public func nativeMetadata(_ path: EntryPath, kind: EntryKind) async throws -> NativeMetadata {
+        try await native?.nativeMetadata(path, kind: kind) ?? NativeMetadata()
+    }
+
+    public func setNativeMetadata(_ path: EntryPath, kind: EntryKind, _ native: NativeMetadata,
+                                  keeping metadata: FileMetadata, selection: MetadataSelection) async throws -> [String] {
+        try await self.native?.setNativeMetadata(path, kind: kind, native, keeping: metadata, selection: selection) ?? []
     }
 
     /// Sorted runs (``RunListing``), else the whole listing as one run.

@@ -204,6 +204,33 @@ public protocol ScopeTelling: Location {
     var scope: LocationScope? { get }
 }
 
+/// Metadata only locations of one family hold — an SMB share's DOS attributes, creation
+/// time and security descriptor — carried between two locations of that family after the
+/// engine's own metadata (DataSync copies them between SMB shares).
+public protocol NativeMetadataCopying: Location {
+    /// Locations of the same family exchange native metadata ("smb").
+    var nativeMetadataFamily: String { get }
+    /// The entry's native metadata (a file or directory).
+    func nativeMetadata(_ path: EntryPath, kind: EntryKind) async throws -> NativeMetadata
+    /// Applies `native`, read from a location of the same family, to the entry, keeping the
+    /// times of `metadata` already set (as `selection` chose them); returns what could not
+    /// be applied, each naming the part and why (reported, the copy stands).
+    func setNativeMetadata(_ path: EntryPath, kind: EntryKind, _ native: NativeMetadata,
+                           keeping metadata: FileMetadata, selection: MetadataSelection) async throws -> [String]
+}
+
+/// Native metadata by part ("attributes", "creation time", "security descriptor"), each in
+/// the family's own text; parts that could not be read are named with the reason.
+public struct NativeMetadata: Sendable, Hashable {
+    public var parts: [String: String]
+    public var unreadable: [String: String]
+
+    public init(parts: [String: String] = [:], unreadable: [String: String] = [:]) {
+        self.parts = parts
+        self.unreadable = unreadable
+    }
+}
+
 /// Metadata the location cannot keep, said before or while it is written.
 public protocol MetadataLimiting: Location {
     /// What of `metadata` (as `selection` chooses) cannot be applied to an entry of `kind`

@@ -68,7 +68,9 @@ extension SyncEngine {
             attempts += 1
             switch attempt {
             case .again(let kind, let reason): problem = (kind, reason)
-            case .copied(let copied): return book(item, copied)
+            case .copied(let copied):
+                try await carryNativeMetadata(item.path, item.source!, compare: false)
+                return book(item, copied)
             }
         }
         // Two attempts failed the same way: report it as a verification failure.
@@ -214,6 +216,27 @@ extension SyncEngine {
         record(.transferred, path, entry, status: .partial, failure: .metadataNotStored, reason: reason)
         emit(.fail, path, entry, reason: reason)
         return reason
+    }
+
+    /// Gives the destination entry the source's native metadata (``NativeMetadataCopying``:
+    /// between two SMB shares, DOS attributes, creation time and security descriptor), when
+    /// `compare` only if it differs; what could not be read or applied is reported for the
+    /// item (PARTIAL, METADATA_NOT_APPLIED), the entry stands.
+    func carryNativeMetadata(_ path: EntryPath, _ entry: Entry, compare: Bool) async throws {
+        guard copiesNativeMetadata, entry.kind == .file || entry.kind == .directory else { return }
+        let wanted = try await sourceFeatures.nativeMetadata(path, kind: entry.kind)
+        var problems = wanted.unreadable.sorted { $0.key < $1.key }.map { "\($0.key) (could not be read at the source: \($0.value))" }
+        if !wanted.parts.isEmpty {
+            let differs = compare ? try await destinationFeatures.nativeMetadata(path, kind: entry.kind).parts != wanted.parts : true
+            if differs {
+                problems += try await destinationFeatures.setNativeMetadata(path, kind: entry.kind, wanted, keeping: entry.metadata, selection: selection)
+            }
+        }
+        guard !problems.isEmpty else { return }
+        let reason = "could not be applied: " + problems.joined(separator: "; ")
+        counters.add(.metadataNotStored)
+        record(.transferred, path, entry, status: .partial, failure: .metadataNotApplied, reason: reason)
+        emit(.fail, path, entry, reason: reason)
     }
 
     /// The metadata to apply to `entry` at `path`: the execution's selection, less what the

@@ -169,6 +169,7 @@ extension SyncEngine {
                     } else {
                         try await carrySpecialAttributes(item.path, kind: s.kind)
                     }
+                    try await carryNativeMetadata(item.path, s, compare: true)
                 }
                 try await finishNonData(item)
                 return .itemDone(item, succeeded: true, changedDestination: false)
@@ -254,6 +255,7 @@ extension SyncEngine {
                         // Setting xattrs leaves mtime alone; nothing to re-apply.
                     }
                 }
+                try await carryNativeMetadata(path, entry, compare: existed)
                 // What the destination is known to drop is reported as such (and is what its
                 // verification finds), not as the values a read-back would show instead.
                 let notStored = counted ? destinationFeatures.metadataNotStored(kind: .directory).map { recordNotStored(path, entry, $0) } : nil

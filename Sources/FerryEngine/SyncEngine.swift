@@ -21,6 +21,9 @@ public final class SyncEngine: Sendable {
     let serverSideCopy: Bool
     /// Whether the source lists with ``Location/listForCopying(_:reading:)``.
     let fetchAhead: Bool
+    /// Both locations are of one family with metadata of its own (two SMB shares): it is
+    /// carried after the engine's metadata (``NativeMetadataCopying``).
+    let copiesNativeMetadata: Bool
     let fatalMessage = Mutex<String?>(nil)
     /// Items that could not be read or written in this run (deletions wait for zero).
     let errorsSeen = Atomic<Int64>(0)
@@ -57,6 +60,7 @@ public final class SyncEngine: Sendable {
         selection.extendedAttributes = caps.extendedAttributes
         self.selection = selection
         self.serverSideCopy = destinationFeatures.canCopyServerSide(from: configuration.source)
+        self.copiesNativeMetadata = !configuration.dryRun && destinationFeatures.copiesNativeMetadata(from: sourceFeatures)
         // Contents fetched while listing are for a copy that reads them: not for a dry run,
         // nor for copies made by the destination itself.
         self.fetchAhead = sourceFeatures.capabilities.fetchesContentsWhileListing && !serverSideCopy && !configuration.dryRun

@@ -28,6 +28,8 @@ final class SMBWorker: @unchecked Sendable {
         smbc_setOptionUseKerberos(context, 0)
         smbc_setOptionFallbackAfterKerberos(context, 1)
         smbc_setOptionNoAutoAnonymousLogin(context, 1)
+        // system.dos_attr.* names times CREATE_TIME, WRITE_TIME, … (not C_TIME, M_TIME, …).
+        smbc_setOptionFullTimeNames(context, 1)
         // The credentials reach libsmbclient through its authentication callback (setting
         // them with smbc_set_credentials_with_fallback fails NTLM here:
         // NT_STATUS_WRONG_CREDENTIAL_HANDLE).
@@ -59,8 +61,12 @@ final class SMBWorker: @unchecked Sendable {
         [ECONNRESET, ECONNABORTED, ENOTCONN, EPIPE, ETIMEDOUT, EIO, ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ENOMEM].contains(e)
     }
 
-    private func call<T>(_ body: (UnsafeMutablePointer<SMBCCTX>) -> T) -> (T, Int32) {
-        let alone = connecting.load(ordering: .relaxed)
+    /// Whether the session has made its second connection, to IPC$, for SID lookups
+    /// (libsmbclient makes it on the first security-descriptor call: run alone too).
+    let describes = Atomic<Bool>(false)
+
+    private func call<T>(alone force: Bool = false, _ body: (UnsafeMutablePointer<SMBCCTX>) -> T) -> (T, Int32) {
+        let alone = force || connecting.load(ordering: .relaxed)
         if alone { SMBWorker.library.lockWrite() } else { SMBWorker.library.lockRead() }
         errno = 0
         let value = body(context)
@@ -75,11 +81,12 @@ final class SMBWorker: @unchecked Sendable {
     }
 
     /// Runs `body` with the context on the worker's queue; `errno` as the call left it.
-    func run<T: Sendable>(_ body: @escaping @Sendable (UnsafeMutablePointer<SMBCCTX>) -> T) async -> (T, Int32) {
+    /// `alone`: the call may connect (see ``library``).
+    func run<T: Sendable>(alone: Bool = false, _ body: @escaping @Sendable (UnsafeMutablePointer<SMBCCTX>) -> T) async -> (T, Int32) {
         await withCheckedContinuation { continuation in
             let worker = Unchecked(self)
             queue.async {
-                continuation.resume(returning: worker.value.call { body($0) })
+                continuation.resume(returning: worker.value.call(alone: alone) { body($0) })
             }
         }
     }
@@ -135,19 +142,13 @@ public final class SMBClient: Sendable {
     public let user: String
     public let domain: String?
     public let securityDescriptors: SecurityDescriptorCopy
-    /// Whether security descriptors (and DOS attributes, creation times) are copied between
-    /// shares: not yet (see ``SMBLocation``); a copy between shares asked to says so.
-    public static let copiesSecurityDescriptors = false
     /// Sessions per location unless told otherwise: each carries one request at a time.
     public static let defaultSessions = 4
 
-    /// The warning a copy between two shares gives while descriptors are not copied (nil
-    /// when there is nothing to warn of), for `ferry sync` and the server's execution log.
-    public static func descriptorWarning(source: any Location, destination: any Location, flags: SecurityDescriptorCopy) -> String? {
-        guard source is SMBLocation, destination is SMBLocation, !copiesSecurityDescriptors, flags != .none else { return nil }
-        return "between SMB shares only data and times are copied yet: security descriptors (\(flags.rawValue)), DOS attributes and creation times are not (see README)"
-    }
     let workers: [SMBWorker]
+    /// DOS attributes of the directories listed and not yet asked for (libsmbclient's
+    /// mapped mode cannot tell a directory's; its parent's listing can).
+    private let directoryAttributes = Mutex<[EntryPath: UInt32]>([:])
     private let next = Atomic<Int>(0)
     private let closed = Atomic<Bool>(false)
 
@@ -239,6 +240,15 @@ public final class SMBClient: Sendable {
     public func close() {
         guard !closed.exchange(true, ordering: .relaxed) else { return }
         for w in workers { w.close() }
+    }
+
+    func noteDirectoryAttributes(_ found: [(EntryPath, UInt32)]) {
+        guard !found.isEmpty else { return }
+        directoryAttributes.withLock { for (path, attributes) in found { $0[path] = attributes } }
+    }
+
+    func takeDirectoryAttributes(_ path: EntryPath) -> UInt32? {
+        directoryAttributes.withLock { $0.removeValue(forKey: path) }
     }
 
     /// The next worker (round robin).

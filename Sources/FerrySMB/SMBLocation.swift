@@ -10,9 +10,8 @@ import Glibc
 /// (65534:65534, 0755 directories, 0644 files); written from one, ownership is the SMB
 /// user's and permissions are inherited from the parent, and a file's xattrs are reported
 /// as not stored. Symlinks and hard links on the way to SMB end the task with an error
-/// naming them. Creation times, DOS attributes and security descriptors are not copied
-/// yet: against smbd 4.17, Debian's libsmbclient 4.17 answers `system.dos_attr.mode` with
-/// the POSIX mode and `system.nt_sec_desc.*` with ENODATA (``SMBClient/copiesSecurityDescriptors``).
+/// naming them. Between two shares, DOS attributes, creation times and (as
+/// SecurityDescriptorCopyFlags asks) owners and DACLs go too (``NativeMetadataCopying``).
 public struct SMBLocation: Location, SymlinkWriting, HardLinkWriting, TemporaryKeeping, ScopeTelling {
     public let client: SMBClient
     /// DataSync's default POSIX metadata for what comes from SMB.
@@ -52,23 +51,27 @@ public struct SMBLocation: Location, SymlinkWriting, HardLinkWriting, TemporaryK
 
     public func list(_ directory: EntryPath) async throws -> Listing? {
         let url = client.url(directory)
-        let (found, e) = await client.worker.run { ctx -> [Entry]? in
+        let (found, e) = await client.worker.run { ctx -> ([Entry], [([UInt8], UInt32)])? in
             guard let dir = smbc_getFunctionOpendir(ctx)!(ctx, url) else { return nil }
             defer { _ = smbc_getFunctionClosedir(ctx)!(ctx, dir) }
             var entries: [Entry] = []
+            var directories: [([UInt8], UInt32)] = []
             var st = Glibc.stat()
             while let info = smbc_getFunctionReaddirPlus2(ctx)!(ctx, dir, &st) {
                 guard let cName = info.pointee.name else { continue }
                 let name = Array(UnsafeRawBufferPointer(start: cName, count: strlen(cName)))
                 if name == [UInt8(ascii: ".")] || name == [UInt8(ascii: "."), UInt8(ascii: ".")] { continue }
-                entries.append(SMBLocation.entry(name: name, info.pointee, st))
+                let entry = SMBLocation.entry(name: name, info.pointee, st)
+                if entry.kind == .directory { directories.append((name, UInt32(info.pointee.attrs))) }
+                entries.append(entry)
             }
-            return entries
+            return (entries, directories)
         }
-        guard let raw = found else {
+        guard let (raw, directories) = found else {
             if e == ENOENT || e == ENOTDIR { return nil }
             throw fail("opendir", directory, e)
         }
+        client.noteDirectoryAttributes(directories.map { (directory.appending($0.0), $0.1) })
         return Listing(sorting: raw)
     }
 
@@ -122,13 +125,16 @@ public struct SMBLocation: Location, SymlinkWriting, HardLinkWriting, TemporaryK
 
     func setTimes(_ url: String, path: EntryPath, _ metadata: FileMetadata, _ selection: MetadataSelection, on worker: SMBWorker) async throws {
         guard selection.mtime || selection.atime else { return }
-        let atime = selection.atime ? metadata.atime : metadata.mtime, mtime = metadata.mtime
-        let (status, e) = await worker.run { ctx -> Int32 in
-            var times = [timeval(tv_sec: Int(atime.seconds), tv_usec: Int(atime.nanoseconds / 1_000)),
-                         timeval(tv_sec: Int(mtime.seconds), tv_usec: Int(mtime.nanoseconds / 1_000))]
-            return smbc_getFunctionUtimes(ctx)!(ctx, url, &times)
-        }
+        let (status, e) = await worker.run { ctx in SMBLocation.utimes(ctx, url, metadata, selection) }
         if status != 0 { throw fail("utimes", path, e) }
+    }
+
+    /// Sets the selected times (atime as mtime when atime is not selected), to the microsecond.
+    static func utimes(_ ctx: UnsafeMutablePointer<SMBCCTX>, _ url: String, _ metadata: FileMetadata, _ selection: MetadataSelection) -> Int32 {
+        let atime = selection.atime ? metadata.atime : metadata.mtime, mtime = metadata.mtime
+        var times = [timeval(tv_sec: Int(atime.seconds), tv_usec: Int(atime.nanoseconds / 1_000)),
+                     timeval(tv_sec: Int(mtime.seconds), tv_usec: Int(mtime.nanoseconds / 1_000))]
+        return smbc_getFunctionUtimes(ctx)!(ctx, url, &times)
     }
 
     public func remove(_ path: EntryPath, kind: EntryKind) async throws {
@@ -147,8 +153,17 @@ public struct SMBLocation: Location, SymlinkWriting, HardLinkWriting, TemporaryK
 
     func unlink(_ path: EntryPath, on worker: SMBWorker) async throws {
         let url = client.url(path)
-        let (status, e) = await worker.run { ctx in smbc_getFunctionUnlink(ctx)!(ctx, url) }
+        let (status, e) = await worker.run { ctx in SMBLocation.unlink(ctx, url) }
         if status != 0 && e != ENOENT { throw fail("unlink", path, e) }
+    }
+
+    /// Removes a file; a read-only one (its DOS attribute, copied from a source share) once
+    /// the attribute is cleared.
+    static func unlink(_ ctx: UnsafeMutablePointer<SMBCCTX>, _ url: String) -> Int32 {
+        if smbc_getFunctionUnlink(ctx)!(ctx, url) == 0 { return 0 }
+        guard errno != ENOENT else { return -1 }
+        _ = setAttribute(ctx, url, "system.dos_attr.mode", "0x20")
+        return smbc_getFunctionUnlink(ctx)!(ctx, url)
     }
 
     /// Moves `temporary` to `path`, replacing a file there.
@@ -157,7 +172,7 @@ public struct SMBLocation: Location, SymlinkWriting, HardLinkWriting, TemporaryK
         let (status, e) = await worker.run { ctx -> Int32 in
             if smbc_getFunctionRename(ctx)!(ctx, from, ctx, to) == 0 { return 0 }
             guard errno == EEXIST else { return -1 }
-            _ = smbc_getFunctionUnlink(ctx)!(ctx, to)
+            _ = SMBLocation.unlink(ctx, to)
             return smbc_getFunctionRename(ctx)!(ctx, from, ctx, to)
         }
         if status != 0 { throw fail("rename", path, e) }

@@ -1,7 +1,6 @@
 import FerryCore
 import FerryEngine
 import FerryS3
-import FerrySMB
 import FerryStore
 import Foundation
 import Logging
@@ -201,9 +200,6 @@ actor ExecutionRunner {
             opened.append(source)
             let destination = try resolver.resolve(taskBody["DestinationLocationArn"]?.string ?? "", asDestination: true, securityDescriptors: descriptors)
             opened.append(destination)
-            if let warning = SMBClient.descriptorWarning(source: source.location, destination: destination.location, flags: descriptors) {
-                log.basic("[WARN] \(warning)")
-            }
             var logger = self.logger
             logger[metadataKey: "execution.id"] = "\(execution)"
             let report = try body["TaskReportConfig"].map {

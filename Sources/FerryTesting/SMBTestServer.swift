@@ -4,15 +4,20 @@ import Glibc
 /// A real SMB server for tests: Samba's `smbd` with a private `smb.conf` on 127.0.0.1 at a
 /// port of its own and at 445 (DataSync's SMB locations name no port), a user made with
 /// `smbpasswd`, and two shares (`share1`, `share2`) that keep DOS attributes and NT ACLs
-/// (`acl_xattr`). Started once per test process; fails loudly when it cannot start.
+/// (`acl_xattr`); the user holds SeRestorePrivilege and SeTakeOwnershipPrivilege (it may give
+/// files to other owners, as DataSync's OWNER_DACL asks of its user). Started once per test process; fails loudly when it cannot start.
 public final class SMBTestServer: Sendable {
     public let port: Int
     public let directory: String
-    public let user = "ferrysmb"
+    static let userName = "ferrysmb"
+    public let user = SMBTestServer.userName
     public let password = "Ferry-Secret-123"
     let process: Process
     /// smbd in the foreground exits when its stdin ends: a pipe kept open for its lifetime.
     let stdin = Pipe()
+    /// samba-dcerpcd, which serves the LSA pipe on IPC$, and its stdin.
+    let rpcProcess = Process()
+    let rpcStdin = Pipe()
 
     public static let shared: Result<SMBTestServer, TestTreeError> = Result { try SMBTestServer.start() }.mapError {
         $0 as? TestTreeError ?? TestTreeError("\($0)")
@@ -42,12 +47,16 @@ public final class SMBTestServer: Sendable {
         guard let smbd = S3TestServer.which("smbd") else {
             throw TestTreeError("smbd not found: apt-get install samba smbclient (.ci/run does)")
         }
+        let dcerpcd = "/usr/libexec/samba/samba-dcerpcd"
+        guard access(dcerpcd, X_OK) == 0 else {
+            throw TestTreeError("\(dcerpcd) not found: apt-get install samba-common-bin (.ci/run does)")
+        }
         if NFSTestServer.portOpen(445) {
             throw TestTreeError("something already listens on port 445 (another SMB server?); the test smbd needs it for locations that name no port")
         }
         let dir = try TestTree(label: "smbd").root
         chmod(dir, 0o755)
-        for sub in ["share1", "share2", "private", "lock", "state", "cache", "pid", "log"] { mkdir("\(dir)/\(sub)", 0o755) }
+        for sub in ["share1", "share2", "private", "lock", "state", "cache", "pid", "log", "ncalrpc"] { mkdir("\(dir)/\(sub)", 0o755) }
         let port = try S3TestServer.freePort()
         let conf = """
             [global]
@@ -68,6 +77,8 @@ public final class SMBTestServer: Sendable {
               printcap name = /dev/null
               disable spoolss = yes
               server role = standalone server
+              ncalrpc dir = \(dir)/ncalrpc
+              rpc start on demand helpers = no
             [share1]
               path = \(dir)/share1
               read only = no
@@ -87,52 +98,96 @@ public final class SMBTestServer: Sendable {
         let owner = getpwnam(server.user)!.pointee
         for share in ["share1", "share2"] { chown("\(dir)/\(share)", owner.pw_uid, owner.pw_gid) }
         try run("/usr/bin/smbpasswd", ["-c", "\(dir)/smb.conf", "-s", "-a", server.user], input: "\(server.password)\n\(server.password)\n")
+        try run("/usr/bin/net", ["-s", "\(dir)/smb.conf", "sam", "rights", "grant", server.user, "SeRestorePrivilege", "SeTakeOwnershipPrivilege"])
         let p = server.process
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        p.arguments = ["--pdeathsig", "KILL", "--", smbd, "-s", "\(dir)/smb.conf", "--foreground", "--no-process-group"]
-        p.standardInput = server.stdin
-        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try ProcessLauncher.run(p)
+        try launch(p, [smbd, "-s", "\(dir)/smb.conf", "--foreground", "--no-process-group"], stdin: server.stdin)
         try S3TestServer.waitForPort(port, process: p, what: "smbd (log: \(dir)/log/smbd.log)")
         try S3TestServer.waitForPort(445, process: p, what: "smbd on port 445 (log: \(dir)/log/smbd.log)")
+        // The RPC services (LSA among them, which libsmbclient needs to read and write
+        // security descriptors) run in samba-dcerpcd, started here rather than on demand.
+        try launch(server.rpcProcess, [dcerpcd, "-s", "\(dir)/smb.conf", "--foreground", "--libexec-rpcds"], stdin: server.rpcStdin)
+        try server.waitForLSA()
         return server
     }
 
-    static func run(_ tool: String, _ args: [String], input: String? = nil) throws {
+    /// Starts a server in the foreground, killed when the test process ends (and stopping
+    /// when `stdin`, kept open for its lifetime, ends).
+    static func launch(_ p: Process, _ argv: [String], stdin: Pipe) throws {
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        p.arguments = ["--pdeathsig", "KILL", "--"] + argv
+        p.standardInput = stdin
+        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try ProcessLauncher.run(p)
+    }
+
+    /// Runs `tool` to its end; its standard output. Fails naming the command unless it exits 0.
+    @discardableResult
+    static func run(_ tool: String, _ args: [String], input: String? = nil) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tool)
         p.arguments = args
-        let pipe = Pipe()
+        let pipe = Pipe(), out = Pipe()
         if input != nil { p.standardInput = pipe }
-        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardOutput = out
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try p.run()
         if let input {
             pipe.fileHandleForWriting.write(Data(input.utf8))
             try pipe.fileHandleForWriting.close()
         }
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw TestTreeError("\(tool) \(args.joined(separator: " ")) failed with \(p.terminationStatus)") }
-    }
-
-    /// `smbcacls` of `path` in `share` (numeric SIDs), for checking what a copy kept.
-    public func acl(_ share: String, _ path: String) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/smbcacls")
-        p.arguments = ["--port", "\(port)", "-U", "\(user)%\(password)", "--numeric", "//127.0.0.1/\(share)", path]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw TestTreeError("smbcacls //127.0.0.1/\(share) \(path) failed with \(p.terminationStatus)") }
+        guard p.terminationStatus == 0 else { throw TestTreeError("\(tool) \(args.joined(separator: " ")) failed with \(p.terminationStatus)") }
         return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Waits until security descriptors can be read (smbcacls on the share's root answers),
+    /// failing loudly after 15 s.
+    func waitForLSA() throws {
+        var last = ""
+        for _ in 0..<60 {
+            do {
+                // Names, not SIDs: the LSA service answered.
+                if try acl("share1", "/", numeric: false).contains("\\\(user)") { return }
+            } catch {
+                last = "\(error)"
+            }
+            guard rpcProcess.isRunning else { break }
+            usleep(250_000)
+        }
+        throw TestTreeError("samba-dcerpcd did not serve security descriptors (log: \(directory)/log/): \(last)")
+    }
+
+    /// `smbcacls` of `path` in `share` (numeric SIDs unless told; port 445: smbcacls takes
+    /// no port), for checking what a copy kept.
+    public func acl(_ share: String, _ path: String, numeric: Bool = true) throws -> String {
+        try SMBTestServer.run("/usr/bin/smbcacls", ["-U", "\(user)%\(password)"] + (numeric ? ["--numeric"] : []) + ["//127.0.0.1/\(share)", path])
+    }
+
+    /// `smbclient -c COMMAND` on `share`; its output.
+    public func smbclient(_ share: String, _ command: String) throws -> String {
+        try SMBTestServer.run("/usr/bin/smbclient", ["//127.0.0.1/\(share)", "-p", "\(port)", "-U", "\(user)%\(password)", "-c", command])
+    }
+
+    /// The DOS attributes ("RHA (23)") and creation time of `path` in `share`, as
+    /// `smbclient`'s `allinfo` tells them.
+    public func attributes(_ share: String, _ path: String) throws -> (attributes: String, created: String) {
+        let info = try smbclient(share, "allinfo \"\(path)\"")
+        func field(_ name: String) -> String {
+            info.split(separator: "\n").first { $0.hasPrefix(name + ":") }
+                .map { $0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces) } ?? ""
+        }
+        return (field("attributes"), field("create_time"))
+    }
+
+    /// Gives `path` in `share` to the owner `sid` (`smbcacls --chown`).
+    public func setOwner(_ share: String, _ path: String, _ sid: String) throws {
+        try SMBTestServer.run("/usr/bin/smbcacls", ["-U", "\(user)%\(password)", "//127.0.0.1/\(share)", path, "--chown", sid])
     }
 
     /// Sets an ACL entry with `smbcacls --add`.
     public func addACE(_ share: String, _ path: String, _ ace: String) throws {
-        try SMBTestServer.run("/usr/bin/smbcacls", ["--port", "\(port)", "-U", "\(user)%\(password)", "//127.0.0.1/\(share)", path, "--add", ace])
+        try SMBTestServer.run("/usr/bin/smbcacls", ["-U", "\(user)%\(password)", "//127.0.0.1/\(share)", path, "--add", ace])
     }
 }

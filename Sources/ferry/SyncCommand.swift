@@ -3,7 +3,6 @@ import CFerry
 import FerryCore
 import FerryEngine
 import FerryS3
-import FerrySMB
 import Foundation
 import Logging
 
@@ -149,10 +148,6 @@ struct SyncCommand: AsyncParsableCommand {
             throw ExitCode(ExitStatus.failed)
         }
         defer { if let placeholder { try? FileManager.default.removeItem(atPath: placeholder) } }
-        if let flags = try? SecurityDescriptorCopy(parsing: fileServers.securityDescriptorCopyFlags),
-           let warning = SMBClient.descriptorWarning(source: sourceLocation, destination: destinationLocation, flags: flags) {
-            FileHandle.standardError.write(Data("ferry: warning: \(warning)\n".utf8))
-        }
 
         let spool = report.map { URL(fileURLWithPath: $0 + ".ferry-spool-\(getpid())") }
         let sink = TaskReportSink(spoolDirectory: spool)

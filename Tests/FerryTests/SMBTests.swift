@@ -85,10 +85,13 @@ enum SMBTests {
         #expect((r.stdout + r.stderr).contains("/link") && (r.stdout + r.stderr).contains("holds no symlinks"), "\(r.stdout)\(r.stderr)")
     }
 
-    /// Between two shares: data and times (to the microsecond) arrive; that security
-    /// descriptors are not copied yet is said, not left silent; OWNER_DACL_SACL is refused by
-    /// name (libsmbclient carries no SACL).
-    @Test func shareToShare() throws {
+    /// Between two shares, with each SecurityDescriptorCopyFlags value: data, times (to the
+    /// microsecond), DOS attributes and creation times (to the second) arrive; with
+    /// OWNER_DACL the owner and the DACL too (smbcacls shows the same, an added ACE among
+    /// them), with NONE neither (share2's files are root's, its DACL its default);
+    /// OWNER_DACL_SACL is refused by name (libsmbclient carries no SACL). A re-run moves
+    /// nothing; a read-only file changed at the source is replaced.
+    @Test func shareToShare() async throws {
         let server = try SMBTests.server()
         let f = try Fixture("smb-sd")
         defer { f.cleanUp() }
@@ -96,21 +99,65 @@ enum SMBTests {
         try f.source.file("dir/inner", [1, 2])
         let sub = "s2s-\(UInt32.random(in: 0..<UInt32.max))"
         #expect(try SMBTests.ferry(server, ["sync", f.source.root, server.url("share1", sub)]).status == 0)
+        _ = try server.smbclient("share1", "setmode \"\(sub)/doc.txt\" +rh; setmode \"\(sub)/dir\" +h; setmode \"\(sub)/dir/inner\" +s")
+        try server.addACE("share1", "\(sub)/doc.txt", "ACL:S-1-5-21-1-2-3-4444:ALLOWED/0x0/READ")
+        try server.setOwner("share1", "\(sub)/doc.txt", "S-1-22-1-65534")
+        // Creation times older than anything the copies make by more than the second
+        // they are carried to (and smbclient rounds to).
+        sleep(2)
+        func seconds(_ created: String) -> Double {
+            let f = DateFormatter()
+            f.locale = Locale(identifier: "en_US_POSIX")
+            f.dateFormat = "EEE MMM d HH:mm:ss yyyy zzz"
+            return f.date(from: created.split(separator: " ").joined(separator: " "))?.timeIntervalSince1970 ?? -1
+        }
+        // The owner, then the DACL's entries in no order (libsmbclient writes them in
+        // canonical order, denials first).
+        func ownerAndDACL(_ share: String, _ path: String) throws -> [String] {
+            let lines = try server.acl(share, path).split(separator: "\n")
+            return lines.filter { $0.hasPrefix("OWNER:") }.map(String.init) + lines.filter { $0.hasPrefix("ACL:") }.map(String.init).sorted()
+        }
         for flags in ["OWNER_DACL", "NONE"] {
             let dst = "\(sub)-\(flags)"
             let r = try SMBTests.ferry(server, ["sync", server.url("share1", sub), server.url("share2", dst), "--security-descriptor-copy-flags", flags])
             #expect(r.status == 0, "\(flags): \(r.stdout)\(r.stderr)")
-            #expect(r.stderr.contains("security descriptors (OWNER_DACL)") == (flags == "OWNER_DACL"), "\(r.stderr)")
-            for file in ["doc.txt", "dir/inner"] {
+            for file in ["doc.txt", "dir", "dir/inner"] {
                 var a = stat(), b = stat()
                 #expect(stat(server.path("share1") + "/\(sub)/\(file)", &a) == 0 && stat(server.path("share2") + "/\(dst)/\(file)", &b) == 0)
                 #expect(a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec / 1000 == b.st_mtim.tv_nsec / 1000, "\(flags) \(file)")
-                #expect(FileManager.default.contents(atPath: server.path("share2") + "/\(dst)/\(file)")
-                        == FileManager.default.contents(atPath: f.source.root + "/\(file)"))
+                if file != "dir" {
+                    #expect(FileManager.default.contents(atPath: server.path("share2") + "/\(dst)/\(file)")
+                            == FileManager.default.contents(atPath: f.source.root + "/\(file)"))
+                }
+                let from = try server.attributes("share1", "\(sub)/\(file)"), to = try server.attributes("share2", "\(dst)/\(file)")
+                #expect(from.attributes == to.attributes && abs(seconds(from.created) - seconds(to.created)) <= 1, "\(flags) \(file): \(from) became \(to)")
+                let source = try ownerAndDACL("share1", "\(sub)/\(file)"), arrived = try ownerAndDACL("share2", "\(dst)/\(file)")
+                if flags == "OWNER_DACL" {
+                    #expect(source == arrived, "\(file): \(source) became \(arrived)")
+                } else if file == "doc.txt" {
+                    #expect(source.first == "OWNER:S-1-22-1-65534" && arrived.first != source.first, "the owner was copied with NONE: \(arrived)")
+                    #expect(!arrived.contains { $0.contains("S-1-5-21-1-2-3-4444") }, "the DACL was copied with NONE: \(arrived)")
+                }
             }
+            #expect(try server.attributes("share1", "\(sub)/doc.txt").attributes.hasPrefix("RHA"))
+            #expect(try ownerAndDACL("share2", "\(dst)/doc.txt").contains { $0.contains("S-1-5-21-1-2-3-4444") } == (flags == "OWNER_DACL"))
+            // Nothing to do the second time.
+            let descriptors = try SecurityDescriptorCopy(parsing: flags)
+            let from = try SMBTests.client(server, "share1", sub, create: false, descriptors: descriptors)
+            let to = try SMBTests.client(server, "share2", dst, create: false, descriptors: descriptors)
+            defer { from.close(); to.close() }
+            let again = await SyncEngine(SyncConfiguration(source: SMBLocation(client: from), destination: SMBLocation(client: to),
+                                                           options: Fixture.defaultOptions)).run()
+            #expect(again.status == .success && again.counters.filesTransferred == 0, "\(flags): \(again.problems)")
         }
+        // The read-only file changed at the source replaces its read-only copy.
+        try Data("changed".utf8).write(to: URL(fileURLWithPath: server.path("share1") + "/\(sub)/doc.txt"))
+        let changed = try SMBTests.ferry(server, ["sync", server.url("share1", sub), server.url("share2", "\(sub)-OWNER_DACL")])
+        #expect(changed.status == 0, "\(changed.stdout)\(changed.stderr)")
+        #expect(FileManager.default.contents(atPath: server.path("share2") + "/\(sub)-OWNER_DACL/doc.txt") == Data("changed".utf8))
+        #expect(try server.attributes("share2", "\(sub)-OWNER_DACL/doc.txt").attributes.hasPrefix("RHA"))
         let sacl = try SMBTests.ferry(server, ["sync", server.url("share1", sub), server.url("share2", "\(sub)-sacl"), "--security-descriptor-copy-flags", "OWNER_DACL_SACL"])
-        #expect(sacl.status != 0 && sacl.stderr.contains("OWNER_DACL_SACL is not supported yet"), "\(sacl.stderr)")
+        #expect(sacl.status != 0 && sacl.stderr.contains("OWNER_DACL_SACL is not supported"), "\(sacl.stderr)")
     }
 
     /// The connection cut in the middle of a large file, each way: the file is retried on a
