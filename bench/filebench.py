@@ -17,7 +17,7 @@ Cases (local → server, each tool into a destination of its own, removed after 
 NFS: `ferry` (defaults: 16 items, 2 connections, every READ/WRITE of a file at once);
 `ferry-serial` (--parallel 1 --nfs-connections 1: one item in flight, the cost a serial
 tool pays); at RTT 0 also `ferry-local` (the same copy to a local directory, no NFS).
-SMB: `ferry` (4 sessions); `rclone` (rclone sync to its SMB backend, its defaults:
+SMB: `ferry` (32 sessions); `rclone` (rclone sync to its SMB backend, its defaults:
 4 transfers, 8 checkers); `smbclient` (recursive mput, one request at a time).
 
 One-at-a-time tools (ferry-serial, smbclient) at RTT > 0 copy only the first

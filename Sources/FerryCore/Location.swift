@@ -34,6 +34,10 @@ public struct Capabilities: Sendable, Hashable {
     /// waiting on a server): a worker handed many small items at once holds back no other
     /// request, so the engine hands them out in large batches when both sides do.
     public var neverSuspends = false
+    /// Items the engine keeps in flight when this location is one end and no number is
+    /// given (the larger of the two ends'): a file server across a network wants many, as
+    /// each item waits on round trips, not on a CPU.
+    public var itemsInFlight = 16
 
     public init() {}
 

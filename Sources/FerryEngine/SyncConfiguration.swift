@@ -8,7 +8,9 @@ public struct SyncConfiguration: Sendable {
     public var destination: any Location
     public var options: TransferOptions
     public var filters: Filters
-    /// Work items (directory listings, file transfers) in flight at once.
+    /// Work items (directory listings, file transfers) in flight at once; unless given,
+    /// the larger of the two locations' ``Capabilities/itemsInFlight`` (16 for local trees
+    /// and object stores).
     public var parallel: Int
     /// Plan and report, change nothing.
     public var dryRun: Bool
@@ -27,14 +29,14 @@ public struct SyncConfiguration: Sendable {
 
     public init(
         source: any Location, destination: any Location, options: TransferOptions = TransferOptions(),
-        filters: Filters = Filters(), parallel: Int = 16, dryRun: Bool = false,
+        filters: Filters = Filters(), parallel: Int? = nil, dryRun: Bool = false,
         logger: Logger = Logger(label: "ferry.engine"), onItem: (@Sendable (ItemEvent) -> Void)? = nil
     ) {
         self.source = source
         self.destination = destination
         self.options = options
         self.filters = filters
-        self.parallel = max(1, parallel)
+        self.parallel = max(1, parallel ?? max(source.capabilities.itemsInFlight, destination.capabilities.itemsInFlight))
         self.dryRun = dryRun
         self.logger = logger
         self.onItem = onItem

@@ -27,6 +27,8 @@ public struct SMBLocation: Location, SymlinkWriting, HardLinkWriting, TemporaryK
         c.atime = true
         c.caseSensitive = false
         c.mtimePrecisionNanoseconds = 1_000
+        // One item per session: each carries one request at a time.
+        c.itemsInFlight = client.workers.count
         return c
     }
 

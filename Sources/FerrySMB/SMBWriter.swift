@@ -17,6 +17,9 @@ final class SMBWriter: EntryWriter, @unchecked Sendable {
     let selection: MetadataSelection
     private let open = Atomic<Bool>(true)
     private let done = Atomic<Bool>(false)
+    /// The end of the furthest range written: the file's size when it reaches the
+    /// metadata's (no truncation request then).
+    private let end = Atomic<Int64>(0)
 
     init(location: SMBLocation, worker: SMBWorker, handle: Unchecked<OpaquePointer>, path: EntryPath, temporary: EntryPath,
          metadata: FileMetadata, attributes: [ExtendedAttribute], selection: MetadataSelection) {
@@ -32,6 +35,7 @@ final class SMBWriter: EntryWriter, @unchecked Sendable {
 
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws {
         if FileIO.isAllZero(bytes) { return }
+        end.max(offset + Int64(bytes.count), ordering: .relaxed)
         let source = Unchecked(bytes)
         let (ok, e) = await worker.run { [handle] ctx -> Bool in
             guard smbc_getFunctionLseek(ctx)!(ctx, handle.value, off_t(offset), SEEK_SET) >= 0 else { return false }
@@ -49,8 +53,9 @@ final class SMBWriter: EntryWriter, @unchecked Sendable {
     func commit() async throws -> [String] {
         do {
             let size = off_t(metadata.size)
+            let sized = end.load(ordering: .relaxed) == metadata.size
             let (ok, e) = await worker.run { [handle] ctx -> Bool in
-                let truncated = smbc_getFunctionFtruncate(ctx)!(ctx, handle.value, size) == 0
+                let truncated = sized || smbc_getFunctionFtruncate(ctx)!(ctx, handle.value, size) == 0
                 return smbc_getFunctionClose(ctx)!(ctx, handle.value) == 0 && truncated
             }
             open.store(false, ordering: .relaxed)
