@@ -17,7 +17,8 @@ Cases (local → server, each tool into a destination of its own, removed after 
 NFS: `ferry` (defaults: 16 items, 2 connections, every READ/WRITE of a file at once);
 `ferry-serial` (--parallel 1 --nfs-connections 1: one item in flight, the cost a serial
 tool pays); at RTT 0 also `ferry-local` (the same copy to a local directory, no NFS).
-SMB: `ferry` (32 sessions); `rclone` (rclone sync to its SMB backend, its defaults:
+`ferry-noverify` (asked for): `--verify-mode none`, the same work as the peers, which
+read nothing back. SMB: `ferry` (32 sessions); `rclone` (rclone sync to its SMB backend, its defaults:
 4 transfers, 8 checkers); `smbclient` (recursive mput, one request at a time).
 
 One-at-a-time tools (ferry-serial, smbclient) at RTT > 0 copy only the first
@@ -206,7 +207,8 @@ def main():
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--serial-files", type=int, default=2000)
     ap.add_argument("--fs", default="tmpfs", choices=["tmpfs", "disk"])
-    ap.add_argument("--tools", default="ferry,ferry-serial,ferry-local,rclone,smbclient")
+    ap.add_argument("--tools", default="ferry,ferry-serial,ferry-local,rclone,smbclient",
+                    help="also ferry-noverify: --verify-mode none, the peers' work (no read-back)")
     ap.add_argument("--ferry-args", default="", help="extra arguments for every ferry run (e.g. --nfs-connections 8)")
     a = ap.parse_args()
     for tool in [FERRY, NETEM]:
@@ -266,7 +268,8 @@ def main():
                 serial_case = "serial" if case == "small" and rtt > 0 else case
                 if "nfs" in protocols:
                     port, proxy = servers.proxy(servers.nfs_port, rtt)
-                    tools = [("ferry", case, []), ("ferry-serial", serial_case, ["--parallel", "1", "--nfs-connections", "1"])]
+                    tools = [("ferry", case, []), ("ferry-serial", serial_case, ["--parallel", "1", "--nfs-connections", "1"]),
+                             ("ferry-noverify", case, ["--verify-mode", "none"])]
                     if run_index % 2:
                         tools.reverse()
                     for tool, c, extra in tools:
@@ -284,14 +287,16 @@ def main():
                         proxy.wait()
                 if "smb" in protocols:
                     port, proxy = servers.proxy(servers.smb_port, rtt)
-                    tools = ["ferry", "rclone", "smbclient"]
-                    tools = tools[run_index % 3:] + tools[:run_index % 3]
+                    tools = ["ferry", "rclone", "smbclient", "ferry-noverify"]
+                    tools = tools[run_index % 4:] + tools[:run_index % 4]
                     for tool in [t for t in tools if t in wanted]:
                         c = serial_case if tool == "smbclient" else case
                         name = fresh(f"smb-{tool}")
-                        if tool == "ferry":
+                        if tool.startswith("ferry"):
                             argv = [FERRY, "sync", data[c][0], f"smb://{USER}@127.0.0.1:{port}/bench/{name}",
                                     "--password-file", servers.password_file] + extra_args
+                            if tool == "ferry-noverify":
+                                argv += ["--verify-mode", "none"]
                         elif tool == "rclone":
                             argv = ["rclone", "sync", data[c][0], f":smb:bench/{name}", "--smb-host", "127.0.0.1", "--smb-port", str(port),
                                     "--smb-user", USER, "--smb-pass", obscured]

@@ -1,38 +1,90 @@
 import CLibSMB
 import FerryCore
 import Glibc
+import Synchronization
 
-/// Reads one file over SMB on the worker that opened it (libsmbclient splits a large read
-/// into several requests in flight).
-struct SMBReader: EntryReader {
+/// Reads one file over SMB on the worker that opened it. A large file is also opened on
+/// other sessions (lanes), and the ranges after the one asked for are read ahead on them,
+/// several at once: libsmbclient's read waits for every request it sends, so one session
+/// carries one range at a time.
+final class SMBReader: EntryReader, @unchecked Sendable {
     let location: SMBLocation
     let worker: SMBWorker
     let handle: Unchecked<OpaquePointer>
     let path: EntryPath
     let metadata: FileMetadata
+    private let lanes = Mutex<[SMBLane]?>(nil)
+    /// Reads sent ahead, by offset: how many bytes each asked for, and the read.
+    private let ahead = Mutex<[Int64: (count: Int, task: Task<([UInt8], Int32), Never>)]>([:])
+
+    init(location: SMBLocation, worker: SMBWorker, handle: Unchecked<OpaquePointer>, path: EntryPath, metadata: FileMetadata) {
+        self.location = location
+        self.worker = worker
+        self.handle = handle
+        self.path = path
+        self.metadata = metadata
+    }
 
     func dataExtents() async throws -> [Extent] { Extent.wholeFile(size: metadata.size) }
 
     func extendedAttributes() async throws -> [ExtendedAttribute] { [] }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) async throws -> Int {
-        let target = Unchecked(buffer)
-        let (n, e) = await worker.run { [handle] ctx -> Int in
-            guard smbc_getFunctionLseek(ctx)!(ctx, handle.value, off_t(offset), SEEK_SET) >= 0 else { return -1 }
-            var total = 0
-            while total < target.value.count {
-                let r = smbc_getFunctionRead(ctx)!(ctx, handle.value, target.value.baseAddress! + total, target.value.count - total)
-                if r < 0 { return -1 }
-                if r == 0 { break }
-                total += r
-            }
-            return total
+        if metadata.size >= SMBWriter.laneThreshold {
+            let lanes = await openLanes()
+            if lanes.count > 1 { return try await readAhead(into: buffer, at: offset, lanes) }
         }
+        let target = Unchecked(buffer)
+        let (n, e) = await worker.run { [handle] ctx in SMBLane.readAll(ctx, handle.value, target.value, at: offset) }
         if n < 0 { throw location.fail("read", path, e) }
         return n
     }
 
+    /// The range at `offset` (read ahead already, or now), the next ones sent ahead on the
+    /// lanes in turn, two per lane.
+    private func readAhead(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64, _ lanes: [SMBLane]) async throws -> Int {
+        let count = buffer.count
+        func lane(_ o: Int64) -> SMBLane { lanes[Int(o / Int64(max(count, 1))) % lanes.count] }
+        let task: Task<([UInt8], Int32), Never> = ahead.withLock { sent in
+            let mine = sent.removeValue(forKey: offset).flatMap { $0.count == count ? $0.task : nil }
+            ?? Task { [lane = lane(offset)] in await lane.read(count, at: offset) }
+            for k in 1...(2 * lanes.count) {
+                let o = offset + Int64(k * count)
+                guard o < metadata.size, sent[o] == nil else { continue }
+                sent[o] = (count, Task { [lane = lane(o)] in await lane.read(count, at: o) })
+            }
+            return mine
+        }
+        let (bytes, e) = await task.value
+        if e != 0 { throw location.fail("read", path, e) }
+        bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return bytes.count
+    }
+
+    /// The file opened read-only on up to seven other sessions (with this one, the lanes).
+    private func openLanes() async -> [SMBLane] {
+        if let open = lanes.withLock({ $0 }) { return open }
+        let opened = [SMBLane(worker: worker, handle: handle)]
+            + (await SMBLane.open(location.client.url(path), flags: O_RDONLY, on: location.client.workers.filter { $0 !== worker }.prefix(7)))
+        lanes.withLock { $0 = opened }
+        return opened
+    }
+
     func close() async throws -> FileMetadata {
+        let sent: [Task<([UInt8], Int32), Never>] = ahead.withLock { a in
+            let tasks = a.values.map(\.task)
+            a.removeAll()
+            return tasks
+        }
+        for task in sent { _ = await task.value }
+        let opened: [SMBLane] = lanes.withLock { l in
+            let all = l ?? []
+            l = []
+            return all
+        }
+        for lane in opened.dropFirst() {
+            _ = await lane.worker.run { ctx in smbc_getFunctionClose(ctx)!(ctx, lane.handle.value) }
+        }
         let (st, e) = await worker.run { [handle] ctx -> Glibc.stat? in
             var st = Glibc.stat()
             let ok = smbc_getFunctionFstat(ctx)!(ctx, handle.value, &st) == 0
