@@ -3,6 +3,8 @@ import FerryStore
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
 
@@ -18,8 +20,11 @@ public struct DataSyncServer: Sendable {
         public var s3Endpoint: S3Configuration.Overrides
         /// The shortest schedule interval accepted, in seconds (DataSync: one hour).
         public var minimumScheduleInterval: TimeInterval
+        /// HTTPS with this certificate (``ServerTLS``); plain HTTP when nil.
+        public var tls: ServerTLS?
         public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 8950, region: String = "us-east-1",
-                    s3Endpoint: S3Configuration.Overrides = .init(), minimumScheduleInterval: TimeInterval = 3600) {
+                    s3Endpoint: S3Configuration.Overrides = .init(), minimumScheduleInterval: TimeInterval = 3600, tls: ServerTLS? = nil) {
+            self.tls = tls
             self.dataDirectory = dataDirectory
             self.minimumScheduleInterval = minimumScheduleInterval
             self.host = host
@@ -56,12 +61,15 @@ public struct DataSyncServer: Sendable {
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                      body: .init(byteBuffer: ByteBuffer(string: await plane.metricsText())))
         }
+        let scheme = configuration.tls == nil ? "http" : "https"
+        let server: HTTPServerBuilder = try configuration.tls.map { try .tls(.http1(), tlsConfiguration: $0.serverConfiguration()) } ?? .http1()
         let app = Application(
             router: router,
+            server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ferry"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? configuration.port
-                onRunning("http://\(configuration.host):\(port)")
+                onRunning("\(scheme)://\(configuration.host):\(port)")
             },
             logger: logger)
         // The schedules fire while the server runs; both stop together.

@@ -40,21 +40,41 @@ struct ServerRun: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Shortest schedule interval accepted, in minutes (DataSync allows one hour at least).", valueName: "minutes"))
     var minScheduleMinutes: Int = 60
 
+    @Flag(help: "Serve HTTPS: with --tls-cert/--tls-key, or a certificate signed by a CA the server makes in DATA_DIR/tls (its path is printed).")
+    var tls = false
+
+    @Option(help: ArgumentHelp("Certificate chain to serve (PEM), with --tls-key.", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(help: ArgumentHelp("Private key of --tls-cert (PEM).", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(help: ArgumentHelp("Another name or address the server is reached by, for the certificate it makes (repeatable).", valueName: "name"))
+    var tlsName: [String] = []
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard minScheduleMinutes >= 1 else { throw ValidationError("--min-schedule-minutes must be at least 1") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("give both --tls-cert and --tls-key, or neither") }
+        if !tls && (tlsCert != nil || !tlsName.isEmpty) { throw ValidationError("--tls-cert, --tls-key and --tls-name go with --tls") }
     }
 
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         _ = cferry_raise_nofile()  // executions keep files and directories open, several at once
+        let certificate = tls ? try ServerTLS.prepare(dataDirectory: data.dataDir, certificate: tlsCert, key: tlsKey,
+                                                      names: ServerTLS.names(host: host, extra: tlsName)) : nil
         let server = DataSyncServer(.init(dataDirectory: data.dataDir, host: host, port: port, region: region,
                                           s3Endpoint: S3Configuration.Overrides(endpointURL: s3EndpointUrl),
-                                          minimumScheduleInterval: TimeInterval(minScheduleMinutes * 60)))
+                                          minimumScheduleInterval: TimeInterval(minScheduleMinutes * 60), tls: certificate))
         let dir = data.dataDir
         try await server.run { endpoint in
             // Unbuffered: whoever started the server waits for this line.
-            FileHandle.standardOutput.write(Data("Ferry server listening on \(endpoint)\nCredentials: ferry server credentials --data-dir \(dir)\n".utf8))
+            var lines = "Ferry server listening on \(endpoint)\nCredentials: ferry server credentials --data-dir \(dir)\n"
+            if let ca = certificate?.caPath {
+                lines += "CA: \(ca) (aws --ca-bundle \(ca); its certificate names \(certificate!.names.joined(separator: ", ")))\n"
+            }
+            FileHandle.standardOutput.write(Data(lines.utf8))
         }
     }
 }

@@ -9,11 +9,14 @@ final class FerryServerProcess {
     let port: Int
     let dataDirectory: String
     let environment: [String: String]
+    /// "https" for a server started with --tls.
+    let scheme: String
 
     /// `environment`: extra variables for the server process (e.g. the S3 credentials it uses
     /// for create-location-s3 buckets and report uploads).
     init(dataDirectory: String, arguments: [String] = [], environment serverEnvironment: [String: String] = [:]) throws {
         self.dataDirectory = dataDirectory
+        scheme = arguments.contains("--tls") ? "https" : "http"
         port = try S3TestServer.freePort()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
         process.arguments = ["--pdeathsig", "KILL", "--", CLI.executable, "server", "--data-dir", dataDirectory, "--port", "\(port)"] + arguments
@@ -43,7 +46,7 @@ final class FerryServerProcess {
 
     /// `aws datasync ARGS --endpoint-url …`; JSON output parsed when the call succeeds.
     func aws(_ args: [String], environment: [String: String]? = nil) throws -> (status: Int32, json: [String: Any], stderr: String) {
-        let r = try CLI.run(["datasync"] + args + ["--endpoint-url", "http://127.0.0.1:\(port)", "--output", "json"],
+        let r = try CLI.run(["datasync"] + args + ["--endpoint-url", "\(scheme)://127.0.0.1:\(port)", "--output", "json"],
                             wrapper: ["aws"], direct: true, environment: environment ?? self.environment)
         let json = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any] ?? [:]
         return (r.status, json, r.stderr)
@@ -69,7 +72,7 @@ final class FerryServerProcess {
             argv += ["--aws-sigv4", "aws:amz:eu-west-3:datasync",
                      "--user", "\(environment["AWS_ACCESS_KEY_ID"] ?? ""):\(environment["AWS_SECRET_ACCESS_KEY"] ?? "")"]
         }
-        return try CLI.run(argv + ["http://127.0.0.1:\(port)\(path)"], wrapper: ["curl"], direct: true)
+        return try CLI.run(argv + ["\(scheme)://127.0.0.1:\(port)\(path)"], wrapper: ["curl"], direct: true)
     }
 
     /// Polls an execution until it ends; its last description.
