@@ -65,7 +65,7 @@ final class SMBReader: EntryReader, @unchecked Sendable {
     private func openLanes() async -> [SMBLane] {
         if let open = lanes.withLock({ $0 }) { return open }
         let opened = [SMBLane(worker: worker, handle: handle)]
-            + (await SMBLane.open(location.client.url(path), flags: O_RDONLY, on: location.client.workers.filter { $0 !== worker }.prefix(7)))
+            + (await SMBLane.open(location.client.url(path), flags: O_RDONLY, on: location.client.sessions(after: worker, 7)))
         lanes.withLock { $0 = opened }
         return opened
     }

@@ -60,7 +60,7 @@ final class SMBWriter: EntryWriter, @unchecked Sendable {
     private func openLanes() async -> [SMBLane] {
         if let open = lanes.withLock({ $0 }) { return open }
         let opened = [SMBLane(worker: worker, handle: handle)]
-            + (await SMBLane.open(location.client.url(temporary), flags: O_WRONLY, on: location.client.workers.filter { $0 !== worker }.prefix(7)))
+            + (await SMBLane.open(location.client.url(temporary), flags: O_WRONLY, on: location.client.sessions(after: worker, 7)))
         lanes.withLock { $0 = opened }
         return opened
     }
@@ -136,7 +136,7 @@ struct SMBLane: Sendable {
     }
 
     /// `url` opened with `flags` on each of `workers` at once; the lanes that opened it.
-    static func open(_ url: String, flags: Int32, on workers: ArraySlice<SMBWorker>) async -> [SMBLane] {
+    static func open(_ url: String, flags: Int32, on workers: [SMBWorker]) async -> [SMBLane] {
         await withTaskGroup(of: SMBLane?.self) { group in
             for other in workers {
                 group.addTask {
