@@ -22,6 +22,9 @@ final class SMBWorker: @unchecked Sendable {
         guard SMBWorker.threadsReady else {
             throw FerryError(.fatal, "libsmbclient cannot be made thread-safe here (smb_thread_set_functions not found in libsamba-util.so.0)")
         }
+        // Setting a context up reloads libsmbclient's shared configuration: alone.
+        SMBWorker.library.lockWrite()
+        defer { SMBWorker.library.unlock() }
         guard let context = smbc_new_context() else { throw FerryError(.fatal, "smbc_new_context failed") }
         smbc_setDebug(context, 0)
         smbc_setTimeout(context, timeoutMilliseconds)
@@ -48,16 +51,14 @@ final class SMBWorker: @unchecked Sendable {
         queue = DispatchQueue(label: "ferry-smb-\(index)")
     }
 
-    /// libsmbclient's shared state is made lazily, without locks: concurrent first calls of
-    /// a process failed here with "convert_string_talloc: out of memory" (its character-set
-    /// handles). So until one session has connected and answered, a session's first call
-    /// (and the first after a connection error) runs alone (the write side), as do closing
-    /// and a session's first security-descriptor call; every other call runs at once with
-    /// those of the other sessions (the read side), connections made after the first among
-    /// them (16 sessions 10 ms away log on in 0.2 s, not 2.7 s one after another).
-    private static let library = ReadWriteLock()
-    /// Whether some session has connected and answered: the library's shared state is made.
-    private static let warm = Atomic<Bool>(false)
+    /// libsmbclient's shared state (its character-set handles among it) is made and
+    /// remade, without locks, when a context is set up and when a session connects:
+    /// concurrent logons failed here with "convert_string_talloc: out of memory" and a
+    /// double free, even after a first session had connected. So setting a context up, a
+    /// session's first call (and its first after a connection error), its first
+    /// security-descriptor call and closing run alone (the write side); every other call
+    /// runs at once with those of the other sessions (the read side).
+    static let library = ReadWriteLock()
     /// Whether this session's next call may connect (first call, or after a broken connection).
     private let connecting = Atomic<Bool>(true)
 
@@ -70,8 +71,7 @@ final class SMBWorker: @unchecked Sendable {
     let describes = Atomic<Bool>(false)
 
     private func call<T>(alone force: Bool = false, _ body: (UnsafeMutablePointer<SMBCCTX>) -> T) -> (T, Int32) {
-        let mayConnect = connecting.load(ordering: .relaxed)
-        let alone = force || (mayConnect && !SMBWorker.warm.load(ordering: .relaxed))
+        let alone = force || connecting.load(ordering: .relaxed)
         if alone { SMBWorker.library.lockWrite() } else { SMBWorker.library.lockRead() }
         errno = 0
         let value = body(context)
@@ -79,9 +79,8 @@ final class SMBWorker: @unchecked Sendable {
         SMBWorker.library.unlock()
         if SMBWorker.brokeConnection(e) {
             connecting.store(true, ordering: .relaxed)
-        } else if mayConnect && e == 0 {
+        } else if alone && e == 0 {
             connecting.store(false, ordering: .relaxed)
-            SMBWorker.warm.store(true, ordering: .relaxed)
         }
         return (value, e)
     }
@@ -95,13 +94,6 @@ final class SMBWorker: @unchecked Sendable {
                 continuation.resume(returning: worker.value.call(alone: alone) { body($0) })
             }
         }
-    }
-
-    /// The same without waiting; `done` gets the result on the worker's queue (connecting
-    /// sessions at once, each on its own thread).
-    func runDetached<T>(_ body: @escaping @Sendable (UnsafeMutablePointer<SMBCCTX>) -> T, done: @escaping @Sendable ((T, Int32)) -> Void) {
-        let worker = Unchecked(self)
-        queue.async { done(worker.value.call { body($0) }) }
     }
 
     /// The same, blocking the caller (only while connecting).
@@ -196,26 +188,17 @@ public final class SMBClient: Sendable {
         let client = SMBClient(host: host, port: port, share: share, below: below, credentials: credentials,
                                securityDescriptors: securityDescriptors, workers: all)
         // The share itself first: a wrong name, password or version is told as such.
-        // Every session logs on now: the first alone, the others at once (see ``SMBWorker``).
+        // Every session logs on now, each alone (see ``SMBWorker``), from its own thread.
         let root = client.url(.root, belowShare: false)
         let logOn: @Sendable (UnsafeMutablePointer<SMBCCTX>) -> Int32 = { ctx in
             guard let dir = smbc_getFunctionOpendir(ctx)!(ctx, root) else { return -1 }
             _ = smbc_getFunctionClosedir(ctx)!(ctx, dir)
             return 0
         }
-        var results = [client.workers[0].runNow(logOn)]
-        if results[0].0 == 0 && client.workers.count > 1 {
-            let rest = Mutex([(Int32, Int32)]())
-            let group = DispatchGroup()
-            for worker in client.workers.dropFirst() {
-                group.enter()
-                worker.runDetached(logOn) { r in
-                    rest.withLock { $0.append(r) }
-                    group.leave()
-                }
-            }
-            group.wait()
-            results += rest.withLock { $0 }
+        var results: [(Int32, Int32)] = []
+        for worker in client.workers {
+            results.append(worker.runNow(logOn))
+            if results.last!.0 != 0 { break }
         }
         if let (_, shareErrno) = results.first(where: { $0.0 != 0 }) {
             client.close()
