@@ -188,19 +188,16 @@ public final class SMBClient: Sendable {
         let client = SMBClient(host: host, port: port, share: share, below: below, credentials: credentials,
                                securityDescriptors: securityDescriptors, workers: all)
         // The share itself first: a wrong name, password or version is told as such.
-        // Every session logs on now, each alone (see ``SMBWorker``), from its own thread.
+        // The first session logs on now; each other at its first call, alone (see
+        // ``SMBWorker``): a run that needs few sessions pays for few logons (some 17 round
+        // trips each).
         let root = client.url(.root, belowShare: false)
-        let logOn: @Sendable (UnsafeMutablePointer<SMBCCTX>) -> Int32 = { ctx in
+        let (shareStatus, shareErrno) = client.workers[0].runNow { ctx -> Int32 in
             guard let dir = smbc_getFunctionOpendir(ctx)!(ctx, root) else { return -1 }
             _ = smbc_getFunctionClosedir(ctx)!(ctx, dir)
             return 0
         }
-        var results: [(Int32, Int32)] = []
-        for worker in client.workers {
-            results.append(worker.runNow(logOn))
-            if results.last!.0 != 0 { break }
-        }
-        if let (_, shareErrno) = results.first(where: { $0.0 != 0 }) {
+        if shareStatus != 0 {
             client.close()
             throw SMBError(.smbConnectFailed, operation: "connect", path: nil, errno: shareErrno,
                            detail: SMBClient.connectHint(shareErrno, host: host, port: port, share: share, user: credentials.user, version: version),
