@@ -153,8 +153,9 @@ public final class SMBClient: Sendable {
     public static let defaultSessions = 32
 
     let workers: [SMBWorker]
-    /// DOS attributes of the directories listed and not yet asked for (libsmbclient's
-    /// mapped mode cannot tell a directory's; its parent's listing can).
+    /// DOS attributes of the directories listed and not yet asked for, those with more than
+    /// the directory bit only (few; the rest are 0x10): libsmbclient's mapped mode cannot
+    /// tell a directory's, its parent's listing can.
     private let directoryAttributes = Mutex<[EntryPath: UInt32]>([:])
     private let next = Atomic<Int>(0)
     private let closed = Atomic<Bool>(false)
@@ -252,13 +253,18 @@ public final class SMBClient: Sendable {
     }
 
     func noteDirectoryAttributes(_ found: [(EntryPath, UInt32)]) {
-        guard !found.isEmpty else { return }
-        directoryAttributes.withLock { for (path, attributes) in found { $0[path] = attributes } }
+        let marked = found.filter { $0.1 != SMBClient.plainDirectory }
+        guard !marked.isEmpty else { return }
+        directoryAttributes.withLock { for (path, attributes) in marked { $0[path] = attributes } }
     }
 
-    func takeDirectoryAttributes(_ path: EntryPath) -> UInt32? {
-        directoryAttributes.withLock { $0.removeValue(forKey: path) }
+    /// A directory's DOS attributes, as its parent's listing gave them.
+    func takeDirectoryAttributes(_ path: EntryPath) -> UInt32 {
+        directoryAttributes.withLock { $0.removeValue(forKey: path) } ?? SMBClient.plainDirectory
     }
+
+    /// FILE_ATTRIBUTE_DIRECTORY alone.
+    static let plainDirectory: UInt32 = 0x10
 
     /// Up to `count` sessions other than `worker`, those after it first (files opened on
     /// several sessions at once spread over all of them).

@@ -10,7 +10,7 @@ import Synchronization
 /// What libsmbclient 4.17 allows, learned against smbd: `system.dos_attr.*` gives MODE as
 /// the POSIX mode it maps the attributes to (archive → u+x, system → g+x, hidden → o+x,
 /// read-only → no u+w; a directory is always 0555), so a file's four settable attributes
-/// come from it and a directory's from its parent's listing (``SMBClient/directoryAttributes``);
+/// come from it and a directory's from its parent's listing (``SMBClient/noteDirectoryAttributes(_:)``);
 /// CREATE_TIME is in whole seconds. Its calls that set attributes write the times back in
 /// whole seconds, and utimes resets the attributes, so attributes, creation time and the
 /// times already set go in one SET_INFO through Samba's own `cli_setpathinfo_ext`
@@ -33,6 +33,7 @@ extension SMBLocation: NativeMetadataCopying {
             let (descriptor, descriptorErrno) = SMBLocation.getAttribute(ctx, url, "system.nt_sec_desc.*")
             return (dos, dosErrno, descriptor, descriptorErrno)
         }
+        if first { worker.describes.store(true, ordering: .relaxed) }
         guard let dos else {
             if dosErrno == ENOENT { throw fail("getxattr", path, dosErrno, "the entry vanished") }
             throw fail("getxattr system.dos_attr.*", path, dosErrno)
@@ -40,14 +41,13 @@ extension SMBLocation: NativeMetadataCopying {
         var native = NativeMetadata()
         let fields = SMBLocation.fields(dos)
         if kind == .directory {
-            native.parts[SMBLocation.attributesPart] = String(client.takeDirectoryAttributes(path) ?? 0x10, radix: 16)
+            native.parts[SMBLocation.attributesPart] = String(client.takeDirectoryAttributes(path), radix: 16)
         } else if let mode = fields["MODE"].flatMap({ UInt32($0.dropFirst(2), radix: 16) }) {
             native.parts[SMBLocation.attributesPart] = String(SMBLocation.attributes(mappedMode: mode), radix: 16)
         }
         if let created = fields["CREATE_TIME"] { native.parts[SMBLocation.creationPart] = created }
         if withDescriptor {
             if let descriptor {
-                worker.describes.store(true, ordering: .relaxed)
                 native.parts[SMBLocation.descriptorPart] = SecurityDescriptorText.ownerAndDACL(descriptor)
             } else {
                 native.unreadable[SMBLocation.descriptorPart] = SMBLocation.descriptorHint(descriptorErrno)
@@ -87,16 +87,14 @@ extension SMBLocation: NativeMetadataCopying {
             }
             return (basicErrno, secondsOnly, e, false)
         }
+        if first { worker.describes.store(true, ordering: .relaxed) }
         if basicErrno != 0 {
             problems.append("DOS attributes and creation time (\(String(cString: strerror(basicErrno))))")
         } else if secondsOnly && (times.mtime.nanoseconds != 0 || times.atime.nanoseconds != 0) {
             problems.append("times below the second (this libsmbclient sets DOS attributes only with times in whole seconds)")
         }
-        if descriptor != nil {
-            if descriptorErrno == 0 {
-                worker.describes.store(true, ordering: .relaxed)
-            } else if ownerDropped {
-                worker.describes.store(true, ordering: .relaxed)
+        if descriptor != nil && descriptorErrno != 0 {
+            if ownerDropped {
                 problems.append("owner \(SecurityDescriptorText.owner(metadata.parts[SMBLocation.descriptorPart]!) ?? "") (\(String(cString: strerror(descriptorErrno))): the user may not give files away; the DACL was applied)")
             } else {
                 problems.append("security descriptor (\(SMBLocation.descriptorHint(descriptorErrno)))")

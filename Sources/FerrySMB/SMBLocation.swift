@@ -127,16 +127,13 @@ public struct SMBLocation: Location, SymlinkWriting, HardLinkWriting, TemporaryK
 
     func setTimes(_ url: String, path: EntryPath, _ metadata: FileMetadata, _ selection: MetadataSelection, on worker: SMBWorker) async throws {
         guard selection.mtime || selection.atime else { return }
-        let (status, e) = await worker.run { ctx in SMBLocation.utimes(ctx, url, metadata, selection) }
-        if status != 0 { throw fail("utimes", path, e) }
-    }
-
-    /// Sets the selected times (atime as mtime when atime is not selected), to the microsecond.
-    static func utimes(_ ctx: UnsafeMutablePointer<SMBCCTX>, _ url: String, _ metadata: FileMetadata, _ selection: MetadataSelection) -> Int32 {
         let atime = selection.atime ? metadata.atime : metadata.mtime, mtime = metadata.mtime
-        var times = [timeval(tv_sec: Int(atime.seconds), tv_usec: Int(atime.nanoseconds / 1_000)),
-                     timeval(tv_sec: Int(mtime.seconds), tv_usec: Int(mtime.nanoseconds / 1_000))]
-        return smbc_getFunctionUtimes(ctx)!(ctx, url, &times)
+        let (status, e) = await worker.run { ctx -> Int32 in
+            var times = [timeval(tv_sec: Int(atime.seconds), tv_usec: Int(atime.nanoseconds / 1_000)),
+                         timeval(tv_sec: Int(mtime.seconds), tv_usec: Int(mtime.nanoseconds / 1_000))]
+            return smbc_getFunctionUtimes(ctx)!(ctx, url, &times)
+        }
+        if status != 0 { throw fail("utimes", path, e) }
     }
 
     public func remove(_ path: EntryPath, kind: EntryKind) async throws {

@@ -3,17 +3,15 @@ import FerryCore
 import Glibc
 import Synchronization
 
-/// Reads one file over SMB on the worker that opened it. A large file is also opened on
-/// other sessions (lanes), and the ranges after the one asked for are read ahead on them,
-/// several at once: libsmbclient's read waits for every request it sends, so one session
-/// carries one range at a time.
+/// Reads one file over SMB on the worker that opened it. For a large file the ranges after
+/// the one asked for are read ahead on several sessions (``SMBLanes``), two per session.
 final class SMBReader: EntryReader, @unchecked Sendable {
     let location: SMBLocation
     let worker: SMBWorker
     let handle: Unchecked<OpaquePointer>
     let path: EntryPath
     let metadata: FileMetadata
-    private let lanes = Mutex<[SMBLane]?>(nil)
+    private let lanes: SMBLanes
     /// Reads sent ahead, by offset: how many bytes each asked for, and the read.
     private let ahead = Mutex<[Int64: (count: Int, task: Task<([UInt8], Int32), Never>)]>([:])
 
@@ -23,6 +21,7 @@ final class SMBReader: EntryReader, @unchecked Sendable {
         self.handle = handle
         self.path = path
         self.metadata = metadata
+        lanes = SMBLanes(worker: worker, handle: handle)
     }
 
     func dataExtents() async throws -> [Extent] { Extent.wholeFile(size: metadata.size) }
@@ -30,9 +29,9 @@ final class SMBReader: EntryReader, @unchecked Sendable {
     func extendedAttributes() async throws -> [ExtendedAttribute] { [] }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) async throws -> Int {
-        if metadata.size >= SMBWriter.laneThreshold {
-            let lanes = await openLanes()
-            if lanes.count > 1 { return try await readAhead(into: buffer, at: offset, lanes) }
+        if metadata.size >= SMBLanes.threshold {
+            let all = await lanes.all(location.client, location.client.url(path), flags: O_RDONLY)
+            if all.count > 1 { return try await readAhead(into: buffer, at: offset, all) }
         }
         let target = Unchecked(buffer)
         let (n, e) = await worker.run { [handle] ctx in SMBLane.readAll(ctx, handle.value, target.value, at: offset) }
@@ -61,15 +60,6 @@ final class SMBReader: EntryReader, @unchecked Sendable {
         return bytes.count
     }
 
-    /// The file opened read-only on up to seven other sessions (with this one, the lanes).
-    private func openLanes() async -> [SMBLane] {
-        if let open = lanes.withLock({ $0 }) { return open }
-        let opened = [SMBLane(worker: worker, handle: handle)]
-            + (await SMBLane.open(location.client.url(path), flags: O_RDONLY, on: location.client.sessions(after: worker, 7)))
-        lanes.withLock { $0 = opened }
-        return opened
-    }
-
     func close() async throws -> FileMetadata {
         let sent: [Task<([UInt8], Int32), Never>] = ahead.withLock { a in
             let tasks = a.values.map(\.task)
@@ -77,14 +67,7 @@ final class SMBReader: EntryReader, @unchecked Sendable {
             return tasks
         }
         for task in sent { _ = await task.value }
-        let opened: [SMBLane] = lanes.withLock { l in
-            let all = l ?? []
-            l = []
-            return all
-        }
-        for lane in opened.dropFirst() {
-            _ = await lane.worker.run { ctx in smbc_getFunctionClose(ctx)!(ctx, lane.handle.value) }
-        }
+        _ = await lanes.closeOthers()
         let (st, e) = await worker.run { [handle] ctx -> Glibc.stat? in
             var st = Glibc.stat()
             let ok = smbc_getFunctionFstat(ctx)!(ctx, handle.value, &st) == 0

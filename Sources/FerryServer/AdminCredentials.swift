@@ -19,14 +19,7 @@ public enum AdminCredentials {
         }
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let text = "AWS_ACCESS_KEY_ID=\(credentials.accessKeyID)\nAWS_SECRET_ACCESS_KEY=\(credentials.secretAccessKey)\n"
-        let path = file(in: dataDirectory)
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ServerError.internalError("cannot create \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let bytes = Array(text.utf8)
-        guard write(fd, bytes, bytes.count) == bytes.count, fsync(fd) == 0 else {
-            throw ServerError.internalError("cannot write \(path): \(String(cString: strerror(errno)))")
-        }
+        try PrivateFile.create(file(in: dataDirectory), Array(text.utf8))
         return credentials
     }
 

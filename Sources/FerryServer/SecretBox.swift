@@ -34,12 +34,9 @@ struct SecretBox: Sendable {
             return
         }
         let fresh = SymmetricKey(size: .bits256)
-        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ServerError.internalError("cannot create \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let written = fresh.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == 32, fsync(fd) == 0 else { throw ServerError.internalError("cannot write \(path): \(String(cString: strerror(errno)))") }
-        keyBytes = fresh.withUnsafeBytes { Data($0) }
+        let bytes = fresh.withUnsafeBytes { Array($0) }
+        try PrivateFile.create(path, bytes)
+        keyBytes = Data(bytes)
     }
 
     func seal(_ plain: String) throws -> String {

@@ -18,6 +18,8 @@ public struct ServerTLS: Sendable {
     public let caPath: String?
     /// The names and addresses the certificate made here is valid for.
     public let names: [String]
+    /// The names the kept certificate was made for, one a line (beside it).
+    private var namesPath: String { (certificatePath as NSString).deletingLastPathComponent + "/server.names" }
 
     /// The certificate to serve: `certificate` and `key` when given (both), else the one
     /// kept in `dataDirectory/tls`, made or renewed for `names`.
@@ -53,7 +55,7 @@ public struct ServerTLS: Sendable {
                 issuerPrivateKey: caKey)
             try PrivateFile.write(tls.keyPath, key.serializeAsPEM().pemString)
             try PrivateFile.write(tls.certificatePath, issued.serializeAsPEM().pemString)
-            try PrivateFile.write(directory + "/server.names", names.joined(separator: "\n"))
+            try PrivateFile.write(tls.namesPath, names.joined(separator: "\n"))
         }
         return tls
     }
@@ -68,7 +70,7 @@ public struct ServerTLS: Sendable {
 
     /// Whether the kept certificate was made for exactly `names` and has 30 days left.
     private func stillServes(_ names: [String]) throws -> Bool {
-        guard let kept = try? String(contentsOfFile: (caPath! as NSString).deletingLastPathComponent + "/server.names", encoding: .utf8),
+        guard let kept = try? String(contentsOfFile: namesPath, encoding: .utf8),
               kept == names.joined(separator: "\n"),
               FileManager.default.fileExists(atPath: keyPath),
               let pem = try? String(contentsOfFile: certificatePath, encoding: .utf8),
@@ -151,21 +153,5 @@ public struct ServerTLS: Sendable {
             return .ipAddress(ASN1OctetString(contentBytes: withUnsafeBytes(of: &v6) { ArraySlice($0) }))
         }
         return .dnsName(name)
-    }
-}
-
-/// Files the server writes for itself: mode 0600, replaced whole (a temporary renamed over).
-enum PrivateFile {
-    static func write(_ path: String, _ text: String) throws {
-        let temporary = path + ".tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ServerError.internalError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
-        let bytes = Array(text.utf8)
-        let ok = Glibc.write(fd, bytes, bytes.count) == bytes.count && fsync(fd) == 0
-        close(fd)
-        guard ok, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            throw ServerError.internalError("cannot write \(path): \(String(cString: strerror(errno)))")
-        }
     }
 }
