@@ -1,30 +1,169 @@
+import Crypto
 import FerryStore
 import Foundation
 
-/// ListAgents, DescribeAgent, and tags on every resource.
+/// CreateAgent, UpdateAgent, DeleteAgent, ListAgents, DescribeAgent, and tags on every
+/// resource.
 extension ControlPlane {
-    func listAgents(_ input: JSONValue) throws -> JSONValue {
+    /// What DescribeAgent returns of an agent's row (the rest — its certificate's serial
+    /// number — stays in the control plane).
+    static let describedAgentMembers = ["AgentArn", "Name", "Status", "LastConnectionTime", "CreationTime", "EndpointType", "Platform"]
+
+    /// ONLINE or OFFLINE: heard from within the offline window (the built-in agent always).
+    func agentStatus(_ arn: String) async -> String {
+        if arn == builtInAgentArn { return "ONLINE" }
+        return await hub.isOnline(arn) ? "ONLINE" : "OFFLINE"
+    }
+
+    func listAgents(_ input: JSONValue) async throws -> JSONValue {
         let (items, next) = try Pagination.page(store, .agent, input: input)
-        var out: JSONValue = ["Agents": .array(items.map { r in
-            ["AgentArn": .string(r.arn), "Name": r.body["Name"] ?? .null, "Status": r.body["Status"] ?? "ONLINE",
-             "Platform": r.body["Platform"] ?? .null]
-        })]
+        var agents: [JSONValue] = []
+        for r in items {
+            agents.append(["AgentArn": .string(r.arn), "Name": r.body["Name"] ?? .null, "Status": .string(await agentStatus(r.arn)),
+                           "Platform": r.body["Platform"] ?? .null])
+        }
+        var out: JSONValue = ["Agents": .array(agents)]
         if let next { out["NextToken"] = .string(next) }
         return out
     }
 
-    func describeAgent(_ input: JSONValue) throws -> JSONValue {
+    func describeAgent(_ input: JSONValue) async throws -> JSONValue {
         let arn = input["AgentArn"]?.string ?? ""
-        guard let r = try store.get(arn), r.kind == .agent else {
-            throw ServerError.invalid("Agent \(arn) does not exist.")
+        let r = try existing(arn, .agent, "Agent")
+        var out: [String: JSONValue] = [:]
+        for m in ControlPlane.describedAgentMembers { if let v = r.body[m] { out[m] = v } }
+        out["Status"] = .string(await agentStatus(arn))
+        if arn == builtInAgentArn {
+            out["LastConnectionTime"] = ControlPlane.now()
+        } else if let seen = await hub.lastConnection(arn) {
+            out["LastConnectionTime"] = .number(seen.timeIntervalSince1970.rounded())
         }
-        var out = r.body
-        out["LastConnectionTime"] = ControlPlane.now()
-        return out
+        return .object(out)
     }
 
+    /// CreateAgent: binds an activation key the agent got from this control plane to a new
+    /// agent ARN and signs the agent's client certificate, which the agent fetches next.
+    func createAgent(_ input: JSONValue) async throws -> JSONValue {
+        let key = input["ActivationKey"]?.string ?? ""
+        guard let activation = try store.get(ControlPlane.activationID(key)) else {
+            throw ServerError.invalid("Activation key \(key) is not valid: no agent asked this control plane for it.")
+        }
+        if let used = activation.body["AgentArn"]?.string {
+            throw ServerError.invalid("Activation key \(key) has already been used (agent \(used)); an activation key works once.")
+        }
+        if Date().timeIntervalSince1970 >= activation.body["Expires"]?.number ?? 0 {
+            throw ServerError.invalid("Activation key \(key) has expired (keys are valid for 30 minutes); the agent asks for a new one by itself — read it again from its activation port or `ferry agent activation-key`.")
+        }
+        let arn = arns.agent()
+        let certificate = try AgentAuthority(dataDirectory: dataDirectory)
+            .issue(publicKeyPEM: activation.body["PublicKey"]?.string ?? "", agentArn: arn)
+        var body: JSONValue = [
+            "AgentArn": .string(arn), "CreationTime": ControlPlane.now(), "EndpointType": "PUBLIC",
+            "Platform": ["Version": activation.body["Version"] ?? "ferry"], "CertificateSerial": .string(certificate.serial),
+        ]
+        if let name = input["AgentName"] { body["Name"] = name }
+        try store.insert(arn: arn, kind: .agent, body: body)
+        try storeTags(arn, input)
+        try store.modify(activation.arn) { b in
+            b["AgentArn"] = .string(arn)
+            b["Certificate"] = .string(certificate.pem)
+        }
+        logger.info("agent activated", metadata: ["agent": "\(arn)"])
+        return ["AgentArn": .string(arn)]
+    }
+
+    func updateAgent(_ input: JSONValue) throws -> JSONValue {
+        let arn = input["AgentArn"]?.string ?? ""
+        _ = try existing(arn, .agent, "Agent")
+        if let name = input["Name"] { try store.modify(arn) { $0["Name"] = name } }
+        return [:]
+    }
+
+    /// DeleteAgent: refused while a location names the agent (Terraform waits on "in-use
+    /// by these location(s)"); afterwards the agent's certificate is refused.
+    func deleteAgent(_ input: JSONValue) async throws -> JSONValue {
+        let arn = input["AgentArn"]?.string ?? ""
+        _ = try existing(arn, .agent, "Agent")
+        if arn == builtInAgentArn {
+            throw ServerError.invalid("Agent \(arn) is the server's built-in agent and cannot be deleted.")
+        }
+        let using = try store.list(.location, limit: Int.max).filter { ControlPlane.agentArns(of: $0.body).contains(arn) }.map(\.arn)
+        if !using.isEmpty {
+            throw ServerError.invalid("Agent \(arn) is in-use by these location(s): \(using.joined(separator: ", ")). Delete them or give them other agents first.")
+        }
+        try store.delete(arn)
+        await hub.forget(arn)
+        logger.info("agent deleted", metadata: ["agent": "\(arn)"])
+        return [:]
+    }
+
+    /// The agents a location names (AgentArns, or OnPremConfig.AgentArns for NFS).
+    static func agentArns(of location: JSONValue) -> [String] {
+        (location["AgentArns"] ?? location["OnPremConfig"]?["AgentArns"])?.array?.compactMap(\.string) ?? []
+    }
+
+    /// The agents other than the built-in one a location names: where its executions run.
+    static func remoteAgents(_ location: JSONValue, builtIn: String) -> Set<String> {
+        Set(agentArns(of: location)).subtracting([builtIn])
+    }
+
+    // MARK: activation keys
+
+    /// The store's name of an activation key's row.
+    static func activationID(_ key: String) -> String { "activation/" + key }
+
+    /// An agent asks for an activation key (no certificate yet): `{PublicKey, Version}` →
+    /// `{ActivationKey, ClaimToken, ExpiresIn}`. The key goes to whoever runs CreateAgent;
+    /// the claim token stays with the agent, which alone may fetch the certificate.
+    func requestActivation(_ input: JSONValue) throws -> JSONValue {
+        guard let publicKey = input["PublicKey"]?.string, publicKey.contains("PUBLIC KEY") else {
+            throw ServerError.invalid("an activation request carries the agent's public key (PEM)")
+        }
+        let now = Date().timeIntervalSince1970
+        var open = 0
+        for a in try store.list(.activation, limit: Int.max) where a.body["AgentArn"] == nil {
+            if now >= a.body["Expires"]?.number ?? 0 { try store.delete(a.arn) } else { open += 1 }
+        }
+        guard open < 100 else { throw ServerError.invalid("100 activation keys are waiting to be used; use or let some expire first") }
+        var g = SystemRandomNumberGenerator()
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+        let key = (0..<5).map { _ in String((0..<5).map { _ in alphabet[Int(g.next(upperBound: UInt8(alphabet.count)))] }) }.joined(separator: "-")
+        let token = (0..<32).map { _ in String(format: "%02x", g.next() as UInt8) }.joined()
+        try store.insert(arn: ControlPlane.activationID(key), kind: .activation, body: [
+            "PublicKey": .string(publicKey), "Version": input["Version"] ?? "ferry",
+            "ClaimTokenHash": .string(ControlPlane.hash(token)), "Expires": .number(now + ControlPlane.activationLifetime),
+        ])
+        return ["ActivationKey": .string(key), "ClaimToken": .string(token), "ExpiresIn": .number(ControlPlane.activationLifetime)]
+    }
+
+    /// DataSync's activation keys are valid for 30 minutes.
+    static let activationLifetime: TimeInterval = 1800
+
+    /// The agent asks whether CreateAgent used its key: PENDING, EXPIRED, or ACTIVATED with
+    /// its ARN and certificate.
+    func claimActivation(_ input: JSONValue) async throws -> JSONValue {
+        let key = input["ActivationKey"]?.string ?? ""
+        guard let a = try store.get(ControlPlane.activationID(key)),
+              a.body["ClaimTokenHash"]?.string == ControlPlane.hash(input["ClaimToken"]?.string ?? "") else {
+            throw ServerError(type: "AccessDeniedException", status: 403, message: "no activation key \(key) was given to this agent")
+        }
+        if let arn = a.body["AgentArn"]?.string, let certificate = a.body["Certificate"]?.string {
+            guard try store.get(arn) != nil else { throw ServerError(type: "AgentDeleted", status: 403, message: "agent \(arn) was deleted") }
+            await hub.heard(arn)
+            return ["Status": "ACTIVATED", "AgentArn": .string(arn), "Certificate": .string(certificate)]
+        }
+        if Date().timeIntervalSince1970 >= a.body["Expires"]?.number ?? 0 { return ["Status": "EXPIRED"] }
+        return ["Status": "PENDING"]
+    }
+
+    static func hash(_ text: String) -> String {
+        SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    // MARK: tags
+
     func taggable(_ arn: String) throws {
-        guard try store.get(arn) != nil else { throw ServerError.notFound("Resource", arn) }
+        guard let r = try store.get(arn), r.kind != .activation else { throw ServerError.notFound("Resource", arn) }
     }
 
     func tagResource(_ input: JSONValue) throws -> JSONValue {

@@ -12,6 +12,10 @@ extension ControlPlane {
         let includes = input["Includes"] ?? task.body["Includes"] ?? []
         let excludes = input["Excludes"] ?? task.body["Excludes"] ?? []
         _ = try TaskOptions.filters(includes: includes, excludes: excludes)
+        let offline = await offlineAgents(of: task.body)
+        if !offline.isEmpty {
+            throw ServerError.invalid("Task \(taskArn) is UNAVAILABLE: agent \(offline.joined(separator: ", ")) of its locations is OFFLINE (not heard from for \(Int(hub.offlineAfter)) s). Start the agent, then the task.")
+        }
         let active = try store.list(.execution, parent: taskArn, limit: Int.max).filter { !(TaskExecutionStatus($0.body)?.isTerminal ?? false) }
         if !active.isEmpty && options["TaskQueueing"]?.string == "DISABLED" {
             throw ServerError.invalid("Task \(taskArn) already has an execution running (\(active[0].arn)) and TaskQueueing is DISABLED.")

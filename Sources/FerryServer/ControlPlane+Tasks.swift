@@ -16,6 +16,11 @@ extension ControlPlane {
         } catch {
             throw ServerError.invalid("Source location \(source) and destination location \(destination): \(error.message).")
         }
+        let sourceAgents = ControlPlane.remoteAgents(sourceBody, builtIn: builtInAgentArn)
+        let destinationAgents = ControlPlane.remoteAgents(destinationBody, builtIn: builtInAgentArn)
+        if !sourceAgents.isEmpty && !destinationAgents.isEmpty && sourceAgents != destinationAgents {
+            throw ServerError.invalid("Source location \(source) and destination location \(destination) name different agents (\(sourceAgents.sorted().joined(separator: ", ")) and \(destinationAgents.sorted().joined(separator: ", "))); Ferry runs a task on one agent, so both locations must name the same agents (or one of them none) until agents can send to each other.")
+        }
         _ = try TaskOptions.filters(includes: input["Includes"], excludes: input["Excludes"])
         let arn = arns.task()
         var body = input
@@ -47,10 +52,30 @@ extension ControlPlane {
         "ScheduleDetails", "TaskMode",
     ]
 
-    func describeTask(_ input: JSONValue) throws -> JSONValue {
+    /// DataSync's TaskStatus: RUNNING or QUEUED while an execution is; UNAVAILABLE while an
+    /// agent of its locations is OFFLINE (an execution cannot start); else AVAILABLE.
+    func taskStatus(_ task: Store.Resource) async -> String {
+        if let state = await runner.state(of: task.arn) { return state == .queued ? "QUEUED" : "RUNNING" }
+        return await offlineAgents(of: task.body).isEmpty ? "AVAILABLE" : "UNAVAILABLE"
+    }
+
+    /// The agents of a task's locations that are OFFLINE.
+    func offlineAgents(of task: JSONValue) async -> [String] {
+        var agents = Set<String>()
+        for member in ["SourceLocationArn", "DestinationLocationArn"] {
+            guard let location = try? store.get(task[member]?.string ?? "")?.body else { continue }
+            agents.formUnion(ControlPlane.remoteAgents(location, builtIn: builtInAgentArn))
+        }
+        var offline: [String] = []
+        for agent in agents.sorted() where !(await hub.isOnline(agent)) { offline.append(agent) }
+        return offline
+    }
+
+    func describeTask(_ input: JSONValue) async throws -> JSONValue {
         let r = try existing(input["TaskArn"]?.string ?? "", .task, "Task")
         var out: [String: JSONValue] = [:]
         for m in ControlPlane.describedTaskMembers { if let v = r.body[m] { out[m] = v } }
+        out["Status"] = .string(await taskStatus(r))
         out["SourceNetworkInterfaceArns"] = out["SourceNetworkInterfaceArns"] ?? []
         out["DestinationNetworkInterfaceArns"] = out["DestinationNetworkInterfaceArns"] ?? []
         return .object(out)
@@ -72,7 +97,7 @@ extension ControlPlane {
         return [:]
     }
 
-    func listTasks(_ input: JSONValue) throws -> JSONValue {
+    func listTasks(_ input: JSONValue) async throws -> JSONValue {
         let filters = input["Filters"]?.array ?? []
         let (items, next) = try Pagination.page(store, .task, input: input) { r in
             filters.allSatisfy { f in
@@ -90,10 +115,12 @@ extension ControlPlane {
                 return ControlPlane.apply(f["Operator"]?.string ?? "Equals", field, values)
             }
         }
-        var out: JSONValue = ["Tasks": .array(items.map { r in
-            ["TaskArn": r.body["TaskArn"] ?? .null, "Status": r.body["Status"] ?? .null, "Name": r.body["Name"] ?? .null,
-             "TaskMode": r.body["TaskMode"] ?? "BASIC"]
-        })]
+        var tasks: [JSONValue] = []
+        for r in items {
+            tasks.append(["TaskArn": r.body["TaskArn"] ?? .null, "Status": .string(await taskStatus(r)), "Name": r.body["Name"] ?? .null,
+                          "TaskMode": r.body["TaskMode"] ?? "BASIC"])
+        }
+        var out: JSONValue = ["Tasks": .array(tasks)]
         if let next { out["NextToken"] = .string(next) }
         return out
     }

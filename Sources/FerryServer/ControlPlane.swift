@@ -12,6 +12,8 @@ public final class ControlPlane: Sendable {
     public let store: Store
     let arns: ARNFactory
     let runner: ExecutionRunner
+    /// The agents: who is online, what they were leased, what they report.
+    let hub: AgentHub
     let logger: Logger
     /// The built-in agent, which runs executions in this process.
     public let builtInAgentArn: String
@@ -26,7 +28,8 @@ public final class ControlPlane: Sendable {
     let scheduleDue = Mutex<[String: Date]>([:])
 
     public init(dataDirectory: String, region: String = "us-east-1", s3Endpoint: S3Configuration.Overrides = .init(),
-                minimumScheduleInterval: TimeInterval = 3600, logger: Logger = Logger(label: "ferry.server")) async throws {
+                minimumScheduleInterval: TimeInterval = 3600, agentOfflineAfter: TimeInterval = 300,
+                logger: Logger = Logger(label: "ferry.server")) async throws {
         self.dataDirectory = dataDirectory
         self.minimumScheduleInterval = minimumScheduleInterval
         store = try Store(directory: dataDirectory)
@@ -44,7 +47,8 @@ public final class ControlPlane: Sendable {
                 "Platform": ["Version": "ferry"],
             ])
         }
-        runner = ExecutionRunner(store: store, logger: logger)
+        hub = AgentHub(store: store, offlineAfter: agentOfflineAfter, logger: logger)
+        runner = ExecutionRunner(store: store, hub: hub, builtInAgent: builtInAgentArn, logger: logger)
         let cache: S3MetadataCache?
         do {
             cache = try S3MetadataCache(directory: dataDirectory + "/cache")
@@ -77,17 +81,20 @@ public final class ControlPlane: Sendable {
         case "ListLocations": return try listLocations(input)
         case "DeleteLocation": return try deleteLocation(input)
         case "CreateTask": return try createTask(input)
-        case "DescribeTask": return try describeTask(input)
+        case "DescribeTask": return try await describeTask(input)
         case "UpdateTask": return try updateTask(input)
-        case "ListTasks": return try listTasks(input)
+        case "ListTasks": return try await listTasks(input)
         case "DeleteTask": return try await deleteTask(input)
         case "StartTaskExecution": return try await startTaskExecution(input)
         case "DescribeTaskExecution": return try await describeTaskExecution(input)
         case "ListTaskExecutions": return try listTaskExecutions(input)
         case "CancelTaskExecution": return try await cancelTaskExecution(input)
         case "UpdateTaskExecution": return try await updateTaskExecution(input)
-        case "ListAgents": return try listAgents(input)
-        case "DescribeAgent": return try describeAgent(input)
+        case "CreateAgent": return try await createAgent(input)
+        case "UpdateAgent": return try updateAgent(input)
+        case "DeleteAgent": return try await deleteAgent(input)
+        case "ListAgents": return try await listAgents(input)
+        case "DescribeAgent": return try await describeAgent(input)
         case "TagResource": return try tagResource(input)
         case "UntagResource": return try untagResource(input)
         case "ListTagsForResource": return try listTagsForResource(input)

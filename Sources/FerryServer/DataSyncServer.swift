@@ -7,6 +7,25 @@ import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOSSL
+
+/// A request's context: Hummingbird's, plus the connection, whose TLS handshake tells
+/// whether an agent's client certificate was presented.
+struct FerryRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+
+    /// The client certificate the connection presented (verified against the agents' CA),
+    /// nil without one or without TLS.
+    func peerCertificate() async -> NIOSSLCertificate? {
+        (try? await channel.nioSSL_peerCertificate().get()) ?? nil
+    }
+}
 
 /// `ferry server`: the DataSync JSON 1.1 API on `POST /` (`X-Amz-Target:
 /// FmrsService.<Operation>`), every call SigV4-authenticated; `GET /metrics` (Prometheus
@@ -22,9 +41,13 @@ public struct DataSyncServer: Sendable {
         public var minimumScheduleInterval: TimeInterval
         /// HTTPS with this certificate (``ServerTLS``); plain HTTP when nil.
         public var tls: ServerTLS?
+        /// Silence after which an agent is OFFLINE, in seconds (DataSync: five minutes).
+        public var agentOfflineAfter: TimeInterval
         public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 8950, region: String = "us-east-1",
-                    s3Endpoint: S3Configuration.Overrides = .init(), minimumScheduleInterval: TimeInterval = 3600, tls: ServerTLS? = nil) {
+                    s3Endpoint: S3Configuration.Overrides = .init(), minimumScheduleInterval: TimeInterval = 3600, tls: ServerTLS? = nil,
+                    agentOfflineAfter: TimeInterval = 300) {
             self.tls = tls
+            self.agentOfflineAfter = agentOfflineAfter
             self.dataDirectory = dataDirectory
             self.minimumScheduleInterval = minimumScheduleInterval
             self.host = host
@@ -48,13 +71,22 @@ public struct DataSyncServer: Sendable {
         let credentials = try AdminCredentials.loadOrCreate(dataDirectory: configuration.dataDirectory)
         let plane = try await ControlPlane(dataDirectory: configuration.dataDirectory, region: configuration.region,
                                            s3Endpoint: configuration.s3Endpoint,
-                                           minimumScheduleInterval: configuration.minimumScheduleInterval, logger: logger)
+                                           minimumScheduleInterval: configuration.minimumScheduleInterval,
+                                           agentOfflineAfter: configuration.agentOfflineAfter, logger: logger)
         let handler = APIHandler(plane: plane, authenticator: RequestAuthenticator(credentials: [credentials]), logger: logger)
-        let router = Router()
-        router.post("/") { request, _ in await handler.respond(request) }
+        let router = Router(context: FerryRequestContext.self)
+        router.post("/") { request, context in
+            if let refused = await APIHandler.refuseAgent(context) { return refused }
+            return await handler.respond(request)
+        }
         router.get("/logs/{task}/{execution}") { request, context in
-            await handler.respondWithLog(request, task: context.parameters.get("task") ?? "",
-                                         execution: context.parameters.get("execution") ?? "")
+            if let refused = await APIHandler.refuseAgent(context) { return refused }
+            return await handler.respondWithLog(request, task: context.parameters.get("task") ?? "",
+                                                execution: context.parameters.get("execution") ?? "")
+        }
+        let agents = AgentEndpoint(plane: plane, tls: configuration.tls != nil, logger: logger)
+        router.post("/agent/v1/{operation}") { request, context in
+            await agents.respond(request, operation: context.parameters.get("operation") ?? "", context: context)
         }
         router.get("/health") { _, _ in Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
         router.get("/metrics") { _, _ in
@@ -76,6 +108,7 @@ public struct DataSyncServer: Sendable {
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await plane.runSchedules() }
+                group.addTask { await plane.hub.runSweeps() }
                 defer { group.cancelAll() }
                 try await app.runService()
             }
@@ -89,6 +122,13 @@ public struct DataSyncServer: Sendable {
 
 /// One API call: authenticate, parse, dispatch, answer in DataSync's JSON and error shapes.
 struct APIHandler: Sendable {
+    /// An agent's certificate does not open the DataSync API: the refusal, or nil.
+    static func refuseAgent(_ context: FerryRequestContext) async -> Response? {
+        guard await context.peerCertificate() != nil else { return nil }
+        return error(ServerError(type: "AccessDeniedException", status: 403,
+                                 message: "an agent's client certificate cannot call the DataSync API; sign the call with an access key (SigV4)"))
+    }
+
     let plane: ControlPlane
     let authenticator: RequestAuthenticator
     let logger: Logger

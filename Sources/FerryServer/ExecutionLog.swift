@@ -5,18 +5,22 @@ import Synchronization
 
 /// An execution's log at DataSync's LogLevel: OFF (nothing), BASIC (start, end, errors),
 /// TRANSFER (also one line per file transferred, verified, deleted or skipped). Lines are
-/// buffered and written to the store in batches.
+/// buffered and handed to `write` in batches: the store on the built-in agent, the channel
+/// to the control plane on an agent.
 final class ExecutionLog: Sendable {
-    let store: Store
-    let execution: String
     let level: String
+    private let write: @Sendable ([String]) -> Void
     private let buffer = Mutex<[String]>([])
     private static let timestamp = Date.ISO8601FormatStyle()
 
-    init(store: Store, execution: String, level: String) {
-        self.store = store
-        self.execution = execution
+    init(level: String, write: @escaping @Sendable ([String]) -> Void) {
         self.level = level
+        self.write = write
+    }
+
+    /// A log written to the store under `execution`.
+    convenience init(store: Store, execution: String, level: String) {
+        self.init(level: level) { lines in try? store.appendLog(execution, lines) }
     }
 
     func basic(_ line: String) {
@@ -38,7 +42,7 @@ final class ExecutionLog: Sendable {
             defer { b = [] }
             return b
         }
-        try? store.appendLog(execution, lines)
+        if !lines.isEmpty { write(lines) }
     }
 
     /// The engine's per-item events as log lines.

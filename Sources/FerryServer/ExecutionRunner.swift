@@ -14,6 +14,9 @@ import Synchronization
 actor ExecutionRunner {
     let store: Store
     let logger: Logger
+    /// The agents of the control plane: executions of locations that name one run there.
+    let hub: AgentHub
+    let builtInAgent: String
     private var resolver: LocationResolver?
 
     private struct Running {
@@ -26,28 +29,30 @@ actor ExecutionRunner {
     private var activeByTask: [String: String] = [:]
     private var idleWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
 
-    init(store: Store, logger: Logger) {
+    init(store: Store, hub: AgentHub, builtInAgent: String, logger: Logger) {
         self.store = store
+        self.hub = hub
+        self.builtInAgent = builtInAgent
         self.logger = logger
     }
 
     func attach(resolver: LocationResolver) { self.resolver = resolver }
 
-    /// After a restart: executions that were running end in ERROR with the reason; queued
-    /// ones are queued again in their order.
+    /// After a restart: executions that were running here end in ERROR with the reason;
+    /// queued ones, and ones offered to agents but not taken, are queued again in their
+    /// order; ones an agent holds wait for the agent's report.
     func recover() throws {
         for e in try store.list(.execution, limit: Int.max) {
             let status = TaskExecutionStatus(e.body)
-            if status == .queued {
+            if let agent = e.body["Agent"]?.string, let status, !status.isTerminal, let task = e.parent {
+                activeByTask[task] = e.arn
+                running[e.arn] = Running()
+                running[e.arn]?.task = Task { await self.reattach(e.arn, task: task, agent: agent, phase: status.rawValue) }
+            } else if status == .queued || (status == .launching && e.body["Remote"]?.bool == true) {
                 enqueue(e.arn, task: e.parent ?? "")
             } else if !(status?.isTerminal ?? false) {
                 try finish(e.arn, status: .error, errorCode: "ServerRestarted",
                            detail: "the Ferry server stopped while this execution was \(status?.rawValue ?? "in an unknown state"); nothing was left under a final name — start the task again to finish the transfer")
-                if let task = e.parent {
-                    try store.modify(task) { body in
-                        if body["CurrentTaskExecutionArn"]?.string == e.arn { body["CurrentTaskExecutionArn"] = nil }
-                    }
-                }
                 logger.warning("execution ended by a restart", metadata: ["execution.id": "\(e.arn)", "status": "\(status)"])
             }
         }
@@ -145,11 +150,16 @@ actor ExecutionRunner {
         guard running[execution] != nil else { return }
         running[execution]?.cancelReason = reason
         ExecutionRunner.bestEffort("the CANCELLING status", execution, logger) { _ = try store.modify(execution) { $0["Status"] = TaskExecutionStatus.cancelling.json } }
+        if running[execution]?.engine == nil {
+            let hub = self.hub
+            Task { await hub.cancel(execution, reason: reason) }
+        }
         running[execution]?.task?.cancel()
     }
 
-    func setBandwidth(_ execution: String, bytesPerSecond: Int64?) {
+    func setBandwidth(_ execution: String, bytesPerSecond: Int64?) async {
         running[execution]?.engine?.updateBandwidth(bytesPerSecond)
+        await hub.setBandwidth(execution, bytesPerSecond)
     }
 
     func waitIdle(task: String) async {
@@ -158,6 +168,7 @@ actor ExecutionRunner {
     }
 
     func shutdown() async {
+        await hub.shutdown()
         let tasks = running.values.compactMap(\.task)
         for (arn, _) in running { running[arn]?.cancelReason = running[arn]?.cancelReason ?? "the server is shutting down" }
         for t in tasks { t.cancel() }
@@ -172,73 +183,44 @@ actor ExecutionRunner {
     private func ended(_ execution: String, task: String) {
         running[execution] = nil
         activeByTask[task] = nil
-        ExecutionRunner.bestEffort("the task's current execution", execution, logger) {
-            _ = try store.modify(task) { body in
-                if body["CurrentTaskExecutionArn"]?.string == execution { body["CurrentTaskExecutionArn"] = nil }
-            }
-        }
         pump(task)
+    }
+
+    /// Whether `task` has an execution running or queued (DescribeTask's RUNNING, QUEUED).
+    func state(of task: String) -> TaskExecutionStatus? {
+        if activeByTask[task] != nil { return .launching }
+        return (queued[task] ?? []).isEmpty ? nil : .queued
     }
 
     private func cancelReason(_ execution: String) -> String? { running[execution]?.cancelReason }
 
-    /// One execution from LAUNCHING to its end.
+    /// One execution from LAUNCHING to its end: on an agent of its locations when they
+    /// name any, else here on the built-in agent.
     private func run(_ execution: String, task: String) async {
-        var opened: [ResolvedLocation] = []
         do {
             try store.modify(execution) { $0["Status"] = TaskExecutionStatus.launching.json; $0["LaunchTime"] = ControlPlane.now() }
             guard let taskBody = try store.get(task)?.body, let body = try store.get(execution)?.body, let resolver else {
                 throw ServerError.internalError("the task or execution vanished")
             }
-            let logLevel = body["Options"]?["LogLevel"]?.string ?? "OFF"
-            let log = ExecutionLog(store: store, execution: execution, level: logLevel)
-            log.basic("[INFO] Execution \(execution) started: \(taskBody["SourceLocationArn"]?.string ?? "") -> \(taskBody["DestinationLocationArn"]?.string ?? "")")
-            let options = try TaskOptions.transferOptions(body["Options"] ?? [:])
-            let filters = try TaskOptions.filters(includes: body["Includes"], excludes: body["Excludes"])
-            let descriptors = try TaskOptions.securityDescriptorCopy(body["Options"] ?? [:])
-            let source = try resolver.resolve(taskBody["SourceLocationArn"]?.string ?? "", asDestination: false, securityDescriptors: descriptors)
-            opened.append(source)
-            let destination = try resolver.resolve(taskBody["DestinationLocationArn"]?.string ?? "", asDestination: true, securityDescriptors: descriptors)
-            opened.append(destination)
-            var logger = self.logger
-            logger[metadataKey: "execution.id"] = "\(execution)"
-            let report = try body["TaskReportConfig"].map {
-                try ExecutionReport(config: $0, dataDirectory: resolver.dataDirectory, task: task, execution: execution)
+            func location(_ member: String) throws -> JSONValue {
+                let arn = taskBody[member]?.string ?? ""
+                guard let r = try store.get(arn), r.kind == .location else { throw ServerError.notFound("Location", arn) }
+                return r.body
             }
-            let engine = SyncEngine(SyncConfiguration(source: source.location, destination: destination.location, options: options, filters: filters,
-                                                      logger: logger, onItem: log.itemHandler),
-                                    report: report?.sink ?? TaskReportSink(spoolDirectory: nil))
-            guard register(execution, engine: engine) else { throw CancellationError() }
-            let result = await runPersistingProgress(execution, engine)
-            log.flush()
-            let reason = cancelReason(execution)
-            let status: TaskExecutionStatus = reason == nil && result.outcome == .success ? .success : .error
-            if let report {
-                let header: JSONValue = [
-                    "AccountId": .string(ARNFactory().account), "TaskArn": .string(task), "TaskExecutionArn": .string(execution),
-                    "SourceLocationArn": taskBody["SourceLocationArn"] ?? .null,
-                    "DestinationLocationArn": taskBody["DestinationLocationArn"] ?? .null, "Status": status.json,
-                    "StartTime": body["StartTime"] ?? .null, "EndTime": ControlPlane.now(), "Options": body["Options"] ?? [:],
-                ]
-                var reportResult: JSONValue
-                do {
-                    reportResult = await report.deliver(try report.write(result: result, header: header), s3Endpoint: resolver.s3Endpoint)
-                } catch {
-                    reportResult = ["Status": "ERROR", "ErrorCode": "ReportWriteFailed", "ErrorDetail": .string("\(error)")]
-                }
-                if reportResult["Status"]?.string != "SUCCESS" {
-                    log.basic("[ERROR] Task report: \(reportResult["ErrorDetail"]?.string ?? "failed")")
-                }
-                try store.modify(execution) { $0["ReportResult"] = reportResult }
-            }
-            if let reason {
-                try finish(execution, status: .error, errorCode: "Cancelled", detail: reason, result: result)
-                log.basic("[INFO] Execution \(execution) cancelled: \(reason)")
+            let job = ExecutionJob(execution: execution, task: task, taskBody: taskBody, executionBody: body,
+                                   source: try location("SourceLocationArn"), destination: try location("DestinationLocationArn"))
+            let agents = ControlPlane.remoteAgents(job.source, builtIn: builtInAgent)
+                .union(ControlPlane.remoteAgents(job.destination, builtIn: builtInAgent))
+            if agents.isEmpty {
+                try await runHere(job, resolver: resolver)
             } else {
-                try finish(execution, status: status, errorCode: result.errorCode, detail: result.errorDetail, result: result)
-                log.basic("[INFO] Execution \(execution) ended \(status)\(result.errorDetail.map { ": \($0)" } ?? "")")
+                try store.modify(execution) { $0["Remote"] = true }
+                var lease = job
+                lease.source = try resolver.revealed(job.source)
+                lease.destination = try resolver.revealed(job.destination)
+                let outcome = await hub.run(execution, agents: agents, lease: lease.json)
+                try await record(outcome, job: job)
             }
-            log.flush()
         } catch {
             let reason = cancelReason(execution)
             let detail = reason ?? ((error as? ServerError)?.message ?? "\(error)")
@@ -250,9 +232,99 @@ actor ExecutionRunner {
             }
             logger.error("execution failed", metadata: ["execution.id": "\(execution)", "error": "\(detail)"])
         }
-        for o in opened { await o.close() }
         resolver?.metadataCache?.flush()
         ended(execution, task: task)
+    }
+
+    /// After a restart, an execution an agent holds: waits for the agent's report.
+    private func reattach(_ execution: String, task: String, agent: String, phase: String) async {
+        let outcome = await hub.reattach(execution, agent: agent, phase: phase)
+        do {
+            guard let taskBody = try store.get(task)?.body, let body = try store.get(execution)?.body else {
+                throw ServerError.internalError("the task or execution vanished")
+            }
+            try await record(outcome, job: ExecutionJob(execution: execution, task: task, taskBody: taskBody, executionBody: body,
+                                                        source: [:], destination: [:]))
+        } catch {
+            ExecutionRunner.bestEffort("the failed execution's end", execution, logger) {
+                try finish(execution, status: .error, errorCode: "Error", detail: "\(error)")
+            }
+        }
+        ended(execution, task: task)
+    }
+
+    /// Runs the engine in this process.
+    private func runHere(_ job: ExecutionJob, resolver: LocationResolver) async throws {
+        let execution = job.execution
+        let log = ExecutionLog(store: store, execution: execution, level: job.logLevel)
+        log.basic("[INFO] Execution \(execution) started: \(job.taskBody["SourceLocationArn"]?.string ?? "") -> \(job.taskBody["DestinationLocationArn"]?.string ?? "")")
+        let prepared = try job.prepare(resolver: resolver, log: log, logger: logger)
+        defer { Task { await prepared.close() } }
+        guard register(execution, engine: prepared.engine) else { throw CancellationError() }
+        let result = await runPersistingProgress(execution, prepared.engine)
+        log.flush()
+        let reason = cancelReason(execution)
+        let status: TaskExecutionStatus = reason == nil && result.outcome == .success ? .success : .error
+        if let report = prepared.report {
+            var reportResult: JSONValue
+            do {
+                reportResult = await report.deliver(try job.writeReport(report, result: result, status: status), s3Endpoint: resolver.s3Endpoint)
+            } catch {
+                reportResult = ["Status": "ERROR", "ErrorCode": "ReportWriteFailed", "ErrorDetail": .string("\(error)")]
+            }
+            if reportResult["Status"]?.string != "SUCCESS" {
+                log.basic("[ERROR] Task report: \(reportResult["ErrorDetail"]?.string ?? "failed")")
+            }
+            try store.modify(execution) { $0["ReportResult"] = reportResult }
+        }
+        try end(job, result: result, cancelled: reason, log: log)
+        log.flush()
+    }
+
+    /// The terminal state of a finished run, its log line included.
+    private func end(_ job: ExecutionJob, result: ExecutionResult, cancelled reason: String?, log: ExecutionLog) throws {
+        let execution = job.execution
+        if let reason {
+            try finish(execution, status: .error, errorCode: "Cancelled", detail: reason, result: result)
+            log.basic("[INFO] Execution \(execution) cancelled: \(reason)")
+        } else {
+            let status: TaskExecutionStatus = result.outcome == .success ? .success : .error
+            try finish(execution, status: status, errorCode: result.errorCode, detail: result.errorDetail, result: result)
+            log.basic("[INFO] Execution \(execution) ended \(status)\(result.errorDetail.map { ": \($0)" } ?? "")")
+        }
+    }
+
+    /// Records how an agent's execution ended: its result and report, or the failure.
+    private func record(_ outcome: AgentHub.Outcome, job: ExecutionJob) async throws {
+        let execution = job.execution
+        let log = ExecutionLog(store: store, execution: execution, level: job.logLevel)
+        switch outcome {
+        case .detached:
+            return
+        case .failed(let code, let detail):
+            try finish(execution, status: .error, errorCode: code, detail: detail)
+            log.basic("[ERROR] Execution \(execution) failed: \(detail)")
+        case .finished(let result, let cancelled, let reports, let reportError):
+            if let config = job.executionBody["TaskReportConfig"], let resolver {
+                var reportResult: JSONValue
+                do {
+                    let report = try ExecutionReport(config: config, dataDirectory: resolver.dataDirectory, task: job.task, execution: execution)
+                    if let reportError { throw ServerError.internalError(reportError) }
+                    var files: [(name: String, path: String)] = []
+                    for r in reports {
+                        let path = report.directory + "/" + (r.file as NSString).lastPathComponent
+                        try PrivateFile.write(path, [UInt8](r.content))
+                        files.append((r.name, path))
+                    }
+                    reportResult = await report.deliver(files, s3Endpoint: resolver.s3Endpoint)
+                } catch {
+                    reportResult = ["Status": "ERROR", "ErrorCode": "ReportWriteFailed", "ErrorDetail": .string("\(error)")]
+                }
+                try store.modify(execution) { $0["ReportResult"] = reportResult }
+            }
+            try end(job, result: result, cancelled: cancelled, log: log)
+        }
+        log.flush()
     }
 
     /// A store write that must not stop what calls it (progress, a cancel request, the end

@@ -16,20 +16,37 @@ struct ResolvedLocation: Sendable {
 /// NFS → Ferry's NFS client to the export on ServerHostname; SMB → its SMB client to the
 /// share, with the location's (sealed) password; object storage → an S3 client for that
 /// endpoint with the location's keys (and CA certificate); S3 → the server's configured
-/// S3 endpoint.
+/// S3 endpoint. An agent process opens the locations of its leases with one of its own
+/// (no store: the lease carries the bodies, secrets opened).
 struct LocationResolver: Sendable {
-    let store: Store
+    let store: Store?
     let s3Endpoint: S3Configuration.Overrides
     let dataDirectory: String
     /// Object metadata remembered between executions (`DATA_DIR/cache`).
     let metadataCache: S3MetadataCache?
-    /// Opens the location secrets the store keeps sealed.
-    let secrets: SecretBox
+    /// Opens the location secrets the store keeps sealed (nil: the bodies carry them open).
+    let secrets: SecretBox?
 
     /// The location, connected; `securityDescriptors` is the task's SecurityDescriptorCopyFlags.
     func resolve(_ arn: String, asDestination: Bool, securityDescriptors: SecurityDescriptorCopy = .ownerDACL) throws -> ResolvedLocation {
-        guard let r = try store.get(arn), r.kind == .location else { throw ServerError.notFound("Location", arn) }
-        let b = r.body
+        guard let r = try store?.get(arn), r.kind == .location else { throw ServerError.notFound("Location", arn) }
+        return try open(r.body, arn: arn, asDestination: asDestination, securityDescriptors: securityDescriptors)
+    }
+
+    /// A stored location's secret member, opened.
+    func reveal(_ stored: String) throws -> String {
+        try secrets?.reveal(stored) ?? stored
+    }
+
+    /// `body` with its secret members opened, for an agent's lease.
+    func revealed(_ body: JSONValue) throws -> JSONValue {
+        var out = body
+        for m in ControlPlane.secretMembers { if let v = body[m]?.string { out[m] = .string(try reveal(v)) } }
+        return out
+    }
+
+    /// The location a body describes, connected.
+    func open(_ b: JSONValue, arn: String, asDestination: Bool, securityDescriptors: SecurityDescriptorCopy = .ownerDACL) throws -> ResolvedLocation {
         switch b["Type"]?.string {
         case "NFS":
             let version = try NFSVersion(parsing: b["MountOptions"]?["Version"]?.string ?? "AUTOMATIC")
@@ -38,7 +55,7 @@ struct LocationResolver: Sendable {
             return ResolvedLocation(location: NFSLocation(client: client)) { client.close() }
         case "SMB":
             let credentials = SMBCredentials(user: b["User"]?.string ?? "", domain: b["Domain"]?.string,
-                                             password: try secrets.reveal(b["Password"]?.string ?? ""))
+                                             password: try reveal(b["Password"]?.string ?? ""))
             let client = try SMBClient.connect(host: b["ServerHostname"]?.string ?? "", port: nil, path: ControlPlane.subdirectory(b["Subdirectory"]?.string),
                                                credentials: credentials, version: try SMBVersion(parsing: b["MountOptions"]?["Version"]?.string ?? "AUTOMATIC"),
                                                securityDescriptors: securityDescriptors, create: asDestination)
@@ -59,7 +76,7 @@ struct LocationResolver: Sendable {
             }
             let endpoint = S3Endpoint(url: url, region: "us-east-1", pathStyle: true,
                                       credentials: AWSCredentials(accessKeyID: b["AccessKey"]?.string ?? "",
-                                                                  secretAccessKey: try secrets.reveal(b["SecretKey"]?.string ?? "")),
+                                                                  secretAccessKey: try reveal(b["SecretKey"]?.string ?? "")),
                                       caBundlePath: caPath)
             let client = try S3Client(endpoint: endpoint)
             let prefix = LocationResolver.keyPrefix(b)

@@ -13,11 +13,16 @@ enum PrivateFile {
 
     /// Replaces `path` with `text` (a temporary renamed over: never seen half written).
     static func write(_ path: String, _ text: String) throws {
+        try write(path, Array(text.utf8))
+    }
+
+    /// Replaces `path` with `bytes`, as ``write(_:_:)-(_,String)`` does.
+    static func write(_ path: String, _ bytes: [UInt8]) throws {
         let temporary = path + ".tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ServerError.internalError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
         do {
-            try fill(fd, Array(text.utf8), path)
+            try fill(fd, bytes, path)
             close(fd)
         } catch {
             close(fd)

@@ -21,22 +21,26 @@ public struct ServerTLS: Sendable {
     /// The names the kept certificate was made for, one a line (beside it).
     private var namesPath: String { (certificatePath as NSString).deletingLastPathComponent + "/server.names" }
 
+    /// The CA that signs agents' client certificates (always the server's own, in
+    /// `DATA_DIR/tls`, also when the served certificate was given).
+    public let agentAuthorityPath: String
+
     /// The certificate to serve: `certificate` and `key` when given (both), else the one
     /// kept in `dataDirectory/tls`, made or renewed for `names`.
     public static func prepare(dataDirectory: String, certificate: String?, key: String?, names: [String]) throws -> ServerTLS {
+        let directory = dataDirectory + "/tls"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let (caCertificate, caKey) = try loadOrMakeAuthority(directory)
         switch (certificate, key) {
         case let (certificate?, key?):
-            return ServerTLS(certificatePath: certificate, keyPath: key, caPath: nil, names: [])
+            return ServerTLS(certificatePath: certificate, keyPath: key, caPath: nil, names: [], agentAuthorityPath: directory + "/ca.pem")
         case (nil, nil):
             break
         default:
             throw ServerError.invalid("give both --tls-cert and --tls-key, or neither (a CA of the server's own then signs one)")
         }
-        let directory = dataDirectory + "/tls"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let (caCertificate, caKey) = try loadOrMakeAuthority(directory)
         let tls = ServerTLS(certificatePath: directory + "/server.pem", keyPath: directory + "/server-key.pem",
-                            caPath: directory + "/ca.pem", names: names)
+                            caPath: directory + "/ca.pem", names: names, agentAuthorityPath: directory + "/ca.pem")
         if try !tls.stillServes(names) {
             let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
             let now = Date()
@@ -60,11 +64,15 @@ public struct ServerTLS: Sendable {
         return tls
     }
 
-    /// The server's TLS configuration (TLS 1.2 and later).
+    /// The server's TLS configuration (TLS 1.2 and later). A client certificate is asked
+    /// for and, when one is presented, must be signed by the agents' CA: API callers
+    /// present none; agents present theirs (``AgentAuthority``).
     public func serverConfiguration() throws -> TLSConfiguration {
         let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
         var c = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem)))
         c.minimumTLSVersion = .tlsv12
+        c.certificateVerification = .optionalVerification
+        c.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(agentAuthorityPath))
         return c
     }
 
@@ -80,7 +88,7 @@ public struct ServerTLS: Sendable {
     }
 
     /// The CA kept in `directory` (`ca.pem`, `ca-key.pem`), made once (ten years).
-    private static func loadOrMakeAuthority(_ directory: String) throws -> (Certificate, Certificate.PrivateKey) {
+    static func loadOrMakeAuthority(_ directory: String) throws -> (Certificate, Certificate.PrivateKey) {
         let certificatePath = directory + "/ca.pem", keyPath = directory + "/ca-key.pem"
         if let pem = try? String(contentsOfFile: certificatePath, encoding: .utf8),
            let keyPEM = try? String(contentsOfFile: keyPath, encoding: .utf8) {

@@ -9,6 +9,8 @@ public final class Store: Sendable {
     /// What a stored resource is.
     public enum Kind: String, Sendable, CaseIterable {
         case agent, location, task, execution
+        /// An agent's activation key, before and after CreateAgent used it.
+        case activation
     }
 
     /// One stored resource.

@@ -17,7 +17,7 @@ struct Ferry: AsyncParsableCommand {
               64  bad usage
             """,
         version: FerryVersion.string,
-        subcommands: [SyncCommand.self, BlockCommand.self, ServerCommand.self])
+        subcommands: [SyncCommand.self, BlockCommand.self, ServerCommand.self, AgentCommand.self])
 
     /// Grows the descriptor table before worker threads exist (``DescriptorTable``: each
     /// growth later would stall every thread for an RCU grace period), then runs the command.

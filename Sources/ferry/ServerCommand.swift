@@ -49,11 +49,15 @@ struct ServerRun: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Private key of --tls-cert (PEM).", valueName: "file"))
     var tlsKey: String?
 
+    @Option(help: ArgumentHelp("Seconds of silence after which an agent is OFFLINE (DataSync: 300).", valueName: "seconds"))
+    var agentOfflineSeconds: Double = 300
+
     @Option(help: ArgumentHelp("Another name or address the server is reached by, for the certificate it makes (repeatable).", valueName: "name"))
     var tlsName: [String] = []
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard agentOfflineSeconds > 0 else { throw ValidationError("--agent-offline-seconds must be positive") }
         guard minScheduleMinutes >= 1 else { throw ValidationError("--min-schedule-minutes must be at least 1") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("give both --tls-cert and --tls-key, or neither") }
         if !tls && (tlsCert != nil || !tlsName.isEmpty) { throw ValidationError("--tls-cert, --tls-key and --tls-name go with --tls") }
@@ -66,7 +70,8 @@ struct ServerRun: AsyncParsableCommand {
                                                       names: ServerTLS.names(host: host, extra: tlsName)) : nil
         let server = DataSyncServer(.init(dataDirectory: data.dataDir, host: host, port: port, region: region,
                                           s3Endpoint: S3Configuration.Overrides(endpointURL: s3EndpointUrl),
-                                          minimumScheduleInterval: TimeInterval(minScheduleMinutes * 60), tls: certificate))
+                                          minimumScheduleInterval: TimeInterval(minScheduleMinutes * 60), tls: certificate,
+                                          agentOfflineAfter: agentOfflineSeconds))
         let dir = data.dataDir
         try await server.run { endpoint in
             // Unbuffered: whoever started the server waits for this line.

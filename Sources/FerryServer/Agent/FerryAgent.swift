@@ -1,0 +1,215 @@
+import FerryS3
+import FerryStore
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Synchronization
+
+/// `ferry agent`: the Ferry process next to the storage. It only ever calls out to the
+/// control plane. Until it is activated it asks the control plane for an activation key
+/// and serves it on its activation port as DataSync's agent does (`GET
+/// /?gatewayType=SYNC&activationRegion=R` → `302`, `Location: …activationKey=KEY`); once
+/// `CreateAgent` used the key it fetches its client certificate, closes the port, and
+/// from then on heartbeats and long-polls for executions over mutual TLS, running each
+/// with the same engine and locations as `ferry sync` (``AgentExecution``).
+public struct FerryAgent: Sendable {
+    public struct Configuration: Sendable {
+        /// The control plane's HTTPS URL (`ferry server --tls`).
+        public var controlPlane: String
+        /// The CA that signed the control plane's certificate (the server prints its path).
+        public var caFile: String
+        public var dataDirectory: String
+        public var activationHost: String
+        /// The activation port (DataSync's: 80).
+        public var activationPort: Int
+        public var heartbeat: TimeInterval
+        public var version: String
+
+        public init(controlPlane: String, caFile: String, dataDirectory: String, activationHost: String = "0.0.0.0",
+                    activationPort: Int = 80, heartbeat: TimeInterval = 30, version: String) {
+            self.controlPlane = controlPlane
+            self.caFile = caFile
+            self.dataDirectory = dataDirectory
+            self.activationHost = activationHost
+            self.activationPort = activationPort
+            self.heartbeat = heartbeat
+            self.version = version
+        }
+    }
+
+    let configuration: Configuration
+    let logger: Logger
+
+    public init(_ configuration: Configuration, logger: Logger = Logger(label: "ferry.agent")) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The activation key a running, not yet activated agent in `dataDirectory` waits with.
+    public static func activationKey(dataDirectory: String) throws -> String {
+        try AgentIdentity(directory: dataDirectory).currentActivationKey()
+    }
+
+    /// Runs until cancelled, or until the control plane says the agent was deleted.
+    /// `say` gets the lines a person starting the agent wants to see.
+    public func run(say: @escaping @Sendable (String) -> Void) async throws {
+        let identity = try AgentIdentity(directory: configuration.dataDirectory)
+        let keyPEM = try identity.keyPEM()
+        var state = identity.activated()
+        if state == nil {
+            state = try await activate(identity, say: say)
+        }
+        guard let (certificate, agent) = state else { return }
+        say("Agent \(agent) connected to \(configuration.controlPlane)")
+        let client = try ControlPlaneClient(base: configuration.controlPlane, caFile: configuration.caFile,
+                                            certificatePEM: certificate, keyPEM: keyPEM)
+        defer { Task { await client.shutdown() } }
+        let running = Shared<Set<String>>([])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.heartbeats(client, agent: agent, running: running) }
+            group.addTask { try await self.leases(client, agent: agent, running: running) }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    // MARK: activation
+
+    /// Asks for activation keys (a new one when one expires) and serves the current one on
+    /// the activation port until CreateAgent used it; the certificate and ARN.
+    private func activate(_ identity: AgentIdentity, say: @escaping @Sendable (String) -> Void) async throws -> (String, String) {
+        let client = try ControlPlaneClient(base: configuration.controlPlane, caFile: configuration.caFile)
+        defer { Task { await client.shutdown() } }
+        let current = Shared<String?>(nil)
+        let router = Router()
+        let controlPlane = configuration.controlPlane
+        router.get("/") { request, _ -> Response in
+            let query = request.uri.queryParameters
+            guard query.get("gatewayType") == "SYNC" else {
+                return Response(status: .badRequest, body: .init(byteBuffer: ByteBuffer(string: "ask with ?gatewayType=SYNC&activationRegion=REGION\n")))
+            }
+            guard let key = current.withLock({ $0 }) else {
+                return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "no activation key yet: the control plane \(controlPlane) has not answered\n")))
+            }
+            let region = query.get("activationRegion") ?? "us-east-1"
+            return Response(status: .found, headers: [.location: "\(controlPlane)/?activationRegion=\(region)&activationKey=\(key)"])
+        }
+        let app = Application(router: router,
+                              configuration: .init(address: .hostname(configuration.activationHost, port: configuration.activationPort),
+                                                   serverName: "ferry-agent"),
+                              onServerRunning: { channel in
+                                  say("Activation port: http://\(configuration.activationHost):\(channel.localAddress?.port ?? configuration.activationPort)/?gatewayType=SYNC&activationRegion=REGION")
+                              },
+                              logger: logger)
+        return try await withThrowingTaskGroup(of: (String, String)?.self) { group in
+            group.addTask {
+                try await app.runService(gracefulShutdownSignals: [])
+                return nil
+            }
+            group.addTask { try await self.waitForActivation(client, identity, current: current, say: say) }
+            while let r = try await group.next() {
+                if let r {
+                    group.cancelAll()
+                    return r
+                }
+            }
+            throw ServerError.internalError("the activation port closed before the agent was activated")
+        }
+    }
+
+    private func waitForActivation(_ client: ControlPlaneClient, _ identity: AgentIdentity, current: Shared<String?>,
+                                   say: @escaping @Sendable (String) -> Void) async throws -> (String, String) {
+        let publicKey = try identity.publicKeyPEM()
+        var reported = false
+        while true {
+            try Task.checkCancellation()
+            let issued: JSONValue
+            do {
+                issued = try await client.call("activations", ["PublicKey": .string(publicKey), "Version": .string(configuration.version)])
+            } catch {
+                if !reported { logger.warning("waiting for the control plane", metadata: ["error": "\(error)"]) }
+                reported = true
+                try await Task.sleep(for: .seconds(5))
+                continue
+            }
+            reported = false
+            guard let key = issued["ActivationKey"]?.string, let token = issued["ClaimToken"]?.string else {
+                throw ServerError.internalError("the control plane answered an activation request without a key")
+            }
+            try identity.saveActivationKey(key)
+            current.withLock { $0 = key }
+            say("Activation key: \(key) (valid 30 minutes): aws datasync create-agent --activation-key \(key) --agent-name NAME")
+            while true {
+                try await Task.sleep(for: .seconds(1))
+                let claim: JSONValue
+                do {
+                    claim = try await client.call("claim", ["ActivationKey": .string(key), "ClaimToken": .string(token)])
+                } catch let e as ControlPlaneClient.CallError where e.status != 0 {
+                    throw e
+                } catch {
+                    continue
+                }
+                switch claim["Status"]?.string {
+                case "ACTIVATED":
+                    guard let certificate = claim["Certificate"]?.string, let agent = claim["AgentArn"]?.string else {
+                        throw ServerError.internalError("the control plane activated the agent without its certificate")
+                    }
+                    try identity.saveActivation(certificate: certificate, agent: agent, controlPlane: configuration.controlPlane)
+                    say("Activated as \(agent); the activation port is closed")
+                    return (certificate, agent)
+                case "EXPIRED":
+                    current.withLock { $0 = nil }
+                    break
+                default:
+                    continue
+                }
+                break
+            }
+        }
+    }
+
+    // MARK: activated
+
+    private func heartbeats(_ client: ControlPlaneClient, agent: String, running: Shared<Set<String>>) async throws {
+        var failing = false
+        while !Task.isCancelled {
+            do {
+                _ = try await client.call("heartbeat", ["Version": .string(configuration.version),
+                                                        "Running": .array(running.value.sorted().map { JSONValue.string($0) })])
+                if failing { logger.info("the control plane answers again") }
+                failing = false
+            } catch let e as ControlPlaneClient.CallError where e.agentDeleted {
+                throw ServerError(type: "AgentDeleted", status: 403, message: e.message)
+            } catch {
+                if !failing { logger.warning("heartbeat failed; the agent keeps running what it runs", metadata: ["error": "\(error)"]) }
+                failing = true
+            }
+            try await Task.sleep(for: .milliseconds(Int64(configuration.heartbeat * 1000)))
+        }
+    }
+
+    private func leases(_ client: ControlPlaneClient, agent: String, running: Shared<Set<String>>) async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                let answer: JSONValue
+                do {
+                    answer = try await client.call("lease", ["WaitSeconds": 20], timeout: .seconds(40))
+                } catch let e as ControlPlaneClient.CallError where e.agentDeleted {
+                    throw ServerError(type: "AgentDeleted", status: 403, message: e.message)
+                } catch {
+                    try await Task.sleep(for: .seconds(2))
+                    continue
+                }
+                guard let lease = answer["Lease"], lease != .null else { continue }
+                let execution = AgentExecution(lease: lease, agent: agent, client: client,
+                                               dataDirectory: configuration.dataDirectory, logger: logger)
+                running.withLock { _ = $0.insert(execution.arn) }
+                group.addTask {
+                    await execution.run()
+                    running.withLock { _ = $0.remove(execution.arn) }
+                }
+            }
+        }
+    }
+}

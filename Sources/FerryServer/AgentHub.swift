@@ -1,0 +1,253 @@
+import FerryEngine
+import FerryStore
+import Foundation
+import Logging
+
+/// The control plane's side of its agents: when each was last heard from (ONLINE or
+/// OFFLINE), the executions offered to them (handed out on their long polls), and the
+/// executions they run: progress written to the store, cancel and BytesPerSecond passed
+/// back, the end awaited, and an agent silent for longer than the offline window ending
+/// its execution in ERROR. Which agent holds an execution is written in the execution's
+/// row when the agent takes it (`Agent`), so a restarted control plane waits for the same
+/// agent to report instead of failing what it runs.
+actor AgentHub {
+    /// How an execution given to an agent ended, as the runner records it.
+    enum Outcome: Sendable {
+        /// The agent ran it: the engine's result, a cancel reason, the task report's files.
+        case finished(ExecutionResult, cancelled: String?, reports: [(name: String, file: String, content: Data)], reportError: String?)
+        /// It could not run or the agent was lost: DataSync's ErrorCode and ErrorDetail.
+        case failed(code: String, detail: String)
+        /// The control plane is stopping; the agent goes on and reports to the next one.
+        case detached
+    }
+
+    let store: Store
+    let logger: Logger
+    /// Silence after which an agent is OFFLINE (DataSync: five minutes).
+    let offlineAfter: TimeInterval
+    private let started = Date()
+    private var lastSeen: [String: Date] = [:]
+    private var lastPersisted: [String: Date] = [:]
+
+    private struct Offer {
+        let execution: String
+        let agents: Set<String>
+        let lease: JSONValue
+        let since: Date
+    }
+    private var offers: [Offer] = []
+    private var polls: [String: [(id: UUID, continuation: CheckedContinuation<JSONValue?, Never>)]] = [:]
+
+    private struct Remote {
+        var agent: String?
+        var cancel: String?
+        var bytesPerSecond: Int64?
+        var phase = "LAUNCHING"
+        var waiter: CheckedContinuation<Outcome, Never>?
+        var ended: Outcome?
+    }
+    private var remotes: [String: Remote] = [:]
+
+    init(store: Store, offlineAfter: TimeInterval, logger: Logger) {
+        self.store = store
+        self.offlineAfter = offlineAfter
+        self.logger = logger
+        for a in (try? store.list(.agent, limit: Int.max)) ?? [] {
+            if let t = a.body["LastConnectionTime"]?.number { lastSeen[a.arn] = Date(timeIntervalSince1970: t) }
+        }
+    }
+
+    // MARK: agents
+
+    /// An agent called: it is ONLINE from now. Written to the store at most every 10 s.
+    func heard(_ agent: String, version: String? = nil) {
+        let now = Date()
+        lastSeen[agent] = now
+        if version != nil || now.timeIntervalSince(lastPersisted[agent] ?? .distantPast) >= 10 {
+            lastPersisted[agent] = now
+            do {
+                try store.modify(agent) { body in
+                    body["LastConnectionTime"] = .number(now.timeIntervalSince1970.rounded())
+                    if let version { body["Platform"] = ["Version": .string(version)] }
+                }
+            } catch {
+                logger.error("could not record an agent's connection", metadata: ["agent": "\(agent)", "error": "\(error)"])
+            }
+        }
+    }
+
+    func isOnline(_ agent: String) -> Bool {
+        guard let seen = lastSeen[agent] else { return false }
+        return Date().timeIntervalSince(seen) < offlineAfter
+    }
+
+    func lastConnection(_ agent: String) -> Date? { lastSeen[agent] }
+
+    func forget(_ agent: String) {
+        lastSeen[agent] = nil
+        for p in polls.removeValue(forKey: agent) ?? [] { p.continuation.resume(returning: nil) }
+    }
+
+    // MARK: executions
+
+    /// Offers `lease` to the first of `agents` that polls, and waits for how it ends.
+    func run(_ execution: String, agents: Set<String>, lease: JSONValue) async -> Outcome {
+        remotes[execution] = Remote()
+        offers.append(Offer(execution: execution, agents: agents, lease: lease, since: Date()))
+        handOut()
+        return await wait(execution)
+    }
+
+    /// After a restart: `execution` runs on `agent`; waits for its report.
+    func reattach(_ execution: String, agent: String, phase: String) async -> Outcome {
+        remotes[execution] = Remote(agent: agent, phase: phase)
+        return await wait(execution)
+    }
+
+    private func wait(_ execution: String) async -> Outcome {
+        if let ended = remotes[execution]?.ended {
+            remotes[execution] = nil
+            return ended
+        }
+        return await withCheckedContinuation { remotes[execution]?.waiter = $0 }
+    }
+
+    private func end(_ execution: String, _ outcome: Outcome) {
+        guard var r = remotes[execution], r.ended == nil else { return }
+        offers.removeAll { $0.execution == execution }
+        if let w = r.waiter {
+            remotes[execution] = nil
+            w.resume(returning: outcome)
+        } else {
+            r.ended = outcome
+            remotes[execution] = r
+        }
+    }
+
+    /// An agent's long poll: the next execution offered to it, or nil after `wait`.
+    func nextLease(for agent: String, wait: Duration) async -> JSONValue? {
+        heard(agent)
+        if let lease = claim(for: agent) { return lease }
+        let id = UUID()
+        let timer = Task { [weak self] in
+            try? await Task.sleep(for: wait)
+            await self?.expirePoll(agent, id)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { polls[agent, default: []].append((id, $0)) }
+    }
+
+    private func expirePoll(_ agent: String, _ id: UUID) {
+        guard let i = polls[agent]?.firstIndex(where: { $0.id == id }) else { return }
+        polls[agent]!.remove(at: i).continuation.resume(returning: nil)
+    }
+
+    private func handOut() {
+        for (agent, waiting) in polls where !waiting.isEmpty {
+            guard let lease = claim(for: agent) else { continue }
+            polls[agent]!.removeFirst().continuation.resume(returning: lease)
+        }
+    }
+
+    /// Takes the oldest offer `agent` may run, recording in the execution's row that the
+    /// agent holds it.
+    private func claim(for agent: String) -> JSONValue? {
+        guard let i = offers.firstIndex(where: { $0.agents.contains(agent) }) else { return nil }
+        let offer = offers.remove(at: i)
+        do {
+            try store.modify(offer.execution) { $0["Agent"] = .string(agent) }
+        } catch {
+            end(offer.execution, .failed(code: "LaunchFailed", detail: "the execution could not be given to agent \(agent): \(error)"))
+            return nil
+        }
+        remotes[offer.execution]?.agent = agent
+        logger.info("execution leased", metadata: ["execution.id": "\(offer.execution)", "agent": "\(agent)"])
+        return offer.lease
+    }
+
+    /// An agent's progress report: status and counters stored, log lines appended; what
+    /// the agent must do (cancel, a new BytesPerSecond). nil: the execution is not the
+    /// agent's (ended here meanwhile, or never its own), and the agent should stop it.
+    func progress(_ execution: String, from agent: String, _ report: JSONValue) -> JSONValue? {
+        heard(agent)
+        guard let r = remotes[execution], r.agent == agent, r.ended == nil else { return nil }
+        if let status = report["Status"]?.string { remotes[execution]?.phase = status }
+        do {
+            try store.modify(execution) { body in
+                guard let status = TaskExecutionStatus(body), !status.isTerminal, status != .cancelling else { return }
+                for (k, v) in report["Counters"]?.object ?? [:] { body[k] = v }
+                if let s = report["Status"]?.string, TaskExecutionStatus(rawValue: s) != nil { body["Status"] = .string(s) }
+            }
+            try store.appendLog(execution, report["Log"]?.array?.compactMap(\.string) ?? [])
+        } catch {
+            logger.error("could not record an agent's progress", metadata: ["execution.id": "\(execution)", "error": "\(error)"])
+        }
+        return ["Cancel": r.cancel.map { .string($0) } ?? .null, "BytesPerSecond": .number(Double(r.bytesPerSecond ?? -1))]
+    }
+
+    /// The agent's end of an execution; false when it is not the agent's.
+    func finished(_ execution: String, from agent: String, _ outcome: Outcome, log: [String]) -> Bool {
+        heard(agent)
+        guard let r = remotes[execution], r.agent == agent else { return false }
+        do {
+            try store.appendLog(execution, log)
+        } catch {
+            logger.error("could not record an agent's log lines", metadata: ["execution.id": "\(execution)", "error": "\(error)"])
+        }
+        end(execution, outcome)
+        return true
+    }
+
+    /// CancelTaskExecution: an offer not yet taken ends now; a running one is cancelled by
+    /// its agent at its next report.
+    func cancel(_ execution: String, reason: String) {
+        guard let r = remotes[execution] else { return }
+        if r.agent == nil {
+            end(execution, .failed(code: "Cancelled", detail: reason))
+        } else {
+            remotes[execution]?.cancel = reason
+        }
+    }
+
+    func setBandwidth(_ execution: String, _ bytesPerSecond: Int64?) {
+        remotes[execution]?.bytesPerSecond = bytesPerSecond
+    }
+
+    func isRemote(_ execution: String) -> Bool { remotes[execution] != nil }
+
+    /// Ends executions whose agent fell silent for the offline window, and offers no
+    /// agent of which has called for as long.
+    func sweep() {
+        let now = Date()
+        for (execution, r) in remotes where r.ended == nil {
+            if let agent = r.agent {
+                let seen = max(lastSeen[agent] ?? started, started)
+                if now.timeIntervalSince(seen) >= offlineAfter {
+                    let name = (try? store.get(agent))?.body["Name"]?.string.map { "\($0) (\(agent))" } ?? agent
+                    end(execution, .failed(code: "AgentOffline",
+                                           detail: "agent \(name) was not heard from for \(Int(offlineAfter)) s while the execution was \(r.phase); nothing was left under a final name — start the task again when the agent is back"))
+                }
+            }
+        }
+        for o in offers where now.timeIntervalSince(o.since) >= offlineAfter && !o.agents.contains(where: isOnline) {
+            end(o.execution, .failed(code: "AgentOffline",
+                                     detail: "no agent of the task's locations (\(o.agents.sorted().joined(separator: ", "))) came online within \(Int(offlineAfter)) s"))
+        }
+    }
+
+    /// The sweep, every second (or sooner for short test windows) until cancelled.
+    func runSweeps() async {
+        let every = Duration.milliseconds(Int64(max(100, min(1000, offlineAfter * 100))))
+        while !Task.isCancelled {
+            try? await Task.sleep(for: every)
+            sweep()
+        }
+    }
+
+    /// The control plane stops: every wait ends detached (the agents carry on).
+    func shutdown() {
+        for (execution, _) in remotes { end(execution, .detached) }
+        for (_, waiting) in polls { for p in waiting { p.continuation.resume(returning: nil) } }
+        polls = [:]
+    }
+}

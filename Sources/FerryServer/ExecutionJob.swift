@@ -1,0 +1,95 @@
+import FerryCore
+import FerryEngine
+import FerryStore
+import Foundation
+import Logging
+
+/// What one execution needs to run wherever it runs, the built-in agent or an agent
+/// process: the task, the execution's options, filters and report settings, and both
+/// locations' bodies. Sent to an agent as JSON inside its lease, with the locations'
+/// secrets opened for this execution only (over mutual TLS; never written to its disk).
+struct ExecutionJob: Sendable {
+    var execution: String
+    var task: String
+    /// The task's body (SourceLocationArn, DestinationLocationArn).
+    var taskBody: JSONValue
+    /// The execution's body (Options, Includes, Excludes, TaskReportConfig, StartTime).
+    var executionBody: JSONValue
+    var source: JSONValue
+    var destination: JSONValue
+
+    var json: JSONValue {
+        ["TaskExecutionArn": .string(execution), "TaskArn": .string(task), "Task": taskBody, "Execution": executionBody,
+         "Source": source, "Destination": destination]
+    }
+
+    init(execution: String, task: String, taskBody: JSONValue, executionBody: JSONValue, source: JSONValue, destination: JSONValue) {
+        self.execution = execution
+        self.task = task
+        self.taskBody = taskBody
+        self.executionBody = executionBody
+        self.source = source
+        self.destination = destination
+    }
+
+    init(json: JSONValue) throws {
+        guard let execution = json["TaskExecutionArn"]?.string, let task = json["TaskArn"]?.string,
+              let source = json["Source"], let destination = json["Destination"] else {
+            throw ServerError.invalid("a lease without its execution, task or locations")
+        }
+        self.init(execution: execution, task: task, taskBody: json["Task"] ?? [:], executionBody: json["Execution"] ?? [:],
+                  source: source, destination: destination)
+    }
+
+    var logLevel: String { executionBody["Options"]?["LogLevel"]?.string ?? "OFF" }
+
+    /// The engine of this execution with its locations opened and its report prepared.
+    struct Prepared: Sendable {
+        let engine: SyncEngine
+        let opened: [ResolvedLocation]
+        let report: ExecutionReport?
+
+        func close() async {
+            for o in opened { await o.close() }
+        }
+    }
+
+    /// Opens both locations with `resolver` and builds the engine; `dataDirectory` holds
+    /// the task report's files. Locations opened before a failure are closed.
+    func prepare(resolver: LocationResolver, log: ExecutionLog, logger: Logger) throws -> Prepared {
+        let options = try TaskOptions.transferOptions(executionBody["Options"] ?? [:])
+        let filters = try TaskOptions.filters(includes: executionBody["Includes"], excludes: executionBody["Excludes"])
+        let descriptors = try TaskOptions.securityDescriptorCopy(executionBody["Options"] ?? [:])
+        var opened: [ResolvedLocation] = []
+        do {
+            let sourceArn = taskBody["SourceLocationArn"]?.string ?? source["LocationArn"]?.string ?? ""
+            let destinationArn = taskBody["DestinationLocationArn"]?.string ?? destination["LocationArn"]?.string ?? ""
+            opened.append(try resolver.open(source, arn: sourceArn, asDestination: false, securityDescriptors: descriptors))
+            opened.append(try resolver.open(destination, arn: destinationArn, asDestination: true, securityDescriptors: descriptors))
+            var logger = logger
+            logger[metadataKey: "execution.id"] = "\(execution)"
+            let report = try executionBody["TaskReportConfig"].map {
+                try ExecutionReport(config: $0, dataDirectory: resolver.dataDirectory, task: task, execution: execution)
+            }
+            let engine = SyncEngine(SyncConfiguration(source: opened[0].location, destination: opened[1].location, options: options,
+                                                      filters: filters, logger: logger, onItem: log.itemHandler),
+                                    report: report?.sink ?? TaskReportSink(spoolDirectory: nil))
+            return Prepared(engine: engine, opened: opened, report: report)
+        } catch {
+            let toClose = opened
+            Task { for o in toClose { await o.close() } }
+            throw error
+        }
+    }
+
+    /// The task report's files for an execution that ended with `status`.
+    func writeReport(_ report: ExecutionReport, result: ExecutionResult, status: TaskExecutionStatus) throws -> [(name: String, path: String)] {
+        let header: JSONValue = [
+            "AccountId": .string(ARNFactory().account), "TaskArn": .string(task), "TaskExecutionArn": .string(execution),
+            "SourceLocationArn": taskBody["SourceLocationArn"] ?? .null,
+            "DestinationLocationArn": taskBody["DestinationLocationArn"] ?? .null, "Status": status.json,
+            "StartTime": executionBody["StartTime"] ?? .null, "EndTime": ControlPlane.now(), "Options": executionBody["Options"] ?? [:],
+        ]
+        return try report.write(result: result, header: header)
+    }
+}

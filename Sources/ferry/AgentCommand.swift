@@ -1,0 +1,76 @@
+import ArgumentParser
+import CFerry
+import FerryServer
+import Foundation
+import Logging
+
+/// `ferry agent`: the agent next to the storage (see README, "Agents").
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Run an agent next to the storage: activated like DataSync's, it runs the executions of the locations that name it.",
+        subcommands: [AgentRun.self, AgentActivationKey.self],
+        defaultSubcommand: AgentRun.self)
+}
+
+struct AgentDataDirectory: ParsableArguments {
+    @Option(help: ArgumentHelp("Where the agent keeps its key, certificate and activation key (each 0600).", valueName: "dir"))
+    var dataDir: String = "./ferry-agent"
+}
+
+struct AgentRun: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Start the agent (the default).")
+
+    @OptionGroup var data: AgentDataDirectory
+
+    @Option(help: ArgumentHelp("The control plane's HTTPS URL (ferry server --tls).", valueName: "url"))
+    var controlPlane: String
+
+    @Option(help: ArgumentHelp("The CA that signed the control plane's certificate (the server prints its path).", valueName: "file"))
+    var caFile: String
+
+    @Option(help: "Address of the activation port (until activated).")
+    var activationHost: String = "0.0.0.0"
+
+    @Option(help: "The activation port (DataSync's is 80; closed once activated).")
+    var activationPort: Int = 80
+
+    @Option(help: ArgumentHelp("Seconds between heartbeats.", valueName: "seconds"))
+    var heartbeatSeconds: Double = 30
+
+    func validate() throws {
+        guard controlPlane.hasPrefix("https://") else { throw ValidationError("--control-plane must be an https:// URL (agents use mutual TLS)") }
+        guard (0...65535).contains(activationPort) else { throw ValidationError("--activation-port must be between 0 and 65535") }
+        guard heartbeatSeconds > 0 else { throw ValidationError("--heartbeat-seconds must be positive") }
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        _ = cferry_raise_nofile()
+        let agent = FerryAgent(.init(controlPlane: controlPlane, caFile: caFile, dataDirectory: data.dataDir,
+                                     activationHost: activationHost, activationPort: activationPort,
+                                     heartbeat: heartbeatSeconds, version: "ferry-" + FerryVersion.string))
+        do {
+            try await agent.run { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+        } catch let e as ServerError {
+            FileHandle.standardError.write(Data("ferry agent: \(e.message)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct AgentActivationKey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "activation-key", abstract: "Print the activation key the agent in --data-dir waits with (DataSync's local console).")
+
+    @OptionGroup var data: AgentDataDirectory
+
+    func run() throws {
+        do {
+            print(try FerryAgent.activationKey(dataDirectory: data.dataDir))
+        } catch let e as ServerError {
+            FileHandle.standardError.write(Data("ferry agent activation-key: \(e.message)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
