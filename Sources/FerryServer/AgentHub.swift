@@ -60,7 +60,8 @@ actor AgentHub {
     // MARK: agents
 
     /// An agent called: it is ONLINE from now. Written to the store at most every 10 s.
-    func heard(_ agent: String, version: String? = nil) {
+    /// A heartbeat's `version` and `capacity` are written with it.
+    func heard(_ agent: String, version: String? = nil, capacity: JSONValue? = nil) {
         let now = Date()
         lastSeen[agent] = now
         if version != nil || now.timeIntervalSince(lastPersisted[agent] ?? .distantPast) >= 10 {
@@ -69,6 +70,7 @@ actor AgentHub {
                 try store.modify(agent) { body in
                     body["LastConnectionTime"] = .number(now.timeIntervalSince1970.rounded())
                     if let version { body["Platform"] = ["Version": .string(version)] }
+                    if let capacity { body["Capacity"] = capacity }
                 }
             } catch {
                 logger.error("could not record an agent's connection", metadata: ["agent": "\(agent)", "error": "\(error)"])
@@ -92,16 +94,22 @@ actor AgentHub {
 
     /// Offers `lease` to the first of `agents` that polls, and waits for how it ends.
     func run(_ execution: String, agents: Set<String>, lease: JSONValue) async -> Outcome {
-        remotes[execution] = Remote()
+        remotes[execution] = Remote(bytesPerSecond: AgentHub.bytesPerSecond(lease["Execution"] ?? [:]))
         offers.append(Offer(execution: execution, agents: agents, lease: lease, since: Date()))
         handOut()
         return await wait(execution)
     }
 
     /// After a restart: `execution` runs on `agent`; waits for its report.
-    func reattach(_ execution: String, agent: String, phase: String) async -> Outcome {
-        remotes[execution] = Remote(agent: agent, phase: phase)
+    func reattach(_ execution: String, agent: String, phase: String, bytesPerSecond: Int64?) async -> Outcome {
+        remotes[execution] = Remote(agent: agent, bytesPerSecond: bytesPerSecond, phase: phase)
         return await wait(execution)
+    }
+
+    /// An execution body's BytesPerSecond (nil: no limit).
+    static func bytesPerSecond(_ execution: JSONValue) -> Int64? {
+        let bps = execution["Options"]?["BytesPerSecond"]?.int ?? -1
+        return bps < 0 ? nil : bps
     }
 
     private func wait(_ execution: String) async -> Outcome {

@@ -18,7 +18,7 @@ extension ControlPlane {
         }
         switch operation {
         case "heartbeat":
-            await hub.heard(agent, version: input["Version"]?.string)
+            await hub.heard(agent, version: input["Version"]?.string, capacity: input["Capacity"])
             return ["OfflineAfterSeconds": .number(hub.offlineAfter)]
         case "lease":
             let wait = min(max(input["WaitSeconds"]?.number ?? 20, 0), ControlPlane.longestLeasePoll)

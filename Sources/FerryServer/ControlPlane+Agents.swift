@@ -121,8 +121,10 @@ extension ControlPlane {
         }
         let now = Date().timeIntervalSince1970
         var open = 0
+        // Expired keys are kept a day, so that CreateAgent can say "expired", then dropped.
         for a in try store.list(.activation, limit: Int.max) where a.body["AgentArn"] == nil {
-            if now >= a.body["Expires"]?.number ?? 0 { try store.delete(a.arn) } else { open += 1 }
+            let expires = a.body["Expires"]?.number ?? 0
+            if now >= expires + 86_400 { try store.delete(a.arn) } else if now < expires { open += 1 }
         }
         guard open < 100 else { throw ServerError.invalid("100 activation keys are waiting to be used; use or let some expire first") }
         var g = SystemRandomNumberGenerator()
@@ -131,13 +133,10 @@ extension ControlPlane {
         let token = (0..<32).map { _ in String(format: "%02x", g.next() as UInt8) }.joined()
         try store.insert(arn: ControlPlane.activationID(key), kind: .activation, body: [
             "PublicKey": .string(publicKey), "Version": input["Version"] ?? "ferry",
-            "ClaimTokenHash": .string(ControlPlane.hash(token)), "Expires": .number(now + ControlPlane.activationLifetime),
+            "ClaimTokenHash": .string(ControlPlane.hash(token)), "Expires": .number(now + activationLifetime),
         ])
-        return ["ActivationKey": .string(key), "ClaimToken": .string(token), "ExpiresIn": .number(ControlPlane.activationLifetime)]
+        return ["ActivationKey": .string(key), "ClaimToken": .string(token), "ExpiresIn": .number(activationLifetime)]
     }
-
-    /// DataSync's activation keys are valid for 30 minutes.
-    static let activationLifetime: TimeInterval = 1800
 
     /// The agent asks whether CreateAgent used its key: PENDING, EXPIRED, or ACTIVATED with
     /// its ARN and certificate.

@@ -14,6 +14,8 @@ public final class ControlPlane: Sendable {
     let runner: ExecutionRunner
     /// The agents: who is online, what they were leased, what they report.
     let hub: AgentHub
+    /// How long an activation key may wait for CreateAgent (DataSync: 30 minutes).
+    let activationLifetime: TimeInterval
     let logger: Logger
     /// The built-in agent, which runs executions in this process.
     public let builtInAgentArn: String
@@ -29,9 +31,10 @@ public final class ControlPlane: Sendable {
 
     public init(dataDirectory: String, region: String = "us-east-1", s3Endpoint: S3Configuration.Overrides = .init(),
                 minimumScheduleInterval: TimeInterval = 3600, agentOfflineAfter: TimeInterval = 300,
-                logger: Logger = Logger(label: "ferry.server")) async throws {
+                activationLifetime: TimeInterval = 1800, logger: Logger = Logger(label: "ferry.server")) async throws {
         self.dataDirectory = dataDirectory
         self.minimumScheduleInterval = minimumScheduleInterval
+        self.activationLifetime = activationLifetime
         store = try Store(directory: dataDirectory)
         secrets = try SecretBox(dataDirectory: dataDirectory)
         arns = ARNFactory(region: region)

@@ -43,6 +43,8 @@ public struct DataSyncServer: Sendable {
         public var tls: ServerTLS?
         /// Silence after which an agent is OFFLINE, in seconds (DataSync: five minutes).
         public var agentOfflineAfter: TimeInterval
+        /// How long an agent's activation key stays valid, in seconds (DataSync: 30 minutes).
+        public var activationKeyLifetime: TimeInterval = 1800
         public init(dataDirectory: String, host: String = "127.0.0.1", port: Int = 8950, region: String = "us-east-1",
                     s3Endpoint: S3Configuration.Overrides = .init(), minimumScheduleInterval: TimeInterval = 3600, tls: ServerTLS? = nil,
                     agentOfflineAfter: TimeInterval = 300) {
@@ -72,7 +74,8 @@ public struct DataSyncServer: Sendable {
         let plane = try await ControlPlane(dataDirectory: configuration.dataDirectory, region: configuration.region,
                                            s3Endpoint: configuration.s3Endpoint,
                                            minimumScheduleInterval: configuration.minimumScheduleInterval,
-                                           agentOfflineAfter: configuration.agentOfflineAfter, logger: logger)
+                                           agentOfflineAfter: configuration.agentOfflineAfter,
+                                           activationLifetime: configuration.activationKeyLifetime, logger: logger)
         let handler = APIHandler(plane: plane, authenticator: RequestAuthenticator(credentials: [credentials]), logger: logger)
         let router = Router(context: FerryRequestContext.self)
         router.post("/") { request, context in

@@ -47,7 +47,8 @@ actor ExecutionRunner {
             if let agent = e.body["Agent"]?.string, let status, !status.isTerminal, let task = e.parent {
                 activeByTask[task] = e.arn
                 running[e.arn] = Running()
-                running[e.arn]?.task = Task { await self.reattach(e.arn, task: task, agent: agent, phase: status.rawValue) }
+                let bps = AgentHub.bytesPerSecond(e.body)
+                running[e.arn]?.task = Task { await self.reattach(e.arn, task: task, agent: agent, phase: status.rawValue, bytesPerSecond: bps) }
             } else if status == .queued || (status == .launching && e.body["Remote"]?.bool == true) {
                 enqueue(e.arn, task: e.parent ?? "")
             } else if !(status?.isTerminal ?? false) {
@@ -237,8 +238,8 @@ actor ExecutionRunner {
     }
 
     /// After a restart, an execution an agent holds: waits for the agent's report.
-    private func reattach(_ execution: String, task: String, agent: String, phase: String) async {
-        let outcome = await hub.reattach(execution, agent: agent, phase: phase)
+    private func reattach(_ execution: String, task: String, agent: String, phase: String, bytesPerSecond: Int64?) async {
+        let outcome = await hub.reattach(execution, agent: agent, phase: phase, bytesPerSecond: bytesPerSecond)
         do {
             guard let taskBody = try store.get(task)?.body, let body = try store.get(execution)?.body else {
                 throw ServerError.internalError("the task or execution vanished")

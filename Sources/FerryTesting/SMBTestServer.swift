@@ -43,7 +43,9 @@ public final class SMBTestServer: Sendable {
         return file
     }
 
-    public static func start() throws -> SMBTestServer {
+    /// `namespace`: smbd runs there, on its loopback's port 445 only, reachable from that
+    /// namespace alone (no RPC helpers: no security descriptors).
+    public static func start(in namespace: NetworkNamespace? = nil) throws -> SMBTestServer {
         guard let smbd = S3TestServer.which("smbd") else {
             throw TestTreeError("smbd not found: apt-get install samba smbclient (.ci/run does)")
         }
@@ -51,16 +53,16 @@ public final class SMBTestServer: Sendable {
         guard access(dcerpcd, X_OK) == 0 else {
             throw TestTreeError("\(dcerpcd) not found: apt-get install samba-common-bin (.ci/run does)")
         }
-        if NFSTestServer.portOpen(445) {
+        if namespace == nil && NFSTestServer.portOpen(445) {
             throw TestTreeError("something already listens on port 445 (another SMB server?); the test smbd needs it for locations that name no port")
         }
         let dir = try TestTree(label: "smbd").root
         chmod(dir, 0o755)
         for sub in ["share1", "share2", "private", "lock", "state", "cache", "pid", "log", "ncalrpc"] { mkdir("\(dir)/\(sub)", 0o755) }
-        let port = try S3TestServer.freePort()
+        let port = namespace == nil ? try S3TestServer.freePort() : 445
         let conf = """
             [global]
-              smb ports = \(port) 445
+              smb ports = \(namespace == nil ? "\(port) 445" : "445")
               interfaces = lo
               bind interfaces only = yes
               private dir = \(dir)/private
@@ -100,6 +102,11 @@ public final class SMBTestServer: Sendable {
         try run("/usr/bin/smbpasswd", ["-c", "\(dir)/smb.conf", "-s", "-a", server.user], input: "\(server.password)\n\(server.password)\n")
         try run("/usr/bin/net", ["-s", "\(dir)/smb.conf", "sam", "rights", "grant", server.user, "SeRestorePrivilege", "SeTakeOwnershipPrivilege"])
         let p = server.process
+        if let namespace {
+            try launch(p, namespace.command([smbd, "-s", "\(dir)/smb.conf", "--foreground", "--no-process-group"]), stdin: server.stdin)
+            try namespace.waitFor("127.0.0.1", 445, what: "smbd (log: \(dir)/log/smbd.log)", process: p)
+            return server
+        }
         try launch(p, [smbd, "-s", "\(dir)/smb.conf", "--foreground", "--no-process-group"], stdin: server.stdin)
         try S3TestServer.waitForPort(port, process: p, what: "smbd (log: \(dir)/log/smbd.log)")
         try S3TestServer.waitForPort(445, process: p, what: "smbd on port 445 (log: \(dir)/log/smbd.log)")

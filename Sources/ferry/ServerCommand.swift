@@ -52,11 +52,15 @@ struct ServerRun: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds of silence after which an agent is OFFLINE (DataSync: 300).", valueName: "seconds"))
     var agentOfflineSeconds: Double = 300
 
+    @Option(help: ArgumentHelp("Seconds an agent's activation key stays valid (DataSync: 1800).", valueName: "seconds"))
+    var activationKeySeconds: Double = 1800
+
     @Option(help: ArgumentHelp("Another name or address the server is reached by, for the certificate it makes (repeatable).", valueName: "name"))
     var tlsName: [String] = []
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard activationKeySeconds > 0 else { throw ValidationError("--activation-key-seconds must be positive") }
         guard agentOfflineSeconds > 0 else { throw ValidationError("--agent-offline-seconds must be positive") }
         guard minScheduleMinutes >= 1 else { throw ValidationError("--min-schedule-minutes must be at least 1") }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("give both --tls-cert and --tls-key, or neither") }
@@ -68,10 +72,11 @@ struct ServerRun: AsyncParsableCommand {
         _ = cferry_raise_nofile()  // executions keep files and directories open, several at once
         let certificate = tls ? try ServerTLS.prepare(dataDirectory: data.dataDir, certificate: tlsCert, key: tlsKey,
                                                       names: ServerTLS.names(host: host, extra: tlsName)) : nil
-        let server = DataSyncServer(.init(dataDirectory: data.dataDir, host: host, port: port, region: region,
-                                          s3Endpoint: S3Configuration.Overrides(endpointURL: s3EndpointUrl),
-                                          minimumScheduleInterval: TimeInterval(minScheduleMinutes * 60), tls: certificate,
-                                          agentOfflineAfter: agentOfflineSeconds))
+        var configuration = DataSyncServer.Configuration(
+            dataDirectory: data.dataDir, host: host, port: port, region: region, s3Endpoint: S3Configuration.Overrides(endpointURL: s3EndpointUrl),
+            minimumScheduleInterval: TimeInterval(minScheduleMinutes * 60), tls: certificate, agentOfflineAfter: agentOfflineSeconds)
+        configuration.activationKeyLifetime = activationKeySeconds
+        let server = DataSyncServer(configuration)
         let dir = data.dataDir
         try await server.run { endpoint in
             // Unbuffered: whoever started the server waits for this line.

@@ -60,7 +60,7 @@ struct AgentExecution: Sendable {
         let cancelled = Shared<String?>(nil)
         let running = Task { await engine.run() }
         let reporter = Task {
-            var bandwidth: Int64 = -1
+            var bandwidth = AgentHub.bytesPerSecond(job.executionBody) ?? -1
             while !Task.isCancelled {
                 try? await Task.sleep(for: AgentExecution.progressInterval)
                 if Task.isCancelled { break }

@@ -176,7 +176,8 @@ public struct FerryAgent: Sendable {
         while !Task.isCancelled {
             do {
                 _ = try await client.call("heartbeat", ["Version": .string(configuration.version),
-                                                        "Running": .array(running.value.sorted().map { JSONValue.string($0) })])
+                                                        "Running": .array(running.value.sorted().map { JSONValue.string($0) }),
+                                                        "Capacity": FerryAgent.capacity()])
                 if failing { logger.info("the control plane answers again") }
                 failing = false
             } catch let e as ControlPlaneClient.CallError where e.agentDeleted {
@@ -187,6 +188,19 @@ public struct FerryAgent: Sendable {
             }
             try await Task.sleep(for: .milliseconds(Int64(configuration.heartbeat * 1000)))
         }
+    }
+
+    /// What the agent's host offers: processors, memory and memory available (Linux's
+    /// MemAvailable), for the control plane to see.
+    static func capacity() -> JSONValue {
+        var fields: JSONValue = ["Cpus": .number(Double(ProcessInfo.processInfo.activeProcessorCount)),
+                                 "MemoryBytes": .number(Double(ProcessInfo.processInfo.physicalMemory))]
+        if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+           let kib = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) {
+            fields["AvailableMemoryBytes"] = .number(kib * 1024)
+        }
+        return fields
     }
 
     private func leases(_ client: ControlPlaneClient, agent: String, running: Shared<Set<String>>) async throws {
