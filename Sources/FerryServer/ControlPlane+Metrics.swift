@@ -21,9 +21,15 @@ extension ControlPlane {
         for (metric, field) in ControlPlane.metricNames {
             lines.append("# TYPE datasync_\(metric) gauge")
             for (e, body) in executions {
-                let labels = "task=\"\(e.parent ?? "")\",execution=\"\(e.arn)\",agent=\"\(builtInAgentArn)\""
+                let agent = e.body["Agent"]?.string ?? builtInAgentArn
+                let labels = "task=\"\(e.parent ?? "")\",execution=\"\(e.arn)\",agent=\"\(agent)\""
                 lines.append("datasync_\(metric){\(labels)} \(Int64(body[field]?.number ?? 0))")
             }
+        }
+        lines.append("# HELP ferry_agent_online Whether an agent was heard from within the offline window.")
+        lines.append("# TYPE ferry_agent_online gauge")
+        for agent in (try? store.list(.agent, limit: Int.max)) ?? [] {
+            lines.append("ferry_agent_online{agent=\"\(agent.arn)\"} \(await agentStatus(agent.arn) == "ONLINE" ? 1 : 0)")
         }
         return lines.joined(separator: "\n") + "\n"
     }

@@ -95,13 +95,17 @@ public struct FerryAgent: Sendable {
             let region = query.get("activationRegion") ?? "us-east-1"
             return Response(status: .found, headers: [.location: "\(controlPlane)/?activationRegion=\(region)&activationKey=\(key)"])
         }
+        // Closing the port once activated cancels its server, which Hummingbird logs as
+        // errors; what matters (it listens, it failed to bind) is said or thrown here.
+        var portLogger = logger
+        portLogger.logLevel = .critical
         let app = Application(router: router,
                               configuration: .init(address: .hostname(configuration.activationHost, port: configuration.activationPort),
                                                    serverName: "ferry-agent"),
                               onServerRunning: { channel in
                                   say("Activation port: http://\(configuration.activationHost):\(channel.localAddress?.port ?? configuration.activationPort)/?gatewayType=SYNC&activationRegion=REGION")
                               },
-                              logger: logger)
+                              logger: portLogger)
         return try await withThrowingTaskGroup(of: (String, String)?.self) { group in
             group.addTask {
                 try await app.runService(gracefulShutdownSignals: [])
