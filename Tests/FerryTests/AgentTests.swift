@@ -4,11 +4,14 @@ import Glibc
 import Testing
 
 /// A control plane and agents as separate hosts: each in a network namespace of its own,
-/// linked by veth pairs (host ↔ control plane, host ↔ each site, control plane ↔ each
-/// site). A site's storage (smbd, moto) listens on that site's loopback, which no other
+/// linked by veth pairs (client ↔ control plane, client ↔ each site, control plane ↔ each
+/// site; the aws CLI and curl run in the client namespace, so the host's own interfaces
+/// stay as they are). A site's storage (smbd, moto) listens on that site's loopback, which no other
 /// namespace reaches, so an execution against it can only have run on the site's agent.
 final class AgentWorld {
     let cp: NetworkNamespace
+    /// Where the aws CLI and curl run (the operator's host).
+    let client: NetworkNamespace
     let cpFromHost: String
     let dataDirectory: String
     let port = 8950
@@ -38,10 +41,11 @@ final class AgentWorld {
 
     init(root: String, siteCount: Int) throws {
         cp = try NetworkNamespace("cp")
-        cpFromHost = try cp.link(to: nil).here
+        client = try NetworkNamespace("client")
+        cpFromHost = try cp.link(to: client).here
         for i in 0..<siteCount {
             let ns = try NetworkNamespace("site\(i)")
-            let fromHost = try ns.link(to: nil).here
+            let fromHost = try ns.link(to: client).here
             let cpFromSite = try ns.link(to: cp).there
             sites.append(Site(namespace: ns, fromHost: fromHost, cpFromSite: cpFromSite, dataDirectory: root + "/agent\(i)"))
         }
@@ -109,12 +113,16 @@ final class AgentWorld {
         for s in sites { killAgent(s); s.namespace.remove() }
         killServer()
         cp.remove()
+        client.remove()
     }
+
+    /// curl, run in the client namespace.
+    var curl: [String] { client.command(["/usr/bin/curl"]) }
 
     /// `aws datasync ARGS` against the control plane over HTTPS (its CA given).
     func aws(_ args: [String]) throws -> (status: Int32, json: [String: Any], stderr: String) {
         let r = try CLI.run(["datasync"] + args + ["--endpoint-url", "https://\(cpFromHost):\(port)", "--ca-bundle", dataDirectory + "/tls/ca.pem",
-                                                  "--output", "json"], wrapper: ["aws"], direct: true, environment: environment)
+                                                  "--output", "json"], wrapper: client.command([S3TestServer.which("aws") ?? "/usr/bin/aws"]), direct: true, environment: environment)
         let json = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [String: Any] ?? [:]
         return (r.status, json, r.stderr)
     }
@@ -136,7 +144,7 @@ final class AgentWorld {
         var key: String?
         _ = Fixture.waitUntil(seconds: 30) {
             guard let r = try? CLI.run(["-s", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
-                                        "http://\(site.fromHost)/?gatewayType=SYNC&activationRegion=eu-west-3"], wrapper: ["curl"], direct: true),
+                                        "http://\(site.fromHost)/?gatewayType=SYNC&activationRegion=eu-west-3"], wrapper: curl, direct: true),
                   r.stdout.hasPrefix("302 "), let range = r.stdout.range(of: "activationKey=") else { return false }
             key = String(r.stdout[range.upperBound...].prefix(29))
             return true
@@ -246,6 +254,8 @@ struct NamespaceS3 {
         sleep(8)
         try world.refused(["create-agent", "--activation-key", stale, "--agent-name", "late"], saying: "has expired")
         let fresh = try #require(world.activationKey(site))
+        // DataSync's local console option: the same key, without the port.
+        #expect(try CLI.run(["agent", "activation-key", "--data-dir", site.dataDirectory]).stdout == fresh + "\n")
         let agent = try world.ok(["create-agent", "--activation-key", fresh, "--agent-name", "site-a"])["AgentArn"] as? String ?? ""
         try world.refused(["create-agent", "--activation-key", fresh, "--agent-name", "twice"], saying: "already been used")
         #expect(world.waitForAgent(agent, "ONLINE"))
@@ -257,6 +267,8 @@ struct NamespaceS3 {
             #expect(stat(site.dataDirectory + "/" + file, &st) == 0 && st.st_mode & 0o777 == 0o600, "\(file)")
         }
         #expect(!FileManager.default.fileExists(atPath: site.dataDirectory + "/activation-key"))
+        // Activated: the activation port is closed.
+        #expect(Fixture.waitUntil(seconds: 10) { !site.namespace.accepts("127.0.0.1", 80) })
         _ = try world.ok(["update-agent", "--agent-arn", agent, "--name", "site-a-renamed"])
         #expect(try world.ok(["describe-agent", "--agent-arn", agent])["Name"] as? String == "site-a-renamed")
 
@@ -361,15 +373,19 @@ struct NamespaceS3 {
         let ca = world.dataDirectory + "/tls/ca.pem", base = "https://\(world.cpFromHost):\(world.port)"
         let certificate = ["--cert", site.dataDirectory + "/agent.pem", "--key", site.dataDirectory + "/agent-key.pem"]
         let api = try CLI.run(["-s", "--cacert", ca] + certificate + ["-X", "POST", "-H", "X-Amz-Target: FmrsService.ListAgents", base + "/"],
-                              wrapper: ["curl"], direct: true)
+                              wrapper: world.curl, direct: true)
         #expect(api.stdout.contains("AccessDeniedException") && api.stdout.contains("cannot call the DataSync API"), "\(api.stdout)")
-        let bare = try CLI.run(["-s", "--cacert", ca, "-X", "POST", "-d", "{}", base + "/agent/v1/heartbeat"], wrapper: ["curl"], direct: true)
+        let bare = try CLI.run(["-s", "--cacert", ca, "-X", "POST", "-d", "{}", base + "/agent/v1/heartbeat"], wrapper: world.curl, direct: true)
         #expect(bare.stdout.contains("needs the agent's client certificate"), "\(bare.stdout)")
         let signed = try CLI.run(["-s", "--cacert", ca, "-X", "POST", "-d", "{}", "--aws-sigv4", "aws:amz:eu-west-3:datasync",
                                   "--user", "\(world.environment["AWS_ACCESS_KEY_ID"] ?? ""):\(world.environment["AWS_SECRET_ACCESS_KEY"] ?? "")",
-                                  base + "/agent/v1/lease"], wrapper: ["curl"], direct: true)
+                                  base + "/agent/v1/lease"], wrapper: world.curl, direct: true)
         #expect(signed.stdout.contains("needs the agent's client certificate"), "\(signed.stdout)")
+        // The share's password is on neither side's disk nor in either process's output.
         #expect(try ServerFileServerTests.filesContaining(smb.password, under: site.dataDirectory) == [])
+        for output in [site.output, world.dataDirectory + ".out"] {
+            #expect(!((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains(smb.password), "\(output)")
+        }
 
         // DeleteAgent: refused while a location uses it; afterwards its certificate is refused
         // and the agent stops, saying why.
@@ -383,7 +399,7 @@ struct NamespaceS3 {
         let said = (try? String(contentsOfFile: site.output, encoding: .utf8)) ?? ""
         #expect(said.contains("was deleted"), "\(said)")
         let revoked = try CLI.run(["-s", "--cacert", ca] + certificate + ["-X", "POST", "-d", "{}", base + "/agent/v1/heartbeat"],
-                                  wrapper: ["curl"], direct: true)
+                                  wrapper: world.curl, direct: true)
         #expect(revoked.stdout.contains("AgentDeleted"), "\(revoked.stdout)")
     }
 }
