@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "FerryNFS", targets: ["FerryNFS"]),
         .library(name: "FerrySMB", targets: ["FerrySMB"]),
         .library(name: "FerryServer", targets: ["FerryServer"]),
+        .library(name: "FerryRemote", targets: ["FerryRemote"]),
         .library(name: "FerryTesting", targets: ["FerryTesting"]),
     ],
     dependencies: [
@@ -75,6 +76,18 @@ let package = Package(
             name: "FerryBlock",
             dependencies: ["FerryCore", "FerryS3", "CFerry", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings),
+        // A location served to a remote Ferry over HTTP/2 and TLS, and the client for it.
+        .target(
+            name: "FerryRemote",
+            dependencies: [
+                "FerryCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings),
         .target(
             name: "FerryStore",
             dependencies: [.product(name: "GRDB", package: "GRDB.swift")],
@@ -82,7 +95,7 @@ let package = Package(
         .target(
             name: "FerryServer",
             dependencies: [
-                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerrySMB", "FerryStore",
+                "FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerrySMB", "FerryStore", "FerryRemote",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -113,7 +126,7 @@ let package = Package(
         .executableTarget(name: "ferry-netem", swiftSettings: swiftSettings),
         .testTarget(
             name: "FerryTests",
-            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerrySMB", "FerryServer", "FerryStore", "FerryBlock", "FerryTesting", "CFerry", "ferry", "ferry-netem",
+            dependencies: ["FerryCore", "FerryEngine", "FerryLocal", "FerryS3", "FerryNFS", "FerrySMB", "FerryServer", "FerryStore", "FerryBlock", "FerryRemote", "FerryTesting", "CFerry", "ferry", "ferry-netem",
                            .product(name: "Crypto", package: "swift-crypto")],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings),

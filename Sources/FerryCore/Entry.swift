@@ -204,6 +204,12 @@ public struct ContentIdentity: Sendable, Hashable {
     public var tag: ContentTag?
     public var mtimeIsStandIn: Bool
     public var writtenFromMtime: Timestamp?
+
+    public init(tag: ContentTag?, mtimeIsStandIn: Bool, writtenFromMtime: Timestamp?) {
+        self.tag = tag
+        self.mtimeIsStandIn = mtimeIsStandIn
+        self.writtenFromMtime = writtenFromMtime
+    }
 }
 
 /// A listing of one directory, sorted by name bytes.

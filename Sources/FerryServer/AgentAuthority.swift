@@ -12,6 +12,12 @@ import X509
 struct AgentAuthority: Sendable {
     let directory: String
 
+    /// The CA's certificate (PEM): what agents trust in each other.
+    func authorityPEM() throws -> String {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        return try ServerTLS.loadOrMakeAuthority(directory).0.serializeAsPEM().pemString
+    }
+
     init(dataDirectory: String) {
         directory = dataDirectory + "/tls"
     }
@@ -40,7 +46,9 @@ struct AgentAuthority: Sendable {
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true))
-                try ExtendedKeyUsage([.clientAuth])
+                // Client: the channel to the control plane; server: its data port, which other
+                // agents reach (agent to agent).
+                try ExtendedKeyUsage([.clientAuth, .serverAuth])
                 SubjectAlternativeNames([.uniformResourceIdentifier(agentArn)])
             },
             issuerPrivateKey: caKey)

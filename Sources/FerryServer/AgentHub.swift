@@ -36,6 +36,8 @@ actor AgentHub {
         let since: Date
     }
     private var offers: [Offer] = []
+    /// Commands waiting for an agent's next poll (serve a location to another agent, stop).
+    private var commands: [String: [JSONValue]] = [:]
     private var polls: [String: [(id: UUID, continuation: CheckedContinuation<JSONValue?, Never>)]] = [:]
 
     private struct Remote {
@@ -60,8 +62,8 @@ actor AgentHub {
     // MARK: agents
 
     /// An agent called: it is ONLINE from now. Written to the store at most every 10 s.
-    /// A heartbeat's `version` and `capacity` are written with it.
-    func heard(_ agent: String, version: String? = nil, capacity: JSONValue? = nil) {
+    /// A heartbeat's `version`, `capacity` and data endpoint are written with it.
+    func heard(_ agent: String, version: String? = nil, capacity: JSONValue? = nil, dataEndpoint: String? = nil) {
         let now = Date()
         lastSeen[agent] = now
         if version != nil || now.timeIntervalSince(lastPersisted[agent] ?? .distantPast) >= 10 {
@@ -71,6 +73,7 @@ actor AgentHub {
                     body["LastConnectionTime"] = .number(now.timeIntervalSince1970.rounded())
                     if let version { body["Platform"] = ["Version": .string(version)] }
                     if let capacity { body["Capacity"] = capacity }
+                    if let dataEndpoint { body["DataEndpoint"] = .string(dataEndpoint) }
                 }
             } catch {
                 logger.error("could not record an agent's connection", metadata: ["agent": "\(agent)", "error": "\(error)"])
@@ -132,10 +135,27 @@ actor AgentHub {
         }
     }
 
-    /// An agent's long poll: the next execution offered to it, or nil after `wait`.
+    /// Queues `command` for `agent`'s next poll.
+    func command(_ agent: String, _ command: JSONValue) {
+        if let i = polls[agent]?.indices.first {
+            polls[agent]!.remove(at: i).continuation.resume(returning: ["Command": command])
+        } else {
+            commands[agent, default: []].append(command)
+        }
+    }
+
+    /// The first of `agents` (in order) that is ONLINE.
+    func firstOnline(_ agents: [String]) -> String? { agents.first(where: isOnline) }
+
+    /// An agent's long poll: `{"Command": …}` or `{"Lease": …}` for it, or nil after `wait`.
     func nextLease(for agent: String, wait: Duration) async -> JSONValue? {
         heard(agent)
-        if let lease = claim(for: agent) { return lease }
+        if var queued = commands[agent], !queued.isEmpty {
+            let first = queued.removeFirst()
+            commands[agent] = queued.isEmpty ? nil : queued
+            return ["Command": first]
+        }
+        if let lease = claim(for: agent) { return ["Lease": lease] }
         let id = UUID()
         let timer = Task { [weak self] in
             try? await Task.sleep(for: wait)
@@ -153,7 +173,7 @@ actor AgentHub {
     private func handOut() {
         for (agent, waiting) in polls where !waiting.isEmpty {
             guard let lease = claim(for: agent) else { continue }
-            polls[agent]!.removeFirst().continuation.resume(returning: lease)
+            polls[agent]!.removeFirst().continuation.resume(returning: ["Lease": lease])
         }
     }
 

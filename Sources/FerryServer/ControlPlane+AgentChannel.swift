@@ -18,12 +18,11 @@ extension ControlPlane {
         }
         switch operation {
         case "heartbeat":
-            await hub.heard(agent, version: input["Version"]?.string, capacity: input["Capacity"])
+            await hub.heard(agent, version: input["Version"]?.string, capacity: input["Capacity"], dataEndpoint: input["DataEndpoint"]?.string)
             return ["OfflineAfterSeconds": .number(hub.offlineAfter)]
         case "lease":
             let wait = min(max(input["WaitSeconds"]?.number ?? 20, 0), ControlPlane.longestLeasePoll)
-            let lease = await hub.nextLease(for: agent, wait: .milliseconds(Int64(wait * 1000)))
-            return ["Lease": lease ?? .null]
+            return await hub.nextLease(for: agent, wait: .milliseconds(Int64(wait * 1000))) ?? ["Lease": .null]
         case "progress":
             let execution = input["TaskExecutionArn"]?.string ?? ""
             guard let directives = await hub.progress(execution, from: agent, input) else { throw ControlPlane.notYours(execution, agent) }

@@ -149,7 +149,8 @@ extension ControlPlane {
         if let arn = a.body["AgentArn"]?.string, let certificate = a.body["Certificate"]?.string {
             guard try store.get(arn) != nil else { throw ServerError(type: "AgentDeleted", status: 403, message: "agent \(arn) was deleted") }
             await hub.heard(arn)
-            return ["Status": "ACTIVATED", "AgentArn": .string(arn), "Certificate": .string(certificate)]
+            return ["Status": "ACTIVATED", "AgentArn": .string(arn), "Certificate": .string(certificate),
+                    "AgentAuthority": .string(try AgentAuthority(dataDirectory: dataDirectory).authorityPEM())]
         }
         if Date().timeIntervalSince1970 >= a.body["Expires"]?.number ?? 0 { return ["Status": "EXPIRED"] }
         return ["Status": "PENDING"]

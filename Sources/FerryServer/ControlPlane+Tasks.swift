@@ -16,11 +16,6 @@ extension ControlPlane {
         } catch {
             throw ServerError.invalid("Source location \(source) and destination location \(destination): \(error.message).")
         }
-        let sourceAgents = ControlPlane.remoteAgents(sourceBody, builtIn: builtInAgentArn)
-        let destinationAgents = ControlPlane.remoteAgents(destinationBody, builtIn: builtInAgentArn)
-        if !sourceAgents.isEmpty && !destinationAgents.isEmpty && sourceAgents != destinationAgents {
-            throw ServerError.invalid("Source location \(source) and destination location \(destination) name different agents (\(sourceAgents.sorted().joined(separator: ", ")) and \(destinationAgents.sorted().joined(separator: ", "))); Ferry runs a task on one agent, so both locations must name the same agents (or one of them none) until agents can send to each other.")
-        }
         _ = try TaskOptions.filters(includes: input["Includes"], excludes: input["Excludes"])
         let arn = arns.task()
         var body = input

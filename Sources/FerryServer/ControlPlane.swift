@@ -137,8 +137,12 @@ public final class ControlPlane: Sendable {
     }
 
     /// The resource under `arn` of `kind`, or DataSync's "not found".
+    /// (An agent's is "Agent … does not exist.", the wording Terraform waits for.)
     func existing(_ arn: String, _ kind: Store.Kind, _ what: String) throws -> Store.Resource {
-        guard let r = try store.get(arn), r.kind == kind else { throw ServerError.notFound(what, arn) }
+        guard let r = try store.get(arn), r.kind == kind else {
+            if kind == .agent { throw ServerError.invalid("Agent \(arn) does not exist.") }
+            throw ServerError.notFound(what, arn)
+        }
         return r
     }
 }

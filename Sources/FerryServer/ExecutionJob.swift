@@ -1,5 +1,6 @@
 import FerryCore
 import FerryEngine
+import FerryRemote
 import FerryStore
 import Foundation
 import Logging
@@ -17,10 +18,15 @@ struct ExecutionJob: Sendable {
     var executionBody: JSONValue
     var source: JSONValue
     var destination: JSONValue
+    /// When another agent serves the destination (agent to agent): its data endpoint
+    /// (`host:port`) and the name it serves the location under for this execution.
+    var destinationRemote: JSONValue?
 
     var json: JSONValue {
-        ["TaskExecutionArn": .string(execution), "TaskArn": .string(task), "Task": taskBody, "Execution": executionBody,
-         "Source": source, "Destination": destination]
+        var j: JSONValue = ["TaskExecutionArn": .string(execution), "TaskArn": .string(task), "Task": taskBody, "Execution": executionBody,
+                            "Source": source, "Destination": destination]
+        if let destinationRemote { j["DestinationRemote"] = destinationRemote }
+        return j
     }
 
     init(execution: String, task: String, taskBody: JSONValue, executionBody: JSONValue, source: JSONValue, destination: JSONValue) {
@@ -39,6 +45,7 @@ struct ExecutionJob: Sendable {
         }
         self.init(execution: execution, task: task, taskBody: json["Task"] ?? [:], executionBody: json["Execution"] ?? [:],
                   source: source, destination: destination)
+        destinationRemote = json["DestinationRemote"]
     }
 
     var logLevel: String { executionBody["Options"]?["LogLevel"]?.string ?? "OFF" }
@@ -56,7 +63,7 @@ struct ExecutionJob: Sendable {
 
     /// Opens both locations with `resolver` and builds the engine; `dataDirectory` holds
     /// the task report's files. Locations opened before a failure are closed.
-    func prepare(resolver: LocationResolver, log: ExecutionLog, logger: Logger) throws -> Prepared {
+    func prepare(resolver: LocationResolver, log: ExecutionLog, logger: Logger) async throws -> Prepared {
         let options = try TaskOptions.transferOptions(executionBody["Options"] ?? [:])
         let filters = try TaskOptions.filters(includes: executionBody["Includes"], excludes: executionBody["Excludes"])
         let descriptors = try TaskOptions.securityDescriptorCopy(executionBody["Options"] ?? [:])
@@ -65,7 +72,12 @@ struct ExecutionJob: Sendable {
             let sourceArn = taskBody["SourceLocationArn"]?.string ?? source["LocationArn"]?.string ?? ""
             let destinationArn = taskBody["DestinationLocationArn"]?.string ?? destination["LocationArn"]?.string ?? ""
             opened.append(try resolver.open(source, arn: sourceArn, asDestination: false, securityDescriptors: descriptors))
-            opened.append(try resolver.open(destination, arn: destinationArn, asDestination: true, securityDescriptors: descriptors))
+            if let remote = destinationRemote {
+                opened.append(try await resolver.openRemote(endpoint: remote["Endpoint"]?.string ?? "", name: remote["Name"]?.string ?? "",
+                                                            agent: remote["Agent"]?.string ?? "the destination's agent"))
+            } else {
+                opened.append(try resolver.open(destination, arn: destinationArn, asDestination: true, securityDescriptors: descriptors))
+            }
             var logger = logger
             logger[metadataKey: "execution.id"] = "\(execution)"
             let report = try executionBody["TaskReportConfig"].map {

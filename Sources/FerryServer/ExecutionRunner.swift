@@ -54,7 +54,7 @@ actor ExecutionRunner {
             } else if !(status?.isTerminal ?? false) {
                 try finish(e.arn, status: .error, errorCode: "ServerRestarted",
                            detail: "the Ferry server stopped while this execution was \(status?.rawValue ?? "in an unknown state"); nothing was left under a final name — start the task again to finish the transfer")
-                logger.warning("execution ended by a restart", metadata: ["execution.id": "\(e.arn)", "status": "\(status)"])
+                logger.warning("execution ended by a restart", metadata: ["execution.id": "\(e.arn)", "status": "\(status?.rawValue ?? "?")"])
             }
         }
     }
@@ -210,9 +210,12 @@ actor ExecutionRunner {
             }
             let job = ExecutionJob(execution: execution, task: task, taskBody: taskBody, executionBody: body,
                                    source: try location("SourceLocationArn"), destination: try location("DestinationLocationArn"))
-            let agents = ControlPlane.remoteAgents(job.source, builtIn: builtInAgent)
-                .union(ControlPlane.remoteAgents(job.destination, builtIn: builtInAgent))
-            if agents.isEmpty {
+            let sourceAgents = ControlPlane.remoteAgents(job.source, builtIn: builtInAgent)
+            let destinationAgents = ControlPlane.remoteAgents(job.destination, builtIn: builtInAgent)
+            let agents = sourceAgents.union(destinationAgents)
+            if !sourceAgents.isEmpty && !destinationAgents.isEmpty && sourceAgents.isDisjoint(with: destinationAgents) {
+                try await runAgentToAgent(job, from: sourceAgents, to: destinationAgents.sorted(), resolver: resolver)
+            } else if agents.isEmpty {
                 try await runHere(job, resolver: resolver)
             } else {
                 try store.modify(execution) { $0["Remote"] = true }
@@ -237,6 +240,33 @@ actor ExecutionRunner {
         ended(execution, task: task)
     }
 
+    /// Source and destination on different agents: an ONLINE agent of the destination
+    /// serves it under a name made for this execution, and an agent of the source runs the
+    /// engine against it over their direct connection; the data never passes through here.
+    private func runAgentToAgent(_ job: ExecutionJob, from sources: Set<String>, to destinations: [String], resolver: LocationResolver) async throws {
+        guard let server = await hub.firstOnline(destinations) else {
+            throw ServerError.invalid("no agent of the destination location is ONLINE (\(destinations.joined(separator: ", ")))")
+        }
+        guard let endpoint = try store.get(server)?.body["DataEndpoint"]?.string else {
+            throw ServerError.invalid("agent \(server) of the destination location has no data port (it was activated by an older control plane, or has not sent a heartbeat since it started); activate it again or wait a heartbeat")
+        }
+        var bytes = [UInt8](repeating: 0, count: 24)
+        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
+        let name = bytes.map { String(format: "%02x", $0) }.joined()
+        try store.modify(job.execution) { $0["Remote"] = true; $0["ServedBy"] = .string(server) }
+        var lease = job
+        lease.source = try resolver.revealed(job.source)
+        var destination = job.destination
+        for m in ControlPlane.secretMembers { destination[m] = nil }  // the source's agent needs none of them
+        lease.destination = destination
+        lease.destinationRemote = ["Agent": .string(server), "Endpoint": .string(endpoint), "Name": .string(name)]
+        await hub.command(server, ["Serve": ["Name": .string(name), "Location": try resolver.revealed(job.destination), "AsDestination": true,
+                                             "Options": job.executionBody["Options"] ?? [:]]])
+        let outcome = await hub.run(job.execution, agents: sources, lease: lease.json)
+        await hub.command(server, ["Withdraw": .string(name)])
+        try await record(outcome, job: job)
+    }
+
     /// After a restart, an execution an agent holds: waits for the agent's report.
     private func reattach(_ execution: String, task: String, agent: String, phase: String, bytesPerSecond: Int64?) async {
         let outcome = await hub.reattach(execution, agent: agent, phase: phase, bytesPerSecond: bytesPerSecond)
@@ -259,7 +289,7 @@ actor ExecutionRunner {
         let execution = job.execution
         let log = ExecutionLog(store: store, execution: execution, level: job.logLevel)
         log.basic("[INFO] Execution \(execution) started: \(job.taskBody["SourceLocationArn"]?.string ?? "") -> \(job.taskBody["DestinationLocationArn"]?.string ?? "")")
-        let prepared = try job.prepare(resolver: resolver, log: log, logger: logger)
+        let prepared = try await job.prepare(resolver: resolver, log: log, logger: logger)
         defer { Task { await prepared.close() } }
         guard register(execution, engine: prepared.engine) else { throw CancellationError() }
         let result = await runPersistingProgress(execution, prepared.engine)

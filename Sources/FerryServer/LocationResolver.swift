@@ -1,10 +1,12 @@
 import FerryCore
 import FerryLocal
 import FerryNFS
+import FerryRemote
 import FerryS3
 import FerrySMB
 import FerryStore
 import Foundation
+import NIOSSL
 
 /// A location opened for an execution and what closes its connections afterwards.
 struct ResolvedLocation: Sendable {
@@ -26,6 +28,32 @@ struct LocationResolver: Sendable {
     let metadataCache: S3MetadataCache?
     /// Opens the location secrets the store keeps sealed (nil: the bodies carry them open).
     let secrets: SecretBox?
+    /// On an agent: its certificate and the agents' CA, to reach a location another agent
+    /// serves (agent to agent).
+    var peerTLS: TLSConfiguration? = nil
+
+    /// A location another agent serves under `name` at `endpoint` (`host:port`), over
+    /// mutual TLS. The other agent may be opening it still: refused connections and
+    /// "not served" answers are tried again for a minute.
+    func openRemote(endpoint: String, name: String, agent: String) async throws -> ResolvedLocation {
+        guard let tls = peerTLS else {
+            throw ServerError.internalError("this process has no agent certificate to reach agent \(agent) with")
+        }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            let transport = HTTPRemoteTransport(base: "https://\(endpoint)", name: name, tls: tls)
+            do {
+                let location = try await RemoteLocation.connect(transport)
+                return ResolvedLocation(location: location) { await location.close() }
+            } catch {
+                await transport.close()
+                guard ContinuousClock.now < deadline else {
+                    throw ServerError.invalid("the destination served by agent \(agent) at \(endpoint) could not be reached: \(error)")
+                }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
 
     /// The location, connected; `securityDescriptors` is the task's SecurityDescriptorCopyFlags.
     func resolve(_ arn: String, asDestination: Bool, securityDescriptors: SecurityDescriptorCopy = .ownerDACL) throws -> ResolvedLocation {

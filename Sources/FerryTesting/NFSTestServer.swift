@@ -86,7 +86,7 @@ public final class NFSTestServer: Sendable {
     /// Open for the test process's lifetime: its end stops rpcbind.
     static let rpcbindLifeline = Pipe()
 
-    static func portOpen(_ port: Int) -> Bool {
+    public static func portOpen(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()

@@ -38,8 +38,18 @@ struct AgentRun: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Seconds between heartbeats.", valueName: "seconds"))
     var heartbeatSeconds: Double = 30
 
+    @Option(help: "Address of the data port, where other agents reach the locations this agent serves them.")
+    var dataHost: String = "0.0.0.0"
+
+    @Option(help: "The data port (mutual TLS with the agents' certificates).")
+    var dataPort: Int = 8951
+
+    @Option(help: ArgumentHelp("The address other agents reach the data port by (default: this host's name).", valueName: "host"))
+    var dataAddress: String?
+
     func validate() throws {
         guard controlPlane.hasPrefix("https://") else { throw ValidationError("--control-plane must be an https:// URL (agents use mutual TLS)") }
+        guard (0...65535).contains(dataPort) else { throw ValidationError("--data-port must be between 0 and 65535") }
         guard (0...65535).contains(activationPort) else { throw ValidationError("--activation-port must be between 0 and 65535") }
         guard heartbeatSeconds > 0 else { throw ValidationError("--heartbeat-seconds must be positive") }
     }
@@ -47,9 +57,13 @@ struct AgentRun: AsyncParsableCommand {
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         _ = cferry_raise_nofile()
-        let agent = FerryAgent(.init(controlPlane: controlPlane, caFile: caFile, dataDirectory: data.dataDir,
-                                     activationHost: activationHost, activationPort: activationPort,
-                                     heartbeat: heartbeatSeconds, version: "ferry-" + FerryVersion.string))
+        var configuration = FerryAgent.Configuration(controlPlane: controlPlane, caFile: caFile, dataDirectory: data.dataDir,
+                                                     activationHost: activationHost, activationPort: activationPort,
+                                                     heartbeat: heartbeatSeconds, version: "ferry-" + FerryVersion.string)
+        configuration.dataHost = dataHost
+        configuration.dataPort = dataPort
+        configuration.dataAddress = dataAddress
+        let agent = FerryAgent(configuration)
         do {
             try await agent.run { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
         } catch let e as ServerError {

@@ -24,6 +24,8 @@ final class AgentWorld {
         let namespace: NetworkNamespace
         let fromHost: String
         let cpFromSite: String
+        /// Where the other sites reach this one's data port.
+        var dataAddress = "127.0.0.1"
         let dataDirectory: String
         var agent: Process?
         let output: String
@@ -47,7 +49,10 @@ final class AgentWorld {
             let ns = try NetworkNamespace("site\(i)")
             let fromHost = try ns.link(to: client).here
             let cpFromSite = try ns.link(to: cp).there
-            sites.append(Site(namespace: ns, fromHost: fromHost, cpFromSite: cpFromSite, dataDirectory: root + "/agent\(i)"))
+            let site = Site(namespace: ns, fromHost: fromHost, cpFromSite: cpFromSite, dataDirectory: root + "/agent\(i)")
+            // Sites reach each other's data ports directly, never through the control plane.
+            if let first = sites.first { site.dataAddress = try ns.link(to: first.namespace).here }
+            sites.append(site)
         }
         dataDirectory = root + "/cp"
         serverArguments = ["server", "--data-dir", dataDirectory, "--host", "0.0.0.0", "--port", "\(port)", "--tls",
@@ -98,6 +103,7 @@ final class AgentWorld {
         try AgentWorld.launch(p, site.namespace.command([
             CLI.executable, "agent", "--data-dir", site.dataDirectory, "--control-plane", "https://\(site.cpFromSite):\(port)",
             "--ca-file", dataDirectory + "/tls/ca.pem", "--activation-port", "80", "--heartbeat-seconds", "1",
+            "--data-port", "8951", "--data-address", site.dataAddress,
         ]), output: site.output)
         site.agent = p
     }
@@ -281,8 +287,8 @@ struct NamespaceS3 {
         let task = try world.ok(["create-task", "--source-location-arn", share, "--destination-location-arn", bucket,
                                  "--options", "LogLevel=BASIC,VerifyMode=ONLY_FILES_TRANSFERRED"])["TaskArn"] as? String ?? ""
 
-        func exact() throws {
-            let arrived = try s3.objects(under: "copy/", scratch: root)
+        func exact(_ s3: NamespaceS3 = s3, under prefix: String = "copy/") throws {
+            let arrived = try s3.objects(under: prefix, scratch: root)
             let sent = try TreeSnapshot(source).entries.filter { $0.value.kind == .file }
             let names = sent.keys.map { String(decoding: $0.bytes, as: UTF8.self) }
             #expect(Set(arrived.keys) == Set(names), "\(arrived.keys.sorted()) vs \(names.sorted())")
@@ -361,12 +367,21 @@ struct NamespaceS3 {
         #expect(survived["Status"] as? String == "SUCCESS", "\(survived)")
         try exact()
 
-        // A second agent: a task between its location and the first agent's is refused.
+        // Agent to agent: a bucket only the second site reaches, served by its agent to the
+        // first site's agent, which reads the share and runs the engine.
         let other = try world.activate(world.sites[1], name: "site-b")
-        let elsewhere = try world.ok(["create-location-object-storage", "--server-hostname", "127.0.0.1", "--server-port", "5000",
-                                      "--server-protocol", "HTTP", "--bucket-name", "dest", "--access-key", "k", "--secret-key", "s",
-                                      "--agent-arns", other])["LocationArn"] as? String ?? ""
-        try world.refused(["create-task", "--source-location-arn", share, "--destination-location-arn", elsewhere], saying: "different agents")
+        let farS3 = try NamespaceS3(world.sites[1].namespace)
+        _ = try farS3.s3api(["create-bucket", "--bucket", "dest"])
+        let far = try world.ok(["create-location-object-storage", "--server-hostname", "127.0.0.1", "--server-port", "\(farS3.port)",
+                                "--server-protocol", "HTTP", "--bucket-name", "dest", "--subdirectory", "/far",
+                                "--access-key", "site", "--secret-key", "site-secret", "--agent-arns", other])["LocationArn"] as? String ?? ""
+        let twoSites = try world.ok(["create-task", "--source-location-arn", share, "--destination-location-arn", far,
+                                     "--options", "LogLevel=BASIC"])["TaskArn"] as? String ?? ""
+        let crossed = world.waitForEnd(try world.ok(["start-task-execution", "--task-arn", twoSites])["TaskExecutionArn"] as? String ?? "")
+        #expect(crossed["Status"] as? String == "SUCCESS", "\(crossed)")
+        try exact(farS3, under: "far/")
+        _ = try world.ok(["delete-task", "--task-arn", twoSites])
+        _ = try world.ok(["delete-location", "--location-arn", far])
 
         // Credentials stay apart: an agent's certificate cannot call the API; the channel
         // wants a certificate, and an admin signature does not stand in for one.

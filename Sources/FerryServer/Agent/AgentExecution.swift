@@ -3,6 +3,7 @@ import FerryS3
 import FerryStore
 import Foundation
 import Logging
+import NIOSSL
 import Synchronization
 
 /// One execution leased to this agent: the locations opened from the lease (secrets held
@@ -17,9 +18,12 @@ struct AgentExecution: Sendable {
     let client: ControlPlaneClient
     let dataDirectory: String
     let logger: Logger
+    /// What reaches a location another agent serves (agent to agent).
+    let peerTLS: TLSConfiguration?
 
-    init(lease: JSONValue, agent: String, client: ControlPlaneClient, dataDirectory: String, logger: Logger) {
+    init(lease: JSONValue, agent: String, client: ControlPlaneClient, dataDirectory: String, peerTLS: TLSConfiguration?, logger: Logger) {
         self.lease = lease
+        self.peerTLS = peerTLS
         self.agent = agent
         self.client = client
         self.dataDirectory = dataDirectory
@@ -45,10 +49,10 @@ struct AgentExecution: Sendable {
         let log = ExecutionLog(level: job.logLevel) { new in lines.withLock { $0 += new } }
         log.basic("[INFO] Execution \(arn) started on agent \(agent): \(job.taskBody["SourceLocationArn"]?.string ?? "") -> \(job.taskBody["DestinationLocationArn"]?.string ?? "")")
         let resolver = LocationResolver(store: nil, s3Endpoint: S3Configuration.Overrides(), dataDirectory: dataDirectory,
-                                        metadataCache: nil, secrets: nil)
+                                        metadataCache: nil, secrets: nil, peerTLS: peerTLS)
         let prepared: ExecutionJob.Prepared
         do {
-            prepared = try job.prepare(resolver: resolver, log: log, logger: logger)
+            prepared = try await job.prepare(resolver: resolver, log: log, logger: logger)
         } catch {
             let detail = (error as? ServerError)?.message ?? "\(error)"
             log.basic("[ERROR] Execution \(arn) failed on agent \(agent): \(detail)")

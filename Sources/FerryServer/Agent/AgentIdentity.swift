@@ -5,7 +5,8 @@ import X509
 
 /// What an agent keeps in its data directory, each file 0600: its private key
 /// (`agent-key.pem`, made once), and once activated its certificate (`agent.pem`) and ARN
-/// (`agent.json`); while it waits for CreateAgent, its current activation key
+/// (`agent.json`) and the CA that signs every agent's certificate (`agents-ca.pem`, what it
+/// trusts in another agent); while it waits for CreateAgent, its current activation key
 /// (`activation-key`, what `ferry agent activation-key` prints). No location secret is
 /// ever written here.
 struct AgentIdentity: Sendable {
@@ -14,6 +15,7 @@ struct AgentIdentity: Sendable {
     var certificatePath: String { directory + "/agent.pem" }
     var statePath: String { directory + "/agent.json" }
     var activationKeyPath: String { directory + "/activation-key" }
+    var authorityPath: String { directory + "/agents-ca.pem" }
 
     init(directory: String) throws {
         self.directory = directory
@@ -40,7 +42,8 @@ struct AgentIdentity: Sendable {
         return (certificate, agent)
     }
 
-    func saveActivation(certificate: String, agent: String, controlPlane: String) throws {
+    func saveActivation(certificate: String, agent: String, controlPlane: String, authority: String) throws {
+        try PrivateFile.write(authorityPath, authority)
         try PrivateFile.write(certificatePath, certificate)
         try PrivateFile.write(statePath, JSONValue.object(["AgentArn": .string(agent), "ControlPlane": .string(controlPlane)]).text)
         unlink(activationKeyPath)

@@ -1,9 +1,11 @@
+import FerryRemote
 import FerryS3
 import FerryStore
 import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import NIOSSL
 import Synchronization
 
 /// `ferry agent`: the Ferry process next to the storage. It only ever calls out to the
@@ -25,6 +27,12 @@ public struct FerryAgent: Sendable {
         public var activationPort: Int
         public var heartbeat: TimeInterval
         public var version: String
+        /// Where the data port listens: other agents reach the locations this one serves
+        /// there (agent to agent), over mutual TLS with the agents' certificates.
+        public var dataHost = "0.0.0.0"
+        public var dataPort = 8951
+        /// The address other agents reach the data port by (default: this host's name).
+        public var dataAddress: String?
 
         public init(controlPlane: String, caFile: String, dataDirectory: String, activationHost: String = "0.0.0.0",
                     activationPort: Int = 80, heartbeat: TimeInterval = 30, version: String) {
@@ -66,11 +74,82 @@ public struct FerryAgent: Sendable {
                                             certificatePEM: certificate, keyPEM: keyPEM)
         defer { Task { await client.shutdown() } }
         let running = Shared<Set<String>>([])
+        let peers = try peerTLS(identity, certificate: certificate, keyPEM: keyPEM)
+        let service = LocationService()
+        let served = Shared<[String: ResolvedLocation]>([:])
+        let dataPort = Shared<Int?>(nil)
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await self.heartbeats(client, agent: agent, running: running) }
-            group.addTask { try await self.leases(client, agent: agent, running: running) }
+            if let peers {
+                group.addTask {
+                    try await service.run(host: configuration.dataHost, port: configuration.dataPort, tls: peers.server, logger: logger) { port in
+                        dataPort.withLock { $0 = port }
+                        say("Data port: \(configuration.dataHost):\(port) (other agents reach \(self.dataEndpoint(port)))")
+                    }
+                }
+            }
+            group.addTask { try await self.heartbeats(client, agent: agent, running: running, dataPort: dataPort) }
+            group.addTask {
+                try await self.leases(client, agent: agent, running: running, peerTLS: peers?.client) { command in
+                    await self.obey(command, service: service, served: served)
+                }
+            }
             try await group.next()
             group.cancelAll()
+        }
+        for (_, location) in served.value { await location.close() }
+    }
+
+    /// `host:port` other agents reach the data port by.
+    func dataEndpoint(_ port: Int) -> String {
+        let host = configuration.dataAddress ?? ServerTLS.hostName()
+        return (host.contains(":") ? "[\(host)]" : host) + ":\(port)"
+    }
+
+    /// TLS between agents: this agent's certificate, and only certificates the control
+    /// plane's CA signed for agents trusted (nil for an agent activated before agents
+    /// could serve each other: it has no copy of that CA).
+    private func peerTLS(_ identity: AgentIdentity, certificate: String, keyPEM: String) throws -> (server: TLSConfiguration, client: TLSConfiguration)? {
+        guard FileManager.default.fileExists(atPath: identity.authorityPath) else {
+            logger.warning("no agents' CA in the data directory (activated by an older control plane): this agent serves no locations to other agents")
+            return nil
+        }
+        let chain = try NIOSSLCertificate.fromPEMBytes(Array(certificate.utf8)).map { NIOSSLCertificateSource.certificate($0) }
+        let key = NIOSSLPrivateKeySource.privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem))
+        let roots = NIOSSLTrustRoots.certificates(try NIOSSLCertificate.fromPEMFile(identity.authorityPath))
+        var server = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: key)
+        server.minimumTLSVersion = .tlsv12
+        server.trustRoots = roots
+        server.certificateVerification = .noHostnameVerification  // a client certificate is required
+        var client = TLSConfiguration.makeClientConfiguration()
+        client.minimumTLSVersion = .tlsv12
+        client.trustRoots = roots
+        client.certificateChain = chain
+        client.privateKey = key
+        // Agents are reached by address; an agent certificate names its ARN, not its host.
+        // What the peer may do rests on the name the control plane gave both for this execution.
+        client.certificateVerification = .noHostnameVerification
+        return (server, client)
+    }
+
+    /// A command from the control plane: serve a location to another agent, or stop.
+    private func obey(_ command: JSONValue, service: LocationService, served: Shared<[String: ResolvedLocation]>) async {
+        if let serve = command["Serve"], let name = serve["Name"]?.string, let body = serve["Location"] {
+            let resolver = LocationResolver(store: nil, s3Endpoint: S3Configuration.Overrides(), dataDirectory: configuration.dataDirectory,
+                                            metadataCache: nil, secrets: nil)
+            do {
+                let descriptors = try TaskOptions.securityDescriptorCopy(serve["Options"] ?? [:])
+                let location = try resolver.open(body, arn: body["LocationArn"]?.string ?? "", asDestination: serve["AsDestination"]?.bool ?? true,
+                                                 securityDescriptors: descriptors)
+                served.withLock { $0[name] = location }
+                service.offer(location.location, as: name)
+                logger.info("serving a location to another agent", metadata: ["location": "\(location.location.uri)"])
+            } catch {
+                logger.error("cannot serve a location to another agent", metadata: ["error": "\(error)"])
+            }
+        }
+        if let name = command["Withdraw"]?.string {
+            await service.withdraw(name)
+            if let location = served.withLock({ $0.removeValue(forKey: name) }) { await location.close() }
         }
     }
 
@@ -88,6 +167,12 @@ public struct FerryAgent: Sendable {
             let query = request.uri.queryParameters
             guard query.get("gatewayType") == "SYNC" else {
                 return Response(status: .badRequest, body: .init(byteBuffer: ByteBuffer(string: "ask with ?gatewayType=SYNC&activationRegion=REGION\n")))
+            }
+            // Terraform takes any answer but a 302 as final: a key not there yet is waited for.
+            var waited = 0
+            while current.value == nil && waited < 80 {
+                try? await Task.sleep(for: .milliseconds(100))
+                waited += 1
             }
             guard let key = current.withLock({ $0 }) else {
                 return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "no activation key yet: the control plane \(controlPlane) has not answered\n")))
@@ -156,10 +241,12 @@ public struct FerryAgent: Sendable {
                 }
                 switch claim["Status"]?.string {
                 case "ACTIVATED":
-                    guard let certificate = claim["Certificate"]?.string, let agent = claim["AgentArn"]?.string else {
+                    guard let certificate = claim["Certificate"]?.string, let agent = claim["AgentArn"]?.string,
+                          let authority = claim["AgentAuthority"]?.string else {
                         throw ServerError.internalError("the control plane activated the agent without its certificate")
                     }
-                    try identity.saveActivation(certificate: certificate, agent: agent, controlPlane: configuration.controlPlane)
+                    try identity.saveActivation(certificate: certificate, agent: agent, controlPlane: configuration.controlPlane,
+                                                authority: authority)
                     say("Activated as \(agent); the activation port is closed")
                     return (certificate, agent)
                 case "EXPIRED":
@@ -175,13 +262,17 @@ public struct FerryAgent: Sendable {
 
     // MARK: activated
 
-    private func heartbeats(_ client: ControlPlaneClient, agent: String, running: Shared<Set<String>>) async throws {
+    private func heartbeats(_ client: ControlPlaneClient, agent: String, running: Shared<Set<String>>, dataPort: Shared<Int?>) async throws {
         var failing = false
+        // The data port is named from the first heartbeat on (when it binds within 5 s).
+        for _ in 0..<50 where dataPort.value == nil { try await Task.sleep(for: .milliseconds(100)) }
         while !Task.isCancelled {
             do {
-                _ = try await client.call("heartbeat", ["Version": .string(configuration.version),
-                                                        "Running": .array(running.value.sorted().map { JSONValue.string($0) }),
-                                                        "Capacity": FerryAgent.capacity()])
+                var beat: JSONValue = ["Version": .string(configuration.version),
+                                       "Running": .array(running.value.sorted().map { JSONValue.string($0) }),
+                                       "Capacity": FerryAgent.capacity()]
+                if let port = dataPort.value { beat["DataEndpoint"] = .string(dataEndpoint(port)) }
+                _ = try await client.call("heartbeat", beat)
                 if failing { logger.info("the control plane answers again") }
                 failing = false
             } catch let e as ControlPlaneClient.CallError where e.agentDeleted {
@@ -207,7 +298,8 @@ public struct FerryAgent: Sendable {
         return fields
     }
 
-    private func leases(_ client: ControlPlaneClient, agent: String, running: Shared<Set<String>>) async throws {
+    private func leases(_ client: ControlPlaneClient, agent: String, running: Shared<Set<String>>, peerTLS: TLSConfiguration?,
+                        obey: @escaping @Sendable (JSONValue) async -> Void) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             while !Task.isCancelled {
                 let answer: JSONValue
@@ -219,9 +311,13 @@ public struct FerryAgent: Sendable {
                     try await Task.sleep(for: .seconds(2))
                     continue
                 }
+                if let command = answer["Command"], command != .null {
+                    await obey(command)
+                    continue
+                }
                 guard let lease = answer["Lease"], lease != .null else { continue }
                 let execution = AgentExecution(lease: lease, agent: agent, client: client,
-                                               dataDirectory: configuration.dataDirectory, logger: logger)
+                                               dataDirectory: configuration.dataDirectory, peerTLS: peerTLS, logger: logger)
                 running.withLock { _ = $0.insert(execution.arn) }
                 group.addTask {
                     await execution.run()

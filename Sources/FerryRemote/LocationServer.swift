@@ -1,0 +1,221 @@
+import FerryCore
+import Synchronization
+
+/// The calls a ``RemoteLocation`` makes, one per ``Location`` member (and one per open
+/// reader's and writer's); each is `POST /location/v1/NAME` with the arguments as
+/// ``WireWriter`` bytes, answered with `0` and the result or `1` and a ``RemoteError``.
+public enum RemoteOperation: String, Sendable, CaseIterable {
+    case hello, list, stat, openRead, extents, readAttributes, read, closeRead
+    case create, write, commit, abort
+    case makeDirectory, setMetadata, remove, makeSymlink, makeHardLink, makeSpecial
+    case attributes, setAttributes, removeTemporary
+}
+
+/// Serves one location to a remote peer: runs each ``RemoteOperation`` against it and
+/// keeps the readers and writers the peer opened, under numbers of their own, until the
+/// peer closes, commits or aborts them (or ``closeAll()`` when the peer is gone: writers
+/// are aborted, so nothing partial is left under a final name). Every path that arrives
+/// is checked before the location sees it.
+public final class LocationServer: Sendable {
+    public let location: any Location
+    let features: Features
+    private let readers = Mutex<[UInt64: any EntryReader]>([:])
+    private let writers = Mutex<[UInt64: any EntryWriter]>([:])
+    private let nextHandle = Atomic<UInt64>(1)
+
+    public init(_ location: any Location) {
+        self.location = location
+        features = Features(location)
+    }
+
+    /// Answers one call: the reply's bytes.
+    public func handle(_ operation: RemoteOperation, _ body: [UInt8]) async -> [UInt8] {
+        var r = WireReader(body)
+        var w = WireWriter()
+        w.u8(0)
+        do {
+            try await run(operation, &r, &w)
+            return w.bytes
+        } catch {
+            var e = WireWriter()
+            e.u8(1)
+            RemoteError.encode(error, into: &e)
+            return e.bytes
+        }
+    }
+
+    /// Aborts every writer and closes every reader still open (the peer went away).
+    public func closeAll() async {
+        let open = writers.withLock { w in defer { w = [:] }; return Array(w.values) }
+        for writer in open { await writer.abort() }
+        let reading = readers.withLock { r in defer { r = [:] }; return Array(r.values) }
+        for reader in reading { _ = try? await reader.close() }
+    }
+
+    private func reader(_ r: inout WireReader) throws -> any EntryReader {
+        let id = try r.uvarint()
+        guard let reader = readers.withLock({ $0[id] }) else { throw RemoteError.malformed("no open reader \(id)") }
+        return reader
+    }
+
+    private func writer(_ r: inout WireReader, removing: Bool = false) throws -> any EntryWriter {
+        let id = try r.uvarint()
+        let writer = writers.withLock { removing ? $0.removeValue(forKey: id) : $0[id] }
+        guard let writer else { throw RemoteError.malformed("no open writer \(id)") }
+        return writer
+    }
+
+    private func run(_ operation: RemoteOperation, _ r: inout WireReader, _ w: inout WireWriter) async throws {
+        switch operation {
+        case .hello:
+            w.string(location.uri)
+            RemoteCapabilities(features).write(&w)
+        case .list:
+            guard let listing = try await location.list(try r.path()) else { w.u8(0); return }
+            w.u8(1)
+            w.array(listing.entries) { $0.entry($1) }
+            w.array(listing.staleTemporaries) { $0.data($1) }
+            w.array(listing.unusable) { w, u in
+                w.string(u.name)
+                w.string(u.reason)
+            }
+        case .stat:
+            w.optional(try await location.stat(try r.path())) { $0.entry($1) }
+        case .openRead:
+            let path = try r.path()
+            let reader = try await location.openForReading(path, expected: try r.entry())
+            let id = nextHandle.add(1, ordering: .relaxed).oldValue
+            readers.withLock { $0[id] = reader }
+            w.uvarint(id)
+            w.metadata(reader.metadata)
+        case .extents:
+            w.array(try await reader(&r).dataExtents()) { w, x in
+                w.varint(x.offset)
+                w.varint(x.length)
+            }
+        case .readAttributes:
+            w.attributes(try await reader(&r).extendedAttributes())
+        case .read:
+            let reader = try reader(&r)
+            let offset = try r.varint()
+            let length = Int(min(try r.uvarint(), UInt64(RemoteLocation.largestRead)))
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(length, 1), alignment: 16)
+            defer { buffer.deallocate() }
+            let n = try await reader.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]), at: offset)
+            w.data(UnsafeRawBufferPointer(rebasing: buffer[0..<min(n, length)]))
+        case .closeRead:
+            let id = try r.uvarint()
+            guard let reader = readers.withLock({ $0.removeValue(forKey: id) }) else { throw RemoteError.malformed("no open reader \(id)") }
+            w.metadata(try await reader.close())
+        case .create:
+            let path = try r.path()
+            let metadata = try r.metadata()
+            let attributes = try r.optional { (r: inout WireReader) throws(RemoteError) in try r.attributes() }
+            let writer = try await location.createFile(path, metadata: metadata, attributes: attributes, selection: try r.selection())
+            let id = nextHandle.add(1, ordering: .relaxed).oldValue
+            writers.withLock { $0[id] = writer }
+            w.uvarint(id)
+        case .write:
+            let writer = try writer(&r)
+            let offset = try r.varint()
+            let bytes = try r.data()
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
+            defer { buffer.deallocate() }
+            buffer.copyBytes(from: bytes)
+            try await writer.write(UnsafeRawBufferPointer(rebasing: buffer[0..<bytes.count]), at: offset)
+        case .commit:
+            let writer = try writer(&r, removing: true)
+            do {
+                let notKept = try await writer.commit()
+                w.array(notKept) { $0.string($1) }
+                w.bool(writer.contentConfirmed)
+            } catch {
+                await writer.abort()
+                throw error
+            }
+        case .abort:
+            await (try writer(&r, removing: true)).abort()
+        case .makeDirectory:
+            try await location.makeDirectory(try r.path())
+        case .setMetadata:
+            let p = try r.placed()
+            try await location.setMetadata(p.path, kind: p.kind, metadata: p.metadata, selection: p.selection)
+        case .remove:
+            let path = try r.path()
+            try await location.remove(path, kind: try r.kind())
+        case .makeSymlink:
+            let path = try r.path()
+            let target = try r.data()
+            try await features.makeSymlink(path, target: target, metadata: try r.metadata(), selection: try r.selection())
+        case .makeHardLink:
+            let path = try r.path()
+            try await features.makeHardLink(path, to: try r.path())
+        case .makeSpecial:
+            let p = try r.placed()
+            try await features.makeSpecial(p.path, kind: p.kind, metadata: p.metadata, selection: p.selection)
+        case .attributes:
+            let path = try r.path()
+            w.attributes(try await features.extendedAttributes(path, kind: try r.kind()))
+        case .setAttributes:
+            let path = try r.path()
+            let kind = try r.kind()
+            try await features.setExtendedAttributes(path, kind: kind, try r.attributes())
+        case .removeTemporary:
+            let directory = try r.path()
+            try await features.removeTemporary(in: directory, name: try r.name())
+        }
+    }
+}
+
+/// What a served location can do, as the peer learns it from `hello`.
+struct RemoteCapabilities: Sendable {
+    var capabilities: Capabilities
+    var symlinks: Bool
+    var hardLinks: Bool
+    var specials: Bool
+    var extendedAttributes: Bool
+    var temporaries: Bool
+    var temporariesAreFiles: Bool
+
+    init(_ f: Features) {
+        capabilities = f.capabilities
+        let names = Set(f.conformances)
+        symlinks = f.capabilities.symlinks
+        hardLinks = f.capabilities.hardLinks
+        specials = f.capabilities.deviceNodes
+        extendedAttributes = f.capabilities.extendedAttributes
+        temporaries = names.contains("TemporaryKeeping")
+        temporariesAreFiles = f.temporariesAreFiles
+    }
+
+    func write(_ w: inout WireWriter) {
+        let c = capabilities
+        for flag in [c.setsMetadataInPlace, c.sparseFiles, c.ownership, c.permissions, c.atime, c.caseSensitive, c.reportsExtents,
+                     c.keepsMetadata, symlinks, hardLinks, specials, extendedAttributes, temporaries, temporariesAreFiles] {
+            w.bool(flag)
+        }
+        w.varint(c.mtimePrecisionNanoseconds)
+        w.uvarint(UInt64(max(0, c.itemsInFlight)))
+    }
+
+    init(_ r: inout WireReader) throws(RemoteError) {
+        var c = Capabilities()
+        c.setsMetadataInPlace = try r.bool()
+        c.sparseFiles = try r.bool()
+        c.ownership = try r.bool()
+        c.permissions = try r.bool()
+        c.atime = try r.bool()
+        c.caseSensitive = try r.bool()
+        c.reportsExtents = try r.bool()
+        c.keepsMetadata = try r.bool()
+        symlinks = try r.bool()
+        hardLinks = try r.bool()
+        specials = try r.bool()
+        extendedAttributes = try r.bool()
+        temporaries = try r.bool()
+        temporariesAreFiles = try r.bool()
+        c.mtimePrecisionNanoseconds = try r.varint()
+        c.itemsInFlight = Int(try r.uvarint())
+        capabilities = c
+    }
+}

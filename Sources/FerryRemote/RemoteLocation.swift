@@ -1,0 +1,267 @@
+import AsyncHTTPClient
+import FerryCore
+import NIOCore
+import NIOSSL
+import Synchronization
+
+/// How calls reach a ``LocationServer``: one request, one reply, any number in flight.
+public protocol RemoteTransport: Sendable {
+    /// Who is called, for messages.
+    var peer: String { get }
+    func call(_ operation: RemoteOperation, _ body: [UInt8]) async throws -> [UInt8]
+    func close() async
+}
+
+/// HTTP/2 over TLS to a ``LocationService``: every call a stream of one connection, so
+/// many calls share one TLS session and none waits for another.
+public final class HTTPRemoteTransport: RemoteTransport {
+    public let peer: String
+    private let base: String
+    private let name: String
+    private let http: HTTPClient
+
+    /// `name`: what the peer serves the location under; `tls`: the peer's CA and, for
+    /// mutual TLS, this side's certificate and key.
+    public init(base: String, name: String, tls: TLSConfiguration) {
+        self.name = name
+        var b = base
+        while b.hasSuffix("/") { b.removeLast() }
+        self.base = b
+        peer = b
+        var configuration = HTTPClient.Configuration()
+        configuration.tlsConfiguration = tls
+        configuration.httpVersion = .automatic
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(300))
+        configuration.decompression = .disabled
+        configuration.tracing.tracer = nil
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    public func call(_ operation: RemoteOperation, _ body: [UInt8]) async throws -> [UInt8] {
+        var request = HTTPClientRequest(url: "\(base)/location/v1/\(operation.rawValue)")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/octet-stream")
+        request.headers.add(name: "X-Ferry-Location", value: name)
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let reply: ByteBuffer
+        do {
+            let response = try await http.execute(request, timeout: .seconds(300))
+            reply = try await response.body.collect(upTo: RemoteLocation.largestRead + (1 << 20))
+            guard response.status == .ok else {
+                throw RemoteError(.remoteFailure, "the remote location at \(peer) answered HTTP \(response.status.code): \(String(buffer: reply))",
+                                  retryClass: response.status.code >= 500 ? .retryable : .fatal)
+            }
+        } catch let e as RemoteError {
+            throw e
+        } catch {
+            throw RemoteError.unreachable(peer, error)
+        }
+        return Array(reply.readableBytesView)
+    }
+
+    public func close() async {
+        try? await http.shutdown()
+    }
+}
+
+/// A location another Ferry process serves (``LocationServer``): every ``Location`` member
+/// is a call to it, so the engine runs here against storage only the peer reaches. What
+/// the served location can hold comes from its `hello`.
+public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFileWriting, ExtendedAttributeStoring, TemporaryKeeping {
+    /// The most bytes one `read` call returns.
+    public static let largestRead = 4 << 20
+
+    let transport: any RemoteTransport
+    public let uri: String
+    public let capabilities: Capabilities
+    public let temporariesAreFiles: Bool
+
+    /// Connects: asks the peer what it serves.
+    public static func connect(_ transport: any RemoteTransport) async throws -> RemoteLocation {
+        var r = try await call(transport, .hello, [])
+        let uri = try r.string()
+        let remote = try RemoteCapabilities(&r)
+        return RemoteLocation(transport: transport, uri: uri, capabilities: remote.capabilities,
+                              temporariesAreFiles: remote.temporariesAreFiles)
+    }
+
+    public func close() async { await transport.close() }
+
+    static func call(_ transport: any RemoteTransport, _ operation: RemoteOperation, _ body: [UInt8]) async throws -> WireReader {
+        var r = WireReader(try await transport.call(operation, body))
+        if try r.u8() != 0 { throw try RemoteError.decode(&r) }
+        return r
+    }
+
+    func call(_ operation: RemoteOperation, _ build: (inout WireWriter) -> Void = { _ in }) async throws -> WireReader {
+        var w = WireWriter()
+        build(&w)
+        return try await RemoteLocation.call(transport, operation, w.bytes)
+    }
+
+    public func list(_ directory: EntryPath) async throws -> Listing? {
+        var r = try await call(.list) { $0.path(directory) }
+        guard try r.u8() == 1 else { return nil }
+        let entries = try r.array { (r: inout WireReader) throws(RemoteError) in try r.entry() }
+        let stale = try r.array { (r: inout WireReader) throws(RemoteError) in try r.data() }
+        let unusable = try r.array { (r: inout WireReader) throws(RemoteError) in (name: try r.string(), reason: try r.string()) }
+        return Listing(entries: entries, staleTemporaries: stale, unusable: unusable)
+    }
+
+    public func stat(_ path: EntryPath) async throws -> Entry? {
+        var r = try await call(.stat) { $0.path(path) }
+        return try r.optional { (r: inout WireReader) throws(RemoteError) in try r.entry() }
+    }
+
+    public func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
+        var r = try await call(.openRead) { w in
+            w.path(path)
+            w.entry(expected)
+        }
+        return RemoteReader(location: self, handle: try r.uvarint(), metadata: try r.metadata())
+    }
+
+    public func createFile(_ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?,
+                           selection: MetadataSelection) async throws -> any EntryWriter {
+        var r = try await call(.create) { w in
+            w.path(path)
+            w.metadata(metadata)
+            w.optional(attributes) { $0.attributes($1) }
+            w.selection(selection)
+        }
+        return RemoteWriter(location: self, handle: try r.uvarint())
+    }
+
+    public func makeDirectory(_ path: EntryPath) async throws {
+        _ = try await call(.makeDirectory) { $0.path(path) }
+    }
+
+    public func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
+        _ = try await call(.setMetadata) { $0.placed(path, kind, metadata, selection) }
+    }
+
+    public func remove(_ path: EntryPath, kind: EntryKind) async throws {
+        _ = try await call(.remove) { w in
+            w.path(path)
+            w.kind(kind)
+        }
+    }
+
+    public func makeSymlink(_ path: EntryPath, target: [UInt8], metadata: FileMetadata, selection: MetadataSelection) async throws {
+        _ = try await call(.makeSymlink) { w in
+            w.path(path)
+            w.data(target)
+            w.metadata(metadata)
+            w.selection(selection)
+        }
+    }
+
+    public func makeHardLink(_ path: EntryPath, to existing: EntryPath) async throws {
+        _ = try await call(.makeHardLink) { w in
+            w.path(path)
+            w.path(existing)
+        }
+    }
+
+    public func makeSpecial(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
+        _ = try await call(.makeSpecial) { $0.placed(path, kind, metadata, selection) }
+    }
+
+    public func extendedAttributes(_ path: EntryPath, kind: EntryKind) async throws -> [ExtendedAttribute] {
+        var r = try await call(.attributes) { w in
+            w.path(path)
+            w.kind(kind)
+        }
+        return try r.attributes()
+    }
+
+    public func setExtendedAttributes(_ path: EntryPath, kind: EntryKind, _ attributes: [ExtendedAttribute]) async throws {
+        _ = try await call(.setAttributes) { w in
+            w.path(path)
+            w.kind(kind)
+            w.attributes(attributes)
+        }
+    }
+
+    public func removeTemporary(in directory: EntryPath, name: [UInt8]) async throws {
+        _ = try await call(.removeTemporary) { w in
+            w.path(directory)
+            w.data(name)
+        }
+    }
+}
+
+/// A file the peer opened for reading, read in calls of at most 4 MiB.
+struct RemoteReader: EntryReader {
+    let location: RemoteLocation
+    let handle: UInt64
+    let metadata: FileMetadata
+
+    func dataExtents() async throws -> [Extent] {
+        var r = try await location.call(.extents) { $0.uvarint(handle) }
+        return try r.array { (r: inout WireReader) throws(RemoteError) in Extent(offset: try r.varint(), length: try r.varint()) }
+    }
+
+    func extendedAttributes() async throws -> [ExtendedAttribute] {
+        var r = try await location.call(.readAttributes) { $0.uvarint(handle) }
+        return try r.attributes()
+    }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) async throws -> Int {
+        let wanted = min(buffer.count, RemoteLocation.largestRead)
+        var r = try await location.call(.read) { w in
+            w.uvarint(handle)
+            w.varint(offset)
+            w.uvarint(UInt64(wanted))
+        }
+        let bytes = try r.data()
+        guard bytes.count <= wanted else { throw RemoteError.malformed("a read returned more than was asked") }
+        if !bytes.isEmpty { buffer.copyBytes(from: bytes) }
+        return bytes.count
+    }
+
+    func close() async throws -> FileMetadata {
+        var r = try await location.call(.closeRead) { $0.uvarint(handle) }
+        return try r.metadata()
+    }
+}
+
+/// A file the peer writes under a temporary name until ``commit()``.
+final class RemoteWriter: EntryWriter, Sendable {
+    let location: RemoteLocation
+    let handle: UInt64
+    private let confirmed = Mutex(false)
+
+    init(location: RemoteLocation, handle: UInt64) {
+        self.location = location
+        self.handle = handle
+    }
+
+    /// Writes in calls of at most 4 MiB (what the serving side accepts in one request).
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws {
+        var done = 0
+        repeat {
+            let n = min(bytes.count - done, RemoteLocation.largestRead)
+            var w = WireWriter(capacity: n + 24)
+            w.uvarint(handle)
+            w.varint(offset + Int64(done))
+            w.data(UnsafeRawBufferPointer(rebasing: bytes[done..<(done + n)]))
+            _ = try await RemoteLocation.call(location.transport, .write, w.bytes)
+            done += n
+        } while done < bytes.count
+    }
+
+    func commit() async throws -> [String] {
+        var r = try await location.call(.commit) { $0.uvarint(handle) }
+        let notKept = try r.array { (r: inout WireReader) throws(RemoteError) in try r.string() }
+        let held = try r.bool()
+        confirmed.withLock { $0 = held }
+        return notKept
+    }
+
+    func abort() async {
+        _ = try? await location.call(.abort) { $0.uvarint(handle) }
+    }
+
+    var contentConfirmed: Bool { confirmed.withLock { $0 } }
+}
