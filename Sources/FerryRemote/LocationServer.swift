@@ -6,7 +6,7 @@ import Synchronization
 /// ``WireWriter`` bytes, answered with `0` and the result or `1` and a ``RemoteError``.
 public enum RemoteOperation: String, Sendable, CaseIterable {
     case hello, list, stat, openRead, extents, readAttributes, read, closeRead
-    case create, write, commit, abort
+    case create, write, commit, abort, put
     case makeDirectory, setMetadata, remove, makeSymlink, makeHardLink, makeSpecial
     case attributes, setAttributes, removeTemporary
 }
@@ -126,6 +126,28 @@ public final class LocationServer: Sendable {
         case .commit:
             let writer = try writer(&r, removing: true)
             do {
+                let notKept = try await writer.commit()
+                w.array(notKept) { $0.string($1) }
+                w.bool(writer.contentConfirmed)
+            } catch {
+                await writer.abort()
+                throw error
+            }
+        case .put:
+            // A small file whole in one call: created, written and committed (aborted on failure).
+            let path = try r.path()
+            let metadata = try r.metadata()
+            let attributes = try r.optional { (r: inout WireReader) throws(RemoteError) in try r.attributes() }
+            let selection = try r.selection()
+            let bytes = try r.data()
+            let writer = try await location.createFile(path, metadata: metadata, attributes: attributes, selection: selection)
+            do {
+                if !bytes.isEmpty {
+                    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+                    defer { buffer.deallocate() }
+                    buffer.copyBytes(from: bytes)
+                    try await writer.write(UnsafeRawBufferPointer(buffer), at: 0)
+                }
                 let notKept = try await writer.commit()
                 w.array(notKept) { $0.string($1) }
                 w.bool(writer.contentConfirmed)

@@ -121,8 +121,15 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
         return RemoteReader(location: self, handle: try r.uvarint(), metadata: try r.metadata())
     }
 
+    /// Files up to this size travel whole in one call at commit (``RemoteOperation/put``):
+    /// one round trip a file instead of three.
+    public static let smallFile: Int64 = 1 << 20
+
     public func createFile(_ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?,
                            selection: MetadataSelection) async throws -> any EntryWriter {
+        if metadata.size <= RemoteLocation.smallFile && !metadata.mayBeSparse {
+            return SmallRemoteWriter(location: self, path: path, metadata: metadata, attributes: attributes, selection: selection)
+        }
         var r = try await call(.create) { w in
             w.path(path)
             w.metadata(metadata)
@@ -264,4 +271,56 @@ final class RemoteWriter: EntryWriter, Sendable {
     }
 
     var contentConfirmed: Bool { confirmed.withLock { $0 } }
+}
+
+/// A small file kept here until ``commit()`` sends it whole (``RemoteOperation/put``); an
+/// abort sends nothing. Its bytes are the declared size; ranges never written are zeros.
+final class SmallRemoteWriter: EntryWriter, Sendable {
+    let location: RemoteLocation
+    let path: EntryPath
+    let metadata: FileMetadata
+    let attributes: [ExtendedAttribute]?
+    let selection: MetadataSelection
+    private let state = Mutex<(bytes: [UInt8], confirmed: Bool)>(([], false))
+
+    init(location: RemoteLocation, path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection) {
+        self.location = location
+        self.path = path
+        self.metadata = metadata
+        self.attributes = attributes
+        self.selection = selection
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws {
+        guard offset >= 0, offset + Int64(bytes.count) <= RemoteLocation.smallFile else {
+            throw RemoteError(.remoteFailure, "a write at \(offset) of \(bytes.count) bytes beyond the file's declared size", path: path, retryClass: .itemFailed)
+        }
+        state.withLock { s in
+            let end = Int(offset) + bytes.count
+            if s.bytes.count < end { s.bytes.append(contentsOf: repeatElement(0, count: end - s.bytes.count)) }
+            s.bytes.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[Int(offset)..<end]).copyMemory(from: bytes) }
+        }
+    }
+
+    func commit() async throws -> [String] {
+        var bytes = state.withLock { $0.bytes }
+        if bytes.count < Int(metadata.size) { bytes.append(contentsOf: repeatElement(0, count: Int(metadata.size) - bytes.count)) }
+        var r = try await location.call(.put) { w in
+            w.path(path)
+            w.metadata(metadata)
+            w.optional(attributes) { $0.attributes($1) }
+            w.selection(selection)
+            w.data(bytes)
+        }
+        let notKept = try r.array { (r: inout WireReader) throws(RemoteError) in try r.string() }
+        let held = try r.bool()
+        state.withLock { $0 = ([], held) }
+        return notKept
+    }
+
+    func abort() async {
+        state.withLock { $0.bytes = [] }
+    }
+
+    var contentConfirmed: Bool { state.withLock { $0.confirmed } }
 }

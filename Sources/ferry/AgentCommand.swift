@@ -44,7 +44,7 @@ struct AgentRun: AsyncParsableCommand {
     @Option(help: "The data port (mutual TLS with the agents' certificates).")
     var dataPort: Int = 8951
 
-    @Option(help: ArgumentHelp("The address other agents reach the data port by (default: this host's name).", valueName: "host"))
+    @Option(help: ArgumentHelp("The address other agents reach the data port by (default: this host's name); HOST:PORT through a proxy or NAT.", valueName: "host"))
     var dataAddress: String?
 
     func validate() throws {

@@ -31,7 +31,8 @@ public struct FerryAgent: Sendable {
         /// there (agent to agent), over mutual TLS with the agents' certificates.
         public var dataHost = "0.0.0.0"
         public var dataPort = 8951
-        /// The address other agents reach the data port by (default: this host's name).
+        /// The address other agents reach the data port by (default: this host's name), or
+        /// `host:port` when they reach it through a proxy or NAT on another port.
         public var dataAddress: String?
 
         public init(controlPlane: String, caFile: String, dataDirectory: String, activationHost: String = "0.0.0.0",
@@ -99,9 +100,12 @@ public struct FerryAgent: Sendable {
         for (_, location) in served.value { await location.close() }
     }
 
-    /// `host:port` other agents reach the data port by.
+    /// `host:port` other agents reach the data port by (`--data-address HOST:PORT` names
+    /// a port too: a proxy or a NAT in front of the data port).
     func dataEndpoint(_ port: Int) -> String {
         let host = configuration.dataAddress ?? ServerTLS.hostName()
+        let parts = host.split(separator: ":")
+        if parts.count == 2, Int(parts[1]) != nil { return host }
         return (host.contains(":") ? "[\(host)]" : host) + ":\(port)"
     }
 
