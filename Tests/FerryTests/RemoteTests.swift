@@ -55,7 +55,9 @@ enum RemoteTests {
         let port = try S3TestServer.freePort()
         let serverTLS = server
         let failure = Mutex<String?>(nil)
-        Task.detached {
+        // On threads of its own: tests that block the cooperative pool's few threads
+        // (waiting for processes) must not keep the service from starting or answering.
+        Task(executorPreference: ServiceExecutor.shared) {
             do {
                 try await service.run(host: "127.0.0.1", port: port, tls: serverTLS, logger: Logger(label: "test.remote"))
             } catch {
@@ -92,5 +94,17 @@ enum RemoteTests {
         for l in opened.withLock({ $0 }) { await l.close() }
         trees.removeAll()
         return outcome
+    }
+}
+
+/// Runs the test location service's jobs on a queue of its own, off Swift's cooperative pool.
+final class ServiceExecutor: TaskExecutor, @unchecked Sendable {
+    static let shared = ServiceExecutor()
+    private let queue = DispatchQueue(label: "ferry.test.location-service", attributes: .concurrent)
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let executor = asUnownedTaskExecutor()
+        queue.async { job.runSynchronously(on: executor) }
     }
 }
