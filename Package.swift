@@ -76,14 +76,11 @@ let package = Package(
             name: "FerryBlock",
             dependencies: ["FerryCore", "FerryS3", "CFerry", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings),
-        // A location served to a remote Ferry over HTTP/2 and TLS, and the client for it.
+        // A location served to a remote Ferry over TCP and TLS in frames of its own, and the client for it.
         .target(
             name: "FerryRemote",
             dependencies: [
                 "FerryCore",
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdHTTP2", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],

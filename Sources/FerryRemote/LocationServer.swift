@@ -2,8 +2,9 @@ import FerryCore
 import Synchronization
 
 /// The calls a ``RemoteLocation`` makes, one per ``Location`` member (and one per open
-/// reader's and writer's); each is `POST /location/v1/NAME` with the arguments as
-/// ``WireWriter`` bytes, answered with `0` and the result or `1` and a ``RemoteError``.
+/// reader's and writer's); each is a ``Frame`` whose operation byte is the case's index,
+/// with the arguments as ``WireWriter`` bytes, answered with `0` and the result or `1` and
+/// a ``RemoteError``. New cases go at the end (the index is the wire's name).
 public enum RemoteOperation: String, Sendable, CaseIterable {
     case hello, list, stat, openRead, extents, readAttributes, read, closeRead
     case create, write, commit, abort, put

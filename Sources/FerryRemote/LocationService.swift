@@ -1,18 +1,12 @@
 import FerryCore
-import HTTPTypes
-import Hummingbird
-import HummingbirdHTTP2
-import Logging
-import NIOCore
-import NIOSSL
 import Synchronization
 
-/// Serves locations to remote peers over HTTP/2 and TLS (`POST /location/v1/OPERATION`),
-/// each under a name the peer gives in `X-Ferry-Location` (an execution's token, brokered
-/// by the control plane). With a TLS configuration that requires client certificates,
-/// only peers holding one signed by the configured CA get through.
+/// Serves locations to remote peers in ``Frame``s over TCP and TLS (``runFramed``), each
+/// under a name the peer binds its connection to first (an execution's token, brokered by
+/// the control plane). With a TLS configuration that requires client certificates, only
+/// peers holding one signed by the configured CA get through.
 public final class LocationService: Sendable {
-    private let servers: ServerTable
+    let servers: ServerTable
 
     public init() { servers = ServerTable() }
 
@@ -24,33 +18,6 @@ public final class LocationService: Sendable {
     /// Stops serving `name`: writers still open are aborted, readers closed.
     public func withdraw(_ name: String) async {
         await servers.take(name)?.closeAll()
-    }
-
-    /// Runs the service on `host:port` until cancelled; `onRunning` gets the bound port.
-    public func run(host: String, port: Int, tls: TLSConfiguration, logger: Logger,
-                    onRunning: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
-        let router = Router()
-        let servers = self.servers
-        router.post("/location/v1/{operation}") { request, context -> Response in
-            guard let operation = RemoteOperation(rawValue: context.parameters.get("operation") ?? "") else {
-                return Response(status: .notFound)
-            }
-            guard let name = request.headers[HTTPField.Name("X-Ferry-Location")!], let server = servers.get(name) else {
-                return Response(status: .forbidden, body: .init(byteBuffer: ByteBuffer(string: "no location is served under that name")))
-            }
-            var request = request
-            let body = try await request.collectBody(upTo: RemoteLocation.largestRead + (1 << 20))
-            let reply = await server.handle(operation, Array(body.readableBytesView))
-            return Response(status: .ok, headers: [.contentType: "application/octet-stream"],
-                            body: .init(byteBuffer: ByteBuffer(bytes: reply)))
-        }
-        var quiet = logger
-        quiet.logLevel = .warning
-        let app = Application(router: router, server: try .http2Upgrade(tlsConfiguration: tls),
-                              configuration: .init(address: .hostname(host, port: port), serverName: "ferry-location"),
-                              onServerRunning: { channel in onRunning(channel.localAddress?.port ?? port) },
-                              logger: quiet)
-        try await app.runService(gracefulShutdownSignals: [])
     }
 }
 

@@ -1,7 +1,4 @@
-import AsyncHTTPClient
 import FerryCore
-import NIOCore
-import NIOSSL
 import Synchronization
 
 /// How calls reach a ``LocationServer``: one request, one reply, any number in flight.
@@ -10,58 +7,6 @@ public protocol RemoteTransport: Sendable {
     var peer: String { get }
     func call(_ operation: RemoteOperation, _ body: [UInt8]) async throws -> [UInt8]
     func close() async
-}
-
-/// HTTP/2 over TLS to a ``LocationService``: every call a stream of one connection, so
-/// many calls share one TLS session and none waits for another.
-public final class HTTPRemoteTransport: RemoteTransport {
-    public let peer: String
-    private let base: String
-    private let name: String
-    private let http: HTTPClient
-
-    /// `name`: what the peer serves the location under; `tls`: the peer's CA and, for
-    /// mutual TLS, this side's certificate and key.
-    public init(base: String, name: String, tls: TLSConfiguration) {
-        self.name = name
-        var b = base
-        while b.hasSuffix("/") { b.removeLast() }
-        self.base = b
-        peer = b
-        var configuration = HTTPClient.Configuration()
-        configuration.tlsConfiguration = tls
-        configuration.httpVersion = .automatic
-        configuration.timeout = .init(connect: .seconds(10), read: .seconds(300))
-        configuration.decompression = .disabled
-        configuration.tracing.tracer = nil
-        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }
-
-    public func call(_ operation: RemoteOperation, _ body: [UInt8]) async throws -> [UInt8] {
-        var request = HTTPClientRequest(url: "\(base)/location/v1/\(operation.rawValue)")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/octet-stream")
-        request.headers.add(name: "X-Ferry-Location", value: name)
-        request.body = .bytes(ByteBuffer(bytes: body))
-        let reply: ByteBuffer
-        do {
-            let response = try await http.execute(request, timeout: .seconds(300))
-            reply = try await response.body.collect(upTo: RemoteLocation.largestRead + (1 << 20))
-            guard response.status == .ok else {
-                throw RemoteError(.remoteFailure, "the remote location at \(peer) answered HTTP \(response.status.code): \(String(buffer: reply))",
-                                  retryClass: response.status.code >= 500 ? .retryable : .fatal)
-            }
-        } catch let e as RemoteError {
-            throw e
-        } catch {
-            throw RemoteError.unreachable(peer, error)
-        }
-        return Array(reply.readableBytesView)
-    }
-
-    public func close() async {
-        try? await http.shutdown()
-    }
 }
 
 /// A location another Ferry process serves (``LocationServer``): every ``Location`` member

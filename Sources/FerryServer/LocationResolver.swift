@@ -41,7 +41,7 @@ struct LocationResolver: Sendable {
         }
         let deadline = ContinuousClock.now + .seconds(60)
         while true {
-            let transport = HTTPRemoteTransport(base: "https://\(endpoint)", name: name, tls: tls)
+            let transport = try FrameRemoteTransport(endpoint: endpoint, name: name, tls: tls)
             do {
                 let location = try await RemoteLocation.connect(transport)
                 return ResolvedLocation(location: location) { await location.close() }

@@ -51,6 +51,7 @@ enum RemoteTests {
         client.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(dir + "/tls/ca.pem"))
         client.certificateChain = try NIOSSLCertificate.fromPEMFile(clientCertificate).map { .certificate($0) }
         client.privateKey = .privateKey(try NIOSSLPrivateKey(file: clientKey, format: .pem))
+        client.certificateVerification = .noHostnameVerification
         let service = LocationService()
         let port = try S3TestServer.freePort()
         let serverTLS = server
@@ -59,7 +60,7 @@ enum RemoteTests {
         // (waiting for processes) must not keep the service from starting or answering.
         Task(executorPreference: ServiceExecutor.shared) {
             do {
-                try await service.run(host: "127.0.0.1", port: port, tls: serverTLS, logger: Logger(label: "test.remote"))
+                try await service.runFramed(host: "127.0.0.1", port: port, tls: serverTLS)
             } catch {
                 failure.withLock { $0 = "\(error)" }
             }
@@ -78,7 +79,7 @@ enum RemoteTests {
         let s = try await shared()
         let name = "conformance-\(UInt64.random(in: 0..<UInt64.max))"
         s.service.offer(try POSIXLocation(path: root), as: name)
-        return try await RemoteLocation.connect(HTTPRemoteTransport(base: "https://127.0.0.1:\(s.port)", name: name, tls: s.client))
+        return try await RemoteLocation.connect(try FrameRemoteTransport(endpoint: "127.0.0.1:\(s.port)", name: name, tls: s.client))
     }
 
     static func conformance(_ check: LocationConformance.Check) async throws -> LocationConformance.Outcome {

@@ -82,7 +82,7 @@ public struct FerryAgent: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             if let peers {
                 group.addTask {
-                    try await service.run(host: configuration.dataHost, port: configuration.dataPort, tls: peers.server, logger: logger) { port in
+                    try await service.runFramed(host: configuration.dataHost, port: configuration.dataPort, tls: peers.server) { port in
                         dataPort.withLock { $0 = port }
                         say("Data port: \(configuration.dataHost):\(port) (other agents reach \(self.dataEndpoint(port)))")
                     }
