@@ -42,6 +42,8 @@ actor AgentHub {
 
     private struct Remote {
         var agent: String?
+        /// The agent serving the destination to `agent` (agent to agent).
+        var servedBy: String?
         var cancel: String?
         var bytesPerSecond: Int64?
         var phase = "LAUNCHING"
@@ -97,15 +99,16 @@ actor AgentHub {
 
     /// Offers `lease` to the first of `agents` that polls, and waits for how it ends.
     func run(_ execution: String, agents: Set<String>, lease: JSONValue) async -> Outcome {
-        remotes[execution] = Remote(bytesPerSecond: AgentHub.bytesPerSecond(lease["Execution"] ?? [:]))
+        remotes[execution] = Remote(servedBy: lease["DestinationRemote"]?["Agent"]?.string,
+                                    bytesPerSecond: AgentHub.bytesPerSecond(lease["Execution"] ?? [:]))
         offers.append(Offer(execution: execution, agents: agents, lease: lease, since: Date()))
         handOut()
         return await wait(execution)
     }
 
     /// After a restart: `execution` runs on `agent`; waits for its report.
-    func reattach(_ execution: String, agent: String, phase: String, bytesPerSecond: Int64?) async -> Outcome {
-        remotes[execution] = Remote(agent: agent, bytesPerSecond: bytesPerSecond, phase: phase)
+    func reattach(_ execution: String, agent: String, servedBy: String?, phase: String, bytesPerSecond: Int64?) async -> Outcome {
+        remotes[execution] = Remote(agent: agent, servedBy: servedBy, bytesPerSecond: bytesPerSecond, phase: phase)
         return await wait(execution)
     }
 
@@ -247,14 +250,16 @@ actor AgentHub {
     /// agent of which has called for as long.
     func sweep() {
         let now = Date()
-        for (execution, r) in remotes where r.ended == nil {
-            if let agent = r.agent {
+        for (execution, r) in remotes where r.ended == nil && r.agent != nil {
+            // The agent running the engine, and the one serving it the destination.
+            for (agent, role) in [(r.agent, "running it"), (r.servedBy, "serving its destination")] {
+                guard let agent else { continue }
                 let seen = max(lastSeen[agent] ?? started, started)
-                if now.timeIntervalSince(seen) >= offlineAfter {
-                    let name = (try? store.get(agent))?.body["Name"]?.string.map { "\($0) (\(agent))" } ?? agent
-                    end(execution, .failed(code: "AgentOffline",
-                                           detail: "agent \(name) was not heard from for \(Int(offlineAfter)) s while the execution was \(r.phase); nothing was left under a final name — start the task again when the agent is back"))
-                }
+                guard now.timeIntervalSince(seen) >= offlineAfter else { continue }
+                let name = (try? store.get(agent))?.body["Name"]?.string.map { "\($0) (\(agent))" } ?? agent
+                end(execution, .failed(code: "AgentOffline",
+                                       detail: "agent \(name), \(role), was not heard from for \(Int(offlineAfter)) s while the execution was \(r.phase); nothing was left under a final name — start the task again when the agent is back"))
+                break
             }
         }
         for o in offers where now.timeIntervalSince(o.since) >= offlineAfter && !o.agents.contains(where: isOnline) {

@@ -253,7 +253,7 @@ actor ExecutionRunner {
         var bytes = [UInt8](repeating: 0, count: 24)
         for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
         let name = bytes.map { String(format: "%02x", $0) }.joined()
-        try store.modify(job.execution) { $0["Remote"] = true; $0["ServedBy"] = .string(server) }
+        try store.modify(job.execution) { $0["Remote"] = true; $0["ServedBy"] = ["Agent": .string(server), "Name": .string(name)] }
         var lease = job
         lease.source = try resolver.revealed(job.source)
         var destination = job.destination
@@ -269,7 +269,12 @@ actor ExecutionRunner {
 
     /// After a restart, an execution an agent holds: waits for the agent's report.
     private func reattach(_ execution: String, task: String, agent: String, phase: String, bytesPerSecond: Int64?) async {
-        let outcome = await hub.reattach(execution, agent: agent, phase: phase, bytesPerSecond: bytesPerSecond)
+        let served: JSONValue? = (try? store.get(execution))??.body["ServedBy"]
+        let outcome = await hub.reattach(execution, agent: agent, servedBy: served?["Agent"]?.string, phase: phase, bytesPerSecond: bytesPerSecond)
+        // The destination's agent stops serving what it served for this execution.
+        if let server = served?["Agent"]?.string, let name = served?["Name"]?.string {
+            await hub.command(server, ["Withdraw": .string(name)])
+        }
         do {
             guard let taskBody = try store.get(task)?.body, let body = try store.get(execution)?.body else {
                 throw ServerError.internalError("the task or execution vanished")

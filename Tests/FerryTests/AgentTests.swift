@@ -380,6 +380,20 @@ struct NamespaceS3 {
         let crossed = world.waitForEnd(try world.ok(["start-task-execution", "--task-arn", twoSites])["TaskExecutionArn"] as? String ?? "")
         #expect(crossed["Status"] as? String == "SUCCESS", "\(crossed)")
         try exact(farS3, under: "far/")
+        // The serving agent killed mid-run: the execution ends in ERROR naming it, and what
+        // arrived at the far bucket is whole.
+        _ = try farS3.s3api(["delete-objects", "--bucket", "dest", "--delete",
+                             "{\"Objects\":[{\"Key\":\"far/large/part0.bin\"},{\"Key\":\"far/large/part1.bin\"},{\"Key\":\"far/large/part2.bin\"}]}"])
+        let cut = try world.startMoving(twoSites, ["--override-options", "BytesPerSecond=1048576"])
+        world.killAgent(world.sites[1])
+        let servingLost = world.waitForEnd(cut, seconds: 30)
+        let servingResult = servingLost["Result"] as? [String: Any] ?? [:]
+        #expect(servingLost["Status"] as? String == "ERROR" && servingResult["ErrorCode"] as? String == "AgentOffline"
+                && (servingResult["ErrorDetail"] as? String ?? "").contains(other)
+                && (servingResult["ErrorDetail"] as? String ?? "").contains("serving its destination"), "\(servingLost)")
+        for (path, object) in try farS3.objects(under: "far/", scratch: root) {
+            #expect(object.bytes == (try Data(contentsOf: URL(fileURLWithPath: source + "/" + path))), "\(path) is partial")
+        }
         _ = try world.ok(["delete-task", "--task-arn", twoSites])
         _ = try world.ok(["delete-location", "--location-arn", far])
 
