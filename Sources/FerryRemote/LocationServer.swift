@@ -66,6 +66,34 @@ public final class LocationServer: Sendable {
         return writer
     }
 
+    /// A writer for the path, metadata, attributes and selection that come next.
+    private func createWriter(_ r: inout WireReader) async throws -> any EntryWriter {
+        let path = try r.path()
+        let metadata = try r.metadata()
+        let attributes = try r.optional { (r: inout WireReader) throws(RemoteError) in try r.attributes() }
+        return try await location.createFile(path, metadata: metadata, attributes: attributes, selection: try r.selection())
+    }
+
+    /// Writes the bytes that come next at `offset` (copied once, out of the message, into
+    /// memory the write may hold across its suspension).
+    private func write(_ r: inout WireReader, to writer: any EntryWriter, at offset: Int64) async throws {
+        let bytes = try r.copiedData()
+        defer { bytes.deallocate() }
+        if bytes.count > 0 { try await writer.write(UnsafeRawBufferPointer(bytes), at: offset) }
+    }
+
+    /// Commits `writer` (aborting it when the commit fails) and answers what it did not keep.
+    private func commit(_ writer: any EntryWriter, _ w: inout WireWriter) async throws {
+        do {
+            let notKept = try await writer.commit()
+            w.array(notKept) { $0.string($1) }
+            w.bool(writer.contentConfirmed)
+        } catch {
+            await writer.abort()
+            throw error
+        }
+    }
+
     private func run(_ operation: RemoteOperation, _ r: inout WireReader, _ w: inout WireWriter) async throws {
         switch operation {
         case .hello:
@@ -109,53 +137,26 @@ public final class LocationServer: Sendable {
             guard let reader = readers.withLock({ $0.removeValue(forKey: id) }) else { throw RemoteError.malformed("no open reader \(id)") }
             w.metadata(try await reader.close())
         case .create:
-            let path = try r.path()
-            let metadata = try r.metadata()
-            let attributes = try r.optional { (r: inout WireReader) throws(RemoteError) in try r.attributes() }
-            let writer = try await location.createFile(path, metadata: metadata, attributes: attributes, selection: try r.selection())
+            let writer = try await createWriter(&r)
             let id = nextHandle.add(1, ordering: .relaxed).oldValue
             writers.withLock { $0[id] = writer }
             w.uvarint(id)
         case .write:
             let writer = try writer(&r)
             let offset = try r.varint()
-            let bytes = try r.data()
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
-            defer { buffer.deallocate() }
-            buffer.copyBytes(from: bytes)
-            try await writer.write(UnsafeRawBufferPointer(rebasing: buffer[0..<bytes.count]), at: offset)
+            try await write(&r, to: writer, at: offset)
         case .commit:
-            let writer = try writer(&r, removing: true)
-            do {
-                let notKept = try await writer.commit()
-                w.array(notKept) { $0.string($1) }
-                w.bool(writer.contentConfirmed)
-            } catch {
-                await writer.abort()
-                throw error
-            }
+            try await commit(try writer(&r, removing: true), &w)
         case .put:
             // A small file whole in one call: created, written and committed (aborted on failure).
-            let path = try r.path()
-            let metadata = try r.metadata()
-            let attributes = try r.optional { (r: inout WireReader) throws(RemoteError) in try r.attributes() }
-            let selection = try r.selection()
-            let bytes = try r.data()
-            let writer = try await location.createFile(path, metadata: metadata, attributes: attributes, selection: selection)
+            let writer = try await createWriter(&r)
             do {
-                if !bytes.isEmpty {
-                    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
-                    defer { buffer.deallocate() }
-                    buffer.copyBytes(from: bytes)
-                    try await writer.write(UnsafeRawBufferPointer(buffer), at: 0)
-                }
-                let notKept = try await writer.commit()
-                w.array(notKept) { $0.string($1) }
-                w.bool(writer.contentConfirmed)
+                try await write(&r, to: writer, at: 0)
             } catch {
                 await writer.abort()
                 throw error
             }
+            try await commit(writer, &w)
         case .abort:
             await (try writer(&r, removing: true)).abort()
         case .makeDirectory:

@@ -108,6 +108,15 @@ public struct WireReader {
         return Array(bytes[at..<(at + n)])
     }
 
+    /// A byte string copied straight into memory of its own (the caller deallocates it).
+    public mutating func copiedData() throws(RemoteError) -> UnsafeMutableRawBufferPointer {
+        let n = try count()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(n, 1), alignment: 16)
+        bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[at..<(at + n)])) }
+        at += n
+        return UnsafeMutableRawBufferPointer(rebasing: buffer[0..<n])
+    }
+
     public mutating func string() throws(RemoteError) -> String { String(decoding: try data(), as: UTF8.self) }
 
     public mutating func optional<T>(_ read: (inout WireReader) throws(RemoteError) -> T) throws(RemoteError) -> T? {
