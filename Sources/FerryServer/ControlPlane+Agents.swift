@@ -130,7 +130,7 @@ extension ControlPlane {
         var g = SystemRandomNumberGenerator()
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
         let key = (0..<5).map { _ in String((0..<5).map { _ in alphabet[Int(g.next(upperBound: UInt8(alphabet.count)))] }) }.joined(separator: "-")
-        let token = (0..<32).map { _ in String(format: "%02x", g.next() as UInt8) }.joined()
+        let token = ControlPlane.randomHex(bytes: 32)
         try store.insert(arn: ControlPlane.activationID(key), kind: .activation, body: [
             "PublicKey": .string(publicKey), "Version": input["Version"] ?? "ferry",
             "ClaimTokenHash": .string(ControlPlane.hash(token)), "Expires": .number(now + activationLifetime),
@@ -154,6 +154,12 @@ extension ControlPlane {
         }
         if Date().timeIntervalSince1970 >= a.body["Expires"]?.number ?? 0 { return ["Status": "EXPIRED"] }
         return ["Status": "PENDING"]
+    }
+
+    /// `bytes` random bytes in hexadecimal (claim tokens, names of served locations).
+    static func randomHex(bytes: Int) -> String {
+        var g = SystemRandomNumberGenerator()
+        return (0..<bytes).map { _ in String(format: "%02x", g.next() as UInt8) }.joined()
     }
 
     static func hash(_ text: String) -> String {

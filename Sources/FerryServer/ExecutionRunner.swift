@@ -218,12 +218,7 @@ actor ExecutionRunner {
             } else if agents.isEmpty {
                 try await runHere(job, resolver: resolver)
             } else {
-                try store.modify(execution) { $0["Remote"] = true }
-                var lease = job
-                lease.source = try resolver.revealed(job.source)
-                lease.destination = try resolver.revealed(job.destination)
-                let outcome = await hub.run(execution, agents: agents, lease: lease.json)
-                try await record(outcome, job: job)
+                try await runOnAgents(job, agents: agents, resolver: resolver)
             }
         } catch {
             let reason = cancelReason(execution)
@@ -250,31 +245,34 @@ actor ExecutionRunner {
         guard let endpoint = try store.get(server)?.body["DataEndpoint"]?.string else {
             throw ServerError.invalid("agent \(server) of the destination location has no data port (it was activated by an older control plane, or has not sent a heartbeat since it started); activate it again or wait a heartbeat")
         }
-        var bytes = [UInt8](repeating: 0, count: 24)
-        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
-        let name = bytes.map { String(format: "%02x", $0) }.joined()
-        try store.modify(job.execution) { $0["Remote"] = true; $0["ServedBy"] = ["Agent": .string(server), "Name": .string(name)] }
-        var lease = job
-        lease.source = try resolver.revealed(job.source)
-        var destination = job.destination
-        for m in ControlPlane.secretMembers { destination[m] = nil }  // the source's agent needs none of them
-        lease.destination = destination
-        lease.destinationRemote = ["Agent": .string(server), "Endpoint": .string(endpoint), "Name": .string(name)]
+        let name = ControlPlane.randomHex(bytes: 24)
+        try store.modify(job.execution) { $0["ServedBy"] = ["Agent": .string(server), "Name": .string(name)] }
         await hub.command(server, ["Serve": ["Name": .string(name), "Location": try resolver.revealed(job.destination), "AsDestination": true,
                                              "Options": job.executionBody["Options"] ?? [:]]])
-        let outcome = await hub.run(job.execution, agents: sources, lease: lease.json)
-        await hub.command(server, ["Withdraw": .string(name)])
-        try await record(outcome, job: job)
+        try await runOnAgents(job, agents: sources, resolver: resolver,
+                              destinationRemote: ["Agent": .string(server), "Endpoint": .string(endpoint), "Name": .string(name)])
+    }
+
+    /// Offers the execution to `agents` with its locations' secrets opened (the destination
+    /// as a name another agent serves, without its secrets, when `destinationRemote` is
+    /// given) and records how it ended.
+    private func runOnAgents(_ job: ExecutionJob, agents: Set<String>, resolver: LocationResolver, destinationRemote: JSONValue? = nil) async throws {
+        try store.modify(job.execution) { $0["Remote"] = true }
+        var lease = job
+        lease.source = try resolver.revealed(job.source)
+        if let destinationRemote {
+            for m in ControlPlane.secretMembers { lease.destination[m] = nil }  // the source's agent needs none of them
+            lease.destinationRemote = destinationRemote
+        } else {
+            lease.destination = try resolver.revealed(job.destination)
+        }
+        try await record(await hub.run(job.execution, agents: agents, lease: lease.json), job: job)
     }
 
     /// After a restart, an execution an agent holds: waits for the agent's report.
     private func reattach(_ execution: String, task: String, agent: String, phase: String, bytesPerSecond: Int64?) async {
-        let served: JSONValue? = (try? store.get(execution))??.body["ServedBy"]
-        let outcome = await hub.reattach(execution, agent: agent, servedBy: served?["Agent"]?.string, phase: phase, bytesPerSecond: bytesPerSecond)
-        // The destination's agent stops serving what it served for this execution.
-        if let server = served?["Agent"]?.string, let name = served?["Name"]?.string {
-            await hub.command(server, ["Withdraw": .string(name)])
-        }
+        let servedBy = (try? store.get(execution))??.body["ServedBy"]?["Agent"]?.string
+        let outcome = await hub.reattach(execution, agent: agent, servedBy: servedBy, phase: phase, bytesPerSecond: bytesPerSecond)
         do {
             guard let taskBody = try store.get(task)?.body, let body = try store.get(execution)?.body else {
                 throw ServerError.internalError("the task or execution vanished")
@@ -302,16 +300,9 @@ actor ExecutionRunner {
         let reason = cancelReason(execution)
         let status: TaskExecutionStatus = reason == nil && result.outcome == .success ? .success : .error
         if let report = prepared.report {
-            var reportResult: JSONValue
-            do {
-                reportResult = await report.deliver(try job.writeReport(report, result: result, status: status), s3Endpoint: resolver.s3Endpoint)
-            } catch {
-                reportResult = ["Status": "ERROR", "ErrorCode": "ReportWriteFailed", "ErrorDetail": .string("\(error)")]
+            try await deliverReport(execution, log: log, resolver: resolver) {
+                (report, try job.writeReport(report, result: result, status: status))
             }
-            if reportResult["Status"]?.string != "SUCCESS" {
-                log.basic("[ERROR] Task report: \(reportResult["ErrorDetail"]?.string ?? "failed")")
-            }
-            try store.modify(execution) { $0["ReportResult"] = reportResult }
         }
         try end(job, result: result, cancelled: reason, log: log)
         log.flush()
@@ -330,33 +321,51 @@ actor ExecutionRunner {
         }
     }
 
-    /// Records how an agent's execution ended: its result and report, or the failure.
+    /// Uploads the task report `write` produced (its files, written where `report` keeps
+    /// them) and records ReportResult, with a log line when it failed.
+    private func deliverReport(_ execution: String, log: ExecutionLog, resolver: LocationResolver,
+                               _ write: () throws -> (report: ExecutionReport, files: [(name: String, path: String)])) async throws {
+        var reportResult: JSONValue
+        do {
+            let written = try write()
+            reportResult = await written.report.deliver(written.files, s3Endpoint: resolver.s3Endpoint)
+        } catch {
+            reportResult = ["Status": "ERROR", "ErrorCode": "ReportWriteFailed", "ErrorDetail": .string("\(error)")]
+        }
+        if reportResult["Status"]?.string != "SUCCESS" {
+            log.basic("[ERROR] Task report: \(reportResult["ErrorDetail"]?.string ?? "failed")")
+        }
+        try store.modify(execution) { $0["ReportResult"] = reportResult }
+    }
+
+    /// Records how an agent's execution ended: its result and report, or the failure; the
+    /// agent that served its destination (agent to agent) stops serving it. A control plane
+    /// stopping (`detached`) records nothing: the agents carry on.
     private func record(_ outcome: AgentHub.Outcome, job: ExecutionJob) async throws {
         let execution = job.execution
+        if case .detached = outcome { return }
+        if let served = try store.get(execution)?.body["ServedBy"], let server = served["Agent"]?.string, let name = served["Name"]?.string {
+            await hub.command(server, ["Withdraw": .string(name)])
+        }
         let log = ExecutionLog(store: store, execution: execution, level: job.logLevel)
         switch outcome {
         case .detached:
-            return
+            break  // returned above
         case .failed(let code, let detail):
             try finish(execution, status: .error, errorCode: code, detail: detail)
             log.basic("[ERROR] Execution \(execution) failed: \(detail)")
         case .finished(let result, let cancelled, let reports, let reportError):
             if let config = job.executionBody["TaskReportConfig"], let resolver {
-                var reportResult: JSONValue
-                do {
+                try await deliverReport(execution, log: log, resolver: resolver) {
                     let report = try ExecutionReport(config: config, dataDirectory: resolver.dataDirectory, task: job.task, execution: execution)
                     if let reportError { throw ServerError.internalError(reportError) }
-                    var files: [(name: String, path: String)] = []
-                    for r in reports {
+                    let files = try reports.map { r in
                         let path = report.directory + "/" + (r.file as NSString).lastPathComponent
                         try PrivateFile.write(path, [UInt8](r.content))
-                        files.append((r.name, path))
+                        return (name: r.name, path: path)
                     }
-                    reportResult = await report.deliver(files, s3Endpoint: resolver.s3Endpoint)
-                } catch {
-                    reportResult = ["Status": "ERROR", "ErrorCode": "ReportWriteFailed", "ErrorDetail": .string("\(error)")]
+                    return (report, files)
                 }
-                try store.modify(execution) { $0["ReportResult"] = reportResult }
             }
             try end(job, result: result, cancelled: cancelled, log: log)
         }
