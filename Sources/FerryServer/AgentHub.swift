@@ -27,7 +27,9 @@ actor AgentHub {
     let offlineAfter: TimeInterval
     private let started = Date()
     private var lastSeen: [String: Date] = [:]
-    private var lastPersisted: [String: Date] = [:]
+    /// What was last written to each agent's row, and when: a call writes again only after
+    /// 10 s, or when the version or data endpoint it brings differs.
+    private var persisted: [String: (at: Date, version: String?, dataEndpoint: String?)] = [:]
 
     private struct Offer {
         let execution: String
@@ -68,8 +70,10 @@ actor AgentHub {
     func heard(_ agent: String, version: String? = nil, capacity: JSONValue? = nil, dataEndpoint: String? = nil) {
         let now = Date()
         lastSeen[agent] = now
-        if version != nil || now.timeIntervalSince(lastPersisted[agent] ?? .distantPast) >= 10 {
-            lastPersisted[agent] = now
+        let last = persisted[agent]
+        let changed = (version != nil && version != last?.version) || (dataEndpoint != nil && dataEndpoint != last?.dataEndpoint)
+        if changed || now.timeIntervalSince(last?.at ?? .distantPast) >= 10 {
+            persisted[agent] = (now, version ?? last?.version, dataEndpoint ?? last?.dataEndpoint)
             do {
                 try store.modify(agent) { body in
                     body["LastConnectionTime"] = .number(now.timeIntervalSince1970.rounded())
