@@ -232,34 +232,43 @@ public struct FerryAgent: Sendable {
             }
             try identity.saveActivationKey(key)
             current.withLock { $0 = key }
-            say("Activation key: \(key) (valid 30 minutes): aws datasync create-agent --activation-key \(key) --agent-name NAME")
-            while true {
-                try await Task.sleep(for: .seconds(1))
-                let claim: JSONValue
-                do {
-                    claim = try await client.call("claim", ["ActivationKey": .string(key), "ClaimToken": .string(token)])
-                } catch let e as ControlPlaneClient.CallError where e.status != 0 {
-                    throw e
-                } catch {
-                    continue
+            let seconds = Int(issued["ExpiresIn"]?.number ?? 1800)
+            let valid = seconds >= 120 ? "\(seconds / 60) minutes" : "\(seconds) seconds"
+            say("Activation key: \(key) (valid \(valid)): aws datasync create-agent --activation-key \(key) --agent-name NAME")
+            if let activated = try await claimed(client, identity, key: key, token: token) {
+                say("Activated as \(activated.1); the activation port is closed")
+                return activated
+            }
+            current.withLock { $0 = nil }  // expired: ask for a new one
+        }
+    }
+
+    /// Asks every second whether CreateAgent used `key`: the certificate and ARN, saved,
+    /// once it did; nil when the key expired first.
+    private func claimed(_ client: ControlPlaneClient, _ identity: AgentIdentity, key: String, token: String) async throws -> (String, String)? {
+        while true {
+            try await Task.sleep(for: .seconds(1))
+            let claim: JSONValue
+            do {
+                claim = try await client.call("claim", ["ActivationKey": .string(key), "ClaimToken": .string(token)])
+            } catch let e as ControlPlaneClient.CallError where e.status != 0 {
+                throw e
+            } catch {
+                continue  // the control plane is away: ask again
+            }
+            switch claim["Status"]?.string {
+            case "ACTIVATED":
+                guard let certificate = claim["Certificate"]?.string, let agent = claim["AgentArn"]?.string,
+                      let authority = claim["AgentAuthority"]?.string else {
+                    throw ServerError.internalError("the control plane activated the agent without its certificate")
                 }
-                switch claim["Status"]?.string {
-                case "ACTIVATED":
-                    guard let certificate = claim["Certificate"]?.string, let agent = claim["AgentArn"]?.string,
-                          let authority = claim["AgentAuthority"]?.string else {
-                        throw ServerError.internalError("the control plane activated the agent without its certificate")
-                    }
-                    try identity.saveActivation(certificate: certificate, agent: agent, controlPlane: configuration.controlPlane,
-                                                authority: authority)
-                    say("Activated as \(agent); the activation port is closed")
-                    return (certificate, agent)
-                case "EXPIRED":
-                    current.withLock { $0 = nil }
-                    break
-                default:
-                    continue
-                }
-                break
+                try identity.saveActivation(certificate: certificate, agent: agent, controlPlane: configuration.controlPlane,
+                                            authority: authority)
+                return (certificate, agent)
+            case "EXPIRED":
+                return nil
+            default:
+                continue
             }
         }
     }
