@@ -72,23 +72,10 @@ public final class NetworkNamespace: Sendable {
         try run(["/usr/sbin/ip"] + args)
     }
 
-    /// Runs `argv` to its end; its output. Fails naming the command unless it exits 0.
+    /// Runs `argv` to its end; its output (``ProcessLauncher/output(_:input:)``).
     @discardableResult
     public static func run(_ argv: [String]) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: argv[0])
-        p.arguments = Array(argv.dropFirst())
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let error = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw TestTreeError("\(argv.joined(separator: " ")) exited \(p.terminationStatus): \(String(decoding: error, as: UTF8.self))")
-        }
-        return String(decoding: output, as: UTF8.self)
+        try ProcessLauncher.output(argv)
     }
 }
 

@@ -29,4 +29,54 @@ public enum ProcessLauncher {
         job.started.wait()
         if let error = job.error { throw error }
     }
+
+    /// Starts `argv` under `setpriv --pdeathsig KILL` (it dies with the tests) through
+    /// ``run(_:)``: output appended to the file `output` (or dropped), `stdin` as its input.
+    public static func start(_ p: Process, _ argv: [String], output: String? = nil, environment: [String: String]? = nil,
+                             stdin: Pipe? = nil) throws {
+        if let environment { p.environment = environment }
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        p.arguments = ["--pdeathsig", "KILL", "--"] + argv
+        if let stdin { p.standardInput = stdin }
+        if let output {
+            if !FileManager.default.fileExists(atPath: output) { FileManager.default.createFile(atPath: output, contents: nil) }
+            let h = FileHandle(forWritingAtPath: output)
+            h?.seekToEndOfFile()
+            p.standardOutput = h
+            p.standardError = h
+        } else {
+            p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+            p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        }
+        try run(p)
+    }
+
+    /// Runs `argv` (an absolute path first) to its end, with `input` on its standard input;
+    /// its standard output. Fails naming the command and quoting its error output unless it
+    /// exits 0. (Error output goes to a file, so a chatty tool cannot block on a full pipe.)
+    @discardableResult
+    public static func output(_ argv: [String], input: String? = nil) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: argv[0])
+        p.arguments = Array(argv.dropFirst())
+        let stdin = Pipe(), out = Pipe()
+        if input != nil { p.standardInput = stdin }
+        p.standardOutput = out
+        let errors = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-test-stderr-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: errors.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: errors) }
+        p.standardError = try FileHandle(forWritingTo: errors)
+        try p.run()
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+        }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else {
+            let said = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
+            throw TestTreeError("\(argv.joined(separator: " ")) exited \(p.terminationStatus): \(said)")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
 }

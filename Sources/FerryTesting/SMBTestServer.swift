@@ -120,33 +120,13 @@ public final class SMBTestServer: Sendable {
     /// Starts a server in the foreground, killed when the test process ends (and stopping
     /// when `stdin`, kept open for its lifetime, ends).
     static func launch(_ p: Process, _ argv: [String], stdin: Pipe) throws {
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        p.arguments = ["--pdeathsig", "KILL", "--"] + argv
-        p.standardInput = stdin
-        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try ProcessLauncher.run(p)
+        try ProcessLauncher.start(p, argv, stdin: stdin)
     }
 
-    /// Runs `tool` to its end; its standard output. Fails naming the command unless it exits 0.
+    /// Runs `tool` to its end; its standard output (``ProcessLauncher/output(_:input:)``).
     @discardableResult
     static func run(_ tool: String, _ args: [String], input: String? = nil) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        let pipe = Pipe(), out = Pipe()
-        if input != nil { p.standardInput = pipe }
-        p.standardOutput = out
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
-        if let input {
-            pipe.fileHandleForWriting.write(Data(input.utf8))
-            try pipe.fileHandleForWriting.close()
-        }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw TestTreeError("\(tool) \(args.joined(separator: " ")) failed with \(p.terminationStatus)") }
-        return String(decoding: data, as: UTF8.self)
+        try ProcessLauncher.output([tool] + args, input: input)
     }
 
     /// Waits until security descriptors can be read (smbcacls on the share's root answers),

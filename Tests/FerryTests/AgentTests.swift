@@ -69,26 +69,9 @@ final class AgentWorld {
         environment["AWS_PAGER"] = ""
     }
 
-    static func launch(_ p: Process, _ argv: [String], output: String? = nil, environment: [String: String]? = nil) throws {
-        if let environment { p.environment = environment }
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        p.arguments = ["--pdeathsig", "KILL", "--"] + argv
-        if let output {
-            FileManager.default.createFile(atPath: output, contents: nil)
-            let h = FileHandle(forWritingAtPath: output)
-            h?.seekToEndOfFile()
-            p.standardOutput = h
-            p.standardError = h
-        } else {
-            p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-            p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        }
-        try ProcessLauncher.run(p)
-    }
-
     func startServer() throws {
         server = Process()
-        try AgentWorld.launch(server, cp.command([CLI.executable] + serverArguments), output: dataDirectory + ".out",
+        try ProcessLauncher.start(server, cp.command([CLI.executable] + serverArguments), output: dataDirectory + ".out",
                               environment: NamespaceS3.environment)
         try cp.waitFor("127.0.0.1", port, what: "ferry server", process: server)
     }
@@ -100,7 +83,7 @@ final class AgentWorld {
 
     func startAgent(_ site: Site) throws {
         let p = Process()
-        try AgentWorld.launch(p, site.namespace.command([
+        try ProcessLauncher.start(p, site.namespace.command([
             CLI.executable, "agent", "--data-dir", site.dataDirectory, "--control-plane", "https://\(site.cpFromSite):\(port)",
             "--ca-file", dataDirectory + "/tls/ca.pem", "--activation-port", "80", "--heartbeat-seconds", "1",
             "--data-port", "8951", "--data-address", site.dataAddress,
@@ -200,7 +183,7 @@ struct NamespaceS3 {
     init(_ namespace: NetworkNamespace) throws {
         self.namespace = namespace
         guard let moto = S3TestServer.which("moto_server") else { throw TestTreeError("moto_server not found: pip install 'moto[server]' (.ci/run does)") }
-        try AgentWorld.launch(process, namespace.command([moto, "-H", "127.0.0.1", "-p", "\(port)"]))
+        try ProcessLauncher.start(process, namespace.command([moto, "-H", "127.0.0.1", "-p", "\(port)"]))
         try namespace.waitFor("127.0.0.1", port, what: "moto_server", process: process)
     }
 
