@@ -62,6 +62,51 @@ def activation_key(port, deadline=30):
     sys.exit(f"no activation key on port {port}")
 
 
+
+def start_control_plane(ferry, work, procs):
+    """`ferry server --tls` in WORK/cp on a free port: (port, its CA's path, a boto3 DataSync client, the process)."""
+    port = free_port()
+    data = f"{work}/cp"
+    cp = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", ferry, "server", "--data-dir", data, "--port", str(port), "--tls"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(cp)
+    wait_port(port)
+    creds = dict(l.split("=", 1) for l in subprocess.check_output([ferry, "server", "credentials", "--data-dir", data], text=True).split())
+    ca = f"{data}/tls/ca.pem"
+    ds = boto3.client("datasync", endpoint_url=f"https://127.0.0.1:{port}", region_name="us-east-1", verify=ca,
+                      aws_access_key_id=creds["AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"])
+    return port, ca, ds, cp
+
+
+def start_agent_process(ferry, ds, port, ca, data_dir, name, procs, heartbeat=30, extra=()):
+    """A `ferry agent` activated through its activation port and create_agent, waited for until ONLINE: (ARN, process)."""
+    activation = free_port()
+    p = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", ferry, "agent", "--data-dir", data_dir,
+                          "--control-plane", f"https://127.0.0.1:{port}", "--ca-file", ca, "--activation-port", str(activation),
+                          "--activation-host", "127.0.0.1", "--heartbeat-seconds", str(heartbeat)] + list(extra),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(p)
+    arn = ds.create_agent(ActivationKey=activation_key(activation), AgentName=name)["AgentArn"]
+    for _ in range(100):
+        if ds.describe_agent(AgentArn=arn)["Status"] == "ONLINE":
+            return arn, p
+        time.sleep(0.1)
+    sys.exit(f"agent {name} never came ONLINE")
+
+
+def run_task(ds, task, poll=0.05):
+    """Seconds from StartTaskExecution until DescribeTaskExecution says SUCCESS (exits on ERROR)."""
+    start = time.perf_counter()
+    execution = ds.start_task_execution(TaskArn=task)["TaskExecutionArn"]
+    while True:
+        d = ds.describe_task_execution(TaskExecutionArn=execution)
+        if d["Status"] in ("SUCCESS", "ERROR"):
+            break
+        time.sleep(poll)
+    if d["Status"] != "SUCCESS":
+        sys.exit(f"execution failed: {d['Result']}")
+    return time.perf_counter() - start
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -76,45 +121,16 @@ def main():
     filebench.gen_small(f"{export}/src")
     procs = []
     try:
-        port = free_port()
-        data = f"{work}/cp"
-        cp = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", a.ferry, "server", "--data-dir", data, "--port", str(port), "--tls"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(cp)
-        wait_port(port)
-        creds = dict(l.split("=", 1) for l in subprocess.check_output([a.ferry, "server", "credentials", "--data-dir", data], text=True).split())
-        ca = f"{data}/tls/ca.pem"
-        ds = boto3.client("datasync", endpoint_url=f"https://127.0.0.1:{port}", region_name="us-east-1", verify=ca,
-                          aws_access_key_id=creds["AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"])
+        port, ca, ds, cp = start_control_plane(a.ferry, work, procs)
 
         def start_agent(i, heartbeat=30):
-            activation = free_port()
-            p = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", a.ferry, "agent", "--data-dir", f"{work}/agent{i}",
-                                  "--control-plane", f"https://127.0.0.1:{port}", "--ca-file", ca, "--activation-port", str(activation),
-                                  "--activation-host", "127.0.0.1", "--heartbeat-seconds", str(heartbeat)],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            procs.append(p)
-            arn = ds.create_agent(ActivationKey=activation_key(activation), AgentName=f"bench{i}")["AgentArn"]
-            for _ in range(100):
-                if ds.describe_agent(AgentArn=arn)["Status"] == "ONLINE":
-                    return arn, p
-                time.sleep(0.1)
-            sys.exit(f"agent {i} never came ONLINE")
+            return start_agent_process(a.ferry, ds, port, ca, f"{work}/agent{i}", f"bench{i}", procs, heartbeat)
 
         def nfs(path, agent):
             return ds.create_location_nfs(ServerHostname="127.0.0.1", Subdirectory=path, OnPremConfig={"AgentArns": [agent]})["LocationArn"]
 
         def run(task):
-            start = time.perf_counter()
-            execution = ds.start_task_execution(TaskArn=task)["TaskExecutionArn"]
-            while True:
-                d = ds.describe_task_execution(TaskExecutionArn=execution)
-                if d["Status"] in ("SUCCESS", "ERROR"):
-                    break
-                time.sleep(0.05)
-            if d["Status"] != "SUCCESS":
-                sys.exit(f"execution failed: {d['Result']}")
-            return time.perf_counter() - start
+            return run_task(ds, task)
 
         builtin = ds.list_agents()["Agents"][0]["AgentArn"]
         agent, agent_proc = start_agent(0)

@@ -14,15 +14,14 @@ Alternated; medians; ratios rsync / Ferry.
 Needs sshd (apt-get install openssh-server) and the release build (.build/release/ferry,
 .build/release/ferry-netem); do not run it during a build.
 """
-import argparse, json, os, re, shutil, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
-import boto3
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import filebench  # noqa: E402
 from filebench import free_port, wait_port  # noqa: E402
-from agentbench import activation_key  # noqa: E402
+from agentbench import run_task, start_agent_process, start_control_plane  # noqa: E402
 
 NETEM = os.path.join(ROOT, ".build/release/ferry-netem")
 
@@ -64,28 +63,10 @@ def main():
     procs = []
     results = {"rtt_ms": a.rtt, "files": a.files, "runs": a.runs}
     try:
-        port = free_port()
-        data = f"{work}/cp"
-        procs.append(subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", a.ferry, "server", "--data-dir", data, "--port", str(port), "--tls"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_port(port)
-        creds = dict(l.split("=", 1) for l in subprocess.check_output([a.ferry, "server", "credentials", "--data-dir", data], text=True).split())
-        ca = f"{data}/tls/ca.pem"
-        ds = boto3.client("datasync", endpoint_url=f"https://127.0.0.1:{port}", region_name="us-east-1", verify=ca,
-                          aws_access_key_id=creds["AWS_ACCESS_KEY_ID"], aws_secret_access_key=creds["AWS_SECRET_ACCESS_KEY"])
+        port, ca, ds, _ = start_control_plane(a.ferry, work, procs)
 
         def agent(name, extra):
-            activation = free_port()
-            procs.append(subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", a.ferry, "agent", "--data-dir", f"{work}/{name}",
-                                           "--control-plane", f"https://127.0.0.1:{port}", "--ca-file", ca, "--activation-port", str(activation),
-                                           "--activation-host", "127.0.0.1", "--heartbeat-seconds", "2"] + extra,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            arn = ds.create_agent(ActivationKey=activation_key(activation), AgentName=name)["AgentArn"]
-            for _ in range(100):
-                if ds.describe_agent(AgentArn=arn)["Status"] == "ONLINE":
-                    return arn
-                time.sleep(0.1)
-            sys.exit(f"agent {name} never came ONLINE")
+            return start_agent_process(a.ferry, ds, port, ca, f"{work}/{name}", name, procs, heartbeat=2, extra=extra)[0]
 
         data_port = free_port()
         far = proxy(procs, data_port, a.rtt)
@@ -101,24 +82,16 @@ def main():
             order = list(samples) if r % 2 == 0 else list(reversed(samples))
             for tool in order:
                 dst = f"{export}/dst-{tool.replace(' ', '')}-{r}"
-                start = time.perf_counter()
                 if tool.startswith("rsync"):
+                    start = time.perf_counter()
                     subprocess.run(["rsync", "-a", "-e", f"ssh -p {ssh_far} -i {key} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
                                     f"{export}/src/", f"root@127.0.0.1:{dst}/"], check=True)
+                    samples[tool].append(time.perf_counter() - start)
                 else:
                     dloc = ds.create_location_nfs(ServerHostname="127.0.0.1", Subdirectory=dst, OnPremConfig={"AgentArns": [destination_agent]})["LocationArn"]
                     options = {"VerifyMode": "NONE" if "none" in tool else "ONLY_FILES_TRANSFERRED"}
                     task = ds.create_task(SourceLocationArn=src, DestinationLocationArn=dloc, Options=options)["TaskArn"]
-                    start = time.perf_counter()
-                    execution = ds.start_task_execution(TaskArn=task)["TaskExecutionArn"]
-                    while True:
-                        d = ds.describe_task_execution(TaskExecutionArn=execution)
-                        if d["Status"] in ("SUCCESS", "ERROR"):
-                            break
-                        time.sleep(0.05)
-                    if d["Status"] != "SUCCESS":
-                        sys.exit(f"execution failed: {d['Result']}")
-                samples[tool].append(time.perf_counter() - start)
+                    samples[tool].append(run_task(ds, task))
                 print(f"{tool} run {r}: {samples[tool][-1]:.2f} s", flush=True)
         for tool, s in samples.items():
             results[f"{tool} median s"] = round(statistics.median(s), 2)
