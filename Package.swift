@@ -33,8 +33,8 @@ let package = Package(
     targets: [
         // Syscalls Glibc does not expose (openat2, copy_file_range, xattrs, SEEK_DATA, ...)
         // and the XXH3 checksum (libxxhash's header, inlined).
-        // zlib for CRC32 (S3 part checksums).
-        .target(name: "CFerry", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("z")]),
+        // zlib for CRC32 (S3 part checksums); zstd for FerryRemote's compressed data.
+        .target(name: "CFerry", cSettings: [.unsafeFlags(["-O2"])], linkerSettings: [.linkedLibrary("z"), .linkedLibrary("zstd")]),
         .target(
             name: "FerryCore",
             dependencies: ["CFerry", .product(name: "Logging", package: "swift-log")],
@@ -81,6 +81,7 @@ let package = Package(
             name: "FerryRemote",
             dependencies: [
                 "FerryCore",
+                "CFerry",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],

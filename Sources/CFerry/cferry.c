@@ -16,6 +16,7 @@
 #include <linux/fs.h>
 #include <stdio.h>
 #include <zlib.h>
+#include <zstd.h>
 #define XXH_INLINE_ALL
 #if defined(__x86_64__)
 /* XXH3's AVX-512 and AVX2 accumulators are compiled (for their targets, by function
@@ -111,6 +112,20 @@ int cferry_fremovexattr(int fd, const char *n) { return fremovexattr(fd, n); }
 ssize_t cferry_llistxattr(const char *p, char *list, size_t size) { return llistxattr(p, list, size); }
 ssize_t cferry_lgetxattr(const char *p, const char *n, void *v, size_t s) { return lgetxattr(p, n, v, s); }
 uint32_t cferry_crc32(uint32_t crc, const void *data, size_t len) { return (uint32_t)crc32_z(crc, data, len); }
+
+static __thread ZSTD_CCtx *cferry_cctx;
+static __thread ZSTD_DCtx *cferry_dctx;
+size_t cferry_zstd_bound(size_t len) { return ZSTD_compressBound(len); }
+size_t cferry_zstd_compress(void *dst, size_t capacity, const void *src, size_t len, int level) {
+    if (!cferry_cctx && !(cferry_cctx = ZSTD_createCCtx())) return 0;
+    size_t n = ZSTD_compressCCtx(cferry_cctx, dst, capacity, src, len, level);
+    return ZSTD_isError(n) ? 0 : n;
+}
+int64_t cferry_zstd_decompress(void *dst, size_t capacity, const void *src, size_t len) {
+    if (!cferry_dctx && !(cferry_dctx = ZSTD_createDCtx())) return -1;
+    size_t n = ZSTD_decompressDCtx(cferry_dctx, dst, capacity, src, len);
+    return ZSTD_isError(n) ? -1 : (int64_t)n;
+}
 ssize_t cferry_getxattr(const char *p, const char *n, void *v, size_t s) { return getxattr(p, n, v, s); }
 int cferry_lsetxattr(const char *p, const char *n, const void *v, size_t s, int f) { return lsetxattr(p, n, v, s, f); }
 int cferry_lremovexattr(const char *p, const char *n) { return lremovexattr(p, n); }

@@ -5,6 +5,11 @@ public struct ContentChecksum: Hashable, Sendable, CustomStringConvertible {
     public var high: UInt64
     public var low: UInt64
 
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
     public var description: String {
         "xxh3-128:" + hex16(high) + hex16(low)
     }

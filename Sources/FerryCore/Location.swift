@@ -191,6 +191,14 @@ public protocol DirectCopying: Location {
     func directCopier(to destination: any Location) -> (any DirectFileCopier)?
 }
 
+/// A location whose file data crosses a link of Ferry's own, compressed where it pays
+/// (another agent's location): the engine counts the bytes that went on the link as
+/// DataSync's `BytesCompressed`.
+public protocol LinkMetering: Location {
+    /// Hands `sink` every amount of file data put on (or taken off) the link from now on.
+    func meterLink(_ sink: @escaping @Sendable (Int64) -> Void)
+}
+
 /// Leftovers of the location's own interrupted writes (temporaries, unfinished uploads),
 /// named in ``Listing/staleTemporaries`` and cleaned by the next run.
 public protocol TemporaryKeeping: Location {

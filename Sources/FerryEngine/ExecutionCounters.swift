@@ -27,6 +27,9 @@ public enum ExecutionPhase: UInt8, Sendable, Codable, CustomStringConvertible {
 /// adding only shares a row for that one add; the adds stay atomic.
 public final class ExecutionCounters: @unchecked Sendable {
     public let phase = Atomic<UInt8>(ExecutionPhase.launching.rawValue)
+    /// Whether a location counts the bytes it put on a link (``LinkMetering``); without
+    /// one, BytesCompressed is the bytes written (nothing was compressed).
+    let linkMetered = Atomic<Bool>(false)
     /// Int64s per row: every counter, rounded up to whole 128-byte rows.
     private static let rowLength = (Counter.allCases.count + 15) / 16 * 16
     private static let rowBytes = rowLength * MemoryLayout<Int64>.stride
@@ -61,6 +64,8 @@ public final class ExecutionCounters: @unchecked Sendable {
         /// Time the workers spent reading transferred files back, summed (not one of
         /// DataSync's counters: the VERIFYING phase's duration counts it).
         case verifyNanoseconds
+        /// File data as it crossed a link of Ferry's own, compressed (``LinkMetering``).
+        case bytesCompressed
     }
 
     /// Adds `n` to one counter.
@@ -87,6 +92,7 @@ public final class ExecutionCounters: @unchecked Sendable {
             filesTransferred: value(.filesTransferred),
             bytesTransferred: value(.bytesTransferred),
             bytesWritten: value(.bytesWritten),
+            bytesCompressed: value(linkMetered.load(ordering: .relaxed) ? .bytesCompressed : .bytesWritten),
             filesDeleted: value(.filesDeleted),
             filesSkipped: value(.filesSkipped),
             filesFailed: value(.filesFailed),
@@ -107,6 +113,8 @@ public struct CounterSnapshot: Sendable, Codable, Hashable {
     public var filesTransferred: Int64
     public var bytesTransferred: Int64
     public var bytesWritten: Int64
+    /// What the data took on the network after compression (DataSync's BytesCompressed).
+    public var bytesCompressed: Int64
     public var filesDeleted: Int64
     public var filesSkipped: Int64
     public var filesFailed: Int64
@@ -124,6 +132,7 @@ public struct CounterSnapshot: Sendable, Codable, Hashable {
         case filesTransferred = "FilesTransferred"
         case bytesTransferred = "BytesTransferred"
         case bytesWritten = "BytesWritten"
+        case bytesCompressed = "BytesCompressed"
         case filesDeleted = "FilesDeleted"
         case filesSkipped = "FilesSkipped"
         case filesFailed = "FilesFailed"

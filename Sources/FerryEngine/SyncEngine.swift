@@ -67,6 +67,12 @@ public final class SyncEngine: Sendable {
         self.planner = DirectoryPlanner(
             options: configuration.options, filters: configuration.filters, selection: selection,
             destinationCapabilities: caps, withheld: { destinationFeatures.metadataWithheld($0, kind: $1, selection: $2) })
+        // File data that crosses a link of Ferry's own is BytesCompressed as it went there.
+        let counters = self.counters
+        for case let metered as any LinkMetering in [configuration.source, configuration.destination] {
+            counters.linkMetered.store(true, ordering: .relaxed)
+            metered.meterLink { counters.add(.bytesCompressed, $0) }
+        }
     }
 
     var source: any Location { configuration.source }

@@ -20,9 +20,13 @@ public enum RemoteOperation: String, Sendable, CaseIterable {
 public final class LocationServer: Sendable {
     public let location: any Location
     let features: Features
+    /// Compresses the data of reads sent back.
+    let compressor = Compressor()
     private let readers = Mutex<[UInt64: any EntryReader]>([:])
-    private let writers = Mutex<[UInt64: any EntryWriter]>([:])
-    private let nextHandle = Atomic<UInt64>(1)
+    private let writers = Mutex<[UInt64: ServedWriter]>([:])
+    /// Handles start at a random number: a peer that still holds one from before this
+    /// process restarted gets "not open", never another file's handle.
+    private let nextHandle = Atomic<UInt64>(UInt64.random(in: 1...(UInt64.max >> 2)))
 
     public init(_ location: any Location) {
         self.location = location
@@ -48,48 +52,65 @@ public final class LocationServer: Sendable {
     /// Aborts every writer and closes every reader still open (the peer went away).
     public func closeAll() async {
         let open = writers.withLock { w in defer { w = [:] }; return Array(w.values) }
-        for writer in open { await writer.abort() }
+        for served in open { await served.writer.abort() }
         let reading = readers.withLock { r in defer { r = [:] }; return Array(r.values) }
         for reader in reading { _ = try? await reader.close() }
     }
 
+    /// A handle this process does not hold: closed already, or from before a restart. The
+    /// peer may try the whole file again.
+    private static func notOpen(_ what: String, _ id: UInt64) -> RemoteError {
+        RemoteError(.remoteFailure, "no \(what) \(id) is open at the serving agent (it was closed, or the agent restarted)", retryClass: .retryable)
+    }
+
     private func reader(_ r: inout WireReader) throws -> any EntryReader {
         let id = try r.uvarint()
-        guard let reader = readers.withLock({ $0[id] }) else { throw RemoteError.malformed("no open reader \(id)") }
+        guard let reader = readers.withLock({ $0[id] }) else { throw LocationServer.notOpen("reader", id) }
         return reader
     }
 
-    private func writer(_ r: inout WireReader, removing: Bool = false) throws -> any EntryWriter {
+    private func writer(_ r: inout WireReader, removing: Bool = false) throws -> ServedWriter {
         let id = try r.uvarint()
-        let writer = writers.withLock { removing ? $0.removeValue(forKey: id) : $0[id] }
-        guard let writer else { throw RemoteError.malformed("no open writer \(id)") }
-        return writer
+        let served = writers.withLock { removing ? $0.removeValue(forKey: id) : $0[id] }
+        guard let served else { throw LocationServer.notOpen("writer", id) }
+        return served
     }
 
     /// A writer for the path, metadata, attributes and selection that come next.
-    private func createWriter(_ r: inout WireReader) async throws -> any EntryWriter {
+    private func createWriter(_ r: inout WireReader) async throws -> ServedWriter {
         let path = try r.path()
         let metadata = try r.metadata()
         let attributes = try r.optional { (r: inout WireReader) throws(RemoteError) in try r.attributes() }
-        return try await location.createFile(path, metadata: metadata, attributes: attributes, selection: try r.selection())
+        let writer = try await location.createFile(path, metadata: metadata, attributes: attributes, selection: try r.selection())
+        return ServedWriter(writer: writer, path: path, size: metadata.size)
     }
 
-    /// Writes the bytes that come next at `offset` (copied once, out of the message, into
+    /// Writes the data that comes next at `offset` (unpacked once, out of the message, into
     /// memory the write may hold across its suspension).
-    private func write(_ r: inout WireReader, to writer: any EntryWriter, at offset: Int64) async throws {
-        let bytes = try r.copiedData()
+    private func write(_ r: inout WireReader, to served: ServedWriter, at offset: Int64) async throws {
+        let (bytes, _) = try r.unpacked(limit: RemoteLocation.largestRead)
         defer { bytes.deallocate() }
-        if bytes.count > 0 { try await writer.write(UnsafeRawBufferPointer(bytes), at: offset) }
+        guard bytes.count > 0 else { return }
+        served.written.add(UnsafeRawBufferPointer(bytes), at: offset)
+        try await served.writer.write(UnsafeRawBufferPointer(bytes), at: offset)
     }
 
-    /// Commits `writer` (aborting it when the commit fails) and answers what it did not keep.
-    private func commit(_ writer: any EntryWriter, _ w: inout WireWriter) async throws {
+    /// Commits `served` when the sender's checksum (if it sent one) is that of the bytes
+    /// written here, and answers what it did not keep and whether the bytes are confirmed;
+    /// aborts it when the checksums differ or the commit fails.
+    private func commit(_ served: ServedWriter, _ r: inout WireReader, _ w: inout WireWriter) async throws {
         do {
-            let notKept = try await writer.commit()
+            let sent = try r.optional { (r: inout WireReader) throws(RemoteError) in try r.checksum() }
+            let here = served.written.finish(size: served.size)
+            if let sent, let here, sent != here {
+                throw RemoteError(.checksumMismatch, "the bytes written at the destination (\(here)) are not those sent (\(sent))",
+                                  path: served.path, retryClass: .itemFailed)
+            }
+            let notKept = try await served.writer.commit()
             w.array(notKept) { $0.string($1) }
-            w.bool(writer.contentConfirmed)
+            w.bool(served.writer.contentConfirmed || (sent != nil && sent == here))
         } catch {
-            await writer.abort()
+            await served.writer.abort()
             throw error
         }
     }
@@ -131,10 +152,10 @@ public final class LocationServer: Sendable {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(length, 1), alignment: 16)
             defer { buffer.deallocate() }
             let n = try await reader.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length]), at: offset)
-            w.data(UnsafeRawBufferPointer(rebasing: buffer[0..<min(n, length)]))
+            w.packed(UnsafeRawBufferPointer(rebasing: buffer[0..<min(n, length)]), compressor)
         case .closeRead:
             let id = try r.uvarint()
-            guard let reader = readers.withLock({ $0.removeValue(forKey: id) }) else { throw RemoteError.malformed("no open reader \(id)") }
+            guard let reader = readers.withLock({ $0.removeValue(forKey: id) }) else { throw LocationServer.notOpen("reader", id) }
             w.metadata(try await reader.close())
         case .create:
             let writer = try await createWriter(&r)
@@ -146,19 +167,20 @@ public final class LocationServer: Sendable {
             let offset = try r.varint()
             try await write(&r, to: writer, at: offset)
         case .commit:
-            try await commit(try writer(&r, removing: true), &w)
+            let served = try writer(&r, removing: true)
+            try await commit(served, &r, &w)
         case .put:
             // A small file whole in one call: created, written and committed (aborted on failure).
-            let writer = try await createWriter(&r)
+            let served = try await createWriter(&r)
             do {
-                try await write(&r, to: writer, at: 0)
+                try await write(&r, to: served, at: 0)
             } catch {
-                await writer.abort()
+                await served.writer.abort()
                 throw error
             }
-            try await commit(writer, &w)
+            try await commit(served, &r, &w)
         case .abort:
-            await (try writer(&r, removing: true)).abort()
+            await (try writer(&r, removing: true)).writer.abort()
         case .makeDirectory:
             try await location.makeDirectory(try r.path())
         case .setMetadata:
@@ -189,6 +211,14 @@ public final class LocationServer: Sendable {
             try await features.removeTemporary(in: directory, name: try r.name())
         }
     }
+}
+
+/// A writer the peer opened, with what the commit checks: the bytes written here, hashed.
+struct ServedWriter: Sendable {
+    let writer: any EntryWriter
+    let path: EntryPath
+    let size: Int64
+    let written = WrittenChecksum()
 }
 
 /// What a served location can do, as the peer learns it from `hello`.

@@ -21,10 +21,24 @@ public final class LocationService: Sendable {
     }
 }
 
-/// The served locations by name.
+/// The served locations by name, and the sessions of the peers bound to each.
 final class ServerTable: Sendable {
-    private let table = Mutex<[String: LocationServer]>([:])
-    func put(_ name: String, _ server: LocationServer) { table.withLock { $0[name] = server } }
-    func get(_ name: String) -> LocationServer? { table.withLock { $0[name] } }
-    func take(_ name: String) -> LocationServer? { table.withLock { $0.removeValue(forKey: name) } }
+    private struct Served {
+        let server: LocationServer
+        var sessions: [UInt64: CallSession] = [:]
+    }
+    private let table = Mutex<[String: Served]>([:])
+    func put(_ name: String, _ server: LocationServer) { table.withLock { $0[name] = Served(server: server) } }
+    func take(_ name: String) -> LocationServer? { table.withLock { $0.removeValue(forKey: name)?.server } }
+
+    /// The location served as `name` and the peer's session with it (made on first use).
+    func bind(_ name: String, session id: UInt64) -> (LocationServer?, CallSession?) {
+        table.withLock { t in
+            guard let served = t[name] else { return (nil, nil) }
+            if let session = served.sessions[id] { return (served.server, session) }
+            let session = CallSession()
+            t[name]?.sessions[id] = session
+            return (served.server, session)
+        }
+    }
 }

@@ -12,7 +12,9 @@ public protocol RemoteTransport: Sendable {
 /// A location another Ferry process serves (``LocationServer``): every ``Location`` member
 /// is a call to it, so the engine runs here against storage only the peer reaches. What
 /// the served location can hold comes from its `hello`.
-public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFileWriting, ExtendedAttributeStoring, TemporaryKeeping {
+public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFileWriting, ExtendedAttributeStoring, TemporaryKeeping,
+    LinkMetering
+{
     /// The most bytes one `read` call returns.
     public static let largestRead = 4 << 20
 
@@ -20,6 +22,9 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
     public let uri: String
     public let capabilities: Capabilities
     public let temporariesAreFiles: Bool
+    /// Compresses the data written (``PackedData``).
+    let compressor = Compressor()
+    let meter = LinkMeter()
 
     /// Connects: asks the peer what it serves.
     public static func connect(_ transport: any RemoteTransport) async throws -> RemoteLocation {
@@ -31,6 +36,11 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
     }
 
     public func close() async { await transport.close() }
+
+    /// File data on the link so far (compressed where it paid), both ways.
+    public var bytesOnLink: Int64 { meter.total }
+
+    public func meterLink(_ sink: @escaping @Sendable (Int64) -> Void) { meter.attach(sink) }
 
     static func call(_ transport: any RemoteTransport, _ operation: RemoteOperation, _ body: [UInt8]) async throws -> WireReader {
         var r = WireReader(try await transport.call(operation, body))
@@ -81,7 +91,7 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
             w.optional(attributes) { $0.attributes($1) }
             w.selection(selection)
         }
-        return RemoteWriter(location: self, handle: try r.uvarint())
+        return RemoteWriter(location: self, handle: try r.uvarint(), size: metadata.size)
     }
 
     public func makeDirectory(_ path: EntryPath) async throws {
@@ -166,10 +176,9 @@ struct RemoteReader: EntryReader {
             w.varint(offset)
             w.uvarint(UInt64(wanted))
         }
-        let bytes = try r.data()
-        guard bytes.count <= wanted else { throw RemoteError.malformed("a read returned more than was asked") }
-        if !bytes.isEmpty { buffer.copyBytes(from: bytes) }
-        return bytes.count
+        let (n, onLink) = try r.unpack(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<wanted]))
+        location.meter.add(onLink)
+        return n
     }
 
     func close() async throws -> FileMetadata {
@@ -178,33 +187,43 @@ struct RemoteReader: EntryReader {
     }
 }
 
-/// A file the peer writes under a temporary name until ``commit()``.
+/// A file the peer writes under a temporary name until ``commit()``, which carries the
+/// checksum of what was written so that the peer commits only the same bytes.
 final class RemoteWriter: EntryWriter, Sendable {
     let location: RemoteLocation
     let handle: UInt64
+    let size: Int64
+    private let written = WrittenChecksum()
     private let confirmed = Mutex(false)
 
-    init(location: RemoteLocation, handle: UInt64) {
+    init(location: RemoteLocation, handle: UInt64, size: Int64) {
         self.location = location
         self.handle = handle
+        self.size = size
     }
 
     /// Writes in calls of at most 4 MiB (what the serving side accepts in one request).
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws {
+        written.add(bytes, at: offset)
         var done = 0
         repeat {
             let n = min(bytes.count - done, RemoteLocation.largestRead)
             var w = WireWriter(capacity: n + 24)
             w.uvarint(handle)
             w.varint(offset + Int64(done))
-            w.data(UnsafeRawBufferPointer(rebasing: bytes[done..<(done + n)]))
+            let onLink = w.packed(UnsafeRawBufferPointer(rebasing: bytes[done..<(done + n)]), location.compressor)
             _ = try await RemoteLocation.call(location.transport, .write, w.bytes)
+            location.meter.add(onLink)
             done += n
         } while done < bytes.count
     }
 
     func commit() async throws -> [String] {
-        var r = try await location.call(.commit) { $0.uvarint(handle) }
+        let checksum = written.finish(size: size)
+        var r = try await location.call(.commit) { w in
+            w.uvarint(handle)
+            w.optional(checksum) { $0.checksum($1) }
+        }
         let notKept = try r.array { (r: inout WireReader) throws(RemoteError) in try r.string() }
         let held = try r.bool()
         confirmed.withLock { $0 = held }
@@ -250,13 +269,18 @@ final class SmallRemoteWriter: EntryWriter, Sendable {
     func commit() async throws -> [String] {
         var bytes = state.withLock { $0.bytes }
         if bytes.count < Int(metadata.size) { bytes.append(contentsOf: repeatElement(0, count: Int(metadata.size) - bytes.count)) }
+        var onLink = 0
         var r = try await location.call(.put) { w in
             w.path(path)
             w.metadata(metadata)
             w.optional(attributes) { $0.attributes($1) }
             w.selection(selection)
-            w.data(bytes)
+            bytes.withUnsafeBytes { b in
+                onLink = w.packed(b, location.compressor)
+                w.optional(WrittenChecksum.of(b)) { $0.checksum($1) }
+            }
         }
+        location.meter.add(onLink)
         let notKept = try r.array { (r: inout WireReader) throws(RemoteError) in try r.string() }
         let held = try r.bool()
         state.withLock { $0 = ([], held) }
@@ -268,4 +292,20 @@ final class SmallRemoteWriter: EntryWriter, Sendable {
     }
 
     var contentConfirmed: Bool { state.withLock { $0.confirmed } }
+}
+
+/// Counts the file data a ``RemoteLocation`` put on the link and hands each amount to the
+/// sink the engine attached (DataSync's BytesCompressed).
+final class LinkMeter: Sendable {
+    private let sum = Atomic<Int64>(0)
+    private let sink = Mutex<(@Sendable (Int64) -> Void)?>(nil)
+
+    var total: Int64 { sum.load(ordering: .relaxed) }
+
+    func attach(_ s: @escaping @Sendable (Int64) -> Void) { sink.withLock { $0 = s } }
+
+    func add(_ n: Int) {
+        sum.add(Int64(n), ordering: .relaxed)
+        sink.withLock { $0 }?(Int64(n))
+    }
 }

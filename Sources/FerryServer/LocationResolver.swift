@@ -33,25 +33,19 @@ struct LocationResolver: Sendable {
     var peerTLS: TLSConfiguration? = nil
 
     /// A location another agent serves under `name` at `endpoint` (`host:port`), over
-    /// mutual TLS. The other agent may be opening it still: refused connections and
-    /// "not served" answers are tried again for a minute.
+    /// mutual TLS. The other agent may be opening it still: the transport tries again
+    /// (refused connections, "not served") for its outage limit.
     func openRemote(endpoint: String, name: String, agent: String) async throws -> ResolvedLocation {
         guard let tls = peerTLS else {
             throw ServerError.internalError("this process has no agent certificate to reach agent \(agent) with")
         }
-        let deadline = ContinuousClock.now + .seconds(60)
-        while true {
-            let transport = try FrameRemoteTransport(endpoint: endpoint, name: name, tls: tls)
-            do {
-                let location = try await RemoteLocation.connect(transport)
-                return ResolvedLocation(location: location) { await location.close() }
-            } catch {
-                await transport.close()
-                guard ContinuousClock.now < deadline else {
-                    throw ServerError.invalid("the destination served by agent \(agent) at \(endpoint) could not be reached: \(error)")
-                }
-                try await Task.sleep(for: .milliseconds(500))
-            }
+        let transport = try FrameRemoteTransport(endpoint: endpoint, name: name, tls: tls)
+        do {
+            let location = try await RemoteLocation.connect(transport)
+            return ResolvedLocation(location: location) { await location.close() }
+        } catch {
+            await transport.close()
+            throw ServerError.invalid("the destination served by agent \(agent) at \(endpoint) could not be reached: \(error)")
         }
     }
 

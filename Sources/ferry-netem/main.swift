@@ -1,12 +1,14 @@
 // ferry-netem: a TCP proxy that delays, stalls and cuts, for benchmarks and tests over a
 // network this kernel cannot emulate (it has no netem).
 //
-//   ferry-netem --listen PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N]]
+//   ferry-netem --listen PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N] [--outage-ms O]]
 //               [--stall-after BYTES --stall-ms S]
 //
 // Every byte is held D ms in each direction (a round trip gains 2·D), in order. With
 // --cut-after, the first N connections (1) are reset once BYTES have crossed them (both
 // directions counted); later ones are left alone, so a client that reconnects goes on.
+// With --outage-ms, a cut takes the path down for O ms: connections made meanwhile are reset
+// at once (the far side unreachable), then they go through again.
 // With --stall-after, the first connection stops forwarding for S ms once BYTES crossed.
 // Prints "listening PORT" when ready, and a line per cut or stall; ends when killed.
 import Foundation
@@ -21,10 +23,32 @@ struct Settings: Sendable {
     var cuts = 1
     var stallAfter: Int?
     var stallNanoseconds: UInt64 = 0
+    var outageNanoseconds: UInt64 = 0
+}
+
+/// Until when the path is down (after a cut with --outage-ms).
+final class Outage: @unchecked Sendable {
+    static let shared = Outage()
+    private let lock = NSLock()
+    private var until: UInt64 = 0
+
+    func begin(_ nanoseconds: UInt64) {
+        guard nanoseconds > 0 else { return }
+        lock.lock()
+        until = now() + nanoseconds
+        lock.unlock()
+        say("down for \(nanoseconds / 1_000_000) ms")
+    }
+
+    var isDown: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return now() < until
+    }
 }
 
 func usage(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("ferry-netem: \(message)\nusage: ferry-netem --listen PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N]] [--stall-after BYTES --stall-ms S]\n".utf8))
+    FileHandle.standardError.write(Data("ferry-netem: \(message)\nusage: ferry-netem --listen PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N] [--outage-ms O]] [--stall-after BYTES --stall-ms S]\n".utf8))
     exit(64)
 }
 
@@ -53,6 +77,7 @@ func parse(_ args: [String]) -> Settings {
         case "--cuts": s.cuts = Int(number(value(), "--cuts"))
         case "--stall-after": s.stallAfter = Int(number(value(), "--stall-after"))
         case "--stall-ms": s.stallNanoseconds = UInt64(number(value(), "--stall-ms") * 1_000_000)
+        case "--outage-ms": s.outageNanoseconds = UInt64(number(value(), "--outage-ms") * 1_000_000)
         default: usage("unknown argument \(args[i])")
         }
         i += 1
@@ -182,8 +207,9 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
     return true
 }
 
-/// Forwards `from` → `to` through a delay; counts, stalls and cuts on `link`.
-func forward(_ link: Link, from: Int32, to: Int32, delay: UInt64) {
+/// Forwards `from` → `to` through a delay; counts, stalls and cuts on `link` (a cut begins
+/// an outage of `outage` ns).
+func forward(_ link: Link, from: Int32, to: Int32, delay: UInt64, outage: UInt64) {
     let pipe = DelayedPipe()
     let writer = Thread {
         while let (deadline, bytes) = pipe.pop() {
@@ -203,6 +229,7 @@ func forward(_ link: Link, from: Int32, to: Int32, delay: UInt64) {
         let (cut, stallUntil) = link.count(n)
         if cut {
             say("cut")
+            Outage.shared.begin(outage)
             link.cut()
             break
         }
@@ -253,6 +280,12 @@ func serve(_ settings: Settings) -> Never {
     while true {
         let client = accept(listener, nil, nil)
         if client < 0 { continue }
+        if Outage.shared.isDown {
+            var reset = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(client, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<linger>.size))
+            close(client)
+            continue
+        }
         guard let server = connectUpstream(settings.host, settings.port) else {
             say("cannot reach \(settings.host):\(settings.port): \(String(cString: strerror(errno)))")
             close(client)
@@ -263,9 +296,9 @@ func serve(_ settings: Settings) -> Never {
         let link = Link(client: client, server: server, cutAfter: connections < settings.cuts ? settings.cutAfter : nil,
                         stallAfter: connections == 0 ? settings.stallAfter : nil, stallNanoseconds: settings.stallNanoseconds)
         connections += 1
-        let delay = settings.delayNanoseconds
+        let delay = settings.delayNanoseconds, outage = settings.outageNanoseconds
         for (from, to) in [(client, server), (server, client)] {
-            let t = Thread { forward(link, from: from, to: to, delay: delay) }
+            let t = Thread { forward(link, from: from, to: to, delay: delay, outage: outage) }
             t.stackSize = 512 << 10
             t.start()
         }

@@ -53,6 +53,14 @@ uint32_t cferry_crc32(uint32_t crc, const void *data, size_t len);
 /// Feeds `len` zero bytes (a hole of a sparse file) into the state.
 void cferry_xxh3_update_zeros(cferry_xxh3 *state, uint64_t len);
 
+// zstd, one frame per message (FerryRemote's compressed data), with a context per thread.
+/// The most bytes compressing `len` bytes can take.
+size_t cferry_zstd_bound(size_t len);
+/// Compresses `src` into `dst` at `level`: the compressed size, or 0 when it failed or did not fit.
+size_t cferry_zstd_compress(void *dst, size_t capacity, const void *src, size_t len, int level);
+/// Decompresses one frame into `dst`: the size, or -1 when the frame is bad or larger than `capacity`.
+int64_t cferry_zstd_decompress(void *dst, size_t capacity, const void *src, size_t len);
+
 // Block devices and image files (FerryBlock).
 /// ioctl(BLKGETSIZE64): the size of a block device in bytes; -1/errno on failure.
 int64_t cferry_block_device_size(int fd);

@@ -1,0 +1,148 @@
+import FerryCore
+import FerryEngine
+import FerryLocal
+import FerryRemote
+import FerryTesting
+import Foundation
+import Synchronization
+import Testing
+
+/// The link between two agents misbehaving: a connection cut in the middle of a file, the
+/// far side unreachable for 30 s, a connection that goes silent. Each run ends with the
+/// destination exact and nothing partial; the bytes sent show that a cut resumes where the
+/// destination acknowledged. And what crosses the link: compressed where it pays
+/// (BytesCompressed), checked by the destination so nothing is read back across it.
+@Suite(.serialized) struct RemoteLinkTests {
+    /// A tree on tmpfs served by the test service, reached through `proxy` (or directly).
+    struct Served {
+        let fixture: Fixture
+        let transport: FrameRemoteTransport
+        let counting: CountingTransport
+        let location: RemoteLocation
+    }
+
+    static func serve(_ label: String, through proxy: NetemProxy?, silenceLimit: Duration = .seconds(30)) async throws -> Served {
+        let s = try await RemoteTests.shared()
+        let fixture = try Fixture(label, base: "/dev/shm")
+        try FileManager.default.createDirectory(atPath: fixture.destinationRoot, withIntermediateDirectories: true)
+        let name = "\(label)-\(UInt64.random(in: 0..<UInt64.max))"
+        s.service.offer(try POSIXLocation(path: fixture.destinationRoot), as: name)
+        let transport = try FrameRemoteTransport(endpoint: "127.0.0.1:\(proxy?.port ?? s.port)", name: name, tls: s.client,
+                                                 silenceLimit: silenceLimit)
+        let counting = CountingTransport(transport)
+        return Served(fixture: fixture, transport: transport, counting: counting, location: try await RemoteLocation.connect(counting))
+    }
+
+    static func sync(_ served: Served) async throws -> ExecutionResult {
+        let engine = SyncEngine(SyncConfiguration(source: try POSIXLocation(path: served.fixture.source.root), destination: served.location,
+                                                  options: Fixture.defaultOptions, parallel: 8))
+        let result = await engine.run()
+        await served.location.close()
+        return result
+    }
+
+    static func expectExact(_ served: Served, _ result: ExecutionResult) throws {
+        #expect(result.status == .success, "\(result.errorCode ?? "") \(result.errorDetail ?? "") \(result.problems)")
+        #expect(try served.fixture.differences(compareAtime: false) == [])
+        #expect(try served.fixture.temporaries() == [])
+    }
+
+    @Test("a connection cut in the middle of a file resumes at the first write not acknowledged")
+    func cutResumes() async throws {
+        let s = try await RemoteTests.shared()
+        let proxy = try NetemProxy(upstream: s.port, ["--cut-after", "\(16 << 20)"])
+        let served = try await RemoteLinkTests.serve("remote-cut", through: proxy)
+        let size = 48 << 20
+        try served.fixture.source.file("big.bin", TestTree.bytes(size, seed: 271))
+        try served.fixture.source.file("after.txt", Array("written after the cut\n".utf8))
+        let result = try await RemoteLinkTests.sync(served)
+        let said = proxy.stop()
+        #expect(said.contains("cut"), "the proxy did not cut: \(said)")
+        try RemoteLinkTests.expectExact(served, result)
+        // A whole-file retry would send the 16 MiB before the cut again: ≥ 64 MiB.
+        #expect(served.transport.bytesSent < Int64(size + (6 << 20)), "sent \(served.transport.bytesSent) bytes for a \(size)-byte file")
+    }
+
+    @Test("the far side unreachable for 30 s: the calls wait, then go on")
+    func outageIsWaitedOut() async throws {
+        let s = try await RemoteTests.shared()
+        let proxy = try NetemProxy(upstream: s.port, ["--cut-after", "\(6 << 20)", "--outage-ms", "30000"])
+        let served = try await RemoteLinkTests.serve("remote-outage", through: proxy)
+        try served.fixture.source.file("big.bin", TestTree.bytes(20 << 20, seed: 272))
+        for i in 0..<200 { try served.fixture.source.file("small/\(i).txt", Array("file \(i)\n".utf8)) }
+        let started = ContinuousClock.now
+        let result = try await RemoteLinkTests.sync(served)
+        let said = proxy.stop()
+        #expect(said.contains("down for 30000 ms"), "no outage: \(said)")
+        #expect(ContinuousClock.now - started >= .seconds(30))
+        try RemoteLinkTests.expectExact(served, result)
+    }
+
+    @Test("a connection gone silent is given up after the silence limit and made again")
+    func silentConnectionIsReplaced() async throws {
+        let s = try await RemoteTests.shared()
+        let proxy = try NetemProxy(upstream: s.port, ["--stall-after", "\(4 << 20)", "--stall-ms", "600000"])
+        let served = try await RemoteLinkTests.serve("remote-stall", through: proxy, silenceLimit: .seconds(8))
+        try served.fixture.source.file("big.bin", TestTree.bytes(16 << 20, seed: 273))
+        let result = try await RemoteLinkTests.sync(served)
+        let said = proxy.stop()
+        #expect(said.contains("stall"), "no stall: \(said)")
+        try RemoteLinkTests.expectExact(served, result)
+    }
+
+    @Test("text is compressed on the link and random data is not; BytesCompressed is what crossed")
+    func compression() async throws {
+        let text = try await RemoteLinkTests.serve("remote-text", through: nil)
+        for i in 0..<40 {
+            var lines = ""
+            for n in 0..<4000 { lines += "\(i)-\(n): the quick brown fox jumps over the lazy dog, line \(n * 7919 % 1000)\n" }
+            try text.fixture.source.file("text/\(i).log", Array(lines.utf8))
+        }
+        try text.fixture.source.file("text/large.log", Array(String(repeating: "a log that grew and grew\n", count: 200_000).utf8))
+        let t = try await RemoteLinkTests.sync(text)
+        try RemoteLinkTests.expectExact(text, t)
+        #expect(t.counters.bytesCompressed == text.location.bytesOnLink)
+        #expect(t.counters.bytesCompressed > 0 && t.counters.bytesCompressed < t.counters.bytesTransferred / 3,
+                "text: \(t.counters.bytesCompressed) of \(t.counters.bytesTransferred) bytes on the link")
+
+        let random = try await RemoteLinkTests.serve("remote-random", through: nil)
+        for i in 0..<20 { try random.fixture.source.file("random/\(i).bin", TestTree.bytes(300_000 + i * 1000, seed: UInt64(300 + i))) }
+        try random.fixture.source.file("random/large.bin", TestTree.bytes(6 << 20, seed: 299))
+        let r = try await RemoteLinkTests.sync(random)
+        try RemoteLinkTests.expectExact(random, r)
+        #expect(r.counters.bytesCompressed == r.counters.bytesTransferred,
+                "random: \(r.counters.bytesCompressed) of \(r.counters.bytesTransferred) bytes on the link")
+    }
+
+    @Test("the destination checks what it wrote against the sender's checksum: nothing is read back across the link")
+    func destinationConfirms() async throws {
+        let served = try await RemoteLinkTests.serve("remote-confirm", through: nil)
+        for i in 0..<20 { try served.fixture.source.file("f\(i).bin", TestTree.bytes(i * 40_000 + 1, seed: UInt64(400 + i))) }
+        try served.fixture.source.file("large.bin", TestTree.bytes(5 << 20, seed: 420))
+        try served.fixture.source.file("empty", [])
+        let result = try await RemoteLinkTests.sync(served)
+        try RemoteLinkTests.expectExact(served, result)
+        #expect(result.counters.filesVerified == 23)  // the 22 files and the root
+        #expect(served.counting.count(.openRead) == 0 && served.counting.count(.read) == 0,
+                "read back: \(served.counting.count(.openRead)) opens, \(served.counting.count(.read)) reads")
+    }
+}
+
+/// Counts the calls of each operation a remote location makes.
+final class CountingTransport: RemoteTransport {
+    let base: any RemoteTransport
+    private let counts = Mutex<[RemoteOperation: Int]>([:])
+
+    init(_ base: any RemoteTransport) { self.base = base }
+
+    var peer: String { base.peer }
+
+    func count(_ operation: RemoteOperation) -> Int { counts.withLock { $0[operation] ?? 0 } }
+
+    func call(_ operation: RemoteOperation, _ body: [UInt8]) async throws -> [UInt8] {
+        counts.withLock { $0[operation, default: 0] += 1 }
+        return try await base.call(operation, body)
+    }
+
+    func close() async { await base.close() }
+}
