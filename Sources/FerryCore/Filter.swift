@@ -94,24 +94,57 @@ public struct FilterRule: Sendable, Hashable {
     }
 }
 
-/// The include and exclude filters of a task or execution.
+/// The include and exclude filters of a task or execution, and the share of the tree one
+/// agent's lease covers when several agents run an execution.
 public struct Filters: Sendable, Hashable {
     public var includes: FilterRule?
     public var excludes: FilterRule?
-    public init(includes: FilterRule? = nil, excludes: FilterRule? = nil) {
+    /// Only the top-level names of this share are taken (the rest is other leases' and is
+    /// neither copied nor deleted here).
+    public var share: Share?
+
+    public init(includes: FilterRule? = nil, excludes: FilterRule? = nil, share: Share? = nil) {
         self.includes = includes
         self.excludes = excludes
+        self.share = share
+    }
+
+    /// One of `count` shares of a tree, by a hash of each top-level name (FNV-1a): every
+    /// process, on any host, puts a name in the same share.
+    public struct Share: Sendable, Hashable {
+        public let index: Int
+        public let count: Int
+
+        public init(index: Int, count: Int) {
+            self.index = index
+            self.count = max(1, count)
+        }
+
+        /// Whether the top-level entry `name` is in this share.
+        public func holds(_ name: some Collection<UInt8>) -> Bool {
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for b in name {
+                h ^= UInt64(b)
+                h = h &* 0x100_0000_01b3
+            }
+            return Int(h % UInt64(count)) == index
+        }
     }
 
     /// What to do with an entry at `path`.
     public enum Decision: Sendable { case take, skip, descendOnly }
 
     /// No rules: every entry is taken (its path need not be built to ask).
-    public var takesEverything: Bool { includes == nil && excludes == nil }
+    public var takesEverything: Bool { includes == nil && excludes == nil && share == nil }
 
     /// Excluded entries are skipped (and never deleted); with includes, only matching entries
-    /// are taken, and directories that may hold matches are descended into.
+    /// are taken, and directories that may hold matches are descended into; top-level
+    /// entries outside the share are skipped.
     public func decide(_ path: EntryPath, isDirectory: Bool) -> Decision {
+        if let share, !path.isRoot {
+            let bytes = path.bytes
+            if !share.holds(bytes[..<(bytes.firstIndex(of: UInt8(ascii: "/")) ?? bytes.endIndex)]) { return .skip }
+        }
         if let excludes, excludes.matches(path) { return .skip }
         guard let includes else { return .take }
         if includes.matches(path) { return .take }

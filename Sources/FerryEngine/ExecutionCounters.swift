@@ -142,3 +142,13 @@ public struct CounterSnapshot: Sendable, Codable, Hashable {
         case metadataNotStored = "FilesWithMetadataNotStored"
     }
 }
+
+extension CounterSnapshot {
+    /// All counters at zero (to add results to: several agents' shares of one execution).
+    public init() {
+        self.init(estimatedFilesToTransfer: 0, estimatedBytesToTransfer: 0, estimatedFilesToDelete: 0, filesListedSource: 0,
+                  filesListedDestination: 0, filesTransferred: 0, bytesTransferred: 0, bytesWritten: 0, bytesCompressed: 0,
+                  filesDeleted: 0, filesSkipped: 0, filesFailed: 0, filesVerified: 0, filesUnchanged: 0, verificationFailures: 0,
+                  metadataNotStored: 0)
+    }
+}

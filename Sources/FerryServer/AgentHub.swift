@@ -30,6 +30,8 @@ actor AgentHub {
     /// What was last written to each agent's row, and when: a call writes again only after
     /// 10 s, or when the version or data endpoint it brings differs.
     private var persisted: [String: (at: Date, version: String?, dataEndpoint: String?)] = [:]
+    /// Each agent's process, as its heartbeats name it: a new one means it restarted.
+    private var instances: [String: String] = [:]
 
     private struct Offer {
         let execution: String
@@ -46,6 +48,10 @@ actor AgentHub {
         var agent: String?
         /// The agent serving the destination to `agent` (agent to agent).
         var servedBy: String?
+        /// The command that has `servedBy` serve the destination (sent again when it restarts).
+        var serve: JSONValue?
+        /// What was offered (offered again when the agent running it restarts).
+        var offer: Offer?
         var cancel: String?
         var bytesPerSecond: Int64?
         var phase = "LAUNCHING"
@@ -53,6 +59,8 @@ actor AgentHub {
         var ended: Outcome?
     }
     private var remotes: [String: Remote] = [:]
+    /// Executions spread over several agents (``runPool``).
+    var pools: [String: Pool] = [:]
 
     init(store: Store, offlineAfter: TimeInterval, logger: Logger) {
         self.store = store
@@ -66,10 +74,15 @@ actor AgentHub {
     // MARK: agents
 
     /// An agent called: it is ONLINE from now. Written to the store at most every 10 s.
-    /// A heartbeat's `version`, `capacity` and data endpoint are written with it.
-    func heard(_ agent: String, version: String? = nil, capacity: JSONValue? = nil, dataEndpoint: String? = nil) {
+    /// A heartbeat's `version`, `capacity` and data endpoint are written with it; its
+    /// `instance` tells a restarted agent (``restarted(_:)``).
+    func heard(_ agent: String, version: String? = nil, capacity: JSONValue? = nil, dataEndpoint: String? = nil, instance: String? = nil) {
         let now = Date()
         lastSeen[agent] = now
+        if let instance {
+            if let before = instances[agent], before != instance { restarted(agent) }
+            instances[agent] = instance
+        }
         let last = persisted[agent]
         let changed = (version != nil && version != last?.version) || (dataEndpoint != nil && dataEndpoint != last?.dataEndpoint)
         if changed || now.timeIntervalSince(last?.at ?? .distantPast) >= 10 {
@@ -99,13 +112,42 @@ actor AgentHub {
         for p in polls.removeValue(forKey: agent) ?? [] { p.continuation.resume(returning: nil) }
     }
 
+    /// A new process of `agent` called (it restarted within the offline window): what it
+    /// served to other agents it serves again under the same names (their connections
+    /// come back and go on), and what it ran is offered again from the start (a run moves
+    /// only what is not yet at the destination).
+    private func restarted(_ agent: String) {
+        // Long polls still waiting may be the old process's, whose connections are gone:
+        // what they were handed would be lost. They end empty (a live one polls again).
+        for p in polls.removeValue(forKey: agent) ?? [] { p.continuation.resume(returning: nil) }
+        releaseShares(of: agent)
+        for pool in pools.values where pool.ended == nil {
+            if let serve = pool.serve, serve.agent == agent { command(agent, serve.command) }
+        }
+        for (execution, r) in remotes where r.ended == nil {
+            if r.servedBy == agent, let serve = r.serve {
+                logger.warning("agent restarted: serving the destination again", metadata: ["execution.id": "\(execution)", "agent": "\(agent)"])
+                command(agent, serve)
+            }
+            if r.agent == agent, let offer = r.offer {
+                logger.warning("agent restarted: offering its execution again", metadata: ["execution.id": "\(execution)", "agent": "\(agent)"])
+                remotes[execution]?.agent = nil
+                offers.append(Offer(execution: execution, agents: offer.agents, lease: offer.lease, since: Date()))
+            }
+        }
+        handOut()
+    }
+
     // MARK: executions
 
-    /// Offers `lease` to the first of `agents` that polls, and waits for how it ends.
-    func run(_ execution: String, agents: Set<String>, lease: JSONValue) async -> Outcome {
-        remotes[execution] = Remote(servedBy: lease["DestinationRemote"]?["Agent"]?.string,
+    /// Offers `lease` to the first of `agents` that polls, and waits for how it ends;
+    /// `serve` first has the agent that serves the destination do so (agent to agent).
+    func run(_ execution: String, agents: Set<String>, lease: JSONValue, serve: (agent: String, command: JSONValue)? = nil) async -> Outcome {
+        let offer = Offer(execution: execution, agents: agents, lease: lease, since: Date())
+        remotes[execution] = Remote(servedBy: serve?.agent, serve: serve?.command, offer: offer,
                                     bytesPerSecond: AgentHub.bytesPerSecond(lease["Execution"] ?? [:]))
-        offers.append(Offer(execution: execution, agents: agents, lease: lease, since: Date()))
+        if let serve { command(serve.agent, serve.command) }
+        offers.append(offer)
         handOut()
         return await wait(execution)
     }
@@ -177,7 +219,7 @@ actor AgentHub {
         polls[agent]!.remove(at: i).continuation.resume(returning: nil)
     }
 
-    private func handOut() {
+    func handOut() {
         for (agent, waiting) in polls where !waiting.isEmpty {
             guard let lease = claim(for: agent) else { continue }
             polls[agent]!.removeFirst().continuation.resume(returning: ["Lease": lease])
@@ -187,7 +229,7 @@ actor AgentHub {
     /// Takes the oldest offer `agent` may run, recording in the execution's row that the
     /// agent holds it.
     private func claim(for agent: String) -> JSONValue? {
-        guard let i = offers.firstIndex(where: { $0.agents.contains(agent) }) else { return nil }
+        guard let i = offers.firstIndex(where: { $0.agents.contains(agent) }) else { return claimShare(for: agent) }
         let offer = offers.remove(at: i)
         do {
             try store.modify(offer.execution) { $0["Agent"] = .string(agent) }
@@ -236,6 +278,7 @@ actor AgentHub {
     /// CancelTaskExecution: an offer not yet taken ends now; a running one is cancelled by
     /// its agent at its next report.
     func cancel(_ execution: String, reason: String) {
+        if pools[execution] != nil { return cancelPool(execution, reason: reason) }
         guard let r = remotes[execution] else { return }
         if r.agent == nil {
             end(execution, .failed(code: "Cancelled", detail: reason))
@@ -246,9 +289,10 @@ actor AgentHub {
 
     func setBandwidth(_ execution: String, _ bytesPerSecond: Int64?) {
         remotes[execution]?.bytesPerSecond = bytesPerSecond
+        pools[execution]?.bytesPerSecond = bytesPerSecond
     }
 
-    func isRemote(_ execution: String) -> Bool { remotes[execution] != nil }
+    func isRemote(_ execution: String) -> Bool { remotes[execution] != nil || pools[execution] != nil }
 
     /// Ends executions whose agent fell silent for the offline window, and offers no
     /// agent of which has called for as long.
@@ -270,6 +314,7 @@ actor AgentHub {
             end(o.execution, .failed(code: "AgentOffline",
                                      detail: "no agent of the task's locations (\(o.agents.sorted().joined(separator: ", "))) came online within \(Int(offlineAfter)) s"))
         }
+        sweepPools()
     }
 
     /// The sweep, every second (or sooner for short test windows) until cancelled.
@@ -284,6 +329,7 @@ actor AgentHub {
     /// The control plane stops: every wait ends detached (the agents carry on).
     func shutdown() {
         for (execution, _) in remotes { end(execution, .detached) }
+        for (execution, _) in pools { endPool(execution, .detached) }
         for (_, waiting) in polls { for p in waiting { p.continuation.resume(returning: nil) } }
         polls = [:]
     }

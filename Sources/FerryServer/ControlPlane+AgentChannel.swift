@@ -18,19 +18,31 @@ extension ControlPlane {
         }
         switch operation {
         case "heartbeat":
-            await hub.heard(agent, version: input["Version"]?.string, capacity: input["Capacity"], dataEndpoint: input["DataEndpoint"]?.string)
+            await hub.heard(agent, version: input["Version"]?.string, capacity: input["Capacity"], dataEndpoint: input["DataEndpoint"]?.string,
+                            instance: input["Instance"]?.string)
             return ["OfflineAfterSeconds": .number(hub.offlineAfter)]
         case "lease":
             let wait = min(max(input["WaitSeconds"]?.number ?? 20, 0), ControlPlane.longestLeasePoll)
             return await hub.nextLease(for: agent, wait: .milliseconds(Int64(wait * 1000))) ?? ["Lease": .null]
         case "progress":
             let execution = input["TaskExecutionArn"]?.string ?? ""
-            guard let directives = await hub.progress(execution, from: agent, input) else { throw ControlPlane.notYours(execution, agent) }
+            let directives = if let share = input["ShareId"]?.string {
+                await hub.shareProgress(share, from: agent, input)
+            } else {
+                await hub.progress(execution, from: agent, input)
+            }
+            guard let directives else { throw ControlPlane.notYours(input["ShareId"]?.string ?? execution, agent) }
             return directives
         case "finish":
             let execution = input["TaskExecutionArn"]?.string ?? ""
             let log = input["Log"]?.array?.compactMap(\.string) ?? []
-            guard await hub.finished(execution, from: agent, try ControlPlane.outcome(input), log: log) else { throw ControlPlane.notYours(execution, agent) }
+            let outcome = try ControlPlane.outcome(input)
+            let taken = if let share = input["ShareId"]?.string {
+                await hub.shareFinished(share, from: agent, outcome, log: log)
+            } else {
+                await hub.finished(execution, from: agent, outcome, log: log)
+            }
+            guard taken else { throw ControlPlane.notYours(input["ShareId"]?.string ?? execution, agent) }
             return [:]
         default:
             throw ServerError(type: "UnknownOperationException", status: 404, message: "the agents' channel has no operation \(operation)")

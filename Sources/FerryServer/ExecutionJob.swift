@@ -21,11 +21,15 @@ struct ExecutionJob: Sendable {
     /// When another agent serves the destination (agent to agent): its data endpoint
     /// (`host:port`) and the name it serves the location under for this execution.
     var destinationRemote: JSONValue?
+    /// When several agents share the execution: this lease's share of the tree (`Id`,
+    /// `Unit` of `Units`, `Phase` TRANSFER or DELETE; ``AgentHub/runPool``).
+    var share: JSONValue?
 
     var json: JSONValue {
         var j: JSONValue = ["TaskExecutionArn": .string(execution), "TaskArn": .string(task), "Task": taskBody, "Execution": executionBody,
                             "Source": source, "Destination": destination]
         if let destinationRemote { j["DestinationRemote"] = destinationRemote }
+        if let share { j["Share"] = share }
         return j
     }
 
@@ -46,6 +50,7 @@ struct ExecutionJob: Sendable {
         self.init(execution: execution, task: task, taskBody: json["Task"] ?? [:], executionBody: json["Execution"] ?? [:],
                   source: source, destination: destination)
         destinationRemote = json["DestinationRemote"]
+        share = json["Share"]
     }
 
     var logLevel: String { executionBody["Options"]?["LogLevel"]?.string ?? "OFF" }
@@ -64,8 +69,13 @@ struct ExecutionJob: Sendable {
     /// Opens both locations with `resolver` and builds the engine; `dataDirectory` holds
     /// the task report's files. Locations opened before a failure are closed.
     func prepare(resolver: LocationResolver, log: ExecutionLog, logger: Logger) async throws -> Prepared {
-        let options = try TaskOptions.transferOptions(executionBody["Options"] ?? [:])
-        let filters = try TaskOptions.filters(includes: executionBody["Includes"], excludes: executionBody["Excludes"])
+        var options = try TaskOptions.transferOptions(executionBody["Options"] ?? [:])
+        var filters = try TaskOptions.filters(includes: executionBody["Includes"], excludes: executionBody["Excludes"])
+        if let share {
+            // One share of the top-level names; deletions wait for the DELETE round.
+            filters.share = Filters.Share(index: Int(share["Unit"]?.int ?? 0), count: Int(share["Units"]?.int ?? 1))
+            if share["Phase"]?.string != "DELETE" && options.preserveDeletedFiles == .remove { options.preserveDeletedFiles = .preserve }
+        }
         let descriptors = try TaskOptions.securityDescriptorCopy(executionBody["Options"] ?? [:])
         var opened: [ResolvedLocation] = []
         do {
@@ -80,7 +90,7 @@ struct ExecutionJob: Sendable {
             }
             var logger = logger
             logger[metadataKey: "execution.id"] = "\(execution)"
-            let report = try executionBody["TaskReportConfig"].map {
+            let report = try executionBody["TaskReportConfig"].flatMap { share == nil ? $0 : nil }.map {
                 try ExecutionReport(config: $0, dataDirectory: resolver.dataDirectory, task: task, execution: execution)
             }
             let engine = SyncEngine(SyncConfiguration(source: opened[0].location, destination: opened[1].location, options: options,

@@ -44,7 +44,13 @@ actor ExecutionRunner {
     func recover() throws {
         for e in try store.list(.execution, limit: Int.max) {
             let status = TaskExecutionStatus(e.body)
-            if let agent = e.body["Agent"]?.string, let status, !status.isTerminal, let task = e.parent {
+            if e.body["Pool"]?.bool == true, let status, !status.isTerminal, let task = e.parent {
+                // Spread over several agents: its shares are in the store; run it again to
+                // hand out what is left and take the ends of what runs.
+                activeByTask[task] = e.arn
+                running[e.arn] = Running()
+                running[e.arn]?.task = Task { await self.run(e.arn, task: task) }
+            } else if let agent = e.body["Agent"]?.string, let status, !status.isTerminal, let task = e.parent {
                 activeByTask[task] = e.arn
                 running[e.arn] = Running()
                 let bps = AgentHub.bytesPerSecond(e.body)
@@ -219,7 +225,9 @@ actor ExecutionRunner {
             } else if agents.isEmpty {
                 try await runHere(job, resolver: resolver)
             } else {
-                try await runOnAgents(job, agents: agents, resolver: resolver)
+                // Agents that reach both ends: those of the source and the destination both name.
+                let both = sourceAgents.isEmpty || destinationAgents.isEmpty ? agents : sourceAgents.intersection(destinationAgents)
+                try await runOnAgents(job, agents: both, resolver: resolver)
             }
         } catch {
             let reason = cancelReason(execution)
@@ -248,16 +256,18 @@ actor ExecutionRunner {
         }
         let name = ControlPlane.randomHex(bytes: 24)
         try store.modify(job.execution) { $0["ServedBy"] = ["Agent": .string(server), "Name": .string(name)] }
-        await hub.command(server, ["Serve": ["Name": .string(name), "Location": try resolver.revealed(job.destination), "AsDestination": true,
-                                             "Options": job.executionBody["Options"] ?? [:]]])
+        let serve: JSONValue = ["Serve": ["Name": .string(name), "Location": try resolver.revealed(job.destination), "AsDestination": true,
+                                          "Options": job.executionBody["Options"] ?? [:]]]
         try await runOnAgents(job, agents: sources, resolver: resolver,
-                              destinationRemote: ["Agent": .string(server), "Endpoint": .string(endpoint), "Name": .string(name)])
+                              destinationRemote: ["Agent": .string(server), "Endpoint": .string(endpoint), "Name": .string(name)],
+                              serve: (server, serve))
     }
 
     /// Offers the execution to `agents` with its locations' secrets opened (the destination
     /// as a name another agent serves, without its secrets, when `destinationRemote` is
     /// given) and records how it ended.
-    private func runOnAgents(_ job: ExecutionJob, agents: Set<String>, resolver: LocationResolver, destinationRemote: JSONValue? = nil) async throws {
+    private func runOnAgents(_ job: ExecutionJob, agents: Set<String>, resolver: LocationResolver, destinationRemote: JSONValue? = nil,
+                             serve: (agent: String, command: JSONValue)? = nil) async throws {
         try store.modify(job.execution) { $0["Remote"] = true }
         var lease = job
         lease.source = try resolver.revealed(job.source)
@@ -267,7 +277,17 @@ actor ExecutionRunner {
         } else {
             lease.destination = try resolver.revealed(job.destination)
         }
-        try await record(await hub.run(job.execution, agents: agents, lease: lease.json), job: job)
+        let outcome: AgentHub.Outcome
+        if agents.count > 1 {
+            // Several agents: the execution spread over all of them, a share each.
+            try store.modify(job.execution) { $0["Pool"] = true }
+            let deletes = (try TaskOptions.transferOptions(job.executionBody["Options"] ?? [:])).preserveDeletedFiles == .remove
+            outcome = await hub.runPool(job.execution, agents: agents, lease: lease.json, deletes: deletes, serve: serve)
+            try? store.removeLeases(of: job.execution)
+        } else {
+            outcome = await hub.run(job.execution, agents: agents, lease: lease.json, serve: serve)
+        }
+        try await record(outcome, job: job)
     }
 
     /// After a restart, an execution an agent holds: waits for the agent's report.

@@ -64,6 +64,20 @@ public final class Store: Sendable {
                 t.column("line", .text).notNull()
             }
         }
+        m.registerMigration("v2: leases") { db in
+            try db.create(table: "lease") { t in
+                t.column("id", .text).primaryKey()
+                t.column("execution", .text).notNull().indexed()
+                t.column("unit", .integer).notNull()
+                t.column("units", .integer).notNull()
+                t.column("phase", .text).notNull()
+                t.column("state", .text).notNull()
+                t.column("agent", .text)
+                t.column("expires", .double).notNull().defaults(to: 0)
+                t.column("attempts", .integer).notNull().defaults(to: 0)
+                t.column("result", .text)
+            }
+        }
         return m
     }
 

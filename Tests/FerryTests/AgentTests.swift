@@ -377,6 +377,21 @@ struct NamespaceS3 {
         for (path, object) in try farS3.objects(under: "far/", scratch: root) {
             #expect(object.bytes == (try Data(contentsOf: URL(fileURLWithPath: source + "/" + path))), "\(path) is partial")
         }
+        // The serving agent restarted mid-run, back within the offline window: the control
+        // plane has its new process serve the destination again under the same name, the
+        // first agent's connection comes back to it, and the run ends SUCCESS, exact.
+        try world.startAgent(world.sites[1])
+        #expect(world.waitForAgent(other, "ONLINE"))
+        _ = try farS3.s3api(["delete-objects", "--bucket", "dest", "--delete",
+                             "{\"Objects\":[{\"Key\":\"far/large/part0.bin\"},{\"Key\":\"far/large/part1.bin\"},{\"Key\":\"far/large/part2.bin\"}]}"])
+        let restartedRun = try world.startMoving(twoSites, ["--override-options", "BytesPerSecond=1048576"])
+        world.killAgent(world.sites[1])
+        try world.startAgent(world.sites[1])
+        let resumed = world.waitForEnd(restartedRun, seconds: 120)
+        #expect(resumed["Status"] as? String == "SUCCESS", "\(resumed)")
+        try exact(farS3, under: "far/")
+        let restartLog = try CLI.run(["server", "logs", "--data-dir", world.dataDirectory, restartedRun]).stdout
+        #expect(restartLog.contains("ended SUCCESS"), "\(restartLog)")
         _ = try world.ok(["delete-task", "--task-arn", twoSites])
         _ = try world.ok(["delete-location", "--location-arn", far])
 

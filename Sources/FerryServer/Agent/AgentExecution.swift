@@ -47,7 +47,8 @@ struct AgentExecution: Sendable {
             return
         }
         let log = ExecutionLog(level: job.logLevel) { new in lines.withLock { $0 += new } }
-        log.basic("[INFO] Execution \(arn) started on agent \(agent): \(job.taskBody["SourceLocationArn"]?.string ?? "") -> \(job.taskBody["DestinationLocationArn"]?.string ?? "")")
+        let part = job.share.map { " (share \(($0["Unit"]?.int ?? 0) + 1) of \($0["Units"]?.int ?? 1), \($0["Phase"]?.string ?? ""))" } ?? ""
+        log.basic("[INFO] Execution \(arn) started on agent \(agent)\(part): \(job.taskBody["SourceLocationArn"]?.string ?? "") -> \(job.taskBody["DestinationLocationArn"]?.string ?? "")")
         let resolver = LocationResolver(store: nil, s3Endpoint: S3Configuration.Overrides(), dataDirectory: dataDirectory,
                                         metadataCache: nil, secrets: nil, peerTLS: peerTLS)
         let prepared: ExecutionJob.Prepared
@@ -74,8 +75,10 @@ struct AgentExecution: Sendable {
                 var counters = live
                 counters["Status"] = nil
                 do {
-                    let answer = try await client.call("progress", ["TaskExecutionArn": .string(arn), "Status": live["Status"] ?? .null,
-                                                                    "Counters": .object(counters), "Log": .array(sending.map { .string($0) })])
+                    var report: JSONValue = ["TaskExecutionArn": .string(arn), "Status": live["Status"] ?? .null,
+                                             "Counters": .object(counters), "Log": .array(sending.map { .string($0) })]
+                    if let share = job.share?["Id"] { report["ShareId"] = share }
+                    let answer = try await client.call("progress", report)
                     lines.withLock { $0.removeFirst(min(sending.count, $0.count)) }
                     if let reason = answer["Cancel"]?.string, cancelled.withLock({ $0 }) == nil {
                         cancelled.withLock { $0 = reason }
@@ -127,6 +130,7 @@ struct AgentExecution: Sendable {
     private func finish(_ end: JSONValue, lines: Shared<[String]>) async {
         var body = end
         body["TaskExecutionArn"] = .string(arn)
+        if let share = lease["Share"]?["Id"] { body["ShareId"] = share }
         body["Log"] = .array(lines.value.map { JSONValue.string($0) })
         while !Task.isCancelled {
             do {

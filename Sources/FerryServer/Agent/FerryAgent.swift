@@ -277,13 +277,15 @@ public struct FerryAgent: Sendable {
 
     private func heartbeats(_ client: ControlPlaneClient, agent: String, running: Shared<Set<String>>, dataPort: Shared<Int?>) async throws {
         var failing = false
+        // This process: a control plane that sees a new one knows the agent restarted.
+        let instance = ControlPlane.randomHex(bytes: 8)
         // The data port is named from the first heartbeat on (when it binds within 5 s).
         for _ in 0..<50 where dataPort.value == nil { try await Task.sleep(for: .milliseconds(100)) }
         while !Task.isCancelled {
             do {
                 var beat: JSONValue = ["Version": .string(configuration.version),
                                        "Running": .array(running.value.sorted().map { JSONValue.string($0) }),
-                                       "Capacity": FerryAgent.capacity()]
+                                       "Capacity": FerryAgent.capacity(), "Instance": .string(instance)]
                 if let port = dataPort.value { beat["DataEndpoint"] = .string(dataEndpoint(port)) }
                 _ = try await client.call("heartbeat", beat)
                 if failing { logger.info("the control plane answers again") }
