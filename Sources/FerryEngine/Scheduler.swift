@@ -36,7 +36,12 @@ struct Scheduler {
     init(engine: SyncEngine, root: Entry, destinationRoot: Entry?) {
         self.engine = engine
         let job = ScanJob(path: .root, source: root, destinationExists: true, replacing: nil)
-        let (state, needsMetadata) = newDirectory(root, destination: destinationRoot)
+        var (state, needsMetadata) = newDirectory(root, destination: destinationRoot)
+        if !Scheduler.ownsRoot(engine) {
+            // Another share of the tree (several agents) gives the root its metadata.
+            state.needsMetadata = false
+            needsMetadata = nil
+        }
         if needsMetadata == true { engine.counters.add(.estimatedFilesToTransfer) }
         directories[.root] = state
         stack.append(.scan(job))
@@ -284,6 +289,10 @@ struct Scheduler {
     /// there (nil: to be made). Whether its metadata must be applied is decided now and
     /// returned, or, for a directory whose mtime is derived, once its contents are known
     /// (nil; ``settle(_:_:_:)`` decides and counts it).
+    /// Whether this run gives the root its metadata: every run but the shares of a tree
+    /// other than the first (several agents, ``Filters/Share``).
+    static func ownsRoot(_ engine: SyncEngine) -> Bool { (engine.configuration.filters.share?.index ?? 0) == 0 }
+
     private func newDirectory(_ source: Entry, destination: Entry?) -> (DirectoryState, needsMetadata: Bool?) {
         let existed = destination != nil
         if source.mtimeIsStandIn {
@@ -304,6 +313,10 @@ struct Scheduler {
             if !directory.isRoot { directories[directory.parent]?.derived?.newest.note(newest) }
         }
         state.needsMetadata = !state.existed || derived.destination.map { planner.metadataDiffers(state.source, $0) } ?? true
+        if directory.isRoot && !Scheduler.ownsRoot(engine) {
+            state.needsMetadata = false
+            return
+        }
         engine.counters.add(state.needsMetadata ? .estimatedFilesToTransfer : .filesUnchanged)
     }
 

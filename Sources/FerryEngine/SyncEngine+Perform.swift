@@ -86,8 +86,8 @@ extension SyncEngine {
                                                     failureKind: .unsupported, reason: reason))
                 emit(.skip, job.path, nil, reason: "\(name): \(reason)")
             }
-            counters.add(.filesListedSource, Int64(runs?.source.count ?? listing.entries.count))
-            counters.add(.filesListedDestination, Int64(runs?.destination.count ?? destinationListing?.entries.count ?? 0))
+            counters.add(.filesListedSource, listedCount(runs?.source, listing.entries, in: job.path))
+            counters.add(.filesListedDestination, listedCount(runs?.destination, destinationListing?.entries ?? [], in: job.path))
             if !job.destinationExists { emit(.create, job.path, job.source) }
             if let runs, runs.source.spool != nil || runs.destination.spool != nil {
                 // A huge directory: planned a part at a time from its spill files.
@@ -312,5 +312,17 @@ extension SyncEngine {
             try await destination.setMetadata(path, kind: .directory, metadata: entry.metadata,
                                               selection: destinationSelection(path, entry, report: false))
         }
+    }
+}
+
+extension SyncEngine {
+    /// How many of a directory's listed entries count as listed (`collected` when it was
+    /// listed in runs): all, but at the top of a share of the tree (several agents) only
+    /// those the share holds (a spilled huge top level is counted whole).
+    func listedCount(_ collected: ListingCollector?, _ entries: [Entry], in directory: EntryPath) -> Int64 {
+        if let collected, collected.spool != nil { return Int64(collected.count) }
+        let entries = collected?.entries ?? entries
+        guard directory.isRoot, let share = configuration.filters.share else { return Int64(entries.count) }
+        return Int64(entries.count { share.holds($0.name) })
     }
 }

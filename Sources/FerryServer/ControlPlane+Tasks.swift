@@ -47,23 +47,26 @@ extension ControlPlane {
         "ScheduleDetails", "TaskMode",
     ]
 
-    /// DataSync's TaskStatus: RUNNING or QUEUED while an execution is; UNAVAILABLE while an
-    /// agent of its locations is OFFLINE (an execution cannot start); else AVAILABLE.
+    /// DataSync's TaskStatus: RUNNING or QUEUED while an execution is; UNAVAILABLE while a
+    /// location of it has no agent ONLINE (an execution cannot start); else AVAILABLE.
     func taskStatus(_ task: Store.Resource) async -> String {
         if let state = await runner.state(of: task.arn) { return state == .queued ? "QUEUED" : "RUNNING" }
         return await offlineAgents(of: task.body).isEmpty ? "AVAILABLE" : "UNAVAILABLE"
     }
 
-    /// The agents of a task's locations that are OFFLINE.
+    /// The OFFLINE agents that keep a task from running: a location's only agent, or every
+    /// agent of a location that names several (one of them online is enough: the execution
+    /// is spread over those that are).
     func offlineAgents(of task: JSONValue) async -> [String] {
-        var agents = Set<String>()
+        var offline = Set<String>()
         for member in ["SourceLocationArn", "DestinationLocationArn"] {
             guard let location = try? store.get(task[member]?.string ?? "")?.body else { continue }
-            agents.formUnion(ControlPlane.remoteAgents(location, builtIn: builtInAgentArn))
+            var down: [String] = []
+            let agents = ControlPlane.remoteAgents(location, builtIn: builtInAgentArn)
+            for agent in agents.sorted() where !(await hub.isOnline(agent)) { down.append(agent) }
+            if down.count == agents.count { offline.formUnion(down) }
         }
-        var offline: [String] = []
-        for agent in agents.sorted() where !(await hub.isOnline(agent)) { offline.append(agent) }
-        return offline
+        return offline.sorted()
     }
 
     func describeTask(_ input: JSONValue) async throws -> JSONValue {

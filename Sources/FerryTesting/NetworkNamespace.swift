@@ -38,6 +38,31 @@ public final class NetworkNamespace: Sendable {
         return (here, there)
     }
 
+    /// Puts this namespace and `members` on one LAN (a bridge here, a veth from each member
+    /// to it, a /24 of its own), as hosts beside one file server: this namespace's address
+    /// on it, and each member's.
+    public func bridge(_ members: [NetworkNamespace]) throws -> (here: String, members: [String]) {
+        let n = Int(NetworkNamespace.counter.add())
+        let subnet = "10.\(200 + (getpid() % 50)).\(n % 250)"
+        let bridge = "fbr\(getpid() % 100000)x\(n)"
+        try NetworkNamespace.ip(["-n", name, "link", "add", bridge, "type", "bridge"])
+        try NetworkNamespace.ip(["-n", name, "addr", "add", "\(subnet).1/24", "dev", bridge])
+        try NetworkNamespace.ip(["-n", name, "link", "set", bridge, "up"])
+        var addresses: [String] = []
+        for (i, member) in members.enumerated() {
+            let a = "fa\(getpid() % 100000)b\(n)m\(i)", b = "fb\(getpid() % 100000)b\(n)m\(i)"
+            try NetworkNamespace.ip(["link", "add", a, "type", "veth", "peer", "name", b])
+            try NetworkNamespace.ip(["link", "set", a, "netns", member.name])
+            try NetworkNamespace.ip(["link", "set", b, "netns", name])
+            try NetworkNamespace.ip(["-n", member.name, "addr", "add", "\(subnet).\(i + 2)/24", "dev", a])
+            try NetworkNamespace.ip(["-n", member.name, "link", "set", a, "up"])
+            try NetworkNamespace.ip(["-n", name, "link", "set", b, "master", bridge])
+            try NetworkNamespace.ip(["-n", name, "link", "set", b, "up"])
+            addresses.append("\(subnet).\(i + 2)")
+        }
+        return ("\(subnet).1", addresses)
+    }
+
     /// `argv` run inside the namespace.
     public func command(_ argv: [String]) -> [String] {
         ["/usr/sbin/ip", "netns", "exec", name] + argv

@@ -43,9 +43,10 @@ public final class SMBTestServer: Sendable {
         return file
     }
 
-    /// `namespace`: smbd runs there, on its loopback's port 445 only, reachable from that
-    /// namespace alone (no RPC helpers: no security descriptors).
-    public static func start(in namespace: NetworkNamespace? = nil) throws -> SMBTestServer {
+    /// `namespace`: smbd runs there, on its loopback's port 445 (and on `addresses` of
+    /// that namespace, for the hosts on its links), reachable from that namespace alone
+    /// otherwise (no RPC helpers: no security descriptors).
+    public static func start(in namespace: NetworkNamespace? = nil, addresses: [String] = []) throws -> SMBTestServer {
         guard let smbd = S3TestServer.which("smbd") else {
             throw TestTreeError("smbd not found: apt-get install samba smbclient (.ci/run does)")
         }
@@ -63,7 +64,7 @@ public final class SMBTestServer: Sendable {
         let conf = """
             [global]
               smb ports = \(namespace == nil ? "\(port) 445" : "445")
-              interfaces = lo
+              interfaces = \((["lo"] + addresses).joined(separator: " "))
               bind interfaces only = yes
               private dir = \(dir)/private
               lock directory = \(dir)/lock

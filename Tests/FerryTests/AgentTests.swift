@@ -174,16 +174,17 @@ final class AgentWorld {
     }
 }
 
-/// moto inside a namespace, on its loopback (port 5000): reachable from there only.
+/// moto inside a namespace, on its loopback (port 5000): reachable from there only (or on
+/// every address of the namespace with `host` 0.0.0.0).
 struct NamespaceS3 {
     let namespace: NetworkNamespace
     let port = 5000
     let process = Process()
 
-    init(_ namespace: NetworkNamespace) throws {
+    init(_ namespace: NetworkNamespace, host: String = "127.0.0.1") throws {
         self.namespace = namespace
         guard let moto = S3TestServer.which("moto_server") else { throw TestTreeError("moto_server not found: pip install 'moto[server]' (.ci/run does)") }
-        try ProcessLauncher.start(process, namespace.command([moto, "-H", "127.0.0.1", "-p", "\(port)"]))
+        try ProcessLauncher.start(process, namespace.command([moto, "-H", host, "-p", "\(port)"]))
         try namespace.waitFor("127.0.0.1", port, what: "moto_server", process: process)
     }
 

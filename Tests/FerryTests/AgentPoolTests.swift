@@ -1,0 +1,105 @@
+import FerryTesting
+import Foundation
+import Glibc
+import Testing
+
+/// One execution spread over the agents of a location (DataSync's several agents per
+/// location), each agent a host of its own beside one file server: the share on a LAN
+/// they all reach (a bridge in the file server's namespace), the bucket on the same
+/// server. Shares of the tree go to every agent that polls; one agent is killed mid-run
+/// (its share goes to another after the offline window), a fourth is started mid-run (it
+/// joins); the destination ends exact, deletions waited for every share, and the counters
+/// count each share once.
+@Suite(.serialized) struct AgentPoolTests {
+    @Test func anExecutionSpreadOverAgentsSurvivesOneLostAndTakesOneLate() throws {
+        let root = try TestTree(label: "agent-pool").root
+        let world = try AgentWorld(root: root, siteCount: 4)
+        let nas = try NetworkNamespace("nas")
+        defer {
+            world.tearDown()
+            nas.remove()
+        }
+        let lan = try nas.bridge(world.sites.map(\.namespace))
+        let smb = try SMBTestServer.start(in: nas, addresses: [lan.here])
+        let s3 = try NamespaceS3(nas, host: "0.0.0.0")
+        _ = try s3.s3api(["create-bucket", "--bucket", "dest"])
+
+        // 48 top-level directories of 8 files each (64 KiB): enough shares for every agent.
+        let source = smb.path("share1") + "/src"
+        mkdir(source, 0o755)
+        let tree = TestTree(existing: source)
+        var files: [String] = []
+        for d in 0..<48 {
+            for f in 0..<8 {
+                let name = "dir\(d)/file\(f).bin"
+                try tree.file(name, TestTree.bytes(64 << 10, seed: UInt64(d * 100 + f)))
+                files.append(name)
+            }
+        }
+        try tree.file("top.txt", Array("a file at the top\n".utf8))
+        files.append("top.txt")
+        _ = try NetworkNamespace.run(["/bin/chown", "-R", "\(smb.user):", source])
+
+        var agents: [String] = []
+        for (i, site) in world.sites.enumerated() { agents.append(try world.activate(site, name: "pool-\(i)")) }
+        // The fourth is stopped: it joins mid-run.
+        world.killAgent(world.sites[3])
+
+        let share = try world.ok(["create-location-smb", "--server-hostname", lan.here, "--subdirectory", "/share1/src",
+                                  "--user", smb.user, "--password", smb.password, "--agent-arns"] + agents)["LocationArn"] as? String ?? ""
+        let bucket = try world.ok(["create-location-object-storage", "--server-hostname", lan.here, "--server-port", "\(s3.port)",
+                                   "--server-protocol", "HTTP", "--bucket-name", "dest", "--subdirectory", "/pool",
+                                   "--access-key", "site", "--secret-key", "site-secret", "--agent-arns"] + agents)["LocationArn"] as? String ?? ""
+        // An object only the destination has: removed, but only after every share succeeded.
+        let stray = root + "/stray"
+        try Data("stray".utf8).write(to: URL(fileURLWithPath: stray))
+        _ = try s3.s3api(["put-object", "--bucket", "dest", "--key", "pool/dir7/stray.bin", "--body", stray])
+        let task = try world.ok(["create-task", "--source-location-arn", share, "--destination-location-arn", bucket,
+                                 "--options", "LogLevel=BASIC,VerifyMode=ONLY_FILES_TRANSFERRED,PreserveDeletedFiles=REMOVE"])["TaskArn"] as? String ?? ""
+
+        // What arrived, fetched in one `aws s3 cp --recursive` (one get-object per file takes minutes).
+        var fetches = 0
+        func exact() throws {
+            fetches += 1
+            let copy = root + "/arrived\(fetches)"
+            let r = try CLI.run(nas.command([S3TestServer.which("aws") ?? "/usr/bin/aws", "--endpoint-url", "http://127.0.0.1:\(s3.port)",
+                                             "s3", "cp", "--recursive", "--only-show-errors", "s3://dest/pool/", copy]),
+                                direct: true, environment: NamespaceS3.environment)
+            #expect(r.status == 0, "\(r.stderr)")
+            let arrived = try TreeSnapshot(copy).entries.filter { $0.value.kind == .file }.keys.map { String(decoding: $0.bytes, as: UTF8.self) }
+            #expect(Set(arrived) == Set(files), "\(arrived.count) objects for \(files.count) files; stray: \(arrived.contains("dir7/stray.bin"))")
+            for name in files {
+                #expect(FileManager.default.contents(atPath: copy + "/" + name) == FileManager.default.contents(atPath: source + "/" + name),
+                        "\(name) differs")
+            }
+        }
+
+        // Slowed (shared among the shares running) so that the run lasts while agents come and go.
+        let execution = try world.startMoving(task, ["--override-options", "BytesPerSecond=2097152"])
+        world.killAgent(world.sites[1])
+        try world.startAgent(world.sites[3])
+        let ended = world.waitForEnd(execution, seconds: 180)
+        #expect(ended["Status"] as? String == "SUCCESS", "\(ended)")
+        try exact()
+        // Each share counted once: never more items than there are (files, the 48 directories
+        // and the root; those the lost agent moved are not counted), each listed once (the
+        // lost agent's share by the agent that ran it again), and the stray deleted once.
+        #expect((ended["FilesTransferred"] as? Int ?? 0) <= files.count + 49 && (ended["FilesDeleted"] as? Int) == 1, "\(ended)")
+        #expect(((ended["FilesListed"] as? [String: Any])?["AtSource"] as? Int ?? 0) <= files.count + 48, "\(ended)")
+        // Every agent had shares (the late one too), and the lost agent's went to another.
+        let leased = ((try? String(contentsOfFile: world.dataDirectory + ".out", encoding: .utf8)) ?? "")
+            .split(separator: "\n").filter { $0.contains("share leased") }
+        for (i, agent) in agents.enumerated() {
+            #expect(leased.contains { $0.contains("agent=\(agent)") }, "agent \(i) had no share")
+        }
+        #expect(leased.contains { $0.contains("attempt=2") }, "the lost agent's share was not leased again")
+
+        // A clean run after some objects went: exactly those come back, counted once each.
+        let gone = ["dir1/file0.bin", "dir20/file3.bin", "dir33/file7.bin"]
+        _ = try s3.s3api(["delete-objects", "--bucket", "dest", "--delete",
+                          "{\"Objects\":[" + gone.map { "{\"Key\":\"pool/\($0)\"}" }.joined(separator: ",") + "]}"])
+        let again = world.waitForEnd(try world.ok(["start-task-execution", "--task-arn", task])["TaskExecutionArn"] as? String ?? "")
+        #expect(again["Status"] as? String == "SUCCESS" && again["FilesTransferred"] as? Int == gone.count, "\(again)")
+        try exact()
+    }
+}
