@@ -94,8 +94,9 @@ def start_agent_process(ferry, ds, port, ca, data_dir, name, procs, heartbeat=30
     sys.exit(f"agent {name} never came ONLINE")
 
 
-def run_task(ds, task, poll=0.05):
-    """Seconds from StartTaskExecution until DescribeTaskExecution says SUCCESS (exits on ERROR)."""
+def run_task(ds, task, poll=0.05, described=None):
+    """Seconds from StartTaskExecution until DescribeTaskExecution says SUCCESS (exits on ERROR);
+    the last description goes into the dict `described` when one is given."""
     start = time.perf_counter()
     execution = ds.start_task_execution(TaskArn=task)["TaskExecutionArn"]
     while True:
@@ -105,6 +106,8 @@ def run_task(ds, task, poll=0.05):
         time.sleep(poll)
     if d["Status"] != "SUCCESS":
         sys.exit(f"execution failed: {d['Result']}")
+    if described is not None:
+        described.update(d)
     return time.perf_counter() - start
 
 def main():

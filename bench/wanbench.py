@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Agent to agent across a slow link, against rsync over ssh on the same link.
 
-    python3 bench/wanbench.py [--rtt 20] [--runs 3] [--files 20000]
+    python3 bench/wanbench.py [--rtt 20] [--runs 3] [--set small|large|text] [--files 20000]
 
 Two agents on this machine: A next to the source, B next to the destination, both NFS
 exports of nfs-ganesha on tmpfs. A reaches B's data port only through ferry-netem, which
@@ -9,7 +9,9 @@ delays each direction by RTT/2. The task (source on A, destination on B) is time
 StartTaskExecution until SUCCESS, with ONLY_FILES_TRANSFERRED verification (the default
 read-back) and with VerifyMode NONE. The peer is `rsync -a` over ssh (a private sshd, key
 only) through a proxy of the same delay, from the source directory to a fresh destination.
-Alternated; medians; ratios rsync / Ferry.
+Alternated; medians; ratios rsync / Ferry. Sets: `small` (20,000 files of 1–16 KiB), `large`
+(4 × 256 MiB of random bytes), `text` (200 × 512 KiB of log lines); for Ferry, what the data
+took on the link (BytesCompressed) against BytesTransferred.
 
 Needs sshd (apt-get install openssh-server) and the release build (.build/release/ferry,
 .build/release/ferry-netem); do not run it during a build.
@@ -53,15 +55,21 @@ def main():
     ap.add_argument("--rtt", type=float, default=20)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--files", type=int, default=20000)
+    ap.add_argument("--set", choices=["small", "large", "text"], default="small")
     ap.add_argument("--ferry", default=os.path.join(ROOT, ".build/release/ferry"))
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="ferry-wanbench-", dir="/dev/shm")
     servers = filebench.Servers(work)
     servers.start_nfs()
     export = f"{work}/export"
-    filebench.gen_small(f"{export}/src", files=a.files)
+    if a.set == "small":
+        files, size = filebench.gen_small(f"{export}/src", files=a.files)
+    elif a.set == "large":
+        files, size = filebench.gen_large(f"{export}/src")
+    else:
+        files, size = filebench.gen_text(f"{export}/src")
     procs = []
-    results = {"rtt_ms": a.rtt, "files": a.files, "runs": a.runs}
+    results = {"rtt_ms": a.rtt, "set": a.set, "files": files, "bytes": size, "runs": a.runs}
     try:
         port, ca, ds, _ = start_control_plane(a.ferry, work, procs)
 
@@ -91,11 +99,14 @@ def main():
                     dloc = ds.create_location_nfs(ServerHostname="127.0.0.1", Subdirectory=dst, OnPremConfig={"AgentArns": [destination_agent]})["LocationArn"]
                     options = {"VerifyMode": "NONE" if "none" in tool else "ONLY_FILES_TRANSFERRED"}
                     task = ds.create_task(SourceLocationArn=src, DestinationLocationArn=dloc, Options=options)["TaskArn"]
-                    samples[tool].append(run_task(ds, task))
+                    described = {}
+                    samples[tool].append(run_task(ds, task, described=described))
+                    results[f"{tool} BytesCompressed / BytesTransferred"] = round(described["BytesCompressed"] / max(1, described["BytesTransferred"]), 3)
                 print(f"{tool} run {r}: {samples[tool][-1]:.2f} s", flush=True)
         for tool, s in samples.items():
             results[f"{tool} median s"] = round(statistics.median(s), 2)
-            results[f"{tool} files/s"] = round(a.files / statistics.median(s))
+            results[f"{tool} files/s"] = round(files / statistics.median(s))
+            results[f"{tool} MB/s"] = round(size / 1e6 / statistics.median(s), 1)
         for tool in ("ferry", "ferry verify none"):
             results[f"rsync / {tool}"] = round(results["rsync -a over ssh median s"] / results[f"{tool} median s"], 2)
     finally:

@@ -5,15 +5,15 @@ import Synchronization
 /// A network namespace of the tests' own (`ip netns add`), standing in for a separate
 /// host: its own loopback, its own ports, and veth links to the host or to other
 /// namespaces with addresses in 10.x. A process started in it (``command(_:)``) reaches
-/// only what its links reach. Removed (with its links) by ``remove()``; one left behind by
-/// a killed test run is removed when a namespace of the same name is made.
+/// only what its links reach. Removed (with its links) by ``remove()``.
 public final class NetworkNamespace: Sendable {
     public let name: String
 
-    /// Makes `ferry-LABEL-PID` with its loopback up.
+    /// Makes `ferry-LABEL-PID-N` (N counts this process's namespaces: suites that run at
+    /// once never share one) with its loopback up.
     public init(_ label: String) throws {
         let pid = Int(getpid())
-        name = "ferry-\(label)-\(pid)"
+        name = "ferry-\(label)-\(pid)-\(NetworkNamespace.made.add())"
         _ = try? NetworkNamespace.ip(["netns", "delete", name])
         try NetworkNamespace.ip(["netns", "add", name])
         try NetworkNamespace.ip(["-n", name, "link", "set", "lo", "up"])
@@ -91,6 +91,7 @@ public final class NetworkNamespace: Sendable {
     }
 
     private static let counter = Counter()
+    private static let made = Counter()
 
     @discardableResult
     static func ip(_ args: [String]) throws -> String {

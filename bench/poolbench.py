@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""One execution spread over 1, 2 and 4 agents (a location naming several agents).
+
+    python3 bench/poolbench.py [--runs 3] [--agents 1,2,4] [--files 20000]
+
+Agents on this machine, each its own process; the source and the destination are NFS
+exports of nfs-ganesha on tmpfs, and both locations name every agent of the round, so the
+control plane cuts the tree into shares of its top-level directories (200 of them) and
+leases them to the agents. Timed from StartTaskExecution to SUCCESS with
+ONLY_FILES_TRANSFERRED; rounds alternated; medians and files per second.
+
+Needs the release build (.build/release/ferry); do not run it during a build.
+"""
+import argparse, json, os, shutil, statistics, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import filebench  # noqa: E402
+from agentbench import run_task, start_agent_process, start_control_plane  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--agents", default="1,2,4")
+    ap.add_argument("--files", type=int, default=20000)
+    ap.add_argument("--ferry", default=os.path.join(ROOT, ".build/release/ferry"))
+    a = ap.parse_args()
+    counts = [int(n) for n in a.agents.split(",")]
+    work = tempfile.mkdtemp(prefix="ferry-poolbench-", dir="/dev/shm")
+    servers = filebench.Servers(work)
+    servers.start_nfs()
+    export = f"{work}/export"
+    files, size = filebench.gen_small(f"{export}/src", files=a.files)
+    procs = []
+    results = {"files": files, "bytes": size, "runs": a.runs}
+    try:
+        port, ca, ds, _ = start_control_plane(a.ferry, work, procs)
+        agents = [start_agent_process(a.ferry, ds, port, ca, f"{work}/agent{i}", f"pool{i}", procs, heartbeat=2,
+                                      extra=["--data-port", str(filebench.free_port()), "--data-address", "127.0.0.1"])[0]
+                  for i in range(max(counts))]
+        time.sleep(3)
+        samples = {n: [] for n in counts}
+        for r in range(a.runs):
+            for n in (counts if r % 2 == 0 else list(reversed(counts))):
+                names = agents[:n]
+                src = ds.create_location_nfs(ServerHostname="127.0.0.1", Subdirectory=f"{export}/src", OnPremConfig={"AgentArns": names})["LocationArn"]
+                dst = ds.create_location_nfs(ServerHostname="127.0.0.1", Subdirectory=f"{export}/dst-{n}-{r}", OnPremConfig={"AgentArns": names})["LocationArn"]
+                task = ds.create_task(SourceLocationArn=src, DestinationLocationArn=dst, Options={"VerifyMode": "ONLY_FILES_TRANSFERRED"})["TaskArn"]
+                samples[n].append(run_task(ds, task))
+                print(f"{n} agent(s) run {r}: {samples[n][-1]:.2f} s", flush=True)
+        for n, s in samples.items():
+            results[f"{n} agents median s"] = round(statistics.median(s), 2)
+            results[f"{n} agents files/s"] = round(files / statistics.median(s))
+        base = results[f"{counts[0]} agents median s"]
+        for n in counts[1:]:
+            results[f"{n} agents speed-up"] = round(base / results[f"{n} agents median s"], 2)
+    finally:
+        for p in procs:
+            p.kill()
+        servers.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    out_path = os.path.join(ROOT, "docs/results", time.strftime("pool-results-%Y%m%d-%H%M%S.json"))
+    json.dump(results, open(out_path, "w"), indent=1)
+    print(json.dumps(results, indent=1))
+    print("results:", out_path)
+
+
+if __name__ == "__main__":
+    main()
