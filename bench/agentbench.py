@@ -94,6 +94,23 @@ def start_agent_process(ferry, ds, port, ca, data_dir, name, procs, heartbeat=30
     sys.exit(f"agent {name} never came ONLINE")
 
 
+def clean_up(procs, servers, work):
+    """Kills the processes a bench started, stops its file servers, removes its tree."""
+    for p in procs:
+        p.kill()
+    servers.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def save_results(results, name):
+    """Writes `results` to docs/results/NAME-DATE.json and prints them."""
+    out_path = os.path.join(ROOT, "docs/results", time.strftime(f"{name}-results-%Y%m%d-%H%M%S.json"))
+    os.makedirs(os.path.dirname(out_path), exist_ok=True)
+    json.dump(results, open(out_path, "w"), indent=1)
+    print(json.dumps(results, indent=1))
+    print("results:", out_path)
+
+
 def run_task(ds, task, poll=0.05, described=None):
     """Seconds from StartTaskExecution until DescribeTaskExecution says SUCCESS (exits on ERROR);
     the last description goes into the dict `described` when one is given."""
@@ -184,15 +201,8 @@ def main():
         results["server VmHWM"] = status["VmHWM"]
         results["one agent VmHWM"] = proc_status(agents[1][1].pid)["VmHWM"]
     finally:
-        for p in procs:
-            p.kill()
-        servers.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    out_path = os.path.join(ROOT, "docs/results", time.strftime("agent-results-%Y%m%d-%H%M%S.json"))
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    json.dump(results, open(out_path, "w"), indent=1)
-    print(json.dumps(results, indent=1))
-    print("results:", out_path)
+        clean_up(procs, servers, work)
+    save_results(results, "agent")
 
 
 if __name__ == "__main__":

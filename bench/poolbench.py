@@ -11,12 +11,12 @@ ONLY_FILES_TRANSFERRED; rounds alternated; medians and files per second.
 
 Needs the release build (.build/release/ferry); do not run it during a build.
 """
-import argparse, json, os, shutil, statistics, sys, tempfile, time
+import argparse, os, statistics, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import filebench  # noqa: E402
-from agentbench import run_task, start_agent_process, start_control_plane  # noqa: E402
+from agentbench import clean_up, run_task, save_results, start_agent_process, start_control_plane  # noqa: E402
 
 
 def main():
@@ -56,14 +56,8 @@ def main():
         for n in counts[1:]:
             results[f"{n} agents speed-up"] = round(base / results[f"{n} agents median s"], 2)
     finally:
-        for p in procs:
-            p.kill()
-        servers.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    out_path = os.path.join(ROOT, "docs/results", time.strftime("pool-results-%Y%m%d-%H%M%S.json"))
-    json.dump(results, open(out_path, "w"), indent=1)
-    print(json.dumps(results, indent=1))
-    print("results:", out_path)
+        clean_up(procs, servers, work)
+    save_results(results, "pool")
 
 
 if __name__ == "__main__":

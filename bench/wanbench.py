@@ -16,14 +16,14 @@ took on the link (BytesCompressed) against BytesTransferred.
 Needs sshd (apt-get install openssh-server) and the release build (.build/release/ferry,
 .build/release/ferry-netem); do not run it during a build.
 """
-import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, os, shutil, statistics, subprocess, sys, tempfile, time
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import filebench  # noqa: E402
 from filebench import free_port, wait_port  # noqa: E402
-from agentbench import run_task, start_agent_process, start_control_plane  # noqa: E402
+from agentbench import clean_up, run_task, save_results, start_agent_process, start_control_plane  # noqa: E402
 
 NETEM = os.path.join(ROOT, ".build/release/ferry-netem")
 
@@ -110,14 +110,8 @@ def main():
         for tool in ("ferry", "ferry verify none"):
             results[f"rsync / {tool}"] = round(results["rsync -a over ssh median s"] / results[f"{tool} median s"], 2)
     finally:
-        for p in procs:
-            p.kill()
-        servers.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    out_path = os.path.join(ROOT, "docs/results", time.strftime("wan-results-%Y%m%d-%H%M%S.json"))
-    json.dump(results, open(out_path, "w"), indent=1)
-    print(json.dumps(results, indent=1))
-    print("results:", out_path)
+        clean_up(procs, servers, work)
+    save_results(results, "wan")
 
 
 if __name__ == "__main__":
