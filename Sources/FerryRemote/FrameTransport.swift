@@ -283,7 +283,10 @@ public final class FrameRemoteTransport: RemoteTransport, @unchecked Sendable {
     public func call(_ operation: RemoteOperation, _ body: [UInt8]) async throws -> [UInt8] {
         let id = nextID.add(1, ordering: .relaxed).oldValue
         let code = operation.code
-        let promise = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: [UInt8].self)
+        // On the connection's own event loop when there is one: its answer then completes
+        // the promise without a hop to another thread.
+        let loop = state.withLock { $0.channel?.eventLoop } ?? MultiThreadedEventLoopGroup.singleton.next()
+        let promise = loop.makePromise(of: [UInt8].self)
         enum Next { case send(any Channel, acknowledge: UInt64?), connect, closed }
         let next: Next = state.withLock { s in
             if s.closed { return .closed }

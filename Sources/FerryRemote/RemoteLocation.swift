@@ -297,15 +297,22 @@ final class SmallRemoteWriter: EntryWriter, Sendable {
 /// Counts the file data a ``RemoteLocation`` put on the link and hands each amount to the
 /// sink the engine attached (DataSync's BytesCompressed).
 final class LinkMeter: Sendable {
+    /// The sink in a box: a closure kept in a Mutex's value was re-wrapped in two
+    /// reabstraction thunks at each `inout` access, nesting deeper with every add (70 % of a
+    /// run's CPU after 20,000 files).
+    private final class Sink: Sendable {
+        let call: @Sendable (Int64) -> Void
+        init(_ call: @escaping @Sendable (Int64) -> Void) { self.call = call }
+    }
     private let sum = Atomic<Int64>(0)
-    private let sink = Mutex<(@Sendable (Int64) -> Void)?>(nil)
+    private let sink = Mutex<Sink?>(nil)
 
     var total: Int64 { sum.load(ordering: .relaxed) }
 
-    func attach(_ s: @escaping @Sendable (Int64) -> Void) { sink.withLock { $0 = s } }
+    func attach(_ s: @escaping @Sendable (Int64) -> Void) { sink.withLock { $0 = Sink(s) } }
 
     func add(_ n: Int) {
         sum.add(Int64(n), ordering: .relaxed)
-        sink.withLock { $0 }?(Int64(n))
+        sink.withLock { $0 }?.call(Int64(n))
     }
 }
