@@ -121,10 +121,10 @@ def run_task(ds, task, poll=0.05, described=None):
         if d["Status"] in ("SUCCESS", "ERROR"):
             break
         time.sleep(poll)
-    if d["Status"] != "SUCCESS":
-        sys.exit(f"execution failed: {d['Result']}")
     if described is not None:
         described.update(d)
+    if d["Status"] != "SUCCESS":
+        sys.exit(f"execution failed: {d['Result']}")
     return time.perf_counter() - start
 
 def main():

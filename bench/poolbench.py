@@ -11,7 +11,7 @@ ONLY_FILES_TRANSFERRED; rounds alternated; medians and files per second.
 
 Needs the release build (.build/release/ferry); do not run it during a build.
 """
-import argparse, os, statistics, sys, tempfile, time
+import argparse, os, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -46,8 +46,17 @@ def main():
                 names = agents[:n]
                 src = ds.create_location_nfs(ServerHostname="127.0.0.1", Subdirectory=f"{export}/src", OnPremConfig={"AgentArns": names})["LocationArn"]
                 dst = ds.create_location_nfs(ServerHostname="127.0.0.1", Subdirectory=f"{export}/dst-{n}-{r}", OnPremConfig={"AgentArns": names})["LocationArn"]
-                task = ds.create_task(SourceLocationArn=src, DestinationLocationArn=dst, Options={"VerifyMode": "ONLY_FILES_TRANSFERRED"})["TaskArn"]
-                samples[n].append(run_task(ds, task))
+                task = ds.create_task(SourceLocationArn=src, DestinationLocationArn=dst,
+                                      Options={"VerifyMode": "ONLY_FILES_TRANSFERRED", "LogLevel": "BASIC"})["TaskArn"]
+                described = {}
+                try:
+                    samples[n].append(run_task(ds, task, described=described))
+                except SystemExit:
+                    # What failed, from the execution's log, before the work tree goes.
+                    log = subprocess.run([a.ferry, "server", "logs", "--data-dir", f"{work}/cp", described["TaskExecutionArn"]],
+                                         capture_output=True, text=True).stdout
+                    print("\n".join(line for line in log.splitlines() if "ERROR" in line)[:4000])
+                    raise
                 print(f"{n} agent(s) run {r}: {samples[n][-1]:.2f} s", flush=True)
         for n, s in samples.items():
             results[f"{n} agents median s"] = round(statistics.median(s), 2)
