@@ -137,6 +137,7 @@ extension AgentHub {
         }
         pools[execution]?.live[id] = nil
         advance(execution)
+        handOut()  // the agent's next poll may take another share now
         return true
     }
 

@@ -54,20 +54,24 @@ extension Store {
     }
 
     /// Claims for `agent` the oldest lease of `executions` that is AVAILABLE or whose claim
-    /// lapsed before `now`, until `until`; nil when there is none.
+    /// lapsed before `now`, until `until` — never a second lease of an execution the agent
+    /// holds one of (every agent of the location gets work); nil when there is none.
     public func claimLease(for agent: String, among executions: [String], now: Double, until: Double) throws -> Lease? {
         guard !executions.isEmpty else { return nil }
         let marks = Array(repeating: "?", count: executions.count).joined(separator: ", ")
         return try pool.write { db in
             let sql = """
                 UPDATE lease SET state = 'CLAIMED', agent = ?, expires = ?, attempts = attempts + 1
-                WHERE id = (SELECT id FROM lease WHERE execution IN (\(marks))
-                            AND (state = 'AVAILABLE' OR (state = 'CLAIMED' AND expires < ?)) ORDER BY rowid LIMIT 1)
+                WHERE id = (SELECT l.id FROM lease l WHERE l.execution IN (\(marks))
+                            AND (l.state = 'AVAILABLE' OR (l.state = 'CLAIMED' AND l.expires < ?))
+                            AND NOT EXISTS (SELECT 1 FROM lease m WHERE m.execution = l.execution AND m.agent = ?
+                                            AND m.state = 'CLAIMED' AND m.expires >= ?)
+                            ORDER BY l.rowid LIMIT 1)
                 RETURNING *
                 """
             var arguments: StatementArguments = [agent, until]
             arguments += StatementArguments(executions)
-            arguments += [now]
+            arguments += [now, agent, now]
             return try Row.fetchOne(db, sql: sql, arguments: arguments).map(Lease.init)
         }
     }
