@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import bench  # noqa: E402  (data generators)
 from bench import free_port, wait_port  # noqa: E402
+from agentbench import run_task  # noqa: E402
 
 
 def start_server(ferry, data):
@@ -97,18 +98,10 @@ def main():
                 dst_loc = ds.create_location_nfs(ServerHostname="localhost", Subdirectory=dst,
                                                  OnPremConfig={"AgentArns": [agent]})["LocationArn"]
                 task = ds.create_task(SourceLocationArn=src_loc, DestinationLocationArn=dst_loc)["TaskArn"]
-                start = time.perf_counter()
-                execution = ds.start_task_execution(TaskArn=task)["TaskExecutionArn"]
-                while True:
-                    d = ds.describe_task_execution(TaskExecutionArn=execution)
-                    if d["Status"] in ("SUCCESS", "ERROR"):
-                        break
-                    time.sleep(a.poll)
-                samples[what].append(time.perf_counter() - start)
+                d = {}
+                samples[what].append(run_task(ds, task, poll=a.poll, described=d))
                 totals.append(d["Result"]["TotalDuration"] / 1000)
-                if d["Status"] != "SUCCESS":
-                    sys.exit(f"execution failed: {d['Result']}")
-                last_execution = execution
+                last_execution = d["TaskExecutionArn"]
             print(f"{what} run {r}: {samples[what][-1]:.3f}s", flush=True)
     for what, s in samples.items():
         results[f"{what} median s"] = round(statistics.median(s), 3)

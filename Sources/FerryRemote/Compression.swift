@@ -17,17 +17,14 @@ public enum PackedData {
 
 /// Decides per sender whether to compress the next chunk, and counts the bytes that went
 /// on the link for ``RemoteLocation/bytesOnLink``.
-public final class Compressor: Sendable {
+final class Compressor: Sendable {
     /// Chunks to send raw after one that did not compress, before probing again.
     static let backOff = 15
     private let skip = Atomic<Int>(0)
-    let enabled: Bool
-
-    public init(enabled: Bool = true) { self.enabled = enabled }
 
     /// Whether the next chunk is worth compressing (false while backing off).
     func shouldTry(_ count: Int) -> Bool {
-        guard enabled, count >= PackedData.smallest else { return false }
+        guard count >= PackedData.smallest else { return false }
         if skip.load(ordering: .relaxed) > 0 {
             skip.subtract(1, ordering: .relaxed)
             return false

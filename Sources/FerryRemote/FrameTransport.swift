@@ -250,6 +250,7 @@ public final class FrameRemoteTransport: RemoteTransport, @unchecked Sendable {
     private let state = Mutex(State())
     private let nextID = Atomic<UInt64>(1)
     private let sent = Atomic<Int64>(0)
+    private let made = Atomic<Int>(0)
     /// When the peer was last heard from (a monotonic clock's nanoseconds).
     private let lastHeard = Atomic<UInt64>(0)
 
@@ -275,6 +276,9 @@ public final class FrameRemoteTransport: RemoteTransport, @unchecked Sendable {
     /// Bytes of calls sent so far, those sent again after a reconnect included.
     public var bytesSent: Int64 { sent.load(ordering: .relaxed) }
 
+    /// Connections made so far (more than one: the link broke and was made again).
+    public var connectionsMade: Int { made.load(ordering: .relaxed) }
+
     private func send(_ channel: any Channel, _ id: UInt64, _ code: UInt8, _ body: [UInt8], flush: Bool) {
         sent.add(Int64(body.count + Frame.headerSize), ordering: .relaxed)
         Frame.send(channel, id, code, body, flush: flush)
@@ -283,20 +287,19 @@ public final class FrameRemoteTransport: RemoteTransport, @unchecked Sendable {
     public func call(_ operation: RemoteOperation, _ body: [UInt8]) async throws -> [UInt8] {
         let id = nextID.add(1, ordering: .relaxed).oldValue
         let code = operation.code
-        // On the connection's own event loop when there is one: its answer then completes
-        // the promise without a hop to another thread.
-        let loop = state.withLock { $0.channel?.eventLoop } ?? MultiThreadedEventLoopGroup.singleton.next()
-        let promise = loop.makePromise(of: [UInt8].self)
         enum Next { case send(any Channel, acknowledge: UInt64?), connect, closed }
-        let next: Next = state.withLock { s in
-            if s.closed { return .closed }
+        let (promise, next): (EventLoopPromise<[UInt8]>, Next) = state.withLock { s in
+            // On the connection's own event loop when there is one: its answer then completes
+            // the promise without a hop to another thread.
+            let promise = (s.channel?.eventLoop ?? MultiThreadedEventLoopGroup.singleton.next()).makePromise(of: [UInt8].self)
+            if s.closed { return (promise, .closed) }
             if s.calls.isEmpty { lastHeard.store(Self.uptime(), ordering: .relaxed) }
             s.calls[id] = Call(code: code, body: body, promise: promise)
-            guard let channel = s.channel else { return .connect }
+            guard let channel = s.channel else { return (promise, .connect) }
             s.sinceAcknowledged += 1
-            guard s.sinceAcknowledged >= 256 else { return .send(channel, acknowledge: nil) }
+            guard s.sinceAcknowledged >= 256 else { return (promise, .send(channel, acknowledge: nil)) }
             s.sinceAcknowledged = 0
-            return .send(channel, acknowledge: s.calls.keys.min())
+            return (promise, .send(channel, acknowledge: s.calls.keys.min()))
         }
         switch next {
         case .closed:
@@ -340,6 +343,7 @@ public final class FrameRemoteTransport: RemoteTransport, @unchecked Sendable {
         while true {
             do {
                 let channel = try await connect().get()
+                made.add(1, ordering: .relaxed)
                 let again: [(key: UInt64, value: Call)]? = state.withLock { s in
                     s.reconnecting = false
                     guard !s.closed else { return nil }

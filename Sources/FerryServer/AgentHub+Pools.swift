@@ -28,8 +28,10 @@ extension AgentHub {
         var live: [String: (agent: String, counters: JSONValue)] = [:]
         var cancel: String?
         var bytesPerSecond: Int64?
-        var waiter: CheckedContinuation<Outcome, Never>?
-        var ended: Outcome?
+        var ending = Ending()
+        var ended: Outcome? { ending.outcome }
+        /// The counters of the shares that ended (summed when one ends, not at each progress call).
+        var done = CounterSnapshot()
         /// Since when none of its agents was heard (nil: one was).
         var unattendedSince: Date?
 
@@ -70,7 +72,7 @@ extension AgentHub {
             pools[execution] = nil
             return ended
         }
-        return await withCheckedContinuation { pools[execution]?.waiter = $0 }
+        return await withCheckedContinuation { pools[execution]?.ending.waiter = $0 }
     }
 
     /// Claims for `agent` a share of an execution it may run (none while it runs one of it).
@@ -152,7 +154,8 @@ extension AgentHub {
             logger.error("could not read an execution's shares", metadata: ["execution.id": "\(execution)", "error": "\(error)"])
             return
         }
-        recordPoolProgress(execution, status: nil, leases: leases)
+        pools[execution]?.done = AgentHub.combinedCounters(leases)
+        recordPoolProgress(execution, status: nil)
         if let reason = pool.cancel, !leases.contains(where: { $0.state == .claimed }) {
             endPool(execution, .failed(code: "Cancelled", detail: reason))
             return
@@ -175,9 +178,9 @@ extension AgentHub {
 
     /// The execution's counters: every ended share's, plus the live ones'; the status the
     /// latest report gave.
-    func recordPoolProgress(_ execution: String, status: String?, leases: [Lease]? = nil) {
-        guard let pool = pools[execution], let leases = leases ?? (try? store.leases(of: execution)) else { return }
-        var total: JSONValue = ExecutionRunner.counterFields(AgentHub.combinedCounters(leases))
+    func recordPoolProgress(_ execution: String, status: String?) {
+        guard let pool = pools[execution] else { return }
+        var total: JSONValue = ExecutionRunner.counterFields(pool.done)
         for running in pool.live.values { total = AgentHub.sum(total, running.counters) }
         do {
             try store.modify(execution) { body in
@@ -192,13 +195,7 @@ extension AgentHub {
 
     func endPool(_ execution: String, _ outcome: Outcome) {
         guard var pool = pools[execution], pool.ended == nil else { return }
-        if let w = pool.waiter {
-            pools[execution] = nil
-            w.resume(returning: outcome)
-        } else {
-            pool.ended = outcome
-            pools[execution] = pool
-        }
+        pools[execution] = pool.ending.settle(outcome) ? nil : pool
     }
 
     /// Ends pools none of whose agents was heard for the offline window; hands lapsed

@@ -55,10 +55,26 @@ actor AgentHub {
         var cancel: String?
         var bytesPerSecond: Int64?
         var phase = "LAUNCHING"
-        var waiter: CheckedContinuation<Outcome, Never>?
-        var ended: Outcome?
+        var ending = Ending()
+        var ended: Outcome? { ending.outcome }
     }
     private var remotes: [String: Remote] = [:]
+
+    /// How an execution the hub runs ended, for the runner that waits on it: handed over at
+    /// once when the runner already waits, kept until it asks otherwise.
+    struct Ending {
+        private(set) var outcome: Outcome?
+        var waiter: CheckedContinuation<Outcome, Never>?
+
+        /// Records `outcome`; true when a waiter took it (the hub may forget the execution).
+        mutating func settle(_ o: Outcome) -> Bool {
+            outcome = o
+            guard let w = waiter else { return false }
+            waiter = nil
+            w.resume(returning: o)
+            return true
+        }
+    }
     /// Executions spread over several agents (``runPool``).
     var pools: [String: Pool] = [:]
 
@@ -169,19 +185,13 @@ actor AgentHub {
             remotes[execution] = nil
             return ended
         }
-        return await withCheckedContinuation { remotes[execution]?.waiter = $0 }
+        return await withCheckedContinuation { remotes[execution]?.ending.waiter = $0 }
     }
 
     private func end(_ execution: String, _ outcome: Outcome) {
         guard var r = remotes[execution], r.ended == nil else { return }
         offers.removeAll { $0.execution == execution }
-        if let w = r.waiter {
-            remotes[execution] = nil
-            w.resume(returning: outcome)
-        } else {
-            r.ended = outcome
-            remotes[execution] = r
-        }
+        remotes[execution] = r.ending.settle(outcome) ? nil : r
     }
 
     /// Queues `command` for `agent`'s next poll.

@@ -90,7 +90,8 @@ struct ExecutionJob: Sendable {
             }
             var logger = logger
             logger[metadataKey: "execution.id"] = "\(execution)"
-            let report = try executionBody["TaskReportConfig"].flatMap { share == nil ? $0 : nil }.map {
+            // A share writes no report: the execution's would be split between agents.
+            let report = try (share == nil ? executionBody["TaskReportConfig"] : nil).map {
                 try ExecutionReport(config: $0, dataDirectory: resolver.dataDirectory, task: task, execution: execution)
             }
             let engine = SyncEngine(SyncConfiguration(source: opened[0].location, destination: opened[1].location, options: options,

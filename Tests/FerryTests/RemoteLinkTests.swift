@@ -61,6 +61,7 @@ import Testing
         try RemoteLinkTests.expectExact(served, result)
         // A whole-file retry would send the 16 MiB before the cut again: ≥ 64 MiB.
         #expect(served.transport.bytesSent < Int64(size + (6 << 20)), "sent \(served.transport.bytesSent) bytes for a \(size)-byte file")
+        #expect(served.transport.connectionsMade >= 2, "the cut was not survived by a new connection")
     }
 
     @Test("the far side unreachable for 30 s: the calls wait, then go on")
@@ -76,6 +77,7 @@ import Testing
         #expect(said.contains("down for 30000 ms"), "no outage: \(said)")
         #expect(ContinuousClock.now - started >= .seconds(30))
         try RemoteLinkTests.expectExact(served, result)
+        #expect(served.transport.connectionsMade >= 2)
     }
 
     @Test("a connection gone silent is given up after the silence limit and made again")
@@ -88,6 +90,8 @@ import Testing
         let said = proxy.stop()
         #expect(said.contains("stall"), "no stall: \(said)")
         try RemoteLinkTests.expectExact(served, result)
+        // The stall lasts 10 minutes: the run ended because the silent connection was replaced.
+        #expect(served.transport.connectionsMade >= 2, "the silent connection was waited out, not replaced")
     }
 
     @Test("text is compressed on the link and random data is not; BytesCompressed is what crossed")
