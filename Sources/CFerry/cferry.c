@@ -144,6 +144,7 @@ void cferry_xxh3_digest(cferry_xxh3 *s, uint64_t *hi, uint64_t *lo) {
     *hi = h.high64; *lo = h.low64;
 }
 void cferry_xxh3_free(cferry_xxh3 *s) { free(s); }
+uint64_t cferry_xxh3_64(const void *d, size_t n) { return XXH3_64bits(d, n); }
 static const unsigned char cferry_zero_block[65536];
 static void xxh3_update_zero_bytes(XXH3_state_t *st, uint64_t len) {
     while (len > 0) {

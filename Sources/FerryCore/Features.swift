@@ -22,6 +22,7 @@ public struct Features: Sendable {
     private let temporaryKeeper: (any TemporaryKeeping)?
     private let limits: (any MetadataLimiting)?
     private let native: (any NativeMetadataCopying)?
+    private let deltaWriter: (any DeltaWriting)?
     /// Where the tree lies (``ScopeTelling``), read once.
     public let scope: LocationScope?
 
@@ -39,6 +40,7 @@ public struct Features: Sendable {
         temporaryKeeper = location as? any TemporaryKeeping
         limits = location as? any MetadataLimiting
         native = location as? any NativeMetadataCopying
+        deltaWriter = location as? any DeltaWriting
         scope = (location as? any ScopeTelling)?.scope
         var c = location.capabilities
         c.symlinks = symlinkWriter != nil
@@ -56,7 +58,7 @@ public struct Features: Sendable {
          ("RunListing", runLister != nil), ("PrefetchingListing", prefetcher != nil), ("ServerSideCopying", copier != nil),
          ("ContentTagComparing", tagComparer != nil), ("DirectCopying", directCopying != nil),
          ("TemporaryKeeping", temporaryKeeper != nil), ("ScopeTelling", scope != nil), ("MetadataLimiting", limits != nil),
-         ("NativeMetadataCopying", native != nil)]
+         ("NativeMetadataCopying", native != nil), ("DeltaWriting", deltaWriter != nil)]
             .filter(\.1).map(\.0)
     }
 
@@ -118,6 +120,17 @@ public struct Features: Sendable {
     public func listForCopying(_ directory: EntryPath, reading: @Sendable ([UInt8]) -> Bool) async throws -> Listing? {
         if let prefetcher { return try await prefetcher.listForCopying(directory, reading: reading) }
         return try await location.list(directory)
+    }
+
+    /// A writer of `path` that keeps what `existing` (the regular file there) already holds
+    /// (``DeltaWriting``), else a plain one.
+    public func createFile(
+        _ path: EntryPath, replacing existing: Entry?, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
+    ) async throws -> any EntryWriter {
+        if let deltaWriter, let existing, existing.kind == .file {
+            return try await deltaWriter.createFile(path, replacing: existing, metadata: metadata, attributes: attributes, selection: selection)
+        }
+        return try await location.createFile(path, metadata: metadata, attributes: attributes, selection: selection)
     }
 
     public func canCopyServerSide(from source: any Location) -> Bool { copier?.canCopyServerSide(from: source) ?? false }

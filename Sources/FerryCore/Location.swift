@@ -199,6 +199,19 @@ public protocol LinkMetering: Location {
     func meterLink(_ sink: @escaping @Sendable (Int64) -> Void)
 }
 
+/// Files rewritten from the copy the location already holds (a location across a slow
+/// link): the parts of the new file equal to the old copy's bytes at the same offsets are
+/// taken from that copy where it lies, and only the blocks that differ cross (rsync's idea
+/// at fixed block offsets: data changed in place or appended travels, data shifted does).
+public protocol DeltaWriting: Location {
+    /// ``Location/createFile(_:metadata:attributes:selection:)`` for a file that replaces
+    /// `existing`, the regular file at `path` as listed; the writer is handed the new file's
+    /// bytes in order as any writer is, and commits only when the whole result is them.
+    func createFile(
+        _ path: EntryPath, replacing existing: Entry, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
+    ) async throws -> any EntryWriter
+}
+
 /// Leftovers of the location's own interrupted writes (temporaries, unfinished uploads),
 /// named in ``Listing/staleTemporaries`` and cleaned by the next run.
 public protocol TemporaryKeeping: Location {

@@ -154,8 +154,10 @@ extension SyncEngine {
         let extents = try await reader.dataExtents()
         let attributes = selection.extendedAttributes || attributesReportedDropped ? try await reader.extendedAttributes() : []
         let before = reader.metadata
-        let writer = try await destination.createFile(
-            item.path, metadata: before, attributes: attributes.isEmpty ? nil : attributes, selection: selection)
+        // A file that replaces one of the destination's keeps what that one already holds
+        // where the destination can (only the blocks that differ cross a link).
+        let writer = try await destinationFeatures.createFile(
+            item.path, replacing: item.destination, metadata: before, attributes: attributes.isEmpty ? nil : attributes, selection: selection)
         var copied: Copied
         let written: Int64
         // Bytes count as transferred while they move (live progress); an attempt that is

@@ -10,6 +10,7 @@ public enum RemoteOperation: String, Sendable, CaseIterable {
     case create, write, commit, abort, put
     case makeDirectory, setMetadata, remove, makeSymlink, makeHardLink, makeSpecial
     case attributes, setAttributes, removeTemporary
+    case createDelta, keep
 }
 
 /// Serves one location to a remote peer: runs each ``RemoteOperation`` against it and
@@ -52,7 +53,7 @@ public final class LocationServer: Sendable {
     /// Aborts every writer and closes every reader still open (the peer went away).
     public func closeAll() async {
         let open = writers.withLock { w in defer { w = [:] }; return Array(w.values) }
-        for served in open { await served.writer.abort() }
+        for served in open { await served.abort() }
         let reading = readers.withLock { r in defer { r = [:] }; return Array(r.values) }
         for reader in reading { _ = try? await reader.close() }
     }
@@ -85,6 +86,30 @@ public final class LocationServer: Sendable {
         return ServedWriter(writer: writer, path: path, size: metadata.size)
     }
 
+    /// A writer as ``createWriter(_:)`` makes one, with the signature of the file at its path
+    /// now (read here, in blocks of the size that comes next) as the copy its unchanged
+    /// blocks are kept from; no signature when no regular file is there.
+    private func createDeltaWriter(_ r: inout WireReader) async throws -> ServedWriter {
+        var served = try await createWriter(&r)
+        do {
+            let blockSize = try r.uvarint()
+            guard blockSize >= 4096, blockSize <= 1 << 20 else { throw RemoteError.malformed("a delta block size of \(blockSize)") }
+            if let old = try await location.stat(served.path), old.kind == .file {
+                let reader = try await location.openForReading(served.path, expected: old)
+                do {
+                    served.base = DeltaBase(reader: reader, signature: try await DeltaSignature.of(reader, blockSize: Int(blockSize)))
+                } catch {
+                    _ = try? await reader.close()
+                    throw error
+                }
+            }
+            return served
+        } catch {
+            await served.writer.abort()
+            throw error
+        }
+    }
+
     /// Writes the data that comes next at `offset` (unpacked once, out of the message, into
     /// memory the write may hold across its suspension).
     private func write(_ r: inout WireReader, to served: ServedWriter, at offset: Int64) async throws {
@@ -102,15 +127,22 @@ public final class LocationServer: Sendable {
         do {
             let sent = try r.optional { (r: inout WireReader) throws(RemoteError) in try r.checksum() }
             let here = served.written.finish(size: served.size)
+            // A delta is committed only when the whole result is known to be the sender's
+            // bytes: kept blocks were matched by a 64-bit hash.
+            if served.base != nil, sent == nil || here == nil {
+                throw RemoteError(.checksumMismatch, "the file rewritten from the destination's copy cannot be checked whole (writes went back)",
+                                  path: served.path, retryClass: .itemFailed)
+            }
             if let sent, let here, sent != here {
                 throw RemoteError(.checksumMismatch, "the bytes written at the destination (\(here)) are not those sent (\(sent))",
                                   path: served.path, retryClass: .itemFailed)
             }
+            await served.base?.close()
             let notKept = try await served.writer.commit()
             w.array(notKept) { $0.string($1) }
             w.bool(served.writer.contentConfirmed || (sent != nil && sent == here))
         } catch {
-            await served.writer.abort()
+            await served.abort()
             throw error
         }
     }
@@ -175,12 +207,12 @@ public final class LocationServer: Sendable {
             do {
                 try await write(&r, to: served, at: 0)
             } catch {
-                await served.writer.abort()
+                await served.abort()
                 throw error
             }
             try await commit(served, &r, &w)
         case .abort:
-            await (try writer(&r, removing: true)).writer.abort()
+            await (try writer(&r, removing: true)).abort()
         case .makeDirectory:
             try await location.makeDirectory(try r.path())
         case .setMetadata:
@@ -209,16 +241,44 @@ public final class LocationServer: Sendable {
         case .removeTemporary:
             let directory = try r.path()
             try await features.removeTemporary(in: directory, name: try r.name())
+        case .createDelta:
+            let served = try await createDeltaWriter(&r)
+            let id = nextHandle.add(1, ordering: .relaxed).oldValue
+            writers.withLock { $0[id] = served }
+            w.uvarint(id)
+            w.optional(served.base?.signature) { $1.write(&$0) }
+        case .keep:
+            let served = try writer(&r)
+            let offset = try r.varint()
+            let length = try r.varint()
+            guard let base = served.base, offset >= 0, length >= 0, offset + length <= base.signature.size else {
+                throw RemoteError.malformed("a keep of \(length) bytes at \(offset) beyond the old copy")
+            }
+            try await base.keep(offset, length, into: served)
         }
     }
 }
 
-/// A writer the peer opened, with what the commit checks: the bytes written here, hashed.
+/// A writer the peer opened, with what the commit checks: the bytes written here, hashed;
+/// and for a delta, the old copy unchanged blocks are kept from.
 struct ServedWriter: Sendable {
     let writer: any EntryWriter
     let path: EntryPath
     let size: Int64
     let written = WrittenChecksum()
+    var base: DeltaBase?
+
+    init(writer: any EntryWriter, path: EntryPath, size: Int64) {
+        self.writer = writer
+        self.path = path
+        self.size = size
+    }
+
+    /// Discards the temporary file and lets go of the old copy.
+    func abort() async {
+        await base?.close()
+        await writer.abort()
+    }
 }
 
 /// What a served location can do, as the peer learns it from `hello`.

@@ -13,7 +13,7 @@ public protocol RemoteTransport: Sendable {
 /// is a call to it, so the engine runs here against storage only the peer reaches. What
 /// the served location can hold comes from its `hello`.
 public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFileWriting, ExtendedAttributeStoring, TemporaryKeeping,
-    LinkMetering
+    LinkMetering, DeltaWriting
 {
     /// The most bytes one `read` call returns.
     public static let largestRead = 4 << 20
@@ -85,13 +85,26 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
         if metadata.size <= RemoteLocation.smallFile && !metadata.mayBeSparse {
             return SmallRemoteWriter(location: self, path: path, metadata: metadata, attributes: attributes, selection: selection)
         }
-        var r = try await call(.create) { w in
-            w.path(path)
-            w.metadata(metadata)
-            w.optional(attributes) { $0.attributes($1) }
-            w.selection(selection)
-        }
+        var r = try await call(.create) { $0.creating(path, metadata, attributes, selection) }
         return RemoteWriter(location: self, handle: try r.uvarint(), size: metadata.size)
+    }
+
+    /// A file larger than ``smallFile`` that replaces one as large: the serving side sends
+    /// the block hashes of the copy it holds, and the writer sends only the blocks that
+    /// differ (``DeltaSignature``).
+    public func createFile(_ path: EntryPath, replacing existing: Entry, metadata: FileMetadata, attributes: [ExtendedAttribute]?,
+                           selection: MetadataSelection) async throws -> any EntryWriter {
+        guard metadata.size > RemoteLocation.smallFile, existing.metadata.size > RemoteLocation.smallFile else {
+            return try await createFile(path, metadata: metadata, attributes: attributes, selection: selection)
+        }
+        var r = try await call(.createDelta) { w in
+            w.creating(path, metadata, attributes, selection)
+            w.uvarint(UInt64(DeltaSignature.blockSize(for: existing.metadata.size)))
+        }
+        let handle = try r.uvarint()
+        let signature = try r.optional { (r: inout WireReader) throws(RemoteError) in try DeltaSignature(&r) }
+        meter.add(8 * (signature?.hashes.count ?? 0))
+        return RemoteWriter(location: self, handle: handle, size: metadata.size, signature: signature)
     }
 
     public func makeDirectory(_ path: EntryPath) async throws {
@@ -193,18 +206,62 @@ final class RemoteWriter: EntryWriter, Sendable {
     let location: RemoteLocation
     let handle: UInt64
     let size: Int64
+    /// The serving side's old copy, for a delta: blocks that match it are kept, not sent.
+    let signature: DeltaSignature?
     private let written = WrittenChecksum()
     private let confirmed = Mutex(false)
+    /// Matching blocks not yet asked for (offset, length): runs of them go in one ``RemoteOperation/keep``.
+    private let pendingKeep = Mutex<(offset: Int64, length: Int64)?>(nil)
 
-    init(location: RemoteLocation, handle: UInt64, size: Int64) {
+    init(location: RemoteLocation, handle: UInt64, size: Int64, signature: DeltaSignature? = nil) {
         self.location = location
         self.handle = handle
         self.size = size
+        self.signature = signature
     }
 
-    /// Writes in calls of at most 4 MiB (what the serving side accepts in one request).
+    /// Writes `bytes` at `offset`; with a signature, whole blocks the old copy holds at the
+    /// same offset are kept there and the rest is sent. Writes and keeps reach the serving
+    /// side in file order (the engine awaits each write), which its checksum needs.
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws {
         written.add(bytes, at: offset)
+        guard let signature else { return try await send(bytes, at: offset) }
+        let block = Int64(signature.blockSize)
+        var i = 0
+        var differing: Int?  // where the run of blocks to send began
+        while i < bytes.count {
+            let at = offset + Int64(i)
+            let length = Int(min(block - at % block, Int64(bytes.count - i)))
+            let piece = UnsafeRawBufferPointer(rebasing: bytes[i..<(i + length)])
+            if signature.matches(piece, at: at) {
+                if let start = differing {
+                    try await send(UnsafeRawBufferPointer(rebasing: bytes[start..<i]), at: offset + Int64(start))
+                    differing = nil
+                }
+                pendingKeep.withLock { k in
+                    if let p = k, p.offset + p.length == at { k = (p.offset, p.length + Int64(length)) } else { k = (at, Int64(length)) }
+                }
+            } else if differing == nil {
+                try await flushKeep()
+                differing = i
+            }
+            i += length
+        }
+        if let start = differing { try await send(UnsafeRawBufferPointer(rebasing: bytes[start...]), at: offset + Int64(start)) }
+    }
+
+    /// Asks the serving side to keep the pending run of matching blocks.
+    private func flushKeep() async throws {
+        guard let k = pendingKeep.withLock({ k in defer { k = nil }; return k }) else { return }
+        _ = try await location.call(.keep) { w in
+            w.uvarint(handle)
+            w.varint(k.offset)
+            w.varint(k.length)
+        }
+    }
+
+    /// Sends data in calls of at most 4 MiB (what the serving side accepts in one request).
+    private func send(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws {
         var done = 0
         repeat {
             let n = min(bytes.count - done, RemoteLocation.largestRead)
@@ -219,6 +276,7 @@ final class RemoteWriter: EntryWriter, Sendable {
     }
 
     func commit() async throws -> [String] {
+        try await flushKeep()
         let checksum = written.finish(size: size)
         var r = try await location.call(.commit) { w in
             w.uvarint(handle)
@@ -271,10 +329,7 @@ final class SmallRemoteWriter: EntryWriter, Sendable {
         if bytes.count < Int(metadata.size) { bytes.append(contentsOf: repeatElement(0, count: Int(metadata.size) - bytes.count)) }
         var onLink = 0
         var r = try await location.call(.put) { w in
-            w.path(path)
-            w.metadata(metadata)
-            w.optional(attributes) { $0.attributes($1) }
-            w.selection(selection)
+            w.creating(path, metadata, attributes, selection)
             bytes.withUnsafeBytes { b in
                 onLink = w.packed(b, location.compressor)
                 w.optional(WrittenChecksum.of(b)) { $0.checksum($1) }

@@ -193,6 +193,14 @@ extension WireWriter {
 
     mutating func kind(_ k: EntryKind) { u8(k.rawValue) }
 
+    /// What a new file's writer is made from: path, metadata, attributes and selection.
+    mutating func creating(_ path: EntryPath, _ metadata: FileMetadata, _ attributes: [ExtendedAttribute]?, _ selection: MetadataSelection) {
+        self.path(path)
+        self.metadata(metadata)
+        optional(attributes) { $0.attributes($1) }
+        self.selection(selection)
+    }
+
     /// An entry's path, kind, metadata and selection (setMetadata, makeSpecial).
     mutating func placed(_ path: EntryPath, _ kind: EntryKind, _ metadata: FileMetadata, _ selection: MetadataSelection) {
         self.path(path)

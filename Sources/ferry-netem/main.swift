@@ -2,7 +2,7 @@
 // network this kernel cannot emulate (it has no netem).
 //
 //   ferry-netem --listen PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N] [--outage-ms O]]
-//               [--stall-after BYTES --stall-ms S]
+//               [--stall-after BYTES --stall-ms S] [--count-file F]
 //
 // Every byte is held D ms in each direction (a round trip gains 2·D), in order. With
 // --cut-after, the first N connections (1) are reset once BYTES have crossed them (both
@@ -10,6 +10,9 @@
 // With --outage-ms, a cut takes the path down for O ms: connections made meanwhile are reset
 // at once (the far side unreachable), then they go through again.
 // With --stall-after, the first connection stops forwarding for S ms once BYTES crossed.
+// With --count-file, the bytes that crossed all connections so far (both directions) are
+// written to F (as a decimal number, replaced atomically) every 100 ms while they grow, so
+// a benchmark can read what a run put on the link.
 // Prints "listening PORT" when ready, and a line per cut or stall; ends when killed.
 import Foundation
 import Glibc
@@ -24,6 +27,45 @@ struct Settings: Sendable {
     var stallAfter: Int?
     var stallNanoseconds: UInt64 = 0
     var outageNanoseconds: UInt64 = 0
+    var countFile: String?
+}
+
+/// The bytes that crossed every connection, both directions.
+final class Crossed: @unchecked Sendable {
+    static let shared = Crossed()
+    private let lock = NSLock()
+    private var total = 0
+
+    func add(_ n: Int) {
+        lock.lock()
+        total += n
+        lock.unlock()
+    }
+
+    var value: Int {
+        lock.lock()
+        defer { lock.unlock() }
+        return total
+    }
+
+    /// Writes the total to `path` every 100 ms while it grows.
+    func keepWriting(to path: String) {
+        let t = Thread {
+            var written = -1
+            while true {
+                let v = self.value
+                if v != written {
+                    let temporary = path + ".tmp"
+                    FileManager.default.createFile(atPath: temporary, contents: Data("\(v)\n".utf8))
+                    rename(temporary, path)
+                    written = v
+                }
+                usleep(100_000)
+            }
+        }
+        t.stackSize = 256 << 10
+        t.start()
+    }
 }
 
 /// Until when the path is down (after a cut with --outage-ms).
@@ -48,7 +90,7 @@ final class Outage: @unchecked Sendable {
 }
 
 func usage(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("ferry-netem: \(message)\nusage: ferry-netem --listen PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N] [--outage-ms O]] [--stall-after BYTES --stall-ms S]\n".utf8))
+    FileHandle.standardError.write(Data("ferry-netem: \(message)\nusage: ferry-netem --listen PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N] [--outage-ms O]] [--stall-after BYTES --stall-ms S] [--count-file F]\n".utf8))
     exit(64)
 }
 
@@ -78,6 +120,7 @@ func parse(_ args: [String]) -> Settings {
         case "--stall-after": s.stallAfter = Int(number(value(), "--stall-after"))
         case "--stall-ms": s.stallNanoseconds = UInt64(number(value(), "--stall-ms") * 1_000_000)
         case "--outage-ms": s.outageNanoseconds = UInt64(number(value(), "--outage-ms") * 1_000_000)
+        case "--count-file": s.countFile = value()
         default: usage("unknown argument \(args[i])")
         }
         i += 1
@@ -125,6 +168,7 @@ final class Link: @unchecked Sendable {
 
     /// Counts `n` bytes; whether the link is to be cut now, and until when it stalls.
     func count(_ n: Int) -> (cut: Bool, stallUntil: UInt64) {
+        Crossed.shared.add(n)
         lock.lock()
         defer { lock.unlock() }
         crossed += n
@@ -274,6 +318,7 @@ func serve(_ settings: Settings) -> Never {
     var actual = sockaddr_in()
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+    if let file = settings.countFile { Crossed.shared.keepWriting(to: file) }
     say("listening \(UInt16(bigEndian: actual.sin_port))")
 
     var connections = 0

@@ -48,6 +48,8 @@ void cferry_xxh3_reset(cferry_xxh3 *state);
 void cferry_xxh3_update(cferry_xxh3 *state, const void *data, size_t len);
 void cferry_xxh3_digest(cferry_xxh3 *state, uint64_t *high, uint64_t *low);
 void cferry_xxh3_free(cferry_xxh3 *state);
+/// XXH3-64 of one buffer (a block's hash in a delta signature).
+uint64_t cferry_xxh3_64(const void *data, size_t len);
 /// CRC32 (zlib's crc32_z), continuing from `crc` (0 to start).
 uint32_t cferry_crc32(uint32_t crc, const void *data, size_t len);
 /// Feeds `len` zero bytes (a hole of a sparse file) into the state.
