@@ -23,6 +23,7 @@ public struct Features: Sendable {
     private let limits: (any MetadataLimiting)?
     private let native: (any NativeMetadataCopying)?
     private let deltaWriter: (any DeltaWriting)?
+    private let checksummer: (any ChecksumComputing)?
     /// Where the tree lies (``ScopeTelling``), read once.
     public let scope: LocationScope?
 
@@ -41,6 +42,7 @@ public struct Features: Sendable {
         limits = location as? any MetadataLimiting
         native = location as? any NativeMetadataCopying
         deltaWriter = location as? any DeltaWriting
+        checksummer = location as? any ChecksumComputing
         scope = (location as? any ScopeTelling)?.scope
         var c = location.capabilities
         c.symlinks = symlinkWriter != nil
@@ -58,7 +60,8 @@ public struct Features: Sendable {
          ("RunListing", runLister != nil), ("PrefetchingListing", prefetcher != nil), ("ServerSideCopying", copier != nil),
          ("ContentTagComparing", tagComparer != nil), ("DirectCopying", directCopying != nil),
          ("TemporaryKeeping", temporaryKeeper != nil), ("ScopeTelling", scope != nil), ("MetadataLimiting", limits != nil),
-         ("NativeMetadataCopying", native != nil), ("DeltaWriting", deltaWriter != nil)]
+         ("NativeMetadataCopying", native != nil), ("DeltaWriting", deltaWriter != nil),
+         ("ChecksumComputing", checksummer != nil)]
             .filter(\.1).map(\.0)
     }
 
@@ -131,6 +134,12 @@ public struct Features: Sendable {
             return try await deltaWriter.createFile(path, replacing: existing, metadata: metadata, attributes: attributes, selection: selection)
         }
         return try await location.createFile(path, metadata: metadata, attributes: attributes, selection: selection)
+    }
+
+    /// The file's checksum and metadata computed by the location itself (``ChecksumComputing``);
+    /// nil where it cannot (the caller reads the file).
+    public func contentChecksum(_ path: EntryPath, expected: Entry) async throws -> (ContentChecksum, FileMetadata)? {
+        try await checksummer?.contentChecksum(path, expected: expected)
     }
 
     public func canCopyServerSide(from source: any Location) -> Bool { copier?.canCopyServerSide(from: source) ?? false }

@@ -212,6 +212,14 @@ public protocol DeltaWriting: Location {
     ) async throws -> any EntryWriter
 }
 
+/// Checksums computed where the data lies (another agent's location): verification sends a
+/// path across the link and gets the checksum back, not the file.
+public protocol ChecksumComputing: Location {
+    /// The content checksum (XXH3-128, holes as zeros) of the file at `path`, listed as
+    /// `expected`, and its metadata after it was read.
+    func contentChecksum(_ path: EntryPath, expected: Entry) async throws -> (ContentChecksum, FileMetadata)
+}
+
 /// Leftovers of the location's own interrupted writes (temporaries, unfinished uploads),
 /// named in ``Listing/staleTemporaries`` and cleaned by the next run.
 public protocol TemporaryKeeping: Location {

@@ -127,8 +127,8 @@ struct PointInTimeVerifier {
         do {
             let pooled = engine.buffers.take()
             defer { engine.buffers.recycle(pooled) }
-            let (a, _) = try await engine.checksumOf(engine.source, path, expected: s, using: pooled)
-            let (b, _) = try await engine.checksumOf(engine.destination, path, expected: d, using: pooled)
+            let (a, _) = try await engine.checksumOf(engine.sourceFeatures, path, expected: s, using: pooled)
+            let (b, _) = try await engine.checksumOf(engine.destinationFeatures, path, expected: d, using: pooled)
             if a != b {
                 fail(path, s, .checksumFailure, "checksum at the destination \(b) differs from the source \(a)")
             } else {

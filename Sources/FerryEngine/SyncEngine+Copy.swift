@@ -197,7 +197,7 @@ extension SyncEngine {
         let (arrived, metadata) = if let reader = try await writer.committedReader() {
             try await readChecksum(reader, using: pooled)
         } else {
-            try await checksumOf(destination, item.path, expected: Entry(name: s.name, kind: .file, metadata: before), using: pooled)
+            try await checksumOf(destinationFeatures, item.path, expected: Entry(name: s.name, kind: .file, metadata: before), using: pooled)
         }
         if arrived != copied.checksum { return checksumDiffers(arrived, copied.checksum) }
         copied.arrival = .readBack(metadata)
@@ -315,44 +315,22 @@ extension SyncEngine {
         _ reader: any EntryReader, extents: [Extent], size: Int64, using pooled: BufferPool.Buffer,
         sink: (UnsafeRawBufferPointer, Int64) async throws -> Void
     ) async throws -> (ContentChecksum, Int64) {
-        var position: Int64 = 0
-        var dataBytes: Int64 = 0
-        let buffer = pooled.bytes
-        let hash = pooled.hash
-        hash.reset()
-        let bufferSize = buffer.count
-        outer: for extent in extents {
-            let end = min(extent.offset + extent.length, size)
-            if extent.offset > position { hash.updateZeros(extent.offset - position) }
-            position = max(position, extent.offset)
-            while position < end {
-                let want = Int(min(Int64(bufferSize), end - position))
-                let n = try await reader.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: position)
-                if n == 0 { break outer }  // shrank; the caller's re-stat notices
-                let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
-                hash.update(chunk)
-                try await sink(chunk, position)
-                position += Int64(n)
-                dataBytes += Int64(n)
-            }
-        }
-        if size > position { hash.updateZeros(size - position) }
-        return (hash.finalize(), dataBytes)
+        try await pumpExtents(reader, extents: extents, size: size, buffer: pooled.bytes, hash: pooled.hash, sink: sink)
     }
 
-    /// Reads a whole file at `location` with `pooled`'s buffer and returns its checksum and metadata.
+    /// The checksum and metadata of the file at `path` in `location`: computed where the
+    /// data lies when the location can (``ChecksumComputing``: nothing crosses a link but
+    /// the answer), else read whole with `pooled`'s buffer.
     func checksumOf(
-        _ location: any Location, _ path: EntryPath, expected: Entry, using pooled: BufferPool.Buffer
+        _ location: Features, _ path: EntryPath, expected: Entry, using pooled: BufferPool.Buffer
     ) async throws -> (ContentChecksum, FileMetadata) {
-        try await readChecksum(try await location.openForReading(path, expected: expected), using: pooled)
+        if let computed = try await location.contentChecksum(path, expected: expected) { return computed }
+        return try await readChecksum(try await location.location.openForReading(path, expected: expected), using: pooled)
     }
 
     /// Reads a whole open file with `pooled`'s buffer and returns its checksum and metadata.
     func readChecksum(_ reader: any EntryReader, using pooled: BufferPool.Buffer) async throws -> (ContentChecksum, FileMetadata) {
-        let extents = try await reader.dataExtents()
-        let (sum, _) = try await pump(reader, extents: extents, size: reader.metadata.size, using: pooled) { _, _ in }
-        let after = try await reader.close()
-        return (sum, after)
+        try await readContentChecksum(reader, buffer: pooled.bytes, hash: pooled.hash)
     }
 
     /// Names the first preserved metadata field that differs, or nil; `selection`: what was

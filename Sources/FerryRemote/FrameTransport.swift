@@ -17,7 +17,8 @@ import Synchronization
 /// and reruns the ones that only read or write bytes at an offset. So a cut in the middle
 /// of a file resumes at the first write the destination had not acknowledged.
 enum Frame {
-    /// `[u64 session][name]`, answered with status 0 (bound) or 1 (no such location).
+    /// `[u64 session][name]`, answered with status 0 (bound), 1 (no such location, yet) or 2
+    /// (the location cannot be served; the reason follows).
     static let bind: UInt8 = 255
     /// Answered at once with the same id and code: the peer is alive while a call runs long.
     static let ping: UInt8 = 254
@@ -56,7 +57,7 @@ extension RemoteOperation {
     /// repeat after a reconnect simply runs again; the others run once per session.
     var isRepeatable: Bool {
         switch self {
-        case .hello, .list, .stat, .extents, .readAttributes, .read, .write, .attributes: true
+        case .hello, .list, .stat, .extents, .readAttributes, .read, .write, .attributes, .checksum: true
         default: false
         }
     }
@@ -145,12 +146,18 @@ final class FrameServerHandler: ChannelInboundHandler, @unchecked Sendable {
         let channel = context.channel
         switch code {
         case Frame.bind:
+            var refusal: String?
             if let sessionID = Frame.u64(payload) {
                 let name = String(decoding: payload.dropFirst(8), as: UTF8.self)
                 (server, session) = servers.bind(name, session: sessionID)
+                if server == nil { refusal = servers.refusal(name) }
             }
             session?.attach(channel)
-            Frame.send(channel, id, server == nil ? 1 : 0, [])
+            if let refusal {
+                Frame.send(channel, id, 2, Array(refusal.utf8))
+            } else {
+                Frame.send(channel, id, server == nil ? 1 : 0, [])
+            }
             if server == nil { context.close(promise: nil) }
             return
         case Frame.ping:
@@ -361,11 +368,17 @@ public final class FrameRemoteTransport: RemoteTransport, @unchecked Sendable {
                 if !channel.isActive { lost(channel) }
                 return
             } catch {
+                // The far side said it cannot serve the location: no use waiting.
+                let refused = (error as? RemoteError)?.retryClass == .fatal
                 let failed: [Call]? = state.withLock { s in
-                    guard s.closed || ContinuousClock.now - (s.brokenSince ?? .now) >= outageLimit else { return nil }
+                    guard refused || s.closed || ContinuousClock.now - (s.brokenSince ?? .now) >= outageLimit else { return nil }
                     s.reconnecting = false
                     defer { s.calls = [:] }
                     return Array(s.calls.values)
+                }
+                if refused, let failed {
+                    for call in failed { call.promise.fail(error) }
+                    return
                 }
                 if let failed {
                     let e = RemoteError(.remoteUnreachable, "the connection to \(peer) broke and did not come back within \(outageLimit): \(error)",
@@ -416,7 +429,7 @@ public final class FrameRemoteTransport: RemoteTransport, @unchecked Sendable {
                     let tls = try NIOSSLClientHandler(context: context, serverHostname: isAddress ? nil : host)
                     try channel.pipeline.syncOperations.addHandler(tls)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(FrameClientHandler(bound: channel.eventLoop.makePromise()) { [weak self] id, code, payload in
+                    try channel.pipeline.syncOperations.addHandler(FrameClientHandler(bound: channel.eventLoop.makePromise(of: (UInt8, [UInt8]).self)) { [weak self] id, code, payload in
                         self?.answered(id, code, payload)
                     } closed: { [weak self, weak channel] in
                         if let channel { self?.lost(channel) }
@@ -428,9 +441,13 @@ public final class FrameRemoteTransport: RemoteTransport, @unchecked Sendable {
             channel.pipeline.handler(type: FrameClientHandler.self).flatMap { handler in
                 Frame.send(channel, 0, Frame.bind, Frame.u64(self.session) + Array(self.name.utf8))
                 return handler.bound.futureResult
-            }.flatMapThrowing { status in
+            }.flatMapThrowing { status, reason in
                 guard status == 0 else {
                     channel.close(promise: nil)
+                    if status == 2 {
+                        throw RemoteError(.remoteFailure, "\(self.peer) cannot serve that location: \(String(decoding: reason, as: UTF8.self))",
+                                          retryClass: .fatal)
+                    }
                     throw RemoteError(.remoteFailure, "\(self.peer) serves no location under that name (not yet, or no more)", retryClass: .retryable)
                 }
                 let watchdog = channel.eventLoop.scheduleRepeatedTask(initialDelay: .seconds(2), delay: .seconds(2)) { [weak self, weak channel] _ in
@@ -466,12 +483,13 @@ public final class FrameRemoteTransport: RemoteTransport, @unchecked Sendable {
 /// closed connection tells the transport.
 final class FrameClientHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = (UInt64, UInt8, [UInt8])
-    let bound: EventLoopPromise<UInt8>
+    /// The bind's status and what came with it (a refusal's reason).
+    let bound: EventLoopPromise<(UInt8, [UInt8])>
     private var binding = true  // on the event loop only
     let answer: (UInt64, UInt8, [UInt8]) -> Void
     let closed: () -> Void
 
-    init(bound: EventLoopPromise<UInt8>, _ answer: @escaping (UInt64, UInt8, [UInt8]) -> Void, closed: @escaping () -> Void) {
+    init(bound: EventLoopPromise<(UInt8, [UInt8])>, _ answer: @escaping (UInt64, UInt8, [UInt8]) -> Void, closed: @escaping () -> Void) {
         self.bound = bound
         self.answer = answer
         self.closed = closed
@@ -481,7 +499,7 @@ final class FrameClientHandler: ChannelInboundHandler, @unchecked Sendable {
         let (id, code, payload) = unwrapInboundIn(data)
         if binding && id == 0 {
             binding = false
-            bound.succeed(code)
+            bound.succeed((code, payload))
             return
         }
         answer(id, code, payload)

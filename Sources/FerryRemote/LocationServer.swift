@@ -10,7 +10,7 @@ public enum RemoteOperation: String, Sendable, CaseIterable {
     case create, write, commit, abort, put
     case makeDirectory, setMetadata, remove, makeSymlink, makeHardLink, makeSpecial
     case attributes, setAttributes, removeTemporary
-    case createDelta, keep
+    case createDelta, keep, checksum
 }
 
 /// Serves one location to a remote peer: runs each ``RemoteOperation`` against it and
@@ -255,6 +255,20 @@ public final class LocationServer: Sendable {
                 throw RemoteError.malformed("a keep of \(length) bytes at \(offset) beyond the old copy")
             }
             try await base.keep(offset, length, into: served)
+        case .checksum:
+            let path = try r.path()
+            let reader = try await location.openForReading(path, expected: try r.entry())
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+            defer { buffer.deallocate() }
+            let (sum, after): (ContentChecksum, FileMetadata)
+            do {
+                (sum, after) = try await readContentChecksum(reader, buffer: buffer, hash: ChecksumState())
+            } catch {
+                _ = try? await reader.close()
+                throw error
+            }
+            w.checksum(sum)
+            w.metadata(after)
         }
     }
 }

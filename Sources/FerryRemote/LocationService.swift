@@ -15,6 +15,12 @@ public final class LocationService: Sendable {
         servers.put(name, LocationServer(location))
     }
 
+    /// Says that `name` cannot be served (its location did not open): a peer binding to it
+    /// is told `reason` at once, instead of trying again for its outage limit.
+    public func refuse(_ name: String, reason: String) {
+        servers.refuse(name, reason)
+    }
+
     /// Stops serving `name`: writers still open are aborted, readers closed.
     public func withdraw(_ name: String) async {
         await servers.take(name)?.closeAll()
@@ -28,8 +34,18 @@ final class ServerTable: Sendable {
         var sessions: [UInt64: CallSession] = [:]
     }
     private let table = Mutex<[String: Served]>([:])
-    func put(_ name: String, _ server: LocationServer) { table.withLock { $0[name] = Served(server: server) } }
-    func take(_ name: String) -> LocationServer? { table.withLock { $0.removeValue(forKey: name)?.server } }
+    /// Names that cannot be served, with the reason (see ``LocationService/refuse(_:reason:)``).
+    private let refusals = Mutex<[String: String]>([:])
+    func put(_ name: String, _ server: LocationServer) {
+        refusals.withLock { _ = $0.removeValue(forKey: name) }
+        table.withLock { $0[name] = Served(server: server) }
+    }
+    func take(_ name: String) -> LocationServer? {
+        refusals.withLock { _ = $0.removeValue(forKey: name) }
+        return table.withLock { $0.removeValue(forKey: name)?.server }
+    }
+    func refuse(_ name: String, _ reason: String) { refusals.withLock { $0[name] = reason } }
+    func refusal(_ name: String) -> String? { refusals.withLock { $0[name] } }
 
     /// The location served as `name` and the peer's session with it (made on first use).
     func bind(_ name: String, session id: UInt64) -> (LocationServer?, CallSession?) {

@@ -13,7 +13,7 @@ public protocol RemoteTransport: Sendable {
 /// is a call to it, so the engine runs here against storage only the peer reaches. What
 /// the served location can hold comes from its `hello`.
 public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFileWriting, ExtendedAttributeStoring, TemporaryKeeping,
-    LinkMetering, DeltaWriting
+    LinkMetering, DeltaWriting, ChecksumComputing
 {
     /// The most bytes one `read` call returns.
     public static let largestRead = 4 << 20
@@ -74,6 +74,15 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
             w.entry(expected)
         }
         return RemoteReader(location: self, handle: try r.uvarint(), metadata: try r.metadata())
+    }
+
+    /// The serving side reads the file where it lies and answers its checksum and metadata.
+    public func contentChecksum(_ path: EntryPath, expected: Entry) async throws -> (ContentChecksum, FileMetadata) {
+        var r = try await call(.checksum) { w in
+            w.path(path)
+            w.entry(expected)
+        }
+        return (try r.checksum(), try r.metadata())
     }
 
     /// Files up to this size travel whole in one call at commit (``RemoteOperation/put``):

@@ -31,6 +31,10 @@ struct LocationResolver: Sendable {
     /// On an agent: its certificate and the agents' CA, to reach a location another agent
     /// serves (agent to agent).
     var peerTLS: TLSConfiguration? = nil
+    /// On an agent started with `--local-root`: the directories of its own host an NFS
+    /// location whose ServerHostname is `localhost` may name (read and written as a local
+    /// file system, no NFS; a Ferry extension).
+    var localRoots: [String] = []
 
     /// A location another agent serves under `name` at `endpoint` (`host:port`), over
     /// mutual TLS. The other agent may be opening it still: the transport tries again
@@ -55,6 +59,28 @@ struct LocationResolver: Sendable {
         return try open(r.body, arn: arn, asDestination: asDestination, securityDescriptors: securityDescriptors)
     }
 
+    /// `directory` when it lies under one of ``localRoots`` (after symlinks are resolved: a
+    /// link cannot lead out of them); an error naming the roots otherwise.
+    func localPath(_ directory: String, arn: String) throws -> String {
+        let components = directory.split(separator: "/")
+        guard !components.contains(where: { $0 == ".." || $0 == "." }) else {
+            throw ServerError.invalid("Location \(arn): the local path \(directory) has . or .. in it")
+        }
+        let path = "/" + components.joined(separator: "/")
+        // The deepest part of the path that exists, resolved (a destination may not exist yet).
+        var existing = path
+        while !FileManager.default.fileExists(atPath: existing), existing != "/" {
+            existing = (existing as NSString).deletingLastPathComponent
+        }
+        let resolved = (existing as NSString).resolvingSymlinksInPath + String(path.dropFirst(existing.count))
+        for root in localRoots {
+            let r = (root as NSString).resolvingSymlinksInPath
+            if resolved == r || resolved.hasPrefix(r.hasSuffix("/") ? r : r + "/") { return path }
+        }
+        throw ServerError.invalid(
+            "Location \(arn): \(path) is not under this agent's local roots (\(localRoots.joined(separator: ", "))); start the agent with --local-root covering it")
+    }
+
     /// A stored location's secret member, opened.
     func reveal(_ stored: String) throws -> String {
         try secrets?.reveal(stored) ?? stored
@@ -70,6 +96,9 @@ struct LocationResolver: Sendable {
     /// The location a body describes, connected.
     func open(_ b: JSONValue, arn: String, asDestination: Bool, securityDescriptors: SecurityDescriptorCopy = .ownerDACL) throws -> ResolvedLocation {
         switch b["Type"]?.string {
+        case "NFS" where b["ServerHostname"]?.string == "localhost" && !localRoots.isEmpty:
+            let path = try localPath(ControlPlane.subdirectory(b["Subdirectory"]?.string), arn: arn)
+            return ResolvedLocation(location: try POSIXLocation(path: path, create: asDestination)) {}
         case "NFS":
             let version = try NFSVersion(parsing: b["MountOptions"]?["Version"]?.string ?? "AUTOMATIC")
             let client = try NFSClient.connect(host: b["ServerHostname"]?.string ?? "", port: nil, path: ControlPlane.subdirectory(b["Subdirectory"]?.string),

@@ -47,7 +47,13 @@ struct AgentRun: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The address other agents reach the data port by (default: this host's name); HOST:PORT through a proxy or NAT.", valueName: "host"))
     var dataAddress: String?
 
+    @Option(help: ArgumentHelp(
+        "A directory of this host that NFS locations with ServerHostname localhost may name, read and written without NFS (repeatable).",
+        valueName: "dir"))
+    var localRoot: [String] = []
+
     func validate() throws {
+        for root in localRoot where !root.hasPrefix("/") { throw ValidationError("--local-root \(root) must be an absolute path") }
         guard controlPlane.hasPrefix("https://") else { throw ValidationError("--control-plane must be an https:// URL (agents use mutual TLS)") }
         guard (0...65535).contains(dataPort) else { throw ValidationError("--data-port must be between 0 and 65535") }
         guard (0...65535).contains(activationPort) else { throw ValidationError("--activation-port must be between 0 and 65535") }
@@ -63,6 +69,7 @@ struct AgentRun: AsyncParsableCommand {
         configuration.dataHost = dataHost
         configuration.dataPort = dataPort
         configuration.dataAddress = dataAddress
+        configuration.localRoots = localRoot
         let agent = FerryAgent(configuration)
         do {
             try await agent.run { line in FileHandle.standardOutput.write(Data((line + "\n").utf8)) }

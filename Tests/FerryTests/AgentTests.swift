@@ -28,6 +28,8 @@ final class AgentWorld {
         var dataAddress = "127.0.0.1"
         let dataDirectory: String
         var agent: Process?
+        /// More arguments for its agent (`--local-root`).
+        var agentArguments: [String] = []
         let output: String
         init(namespace: NetworkNamespace, fromHost: String, cpFromSite: String, dataDirectory: String) {
             self.namespace = namespace
@@ -87,7 +89,7 @@ final class AgentWorld {
             CLI.executable, "agent", "--data-dir", site.dataDirectory, "--control-plane", "https://\(site.cpFromSite):\(port)",
             "--ca-file", dataDirectory + "/tls/ca.pem", "--activation-port", "80", "--heartbeat-seconds", "1",
             "--data-port", "8951", "--data-address", site.dataAddress,
-        ]), output: site.output)
+        ] + site.agentArguments), output: site.output)
         site.agent = p
     }
 
@@ -395,6 +397,48 @@ struct NamespaceS3 {
         #expect(restartLog.contains("ended SUCCESS"), "\(restartLog)")
         _ = try world.ok(["delete-task", "--task-arn", twoSites])
         _ = try world.ok(["delete-location", "--location-arn", far])
+
+        // A local path at the far site (an NFS location on localhost, under the agent's
+        // --local-root): the files land in that directory, and a file changed in part sends
+        // only its changed blocks across.
+        let localRoot = root + "/site1-local"
+        mkdir(localRoot, 0o755)
+        world.killAgent(world.sites[1])
+        world.sites[1].agentArguments = ["--local-root", localRoot]
+        try world.startAgent(world.sites[1])
+        #expect(world.waitForAgent(other, "ONLINE"))
+        let local = try world.ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", localRoot + "/copy",
+                                  "--on-prem-config", "AgentArns=\(other)"])["LocationArn"] as? String ?? ""
+        let toLocal = try world.ok(["create-task", "--source-location-arn", share, "--destination-location-arn", local,
+                                    "--options", "LogLevel=BASIC"])["TaskArn"] as? String ?? ""
+        let landed = world.waitForEnd(try world.ok(["start-task-execution", "--task-arn", toLocal])["TaskExecutionArn"] as? String ?? "")
+        #expect(landed["Status"] as? String == "SUCCESS", "\(landed)")
+        func localExact() throws {
+            for (path, entry) in try TreeSnapshot(source).entries where entry.kind == .file {
+                let name = String(decoding: path.bytes, as: UTF8.self)
+                #expect(FileManager.default.contents(atPath: localRoot + "/copy/" + name) == FileManager.default.contents(atPath: source + "/" + name),
+                        "\(name) differs in the local copy")
+            }
+        }
+        try localExact()
+        let patch = try #require(FileHandle(forWritingAtPath: source + "/large/part2.bin"))
+        try patch.seek(toOffset: 1_000_000)
+        try patch.write(contentsOf: TestTree.bytes(100_000, seed: 99))
+        try patch.close()
+        let delta = world.waitForEnd(try world.ok(["start-task-execution", "--task-arn", toLocal])["TaskExecutionArn"] as? String ?? "")
+        let onLink = delta["BytesCompressed"] as? Int ?? -1, moved = delta["BytesTransferred"] as? Int ?? -1
+        #expect(delta["Status"] as? String == "SUCCESS" && moved == 3 << 20 && onLink >= 100_000 && onLink < 400_000, "\(delta)")
+        try localExact()
+        // A path outside the agent's local roots is refused, naming the option.
+        let outside = try world.ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", root + "/elsewhere",
+                                    "--on-prem-config", "AgentArns=\(other)"])["LocationArn"] as? String ?? ""
+        let escape = try world.ok(["create-task", "--source-location-arn", share, "--destination-location-arn", outside])["TaskArn"] as? String ?? ""
+        let refusedRun = world.waitForEnd(try world.ok(["start-task-execution", "--task-arn", escape])["TaskExecutionArn"] as? String ?? "")
+        #expect(refusedRun["Status"] as? String == "ERROR"
+                && ((refusedRun["Result"] as? [String: Any])?["ErrorDetail"] as? String ?? "").contains("--local-root"), "\(refusedRun)")
+        #expect(!FileManager.default.fileExists(atPath: root + "/elsewhere"))
+        for t in [toLocal, escape] { _ = try world.ok(["delete-task", "--task-arn", t]) }
+        for l in [local, outside] { _ = try world.ok(["delete-location", "--location-arn", l]) }
 
         // Credentials stay apart: an agent's certificate cannot call the API; the channel
         // wants a certificate, and an admin signature does not stand in for one.

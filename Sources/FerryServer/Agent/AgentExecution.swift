@@ -20,9 +20,13 @@ struct AgentExecution: Sendable {
     let logger: Logger
     /// What reaches a location another agent serves (agent to agent).
     let peerTLS: TLSConfiguration?
+    /// The agent's `--local-root` directories (``LocationResolver/localRoots``).
+    let localRoots: [String]
 
-    init(lease: JSONValue, agent: String, client: ControlPlaneClient, dataDirectory: String, peerTLS: TLSConfiguration?, logger: Logger) {
+    init(lease: JSONValue, agent: String, client: ControlPlaneClient, dataDirectory: String, peerTLS: TLSConfiguration?,
+         localRoots: [String], logger: Logger) {
         self.lease = lease
+        self.localRoots = localRoots
         self.peerTLS = peerTLS
         self.agent = agent
         self.client = client
@@ -50,7 +54,7 @@ struct AgentExecution: Sendable {
         let part = job.share.map { " (share \(($0["Unit"]?.int ?? 0) + 1) of \($0["Units"]?.int ?? 1), \($0["Phase"]?.string ?? ""))" } ?? ""
         log.basic("[INFO] Execution \(arn) started on agent \(agent)\(part): \(job.taskBody["SourceLocationArn"]?.string ?? "") -> \(job.taskBody["DestinationLocationArn"]?.string ?? "")")
         let resolver = LocationResolver(store: nil, s3Endpoint: S3Configuration.Overrides(), dataDirectory: dataDirectory,
-                                        metadataCache: nil, secrets: nil, peerTLS: peerTLS)
+                                        metadataCache: nil, secrets: nil, peerTLS: peerTLS, localRoots: localRoots)
         let prepared: ExecutionJob.Prepared
         do {
             prepared = try await job.prepare(resolver: resolver, log: log, logger: logger)

@@ -34,6 +34,10 @@ public struct FerryAgent: Sendable {
         /// The address other agents reach the data port by (default: this host's name), or
         /// `host:port` when they reach it through a proxy or NAT on another port.
         public var dataAddress: String?
+        /// Directories of this host that NFS locations with ServerHostname `localhost` may
+        /// name, read and written as a local file system (a Ferry extension; none: such a
+        /// location is an NFS server on this host, as in DataSync).
+        public var localRoots: [String] = []
 
         public init(controlPlane: String, caFile: String, dataDirectory: String, activationHost: String = "0.0.0.0",
                     activationPort: Int = 80, heartbeat: TimeInterval = 30, version: String) {
@@ -139,7 +143,7 @@ public struct FerryAgent: Sendable {
     private func obey(_ command: JSONValue, service: LocationService, served: Shared<[String: ResolvedLocation]>) async {
         if let serve = command["Serve"], let name = serve["Name"]?.string, let body = serve["Location"] {
             let resolver = LocationResolver(store: nil, s3Endpoint: S3Configuration.Overrides(), dataDirectory: configuration.dataDirectory,
-                                            metadataCache: nil, secrets: nil)
+                                            metadataCache: nil, secrets: nil, localRoots: configuration.localRoots)
             do {
                 let descriptors = try TaskOptions.securityDescriptorCopy(serve["Options"] ?? [:])
                 let location = try resolver.open(body, arn: body["LocationArn"]?.string ?? "", asDestination: serve["AsDestination"]?.bool ?? true,
@@ -149,6 +153,7 @@ public struct FerryAgent: Sendable {
                 logger.info("serving a location to another agent", metadata: ["location": "\(location.location.uri)"])
             } catch {
                 logger.error("cannot serve a location to another agent", metadata: ["error": "\(error)"])
+                service.refuse(name, reason: "\((error as? ServerError)?.message ?? "\(error)")")
             }
         }
         if let name = command["Withdraw"]?.string {
@@ -332,7 +337,8 @@ public struct FerryAgent: Sendable {
                 }
                 guard let lease = answer["Lease"], lease != .null else { continue }
                 let execution = AgentExecution(lease: lease, agent: agent, client: client,
-                                               dataDirectory: configuration.dataDirectory, peerTLS: peerTLS, logger: logger)
+                                               dataDirectory: configuration.dataDirectory, peerTLS: peerTLS,
+                                               localRoots: configuration.localRoots, logger: logger)
                 running.withLock { _ = $0.insert(execution.arn) }
                 group.addTask {
                     await execution.run()
