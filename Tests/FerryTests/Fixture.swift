@@ -17,6 +17,12 @@ struct Fixture {
         destinationRoot = parent.root + "/dest"
     }
 
+    /// Removes both trees (best effort).
+    func remove() {
+        source.remove()
+        TestTree(existing: (destinationRoot as NSString).deletingLastPathComponent).remove()
+    }
+
     /// Runs one execution with the given options and returns its result.
     @discardableResult
     func sync(

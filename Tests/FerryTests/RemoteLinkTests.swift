@@ -54,6 +54,7 @@ import Testing
         let s = try await RemoteTests.shared()
         let proxy = try NetemProxy(upstream: s.port, ["--cut-after", "\(16 << 20)"])
         let served = try await RemoteLinkTests.serve("remote-cut", through: proxy)
+        defer { served.fixture.remove() }
         let size = 48 << 20
         try served.fixture.source.file("big.bin", TestTree.bytes(size, seed: 271))
         try served.fixture.source.file("after.txt", Array("written after the cut\n".utf8))
@@ -71,6 +72,7 @@ import Testing
         let s = try await RemoteTests.shared()
         let proxy = try NetemProxy(upstream: s.port, ["--cut-after", "\(6 << 20)", "--outage-ms", "30000"])
         let served = try await RemoteLinkTests.serve("remote-outage", through: proxy)
+        defer { served.fixture.remove() }
         try served.fixture.source.file("big.bin", TestTree.bytes(20 << 20, seed: 272))
         for i in 0..<200 { try served.fixture.source.file("small/\(i).txt", Array("file \(i)\n".utf8)) }
         let started = ContinuousClock.now
@@ -87,6 +89,7 @@ import Testing
         let s = try await RemoteTests.shared()
         let proxy = try NetemProxy(upstream: s.port, ["--stall-after", "\(4 << 20)", "--stall-ms", "600000"])
         let served = try await RemoteLinkTests.serve("remote-stall", through: proxy, silenceLimit: .seconds(8))
+        defer { served.fixture.remove() }
         try served.fixture.source.file("big.bin", TestTree.bytes(16 << 20, seed: 273))
         let result = try await RemoteLinkTests.sync(served)
         let said = proxy.stop()
@@ -99,6 +102,7 @@ import Testing
     @Test("text is compressed on the link and random data is not; BytesCompressed is what crossed")
     func compression() async throws {
         let text = try await RemoteLinkTests.serve("remote-text", through: nil)
+        defer { text.fixture.remove() }
         for i in 0..<40 {
             var lines = ""
             for n in 0..<4000 { lines += "\(i)-\(n): the quick brown fox jumps over the lazy dog, line \(n * 7919 % 1000)\n" }
@@ -112,6 +116,7 @@ import Testing
                 "text: \(t.counters.bytesCompressed) of \(t.counters.bytesTransferred) bytes on the link")
 
         let random = try await RemoteLinkTests.serve("remote-random", through: nil)
+        defer { random.fixture.remove() }
         for i in 0..<20 { try random.fixture.source.file("random/\(i).bin", TestTree.bytes(300_000 + i * 1000, seed: UInt64(300 + i))) }
         try random.fixture.source.file("random/large.bin", TestTree.bytes(6 << 20, seed: 299))
         let r = try await RemoteLinkTests.sync(random)
@@ -123,6 +128,7 @@ import Testing
     @Test("the destination checks what it wrote against the sender's checksum: nothing is read back across the link")
     func destinationConfirms() async throws {
         let served = try await RemoteLinkTests.serve("remote-confirm", through: nil)
+        defer { served.fixture.remove() }
         for i in 0..<20 { try served.fixture.source.file("f\(i).bin", TestTree.bytes(i * 40_000 + 1, seed: UInt64(400 + i))) }
         try served.fixture.source.file("large.bin", TestTree.bytes(5 << 20, seed: 420))
         try served.fixture.source.file("empty", [])
@@ -157,6 +163,7 @@ extension RemoteLinkTests {
     @Test("a file changed in part sends only the blocks that differ; the rest is kept from the destination's copy")
     func onlyChangedBlocksCross() async throws {
         let first = try await RemoteLinkTests.serve("remote-delta", through: nil)
+        defer { first.fixture.remove() }
         try first.fixture.source.file("db.bin", TestTree.bytes(48 << 20, seed: 501))
         try first.fixture.source.file("grows.log", TestTree.bytes(3 << 20, seed: 502))
         try first.fixture.source.file("shrinks.img", TestTree.bytes(8 << 20, seed: 503))
