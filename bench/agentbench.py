@@ -47,12 +47,12 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def activation_key(port, deadline=30):
+def activation_key(port, deadline=30, address="127.0.0.1"):
     opener = urllib.request.build_opener(NoRedirect)
     end = time.time() + deadline
     while time.time() < end:
         try:
-            opener.open(f"http://127.0.0.1:{port}/?gatewayType=SYNC&activationRegion=us-east-1")
+            opener.open(f"http://{address}:{port}/?gatewayType=SYNC&activationRegion=us-east-1")
         except urllib.error.HTTPError as e:
             if e.code == 302:
                 return re.search(r"activationKey=([A-Z0-9-]{29})", e.headers["Location"]).group(1)
@@ -63,11 +63,11 @@ def activation_key(port, deadline=30):
 
 
 
-def start_control_plane(ferry, work, procs):
+def start_control_plane(ferry, work, procs, extra=()):
     """`ferry server --tls` in WORK/cp on a free port: (port, its CA's path, a boto3 DataSync client, the process)."""
     port = free_port()
     data = f"{work}/cp"
-    cp = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", ferry, "server", "--data-dir", data, "--port", str(port), "--tls"],
+    cp = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", ferry, "server", "--data-dir", data, "--port", str(port), "--tls"] + list(extra),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs.append(cp)
     wait_port(port)
@@ -78,15 +78,18 @@ def start_control_plane(ferry, work, procs):
     return port, ca, ds, cp
 
 
-def start_agent_process(ferry, ds, port, ca, data_dir, name, procs, heartbeat=30, extra=()):
-    """A `ferry agent` activated through its activation port and create_agent, waited for until ONLINE: (ARN, process)."""
+def start_agent_process(ferry, ds, port, ca, data_dir, name, procs, heartbeat=30, extra=(), netns=None, cp_address="127.0.0.1",
+                        address="127.0.0.1"):
+    """A `ferry agent` activated through its activation port and create_agent, waited for until ONLINE: (ARN, process).
+    With `netns`, it runs in that network namespace, reaches the control plane at `cp_address` and is reached at `address`."""
     activation = free_port()
-    p = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", ferry, "agent", "--data-dir", data_dir,
-                          "--control-plane", f"https://127.0.0.1:{port}", "--ca-file", ca, "--activation-port", str(activation),
-                          "--activation-host", "127.0.0.1", "--heartbeat-seconds", str(heartbeat)] + list(extra),
+    wrapper = ["ip", "netns", "exec", netns] if netns else []
+    p = subprocess.Popen(wrapper + ["setpriv", "--pdeathsig", "KILL", "--", ferry, "agent", "--data-dir", data_dir,
+                                    "--control-plane", f"https://{cp_address}:{port}", "--ca-file", ca, "--activation-port", str(activation),
+                                    "--activation-host", address, "--heartbeat-seconds", str(heartbeat)] + list(extra),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs.append(p)
-    arn = ds.create_agent(ActivationKey=activation_key(activation), AgentName=name)["AgentArn"]
+    arn = ds.create_agent(ActivationKey=activation_key(activation, address=address), AgentName=name)["AgentArn"]
     for _ in range(100):
         if ds.describe_agent(AgentArn=arn)["Status"] == "ONLINE":
             return arn, p

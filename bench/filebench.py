@@ -94,11 +94,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, seconds=20):
+def wait_port(port, seconds=20, host="127.0.0.1"):
     end = time.time() + seconds
     while time.time() < end:
         with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.1)
     sys.exit(f"nothing listens on port {port} after {seconds} s")

@@ -36,8 +36,37 @@ from agentbench import clean_up, run_task, save_results, start_agent_process, st
 NETEM = os.path.join(ROOT, ".build/release/ferry-netem")
 
 
-def proxy(procs, port, rtt, count_file):
-    p = subprocess.Popen([NETEM, "--listen", "0", "--to", f"127.0.0.1:{port}", "--delay-ms", str(rtt / 2), "--count-file", count_file],
+class Site:
+    """Site B as a network namespace of its own, joined to this host by a veth pair
+    (10.77.0.1 here, 10.77.0.2 there) whose both ends are limited by `tc tbf` to `rate`."""
+    NAME, HERE, THERE = "ferry-wanbench-b", "10.77.0.1", "10.77.0.2"
+
+    def __init__(self, rate):
+        self.remove()
+        for cmd in (["ip", "netns", "add", self.NAME],
+                    ["ip", "link", "add", "fwb-host", "type", "veth", "peer", "name", "fwb-site"],
+                    ["ip", "link", "set", "fwb-site", "netns", self.NAME],
+                    ["ip", "addr", "add", f"{self.HERE}/24", "dev", "fwb-host"],
+                    ["ip", "link", "set", "fwb-host", "up"],
+                    self.inside(["ip", "addr", "add", f"{self.THERE}/24", "dev", "fwb-site"]),
+                    self.inside(["ip", "link", "set", "fwb-site", "up"]),
+                    self.inside(["ip", "link", "set", "lo", "up"])):
+            subprocess.run(cmd, check=True)
+        if rate != "none":
+            tbf = ["root", "tbf", "rate", rate, "burst", "256kb", "latency", "100ms"]
+            subprocess.run(["tc", "qdisc", "add", "dev", "fwb-host"] + tbf, check=True)
+            subprocess.run(self.inside(["tc", "qdisc", "add", "dev", "fwb-site"] + tbf), check=True)
+
+    def inside(self, cmd):
+        return ["ip", "netns", "exec", self.NAME] + cmd
+
+    def remove(self):
+        subprocess.run(["ip", "netns", "del", self.NAME], stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "link", "del", "fwb-host"], stderr=subprocess.DEVNULL)
+
+
+def proxy(procs, port, rtt, count_file, host="127.0.0.1"):
+    p = subprocess.Popen([NETEM, "--listen", "0", "--to", f"{host}:{port}", "--delay-ms", str(rtt / 2), "--count-file", count_file],
                          stdout=subprocess.PIPE)
     procs.append(p)
     return int(p.stdout.readline().decode().split()[1])
@@ -52,7 +81,7 @@ def crossed(count_file):
         return 0
 
 
-def start_sshd(work, procs):
+def start_sshd(work, procs, site=None):
     d = f"{work}/ssh"
     os.makedirs(d)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", f"{d}/host"], check=True)
@@ -60,12 +89,13 @@ def start_sshd(work, procs):
     shutil.copy(f"{d}/user.pub", f"{d}/authorized_keys")
     port = free_port()
     with open(f"{d}/sshd_config", "w") as f:
-        f.write(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host\nAuthorizedKeysFile {d}/authorized_keys\n"
+        f.write(f"Port {port}\nListenAddress {site.THERE if site else '127.0.0.1'}\nHostKey {d}/host\nAuthorizedKeysFile {d}/authorized_keys\n"
                 f"PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\nStrictModes no\nPidFile {d}/sshd.pid\n"
                 f"Subsystem sftp internal-sftp\n")
     os.makedirs("/run/sshd", exist_ok=True)
-    procs.append(subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", f"{d}/sshd_config"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    wait_port(port)
+    command = ["/usr/sbin/sshd", "-D", "-e", "-f", f"{d}/sshd_config"]
+    procs.append(subprocess.Popen(site.inside(command) if site else command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    wait_port(port, host=site.THERE if site else "127.0.0.1")
     return port, f"{d}/user"
 
 
@@ -90,6 +120,9 @@ def main():
     ap.add_argument("--via", choices=["local", "nfs"], default="local")
     ap.add_argument("--delta-mib", type=int, default=512)
     ap.add_argument("--scp", action="store_true", help="run scp on the small set too (minutes per run)")
+    ap.add_argument("--netns", action="store_true", help="site B (agent B, sshd) in a network namespace behind a tbf-limited veth")
+    ap.add_argument("--rate", default="100mbit", help="the veth's tbf rate with --netns (or none)")
+    ap.add_argument("--large-mib", type=int, default=256, help="size of each of the 4 files of the large set")
     ap.add_argument("--ferry", default=os.path.join(ROOT, ".build/release/ferry"))
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="ferry-wanbench-", dir="/dev/shm")
@@ -102,19 +135,22 @@ def main():
     if a.set == "small":
         files, size = filebench.gen_small(f"{export}/src", files=a.files)
     elif a.set == "large":
-        files, size = filebench.gen_large(f"{export}/src")
+        files, size = filebench.gen_large(f"{export}/src", size=a.large_mib << 20)
     elif a.set == "text":
         files, size = filebench.gen_text(f"{export}/src")
     else:
         files, size = filebench.gen_large(f"{export}/src", files=1, size=a.delta_mib << 20)
     procs = []
-    results = {"rtt_ms": a.rtt, "set": a.set, "via": a.via, "files": files, "bytes": size, "runs": a.runs}
+    results = {"rtt_ms": a.rtt, "set": a.set, "via": a.via, "files": files, "bytes": size, "runs": a.runs,
+               "site B": f"network namespace, veth tbf {a.rate}" if a.netns else "this host, loopback"}
+    site = Site(a.rate) if a.netns else None
     try:
-        port, ca, ds, _ = start_control_plane(a.ferry, work, procs)
+        port, ca, ds, _ = start_control_plane(a.ferry, work, procs, ["--host", "0.0.0.0", "--tls-name", Site.HERE] if site else [])
         local = ["--local-root", export] if a.via == "local" else []
 
-        def agent(name, extra):
-            return start_agent_process(a.ferry, ds, port, ca, f"{work}/{name}", name, procs, heartbeat=2, extra=extra + local)[0]
+        def agent(name, extra, netns=None):
+            placed = dict(netns=Site.NAME, cp_address=Site.HERE, address=Site.THERE) if netns else {}
+            return start_agent_process(a.ferry, ds, port, ca, f"{work}/{name}", name, procs, heartbeat=2, extra=extra + local, **placed)[0]
 
         def location(path, agent_arn):
             host = "localhost" if a.via == "local" else "127.0.0.1"
@@ -122,14 +158,14 @@ def main():
 
         data_port = free_port()
         ferry_count = f"{work}/ferry-link-bytes"
-        far = proxy(procs, data_port, a.rtt, ferry_count)
+        far = proxy(procs, data_port, a.rtt, ferry_count, host=Site.THERE if site else "127.0.0.1")
         source_agent = agent("a", ["--data-port", str(free_port()), "--data-address", "127.0.0.1"])
-        destination_agent = agent("b", ["--data-port", str(data_port), "--data-address", f"127.0.0.1:{far}"])
+        destination_agent = agent("b", ["--data-port", str(data_port), "--data-address", f"127.0.0.1:{far}"], netns=site)
         time.sleep(3)  # B's data endpoint arrives with its heartbeats
         src = location(f"{export}/src", source_agent)
-        ssh_port, key = start_sshd(work, procs)
+        ssh_port, key = start_sshd(work, procs, site)
         ssh_count = f"{work}/ssh-link-bytes"
-        ssh_far = proxy(procs, ssh_port, a.rtt, ssh_count)
+        ssh_far = proxy(procs, ssh_port, a.rtt, ssh_count, host=Site.THERE if site else "127.0.0.1")
         ssh = ["ssh", "-p", str(ssh_far), "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
 
         if a.set == "delta":
@@ -190,6 +226,8 @@ def main():
                         results[f"{peer} / {tool}"] = round(results[f"{peer} median s"] / results[f"{tool} median s"], 2)
     finally:
         clean_up(procs, servers, work)
+        if site:
+            site.remove()
     save_results(results, "wan")
 
 
