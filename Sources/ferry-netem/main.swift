@@ -2,7 +2,7 @@
 // network this kernel cannot emulate (it has no netem).
 //
 //   ferry-netem --listen PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N] [--outage-ms O]]
-//               [--stall-after BYTES --stall-ms S] [--count-file F]
+//               [--stall-after BYTES --stall-ms S] [--count-file F] [--rate-kbit K]
 //
 // Every byte is held D ms in each direction (a round trip gains 2·D), in order. With
 // --cut-after, the first N connections (1) are reset once BYTES have crossed them (both
@@ -10,6 +10,8 @@
 // With --outage-ms, a cut takes the path down for O ms: connections made meanwhile are reset
 // at once (the far side unreachable), then they go through again.
 // With --stall-after, the first connection stops forwarding for S ms once BYTES crossed.
+// With --rate-kbit, each direction of each connection forwards at most K kbit/s (a slow
+// link for tests, where `tc` cannot reach: the proxy paces its writes).
 // With --count-file, the bytes that crossed all connections so far (both directions) are
 // written to F (as a decimal number, replaced atomically) every 100 ms while they grow, so
 // a benchmark can read what a run put on the link.
@@ -28,6 +30,7 @@ struct Settings: Sendable {
     var stallNanoseconds: UInt64 = 0
     var outageNanoseconds: UInt64 = 0
     var countFile: String?
+    var bytesPerSecond: Double = 0
 }
 
 /// The bytes that crossed every connection, both directions.
@@ -90,7 +93,7 @@ final class Outage: @unchecked Sendable {
 }
 
 func usage(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("ferry-netem: \(message)\nusage: ferry-netem --listen PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N] [--outage-ms O]] [--stall-after BYTES --stall-ms S] [--count-file F]\n".utf8))
+    FileHandle.standardError.write(Data("ferry-netem: \(message)\nusage: ferry-netem --listen PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N] [--outage-ms O]] [--stall-after BYTES --stall-ms S] [--count-file F] [--rate-kbit K]\n".utf8))
     exit(64)
 }
 
@@ -121,6 +124,7 @@ func parse(_ args: [String]) -> Settings {
         case "--stall-ms": s.stallNanoseconds = UInt64(number(value(), "--stall-ms") * 1_000_000)
         case "--outage-ms": s.outageNanoseconds = UInt64(number(value(), "--outage-ms") * 1_000_000)
         case "--count-file": s.countFile = value()
+        case "--rate-kbit": s.bytesPerSecond = number(value(), "--rate-kbit") * 1000 / 8
         default: usage("unknown argument \(args[i])")
         }
         i += 1
@@ -253,12 +257,27 @@ func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
 
 /// Forwards `from` → `to` through a delay; counts, stalls and cuts on `link` (a cut begins
 /// an outage of `outage` ns).
-func forward(_ link: Link, from: Int32, to: Int32, delay: UInt64, outage: UInt64) {
+func forward(_ link: Link, from: Int32, to: Int32, delay: UInt64, outage: UInt64, bytesPerSecond: Double) {
     let pipe = DelayedPipe()
     let writer = Thread {
+        // With a rate: when the link is free again (bytes leave no faster than the rate).
+        var free: UInt64 = 0
         while let (deadline, bytes) = pipe.pop() {
             if deadline > now() { sleep(until: deadline) }
-            if !writeAll(to, bytes) { break }
+            guard bytesPerSecond > 0 else {
+                if !writeAll(to, bytes) { break }
+                continue
+            }
+            var done = 0
+            var failed = false
+            while done < bytes.count {  // 1,500-byte packets, each after the last left
+                let n = min(1500, bytes.count - done)
+                free = max(free, now()) + UInt64(Double(n) / bytesPerSecond * 1e9)
+                sleep(until: free)
+                if !writeAll(to, Array(bytes[done..<(done + n)])) { failed = true; break }
+                done += n
+            }
+            if failed { break }
         }
         shutdown(to, Int32(SHUT_WR))
         link.sideEnded()
@@ -341,9 +360,9 @@ func serve(_ settings: Settings) -> Never {
         let link = Link(client: client, server: server, cutAfter: connections < settings.cuts ? settings.cutAfter : nil,
                         stallAfter: connections == 0 ? settings.stallAfter : nil, stallNanoseconds: settings.stallNanoseconds)
         connections += 1
-        let delay = settings.delayNanoseconds, outage = settings.outageNanoseconds
+        let delay = settings.delayNanoseconds, outage = settings.outageNanoseconds, rate = settings.bytesPerSecond
         for (from, to) in [(client, server), (server, client)] {
-            let t = Thread { forward(link, from: from, to: to, delay: delay, outage: outage) }
+            let t = Thread { forward(link, from: from, to: to, delay: delay, outage: outage, bytesPerSecond: rate) }
             t.stackSize = 512 << 10
             t.start()
         }

@@ -99,6 +99,24 @@ import Testing
         #expect(served.transport.connectionsMade >= 2, "the silent connection was waited out, not replaced")
     }
 
+    @Test("a link at 1 Mbit/s: one connection throughout (answers keep it alive), the destination exact")
+    func slowLink() async throws {
+        let s = try await RemoteTests.shared()
+        let proxy = try NetemProxy(upstream: s.port, ["--rate-kbit", "1000", "--delay-ms", "10"])
+        let served = try await RemoteLinkTests.serve("remote-slow", through: proxy)
+        defer { served.fixture.remove() }
+        try served.fixture.source.file("big.bin", TestTree.bytes(1_200_000, seed: 274))
+        for i in 0..<60 { try served.fixture.source.file("small/\(i).bin", TestTree.bytes(2_000 + i * 50, seed: UInt64(600 + i))) }
+        let started = ContinuousClock.now
+        let result = try await RemoteLinkTests.sync(served)
+        let took = ContinuousClock.now - started
+        _ = proxy.stop()
+        try RemoteLinkTests.expectExact(served, result)
+        // 1.4 MB of random bytes at 125 kB/s: the proxy really paced it.
+        #expect(took >= .seconds(10), "took \(took)")
+        #expect(served.transport.connectionsMade == 1, "the slow link was taken for a dead one: \(served.transport.connectionsMade) connections")
+    }
+
     @Test("text is compressed on the link and random data is not; BytesCompressed is what crossed")
     func compression() async throws {
         let text = try await RemoteLinkTests.serve("remote-text", through: nil)
