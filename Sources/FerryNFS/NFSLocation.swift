@@ -59,16 +59,28 @@ public struct NFSLocation: Location, SymlinkWriting, HardLinkWriting, SpecialFil
     }
 
     /// Runs one libnfs call on `connection` (the next one when nil) and maps its failure.
+    /// A call of its own (no `connection` given) whose connection broke under it is made once
+    /// more on the next one (a broken connection is replaced by a new mount): the server
+    /// may drop a connection under load, and a lost directory would cost its whole subtree.
+    /// Calls that hold a file's connection fail, and the engine tries the file again.
     func call<T: Sendable>(
         _ operation: String, _ path: EntryPath?, on connection: NFSConnection? = nil, _ start: @escaping NFSConnection.Start,
         finish: @escaping @Sendable (OpaquePointer, Int32, UnsafeMutableRawPointer?) -> T
     ) async throws -> T {
-        let result: Result<T, NFSFailure> = await {
-            do throws(NFSFailure) { return .success(try await (connection ?? client.connection).call(start, finish: finish)) } catch { return .failure(error) }
-        }()
-        switch result {
-        case .success(let value): return value
-        case .failure(let failure): throw fail(failure, operation, path)
+        var again = connection == nil
+        while true {
+            let result: Result<T, NFSFailure> = await {
+                do throws(NFSFailure) { return .success(try await (connection ?? client.connection).call(start, finish: finish)) } catch { return .failure(error) }
+            }()
+            switch result {
+            case .success(let value): return value
+            case .failure(let failure):
+                if again, NFSConnection.breaks(failure.errno, failure.message) {
+                    again = false
+                    continue
+                }
+                throw fail(failure, operation, path)
+            }
         }
     }
 

@@ -253,8 +253,11 @@ final class RemoteWriter: EntryWriter, Sendable {
                     try await send(UnsafeRawBufferPointer(rebasing: bytes[start..<i]), at: offset + Int64(start))
                     differing = nil
                 }
+                // A run that does not go on here (a hole of a sparse source came between)
+                // is asked for first: keeps and writes reach the serving side in file order.
+                if pendingKeep.withLock({ k in k.map { $0.offset + $0.length != at } ?? false }) { try await flushKeep() }
                 pendingKeep.withLock { k in
-                    if let p = k, p.offset + p.length == at { k = (p.offset, p.length + Int64(length)) } else { k = (at, Int64(length)) }
+                    if let p = k { k = (p.offset, p.length + Int64(length)) } else { k = (at, Int64(length)) }
                 }
             } else if differing == nil {
                 try await flushKeep()

@@ -186,6 +186,11 @@ extension RemoteLinkTests {
         try first.fixture.source.file("grows.log", TestTree.bytes(3 << 20, seed: 502))
         try first.fixture.source.file("shrinks.img", TestTree.bytes(8 << 20, seed: 503))
         try first.fixture.source.file("replaced.bin", TestTree.bytes(2 << 20, seed: 504))
+        // Sparse: data at 0–1 MiB and 6–8 MiB, a hole between (no writes there; the runs of
+        // kept blocks on either side of it are asked for separately).
+        let sparse = "\(first.fixture.source.root)/sparse.img"
+        #expect(FileManager.default.createFile(atPath: sparse, contents: Data(TestTree.bytes(1 << 20, seed: 509))))
+        try RemoteLinkTests.patch(first, "sparse.img", at: 6 << 20, TestTree.bytes(2 << 20, seed: 510))
         let r1 = try await RemoteLinkTests.sync(first)
         try RemoteLinkTests.expectExact(first, r1)
         #expect(first.counting.count(.createDelta) == 0)
@@ -198,21 +203,22 @@ extension RemoteLinkTests {
         #expect(truncate(shrinks, 6 << 20) == 0)
         try RemoteLinkTests.patch(first, "shrinks.img", at: 100_000, TestTree.bytes(5_000, seed: 507))
         try first.fixture.source.file("replaced.bin", TestTree.bytes(2 << 20, seed: 508))
+        try RemoteLinkTests.patch(first, "sparse.img", at: (7 << 20) + 100, TestTree.bytes(1_000, seed: 511))
         let second = try await RemoteLinkTests.serve("remote-delta-2", through: nil, fixture: first.fixture)
         let r2 = try await RemoteLinkTests.sync(second)
         try RemoteLinkTests.expectExact(second, r2)
-        #expect(r2.counters.filesTransferred == 4)
-        #expect(second.counting.count(.createDelta) == 4 && second.counting.count(.keep) >= 3)
+        #expect(r2.counters.filesTransferred == 5)
+        #expect(second.counting.count(.createDelta) == 5 && second.counting.count(.keep) >= 5)
         // Changed: 1 MiB + 300 KiB + 5,000 bytes + 2 MiB, each rounded out to whole blocks,
         // and the signatures (8 bytes a block) come back.
-        let changed: Int64 = (1 << 20) + (300 << 10) + 5_000 + (2 << 20)
+        let changed: Int64 = (1 << 20) + (300 << 10) + 5_000 + (2 << 20) + 1_000
         #expect(second.transport.bytesSent < changed + (1 << 20), "sent \(second.transport.bytesSent) bytes for \(changed) changed")
         #expect(r2.counters.bytesCompressed < changed + (1 << 20) && r2.counters.bytesCompressed >= changed,
                 "BytesCompressed \(r2.counters.bytesCompressed) for \(changed) changed")
-        let logical: Int64 = (48 << 20) + (3 << 20) + (300 << 10) + (6 << 20) + (2 << 20)
+        let logical: Int64 = (48 << 20) + (3 << 20) + (300 << 10) + (6 << 20) + (2 << 20) + (8 << 20)
         #expect(r2.counters.bytesTransferred == logical)
         // Verified by the destination's checksum of the whole result: nothing read back.
-        #expect(second.counting.count(.openRead) == 0 && r2.counters.filesVerified >= 4)
+        #expect(second.counting.count(.openRead) == 0 && r2.counters.filesVerified >= 5)
     }
 }
 
