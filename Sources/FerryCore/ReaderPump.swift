@@ -29,11 +29,18 @@ public func pumpExtents(
     return (hash.finalize(), dataBytes)
 }
 
-/// The content checksum of an open file and its metadata after the read (it is closed).
+/// The content checksum of an open file and its metadata after the read. The reader is
+/// closed either way (a failed read does not leave its handle open).
 public func readContentChecksum(
     _ reader: any EntryReader, buffer: UnsafeMutableRawBufferPointer, hash: ChecksumState
 ) async throws -> (ContentChecksum, FileMetadata) {
-    let extents = try await reader.dataExtents()
-    let (sum, _) = try await pumpExtents(reader, extents: extents, size: reader.metadata.size, buffer: buffer, hash: hash) { _, _ in }
+    let sum: ContentChecksum
+    do {
+        let extents = try await reader.dataExtents()
+        (sum, _) = try await pumpExtents(reader, extents: extents, size: reader.metadata.size, buffer: buffer, hash: hash) { _, _ in }
+    } catch {
+        _ = try? await reader.close()
+        throw error
+    }
     return (sum, try await reader.close())
 }

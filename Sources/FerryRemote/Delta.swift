@@ -22,6 +22,13 @@ struct DeltaSignature: Sendable {
         return b
     }
 
+    /// A block size read off the wire: a power of two from 4 KiB to 1 MiB, as ``blockSize(for:)`` makes.
+    static func blockSize(_ r: inout WireReader) throws(RemoteError) -> Int {
+        let b = try r.uvarint()
+        guard b >= 4096, b <= 1 << 20, b & (b - 1) == 0 else { throw RemoteError.malformed("a delta block size of \(b)") }
+        return Int(b)
+    }
+
     static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
         cferry_xxh3_64(bytes.baseAddress, bytes.count)
     }
@@ -84,12 +91,10 @@ struct DeltaSignature: Sendable {
     }
 
     init(_ r: inout WireReader) throws(RemoteError) {
-        let b = try r.uvarint()
-        guard b >= 4096, b <= 1 << 20, b & (b - 1) == 0 else { throw RemoteError.malformed("a delta block size of \(b)") }
-        blockSize = Int(b)
+        blockSize = try DeltaSignature.blockSize(&r)
         size = try r.varint()
         let n = try r.uvarint()
-        guard n <= UInt64(max(0, size)) / b + 1 else { throw RemoteError.malformed("\(n) block hashes for a file of \(size) bytes") }
+        guard n <= UInt64(max(0, size)) / UInt64(blockSize) + 1 else { throw RemoteError.malformed("\(n) block hashes for a file of \(size) bytes") }
         var hashes: [UInt64] = []
         hashes.reserveCapacity(Int(n))
         for _ in 0..<n { hashes.append(try r.u64()) }

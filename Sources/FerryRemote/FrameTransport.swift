@@ -146,19 +146,19 @@ final class FrameServerHandler: ChannelInboundHandler, @unchecked Sendable {
         let channel = context.channel
         switch code {
         case Frame.bind:
-            var refusal: String?
-            if let sessionID = Frame.u64(payload) {
-                let name = String(decoding: payload.dropFirst(8), as: UTF8.self)
-                (server, session) = servers.bind(name, session: sessionID)
-                if server == nil { refusal = servers.refusal(name) }
+            let binding = Frame.u64(payload).map { servers.bind(String(decoding: payload.dropFirst(8), as: UTF8.self), session: $0) } ?? .unknown
+            switch binding {
+            case .bound(let s, let c):
+                (server, session) = (s, c)
+                c.attach(channel)
+                Frame.send(channel, id, 0, [])
+            case .refused(let reason):
+                Frame.send(channel, id, 2, Array(reason.utf8))
+                context.close(promise: nil)
+            case .unknown:
+                Frame.send(channel, id, 1, [])
+                context.close(promise: nil)
             }
-            session?.attach(channel)
-            if let refusal {
-                Frame.send(channel, id, 2, Array(refusal.utf8))
-            } else {
-                Frame.send(channel, id, server == nil ? 1 : 0, [])
-            }
-            if server == nil { context.close(promise: nil) }
             return
         case Frame.ping:
             Frame.send(channel, id, Frame.ping, [])
@@ -376,13 +376,9 @@ public final class FrameRemoteTransport: RemoteTransport, @unchecked Sendable {
                     defer { s.calls = [:] }
                     return Array(s.calls.values)
                 }
-                if refused, let failed {
-                    for call in failed { call.promise.fail(error) }
-                    return
-                }
                 if let failed {
-                    let e = RemoteError(.remoteUnreachable, "the connection to \(peer) broke and did not come back within \(outageLimit): \(error)",
-                                        retryClass: .retryable)
+                    let e = refused ? error : RemoteError(
+                        .remoteUnreachable, "the connection to \(peer) broke and did not come back within \(outageLimit): \(error)", retryClass: .retryable)
                     for call in failed { call.promise.fail(e) }
                     return
                 }

@@ -92,12 +92,11 @@ public final class LocationServer: Sendable {
     private func createDeltaWriter(_ r: inout WireReader) async throws -> ServedWriter {
         var served = try await createWriter(&r)
         do {
-            let blockSize = try r.uvarint()
-            guard blockSize >= 4096, blockSize <= 1 << 20 else { throw RemoteError.malformed("a delta block size of \(blockSize)") }
+            let blockSize = try DeltaSignature.blockSize(&r)
             if let old = try await location.stat(served.path), old.kind == .file {
                 let reader = try await location.openForReading(served.path, expected: old)
                 do {
-                    served.base = DeltaBase(reader: reader, signature: try await DeltaSignature.of(reader, blockSize: Int(blockSize)))
+                    served.base = DeltaBase(reader: reader, signature: try await DeltaSignature.of(reader, blockSize: blockSize))
                 } catch {
                     _ = try? await reader.close()
                     throw error
@@ -257,16 +256,12 @@ public final class LocationServer: Sendable {
             try await base.keep(offset, length, into: served)
         case .checksum:
             let path = try r.path()
-            let reader = try await location.openForReading(path, expected: try r.entry())
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+            let expected = try r.entry()
+            let reader = try await location.openForReading(path, expected: expected)
+            // A buffer no larger than the file (verification asks for many small ones).
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(min(max(expected.metadata.size, 4096), 1 << 20)), alignment: 16)
             defer { buffer.deallocate() }
-            let (sum, after): (ContentChecksum, FileMetadata)
-            do {
-                (sum, after) = try await readContentChecksum(reader, buffer: buffer, hash: ChecksumState())
-            } catch {
-                _ = try? await reader.close()
-                throw error
-            }
+            let (sum, after) = try await readContentChecksum(reader, buffer: buffer, hash: ChecksumState())
             w.checksum(sum)
             w.metadata(after)
         }

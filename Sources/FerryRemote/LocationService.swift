@@ -33,28 +33,41 @@ final class ServerTable: Sendable {
         let server: LocationServer
         var sessions: [UInt64: CallSession] = [:]
     }
-    private let table = Mutex<[String: Served]>([:])
-    /// Names that cannot be served, with the reason (see ``LocationService/refuse(_:reason:)``).
-    private let refusals = Mutex<[String: String]>([:])
-    func put(_ name: String, _ server: LocationServer) {
-        refusals.withLock { _ = $0.removeValue(forKey: name) }
-        table.withLock { $0[name] = Served(server: server) }
+    /// A name is served or refused (with the reason, see ``LocationService/refuse(_:reason:)``).
+    private enum Entry {
+        case served(Served)
+        case refused(String)
     }
+    private let table = Mutex<[String: Entry]>([:])
+    func put(_ name: String, _ server: LocationServer) { table.withLock { $0[name] = .served(Served(server: server)) } }
     func take(_ name: String) -> LocationServer? {
-        refusals.withLock { _ = $0.removeValue(forKey: name) }
-        return table.withLock { $0.removeValue(forKey: name)?.server }
-    }
-    func refuse(_ name: String, _ reason: String) { refusals.withLock { $0[name] = reason } }
-    func refusal(_ name: String) -> String? { refusals.withLock { $0[name] } }
-
-    /// The location served as `name` and the peer's session with it (made on first use).
-    func bind(_ name: String, session id: UInt64) -> (LocationServer?, CallSession?) {
         table.withLock { t in
-            guard let served = t[name] else { return (nil, nil) }
-            if let session = served.sessions[id] { return (served.server, session) }
-            let session = CallSession()
-            t[name]?.sessions[id] = session
-            return (served.server, session)
+            guard case .served(let served) = t.removeValue(forKey: name) else { return nil }
+            return served.server
+        }
+    }
+    func refuse(_ name: String, _ reason: String) { table.withLock { $0[name] = .refused(reason) } }
+
+    /// What a peer binding to `name` is answered: the location served and its session with
+    /// it (made on first use), or why it cannot be served, or nothing (not served yet).
+    enum Binding {
+        case bound(LocationServer, CallSession)
+        case refused(String)
+        case unknown
+    }
+
+    func bind(_ name: String, session id: UInt64) -> Binding {
+        table.withLock { t in
+            switch t[name] {
+            case .refused(let reason): return .refused(reason)
+            case nil: return .unknown
+            case .served(var served):
+                if let session = served.sessions[id] { return .bound(served.server, session) }
+                let session = CallSession()
+                served.sessions[id] = session
+                t[name] = .served(served)
+                return .bound(served.server, session)
+            }
         }
     }
 }

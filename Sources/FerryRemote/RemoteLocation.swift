@@ -253,12 +253,7 @@ final class RemoteWriter: EntryWriter, Sendable {
                     try await send(UnsafeRawBufferPointer(rebasing: bytes[start..<i]), at: offset + Int64(start))
                     differing = nil
                 }
-                // A run that does not go on here (a hole of a sparse source came between)
-                // is asked for first: keeps and writes reach the serving side in file order.
-                if pendingKeep.withLock({ k in k.map { $0.offset + $0.length != at } ?? false }) { try await flushKeep() }
-                pendingKeep.withLock { k in
-                    if let p = k { k = (p.offset, p.length + Int64(length)) } else { k = (at, Int64(length)) }
-                }
+                try await keep(at, Int64(length))
             } else if differing == nil {
                 try await flushKeep()
                 differing = i
@@ -266,6 +261,14 @@ final class RemoteWriter: EntryWriter, Sendable {
             i += length
         }
         if let start = differing { try await send(UnsafeRawBufferPointer(rebasing: bytes[start...]), at: offset + Int64(start)) }
+    }
+
+    /// Adds a matching block to the pending run; a run that does not go on here (a hole of a
+    /// sparse source came between) is asked for first, so keeps and writes reach the serving
+    /// side in file order.
+    private func keep(_ at: Int64, _ length: Int64) async throws {
+        if let run = pendingKeep.withLock({ $0 }), run.offset + run.length != at { try await flushKeep() }
+        pendingKeep.withLock { k in k = k.map { ($0.offset, $0.length + length) } ?? (at, length) }
     }
 
     /// Asks the serving side to keep the pending run of matching blocks.

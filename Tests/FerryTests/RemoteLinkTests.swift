@@ -43,6 +43,33 @@ import Testing
         return result
     }
 
+    /// What one run through ferry-netem came to.
+    struct ProxiedRun {
+        let served: Served
+        let result: ExecutionResult
+        /// What the proxy printed (a line per cut, outage or stall).
+        let said: String
+        let took: Duration
+    }
+
+    /// Serves a new fixture through ferry-netem with `arguments`, fills its source with
+    /// `fill`, syncs it and stops the proxy. The caller removes `served.fixture`.
+    static func throughProxy(_ label: String, _ arguments: [String], silenceLimit: Duration = .seconds(30),
+                             _ fill: (TestTree) throws -> Void) async throws -> ProxiedRun {
+        let proxy = try NetemProxy(upstream: try await RemoteTests.shared().port, arguments)
+        let served = try await serve(label, through: proxy, silenceLimit: silenceLimit)
+        do {
+            try fill(served.fixture.source)
+        } catch {
+            served.fixture.remove()
+            throw error
+        }
+        let started = ContinuousClock.now
+        let result = try await sync(served)
+        let took = ContinuousClock.now - started
+        return ProxiedRun(served: served, result: result, said: proxy.stop(), took: took)
+    }
+
     static func expectExact(_ served: Served, _ result: ExecutionResult) throws {
         #expect(result.status == .success, "\(result.errorCode ?? "") \(result.errorDetail ?? "") \(result.problems)")
         #expect(try served.fixture.differences(compareAtime: false) == [])
@@ -51,17 +78,15 @@ import Testing
 
     @Test("a connection cut in the middle of a file resumes at the first write not acknowledged")
     func cutResumes() async throws {
-        let s = try await RemoteTests.shared()
-        let proxy = try NetemProxy(upstream: s.port, ["--cut-after", "\(16 << 20)"])
-        let served = try await RemoteLinkTests.serve("remote-cut", through: proxy)
-        defer { served.fixture.remove() }
         let size = 48 << 20
-        try served.fixture.source.file("big.bin", TestTree.bytes(size, seed: 271))
-        try served.fixture.source.file("after.txt", Array("written after the cut\n".utf8))
-        let result = try await RemoteLinkTests.sync(served)
-        let said = proxy.stop()
-        #expect(said.contains("cut"), "the proxy did not cut: \(said)")
-        try RemoteLinkTests.expectExact(served, result)
+        let run = try await RemoteLinkTests.throughProxy("remote-cut", ["--cut-after", "\(16 << 20)"]) { source in
+            try source.file("big.bin", TestTree.bytes(size, seed: 271))
+            try source.file("after.txt", Array("written after the cut\n".utf8))
+        }
+        let served = run.served
+        defer { served.fixture.remove() }
+        #expect(run.said.contains("cut"), "the proxy did not cut: \(run.said)")
+        try RemoteLinkTests.expectExact(served, run.result)
         // A whole-file retry would send the 16 MiB before the cut again: ≥ 64 MiB.
         #expect(served.transport.bytesSent < Int64(size + (6 << 20)), "sent \(served.transport.bytesSent) bytes for a \(size)-byte file")
         #expect(served.transport.connectionsMade >= 2, "the cut was not survived by a new connection")
@@ -69,52 +94,42 @@ import Testing
 
     @Test("the far side unreachable for 30 s: the calls wait, then go on")
     func outageIsWaitedOut() async throws {
-        let s = try await RemoteTests.shared()
-        let proxy = try NetemProxy(upstream: s.port, ["--cut-after", "\(6 << 20)", "--outage-ms", "30000"])
-        let served = try await RemoteLinkTests.serve("remote-outage", through: proxy)
-        defer { served.fixture.remove() }
-        try served.fixture.source.file("big.bin", TestTree.bytes(20 << 20, seed: 272))
-        for i in 0..<200 { try served.fixture.source.file("small/\(i).txt", Array("file \(i)\n".utf8)) }
-        let started = ContinuousClock.now
-        let result = try await RemoteLinkTests.sync(served)
-        let said = proxy.stop()
-        #expect(said.contains("down for 30000 ms"), "no outage: \(said)")
-        #expect(ContinuousClock.now - started >= .seconds(30))
-        try RemoteLinkTests.expectExact(served, result)
-        #expect(served.transport.connectionsMade >= 2)
+        let run = try await RemoteLinkTests.throughProxy("remote-outage", ["--cut-after", "\(6 << 20)", "--outage-ms", "30000"]) { source in
+            try source.file("big.bin", TestTree.bytes(20 << 20, seed: 272))
+            for i in 0..<200 { try source.file("small/\(i).txt", Array("file \(i)\n".utf8)) }
+        }
+        defer { run.served.fixture.remove() }
+        #expect(run.said.contains("down for 30000 ms"), "no outage: \(run.said)")
+        #expect(run.took >= .seconds(30))
+        try RemoteLinkTests.expectExact(run.served, run.result)
+        #expect(run.served.transport.connectionsMade >= 2)
     }
 
     @Test("a connection gone silent is given up after the silence limit and made again")
     func silentConnectionIsReplaced() async throws {
-        let s = try await RemoteTests.shared()
-        let proxy = try NetemProxy(upstream: s.port, ["--stall-after", "\(4 << 20)", "--stall-ms", "600000"])
-        let served = try await RemoteLinkTests.serve("remote-stall", through: proxy, silenceLimit: .seconds(8))
-        defer { served.fixture.remove() }
-        try served.fixture.source.file("big.bin", TestTree.bytes(16 << 20, seed: 273))
-        let result = try await RemoteLinkTests.sync(served)
-        let said = proxy.stop()
-        #expect(said.contains("stall"), "no stall: \(said)")
-        try RemoteLinkTests.expectExact(served, result)
+        let run = try await RemoteLinkTests.throughProxy("remote-stall", ["--stall-after", "\(4 << 20)", "--stall-ms", "600000"],
+                                                         silenceLimit: .seconds(8)) { source in
+            try source.file("big.bin", TestTree.bytes(16 << 20, seed: 273))
+        }
+        defer { run.served.fixture.remove() }
+        #expect(run.said.contains("stall"), "no stall: \(run.said)")
+        try RemoteLinkTests.expectExact(run.served, run.result)
         // The stall lasts 10 minutes: the run ended because the silent connection was replaced.
-        #expect(served.transport.connectionsMade >= 2, "the silent connection was waited out, not replaced")
+        #expect(run.served.transport.connectionsMade >= 2, "the silent connection was waited out, not replaced")
     }
 
     @Test("a link at 1 Mbit/s: one connection throughout (answers keep it alive), the destination exact")
     func slowLink() async throws {
-        let s = try await RemoteTests.shared()
-        let proxy = try NetemProxy(upstream: s.port, ["--rate-kbit", "1000", "--delay-ms", "10"])
-        let served = try await RemoteLinkTests.serve("remote-slow", through: proxy)
-        defer { served.fixture.remove() }
-        try served.fixture.source.file("big.bin", TestTree.bytes(1_200_000, seed: 274))
-        for i in 0..<60 { try served.fixture.source.file("small/\(i).bin", TestTree.bytes(2_000 + i * 50, seed: UInt64(600 + i))) }
-        let started = ContinuousClock.now
-        let result = try await RemoteLinkTests.sync(served)
-        let took = ContinuousClock.now - started
-        _ = proxy.stop()
-        try RemoteLinkTests.expectExact(served, result)
+        let run = try await RemoteLinkTests.throughProxy("remote-slow", ["--rate-kbit", "1000", "--delay-ms", "10"]) { source in
+            try source.file("big.bin", TestTree.bytes(1_200_000, seed: 274))
+            for i in 0..<60 { try source.file("small/\(i).bin", TestTree.bytes(2_000 + i * 50, seed: UInt64(600 + i))) }
+        }
+        defer { run.served.fixture.remove() }
+        try RemoteLinkTests.expectExact(run.served, run.result)
         // 1.4 MB of random bytes at 125 kB/s: the proxy really paced it.
-        #expect(took >= .seconds(10), "took \(took)")
-        #expect(served.transport.connectionsMade == 1, "the slow link was taken for a dead one: \(served.transport.connectionsMade) connections")
+        #expect(run.took >= .seconds(10), "took \(run.took)")
+        #expect(run.served.transport.connectionsMade == 1,
+                "the slow link was taken for a dead one: \(run.served.transport.connectionsMade) connections")
     }
 
     @Test("text is compressed on the link and random data is not; BytesCompressed is what crossed")
