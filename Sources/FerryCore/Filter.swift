@@ -99,8 +99,8 @@ public struct FilterRule: Sendable, Hashable {
 public struct Filters: Sendable, Hashable {
     public var includes: FilterRule?
     public var excludes: FilterRule?
-    /// Only the top-level names of this share are taken (the rest is other leases' and is
-    /// neither copied nor deleted here).
+    /// Only the entries of this share are taken (the rest is other leases' and is neither
+    /// copied nor deleted here).
     public var share: Share?
 
     public init(includes: FilterRule? = nil, excludes: FilterRule? = nil, share: Share? = nil) {
@@ -109,21 +109,59 @@ public struct Filters: Sendable, Hashable {
         self.share = share
     }
 
-    /// One of `count` shares of a tree, by a hash of each top-level name (FNV-1a): every
-    /// process, on any host, puts a name in the same share.
+    /// One of `count` shares of a tree (several agents per execution): an entry belongs to
+    /// the share its path's first `depth` names hash to (FNV-1a), so every process, on any
+    /// host, places a name the same way. Directories above `depth` are common to every
+    /// share: each makes and descends into them, and the finishing share (`count` 0, run
+    /// after all others) gives them — and the root — their metadata, once nothing is
+    /// written in them any more.
     public struct Share: Sendable, Hashable {
         public let index: Int
+        /// How many shares the tree is cut into; 0 for the finishing share.
         public let count: Int
+        /// How many leading names of a path place it (1: the top-level name).
+        public var depth: Int
 
-        public init(index: Int, count: Int) {
+        public init(index: Int, count: Int, depth: Int = 1) {
             self.index = index
             self.count = max(1, count)
+            self.depth = max(1, depth)
         }
 
-        /// Whether the top-level entry `name` is in this share.
-        public func holds(_ name: some Collection<UInt8>) -> Bool {
+        private init(finishingAt depth: Int) {
+            index = 0
+            count = 0
+            self.depth = max(1, depth)
+        }
+
+        /// The share that runs last and takes only the directories above `depth` (and the
+        /// root): their metadata, applied after every other share's writes in them.
+        public static func finishing(depth: Int) -> Share { Share(finishingAt: depth) }
+
+        public var isFinishing: Bool { count == 0 }
+
+        /// Where an entry stands for this share.
+        public enum Place: Sendable { case mine, others, common }
+
+        public func place(_ path: EntryPath, isDirectory: Bool) -> Place {
+            let above = isDirectory && path.depth < depth
+            if isFinishing { return above ? .mine : .others }
+            if above { return .common }
+            return holds(path.bytes) ? .mine : .others
+        }
+
+        /// Whether the entry at `path` (its bytes) is this share's by the hash of its first
+        /// `depth` names (a common directory is placed too: the share that removes it when
+        /// only the destination has it).
+        public func holds(_ path: some Collection<UInt8>) -> Bool {
+            guard count > 0 else { return false }
             var h: UInt64 = 0xcbf2_9ce4_8422_2325
-            for b in name {
+            var names = 1
+            for b in path {
+                if b == UInt8(ascii: "/") {
+                    if names == depth { break }
+                    names += 1
+                }
                 h ^= UInt64(b)
                 h = h &* 0x100_0000_01b3
             }
@@ -131,24 +169,46 @@ public struct Filters: Sendable, Hashable {
         }
     }
 
-    /// What to do with an entry at `path`.
-    public enum Decision: Sendable { case take, skip, descendOnly }
+    /// What to do with an entry at `path`: `common` is a directory above a share's depth
+    /// that every share descends into and none gives its metadata.
+    public enum Decision: Sendable { case take, skip, descendOnly, common }
 
     /// No rules: every entry is taken (its path need not be built to ask).
     public var takesEverything: Bool { includes == nil && excludes == nil && share == nil }
 
     /// Excluded entries are skipped (and never deleted); with includes, only matching entries
-    /// are taken, and directories that may hold matches are descended into; top-level
-    /// entries outside the share are skipped.
+    /// are taken, and directories that may hold matches are descended into; entries of
+    /// other shares are skipped.
     public func decide(_ path: EntryPath, isDirectory: Bool) -> Decision {
+        var common = false
         if let share, !path.isRoot {
-            let bytes = path.bytes
-            if !share.holds(bytes[..<(bytes.firstIndex(of: UInt8(ascii: "/")) ?? bytes.endIndex)]) { return .skip }
+            switch share.place(path, isDirectory: isDirectory) {
+            case .others: return .skip
+            case .common: common = true
+            case .mine: break
+            }
         }
         if let excludes, excludes.matches(path) { return .skip }
-        guard let includes else { return .take }
-        if includes.matches(path) { return .take }
-        if isDirectory && includes.mayMatchBelow(path) { return .descendOnly }
+        guard let includes else { return common ? .common : .take }
+        if includes.matches(path) { return common ? .common : .take }
+        if isDirectory && includes.mayMatchBelow(path) { return common ? .common : .descendOnly }
         return .skip
     }
+
+    /// Whether an entry only the destination has, decided `decision`, is removed here (with
+    /// PreserveDeletedFiles=REMOVE): a common directory by the one share it hashes to.
+    public func removes(_ path: EntryPath, _ decision: Decision) -> Bool {
+        decision == .take || decision == .common && share?.holds(path.bytes) == true
+    }
+
+    /// Whether other shares of the tree may be writing in `directory` while this one runs
+    /// (the root and the common directories, for every share but the finishing one).
+    public func writtenByOtherShares(_ directory: EntryPath) -> Bool {
+        guard let share, !share.isFinishing else { return false }
+        return directory.depth < share.depth
+    }
+
+    /// Whether this run gives the root its metadata: every run but the shares of a tree
+    /// other than the finishing one.
+    public var ownsRoot: Bool { share?.isFinishing ?? true }
 }

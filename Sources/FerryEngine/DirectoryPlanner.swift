@@ -31,21 +31,21 @@ struct PlannedItem: Sendable {
         let source: Entry?
         let destination: Entry?
         let action: Action
-        let descendOnly: Bool
+        let common: Bool
 
-        init(path: EntryPath, source: Entry?, destination: Entry?, action: Action, descendOnly: Bool) {
+        init(path: EntryPath, source: Entry?, destination: Entry?, action: Action, common: Bool) {
             self.path = path
             self.source = source
             self.destination = destination
             self.action = action
-            self.descendOnly = descendOnly
+            self.common = common
         }
     }
 
     private var storage: Storage
 
-    init(path: EntryPath, source: Entry?, destination: Entry?, action: Action, descendOnly: Bool = false) {
-        storage = Storage(path: path, source: source, destination: destination, action: action, descendOnly: descendOnly)
+    init(path: EntryPath, source: Entry?, destination: Entry?, action: Action, common: Bool = false) {
+        storage = Storage(path: path, source: source, destination: destination, action: action, common: common)
     }
 
     // Borrowed, not copied out: a copy of an entry is a 180-byte move and a retain of
@@ -58,13 +58,13 @@ struct PlannedItem: Sendable {
         if case .some = storage.destination { return true }
         return false
     }
-    /// Taken only because an include filter may match below it (a directory).
-    var descendOnly: Bool { storage.descendOnly }
+    /// A directory common to the shares of a tree (``Filters/Decision/common``).
+    var common: Bool { storage.common }
     /// Set only when a later step decides again (a content comparison); a new storage then.
     var action: Action {
         get { storage.action }
         set {
-            storage = Storage(path: path, source: source, destination: destination, action: newValue, descendOnly: descendOnly)
+            storage = Storage(path: path, source: source, destination: destination, action: newValue, common: common)
         }
     }
 }
@@ -124,7 +124,7 @@ struct DirectoryPlanner: Sendable {
             }
             guard let s else {
                 // Destination only: removed with --delete, unless a filter leaves it out of scope.
-                if options.preserveDeletedFiles == .remove, decision == .take, let d {
+                if options.preserveDeletedFiles == .remove, let d, filters.removes(path ?? directory.appending(name), decision) {
                     plan.items.append(PlannedItem(path: path ?? directory.appending(name), source: nil, destination: d, action: .delete))
                 }
                 continue
@@ -136,7 +136,7 @@ struct DirectoryPlanner: Sendable {
                 continue
             }
             plan.items.append(PlannedItem(path: path ?? directory.appending(name), source: s, destination: d, action: action,
-                                          descendOnly: decision == .descendOnly))
+                                          common: decision == .common))
         }
         plan.duplicates = join.takeDuplicates()
         return (plan, taken < names)

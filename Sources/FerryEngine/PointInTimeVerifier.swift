@@ -44,7 +44,7 @@ struct PointInTimeVerifier {
             if decision == .skip { continue }
             if !inScope(s) { continue }
             guard let s else {
-                if engine.options.preserveDeletedFiles == .remove && decision == .take {
+                if engine.options.preserveDeletedFiles == .remove && engine.configuration.filters.removes(path, decision) {
                     fail(path, d, .fileAdded, "at the destination but not at the source")
                 }
                 continue
@@ -57,7 +57,7 @@ struct PointInTimeVerifier {
                 fail(path, s, .metadataFailure, "a \(d.kind) at the destination, a \(s.kind) at the source")
                 continue
             }
-            let compares = decision != .descendOnly
+            let compares = decision != .descendOnly && decision != .common
             if s.kind == .directory {
                 subdirectories.append((path, s.mtimeIsStandIn, s.mtimeIsStandIn && compares ? (s, d) : nil))
                 if s.mtimeIsStandIn { continue }

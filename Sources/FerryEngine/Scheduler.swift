@@ -37,8 +37,9 @@ struct Scheduler {
         self.engine = engine
         let job = ScanJob(path: .root, source: root, destinationExists: true, replacing: nil)
         var (state, needsMetadata) = newDirectory(root, destination: destinationRoot)
-        if !Scheduler.ownsRoot(engine) {
-            // Another share of the tree (several agents) gives the root its metadata.
+        if !engine.configuration.filters.ownsRoot {
+            // The finishing share of the tree (several agents) gives the root its metadata.
+            state.common = true
             state.needsMetadata = false
             needsMetadata = nil
         }
@@ -185,7 +186,13 @@ struct Scheduler {
                 deletions.append((item, directories[directory]!.source))
             case .directory(let exists, let replacing):
                 let source = item.source!
-                let (state, needsMetadata) = newDirectory(source, destination: exists ? item.destination : nil)
+                var (state, needsMetadata) = newDirectory(source, destination: exists ? item.destination : nil)
+                if item.common {
+                    // Common to the shares of a tree: the finishing share gives it its metadata.
+                    state.common = true
+                    state.needsMetadata = false
+                    needsMetadata = nil
+                }
                 if let needsMetadata {
                     if needsMetadata { files += 1 } else { counters.add(.filesUnchanged) }
                 }
@@ -289,10 +296,6 @@ struct Scheduler {
     /// there (nil: to be made). Whether its metadata must be applied is decided now and
     /// returned, or, for a directory whose mtime is derived, once its contents are known
     /// (nil; ``settle(_:_:_:)`` decides and counts it).
-    /// Whether this run gives the root its metadata: every run but the shares of a tree
-    /// other than the first (several agents, ``Filters/Share``).
-    static func ownsRoot(_ engine: SyncEngine) -> Bool { (engine.configuration.filters.share?.index ?? 0) == 0 }
-
     private func newDirectory(_ source: Entry, destination: Entry?) -> (DirectoryState, needsMetadata: Bool?) {
         let existed = destination != nil
         if source.mtimeIsStandIn {
@@ -313,7 +316,7 @@ struct Scheduler {
             if !directory.isRoot { directories[directory.parent]?.derived?.newest.note(newest) }
         }
         state.needsMetadata = !state.existed || derived.destination.map { planner.metadataDiffers(state.source, $0) } ?? true
-        if directory.isRoot && !Scheduler.ownsRoot(engine) {
+        if state.common {
             state.needsMetadata = false
             return
         }
@@ -330,7 +333,9 @@ struct Scheduler {
         if directories.values[index].pending > 0 { return }
         var state = directories.remove(at: index).value
         if let derived = state.derived { settle(&state, derived, directory) }
-        if state.needsMetadata || state.changed {
+        // A common directory (several agents) is left as the writes left it: the finishing
+        // share gives it its metadata once no share writes in it.
+        if (state.needsMetadata || state.changed) && !state.common {
             stack.append(.finalize(directory, state.source, counted: state.needsMetadata, existed: state.existed))
         } else if !directory.isRoot {
             childDone(in: directory.parent, changed: false)

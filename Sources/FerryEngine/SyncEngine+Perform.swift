@@ -62,7 +62,9 @@ extension SyncEngine {
                 sourceListing = try await listing
                 runs = (s, d)
             }
-            if !dryRun {
+            // In a directory other shares write in at once (several agents), their files in
+            // flight look stale: the finishing share removes what is left there.
+            if !dryRun && !configuration.filters.writtenByOtherShares(job.path) {
                 for name in destinationListing?.staleTemporaries ?? [] {
                     try? await destinationFeatures.removeTemporary(in: job.path, name: name)
                 }
@@ -317,12 +319,13 @@ extension SyncEngine {
 
 extension SyncEngine {
     /// How many of a directory's listed entries count as listed (`collected` when it was
-    /// listed in runs): all, but at the top of a share of the tree (several agents) only
-    /// those the share holds (a spilled huge top level is counted whole).
+    /// listed in runs): all, but above a share's depth (several agents) only those the share
+    /// holds, so that each entry is counted by one share (a spilled huge directory there is
+    /// counted whole).
     func listedCount(_ collected: ListingCollector?, _ entries: [Entry], in directory: EntryPath) -> Int64 {
         if let collected, collected.spool != nil { return Int64(collected.count) }
         let entries = collected?.entries ?? entries
-        guard directory.isRoot, let share = configuration.filters.share else { return Int64(entries.count) }
-        return Int64(entries.count { share.holds($0.name) })
+        guard let share = configuration.filters.share, directory.depth < share.depth else { return Int64(entries.count) }
+        return Int64(entries.count { share.place(directory.appending($0.name), isDirectory: $0.kind == .directory) == .mine })
     }
 }

@@ -59,6 +59,9 @@ struct DirectoryState {
     /// Set for a directory whose mtime the source does not hold (a prefix without a marker
     /// object): it takes the newest mtime of what it holds, known once all of it is listed.
     var derived: DerivedMtime? = nil
+    /// Made and descended into by every share of a tree (several agents); its metadata is
+    /// the finishing share's (``Filters/Share``), never applied or counted here.
+    var common = false
 }
 
 /// What a directory with a derived mtime (``Entry/mtimeIsStandIn``) waits for: the newest

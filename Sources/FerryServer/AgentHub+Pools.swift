@@ -3,16 +3,19 @@ import FerryStore
 import Foundation
 
 /// Executions spread over several agents (a location naming several, as DataSync allows):
-/// the tree is cut into `units` shares of its top-level names (``Filters/Share``), each a
-/// lease row in the store (``Lease``) that an agent claims on its long poll, renews with
-/// every progress call and ends with its result. An agent holds one share of an execution
+/// the tree is cut into `units` shares (``Filters/Share``: by a hash of each path's first
+/// names, at a depth each share reads from the source, so that a narrow top still spreads),
+/// each a lease row in the store (``Lease``) that an agent claims on its long poll, renews
+/// with every progress call and ends with its result. An agent holds one share of an execution
 /// at a time, so every agent that polls — one started mid-run too — gets work; a share
 /// whose agent fell silent for the offline window goes to the next agent that polls, and
 /// the execution fails only when none of its agents is left that long. Counters are the
 /// sum of the ended shares' results (plus the running ones' live numbers meanwhile), so a
 /// share run twice counts once. With PreserveDeletedFiles=REMOVE, deletions run as a
-/// second round of shares, only after every share transferred without error.
-/// BytesPerSecond is divided among the shares running.
+/// second round of shares, only after every share transferred without error. A last
+/// share, the finishing one, then gives the directories every share wrote in (the root,
+/// and those above the depth) their metadata. BytesPerSecond is divided among the shares
+/// running.
 extension AgentHub {
     struct Pool {
         let agents: Set<String>
@@ -24,6 +27,8 @@ extension AgentHub {
         /// The agent serving the destination (agent to agent) and its command.
         let serve: (agent: String, command: JSONValue)?
         var phase = Pool.transfer
+        /// The depth the transfer round's shares cut the tree at (given to later rounds).
+        var depth: Int?
         /// Live counters of the shares running, by lease id, and the agent running each.
         var live: [String: (agent: String, counters: JSONValue)] = [:]
         var cancel: String?
@@ -37,11 +42,12 @@ extension AgentHub {
 
         static let transfer = "TRANSFER"
         static let delete = "DELETE"
+        static let finish = "FINISH"
     }
 
     /// How many shares an execution on `agents` agents is cut into: enough for a late
     /// agent to find work and for a lost one's share to be small.
-    static func shares(forAgents agents: Int) -> Int { min(64, 8 * max(1, agents)) }
+    static func shares(forAgents agents: Int) -> Int { min(32, 4 * max(1, agents)) }
 
     /// Runs `execution` on every one of `agents` that polls, a share at a time, and waits
     /// for its end. Shares already in the store (a restarted control plane) are kept.
@@ -49,19 +55,22 @@ extension AgentHub {
                  serve: (agent: String, command: JSONValue)?) async -> Outcome {
         var units = AgentHub.shares(forAgents: agents.count)
         var phase = Pool.transfer
+        var depth: Int?
         do {
             let existing = try store.leases(of: execution)
             if existing.isEmpty {
                 try store.addLeases(execution, units: units, phase: Pool.transfer)
             } else {
                 units = existing[0].units
-                if existing.contains(where: { $0.phase == Pool.delete }) { phase = Pool.delete }
+                for later in [Pool.delete, Pool.finish] where existing.contains(where: { $0.phase == later }) { phase = later }
+                depth = try? AgentHub.depth(existing).get()
             }
         } catch {
             return .failed(code: "LaunchFailed", detail: "the execution's shares could not be stored: \(error)")
         }
         var pool = Pool(agents: agents, lease: lease, units: units, deletes: deletes, serve: serve)
         pool.phase = phase
+        pool.depth = depth
         pool.bytesPerSecond = AgentHub.bytesPerSecond(lease["Execution"] ?? [:])
         pools[execution] = pool
         if let serve { command(serve.agent, serve.command) }
@@ -86,6 +95,7 @@ extension AgentHub {
             var lease = pool.lease
             lease["Share"] = ["Id": .string(share.id), "Unit": .number(Double(share.unit)), "Units": .number(Double(share.units)),
                               "Phase": .string(share.phase), "Attempt": .number(Double(share.attempts))]
+            if share.phase != Pool.transfer, let depth = pool.depth { lease["Share"]?["Depth"] = .number(Double(depth)) }
             logger.info("share leased", metadata: ["execution.id": "\(share.execution)", "agent": "\(agent)",
                                                    "share": "\(share.phase) \(share.unit + 1)/\(share.units)", "attempt": "\(share.attempts)"])
             return lease
@@ -116,8 +126,9 @@ extension AgentHub {
         return ["Cancel": pool.cancel.map { .string($0) } ?? .null, "BytesPerSecond": .number(Double(bps))]
     }
 
-    /// A share's end; false when it is not the agent's (then it is not counted).
-    func shareFinished(_ id: String, from agent: String, _ outcome: Outcome, log: [String]) -> Bool {
+    /// A share's end, with the depth it cut the tree at; false when it is not the agent's
+    /// (then it is not counted).
+    func shareFinished(_ id: String, from agent: String, _ outcome: Outcome, depth: Int?, log: [String]) -> Bool {
         heard(agent)
         let execution = AgentHub.execution(ofShare: id)
         guard pools[execution]?.ended == nil else { return false }
@@ -131,6 +142,7 @@ extension AgentHub {
         case .detached:
             return false
         }
+        if let depth { end["Depth"] = .number(Double(depth)) }
         guard (try? store.completeLease(id, agent: agent, result: end)) == true else { return false }
         do {
             try store.appendLog(execution, log)
@@ -144,7 +156,7 @@ extension AgentHub {
     }
 
     /// After a share ended: the counters so far, and when every share of the round is done,
-    /// the deletion round or the execution's end.
+    /// the next round (deletions, then the finishing share) or the execution's end.
     func advance(_ execution: String) {
         guard let pool = pools[execution], pool.ended == nil else { return }
         let leases: [Lease]
@@ -162,18 +174,44 @@ extension AgentHub {
         }
         guard leases.filter({ $0.phase == pool.phase }).allSatisfy({ $0.state == .done }) else { return }
         let ends = leases.compactMap { $0.result }
-        let clean = ends.allSatisfy { $0["Error"] == nil && $0["Cancelled"] == nil && $0["Result"]?["Status"]?.string == "SUCCESS" }
-        if clean, pool.phase == Pool.transfer, pool.deletes {
-            do {
-                try store.addLeases(execution, units: pool.units, phase: Pool.delete)
-                pools[execution]?.phase = Pool.delete
-                handOut()
-            } catch {
-                endPool(execution, .failed(code: "Error", detail: "the deletion round could not be stored: \(error)"))
+        if pool.phase == Pool.transfer {
+            switch AgentHub.depth(leases) {
+            case .success(let depth):
+                pools[execution]?.depth = depth
+                logger.info("transfer round ended", metadata: ["execution.id": "\(execution)", "depth": "\(depth.map(String.init) ?? "-")"])
+            case .failure(let error):
+                endPool(execution, .failed(code: "SourceChanged", detail: error.message))
+                return
             }
+        }
+        let clean = ends.allSatisfy { $0["Error"] == nil && $0["Cancelled"] == nil && $0["Result"]?["Status"]?.string == "SUCCESS" }
+        let ran = ends.allSatisfy { $0["Error"] == nil && $0["Cancelled"] == nil }
+        let next: (phase: String, units: Int)? = switch pool.phase {
+        case Pool.transfer where clean && pool.deletes: (Pool.delete, pool.units)
+        case Pool.transfer where ran, Pool.delete where ran: (Pool.finish, 1)
+        default: nil
+        }
+        guard let next else {
+            endPool(execution, AgentHub.combined(leases))
             return
         }
-        endPool(execution, AgentHub.combined(leases))
+        do {
+            try store.addLeases(execution, units: next.units, phase: next.phase)
+            pools[execution]?.phase = next.phase
+            handOut()
+        } catch {
+            endPool(execution, .failed(code: "Error", detail: "the \(next.phase.lowercased()) round could not be stored: \(error)"))
+        }
+    }
+
+    /// The depth the transfer round's shares cut the tree at: the same for all, or they
+    /// read different trees (its top levels changed while they were listed).
+    static func depth(_ leases: [Lease]) -> Result<Int?, ServerError> {
+        let depths = Set(leases.filter { $0.phase == Pool.transfer }.compactMap { $0.result?["Depth"]?.int })
+        guard depths.count <= 1 else {
+            return .failure(ServerError.invalid("the shares of this execution found the source's top levels different (cut at depths \(depths.sorted().map(String.init).joined(separator: ", "))): they changed during the run; start the task again"))
+        }
+        return .success(depths.first.map { Int($0) })
     }
 
     /// The execution's counters: every ended share's, plus the live ones'; the status the
@@ -244,10 +282,11 @@ extension AgentHub {
         if let error = ends.first(where: { $0["Error"] != nil })?["Error"] {
             return .failed(code: error["Code"]?.string ?? "Error", detail: error["Detail"]?.string ?? "a share failed")
         }
-        let transfers = results(leases, phase: Pool.transfer), deletions = results(leases, phase: Pool.delete)
+        let transfers = results(leases, phase: Pool.transfer)
+        let later = results(leases, phase: Pool.delete) + results(leases, phase: Pool.finish)
         guard var total = transfers.first else { return .failed(code: "Error", detail: "no share reported a result") }
         total.counters = combinedCounters(leases)
-        for r in transfers.dropFirst() + deletions {
+        for r in transfers.dropFirst() + later {
             total.prepareDuration = max(total.prepareDuration, r.prepareDuration)
             total.transferDuration = max(total.transferDuration, r.transferDuration)
             total.verifyDuration = max(total.verifyDuration, r.verifyDuration)
@@ -270,11 +309,12 @@ extension AgentHub {
                          reportError: "task reports are not written yet for an execution spread over several agents")
     }
 
-    /// The counters of the ended shares: the transfer round's summed, and of the deletion
-    /// round (which lists again and finds nothing left to copy) only what it deleted or failed.
+    /// The counters of the ended shares: the transfer round's and the finishing share's
+    /// summed (it counts the common directories), and of the deletion round (which lists
+    /// again and finds nothing left to copy) only what it deleted or failed.
     static func combinedCounters(_ leases: [Lease]) -> CounterSnapshot {
         var total = CounterSnapshot()
-        for c in results(leases, phase: Pool.transfer).map(\.counters) {
+        for c in (results(leases, phase: Pool.transfer) + results(leases, phase: Pool.finish)).map(\.counters) {
             total.estimatedFilesToTransfer += c.estimatedFilesToTransfer
             total.estimatedBytesToTransfer += c.estimatedBytesToTransfer
             total.estimatedFilesToDelete += c.estimatedFilesToDelete

@@ -22,7 +22,8 @@ struct ExecutionJob: Sendable {
     /// (`host:port`) and the name it serves the location under for this execution.
     var destinationRemote: JSONValue?
     /// When several agents share the execution: this lease's share of the tree (`Id`,
-    /// `Unit` of `Units`, `Phase` TRANSFER or DELETE; ``AgentHub/runPool``).
+    /// `Unit` of `Units`, `Phase` TRANSFER, DELETE or FINISH, and after the transfer round
+    /// the `Depth` its shares cut the tree at; ``AgentHub/runPool``).
     var share: JSONValue?
 
     var json: JSONValue {
@@ -53,6 +54,20 @@ struct ExecutionJob: Sendable {
         share = json["Share"]
     }
 
+    /// This lease's share of the tree: the finishing one, or one of `Units` at the depth
+    /// the transfer round chose (its own shares find it from the source).
+    func shareFilter(_ share: JSONValue, source: any Location) async throws -> Filters.Share {
+        let count = Int(share["Units"]?.int ?? 1)
+        let depth: Int
+        if let given = share["Depth"]?.int {
+            depth = Int(given)
+        } else {
+            depth = try await Filters.Share.depth(of: source, count: count)
+        }
+        if share["Phase"]?.string == AgentHub.Pool.finish { return .finishing(depth: depth) }
+        return Filters.Share(index: Int(share["Unit"]?.int ?? 0), count: count, depth: depth)
+    }
+
     var logLevel: String { executionBody["Options"]?["LogLevel"]?.string ?? "OFF" }
 
     /// The engine of this execution with its locations opened and its report prepared.
@@ -72,9 +87,8 @@ struct ExecutionJob: Sendable {
         var options = try TaskOptions.transferOptions(executionBody["Options"] ?? [:])
         var filters = try TaskOptions.filters(includes: executionBody["Includes"], excludes: executionBody["Excludes"])
         if let share {
-            // One share of the top-level names; deletions wait for the DELETE round.
-            filters.share = Filters.Share(index: Int(share["Unit"]?.int ?? 0), count: Int(share["Units"]?.int ?? 1))
-            if share["Phase"]?.string != "DELETE" && options.preserveDeletedFiles == .remove { options.preserveDeletedFiles = .preserve }
+            // Deletions wait for the DELETE round.
+            if share["Phase"]?.string != AgentHub.Pool.delete && options.preserveDeletedFiles == .remove { options.preserveDeletedFiles = .preserve }
         }
         let descriptors = try TaskOptions.securityDescriptorCopy(executionBody["Options"] ?? [:])
         var opened: [ResolvedLocation] = []
@@ -88,6 +102,7 @@ struct ExecutionJob: Sendable {
             } else {
                 opened.append(try resolver.open(destination, arn: destinationArn, asDestination: true, securityDescriptors: descriptors))
             }
+            if let share { filters.share = try await shareFilter(share, source: opened[0].location) }
             var logger = logger
             logger[metadataKey: "execution.id"] = "\(execution)"
             // A share writes no report: the execution's would be split between agents.

@@ -74,12 +74,19 @@ import Testing
             }
         }
 
+        /// An execution's log lines that say what went wrong, for a failed expectation.
+        func problems(_ execution: String) -> String {
+            let log = (try? CLI.run(["server", "logs", "--data-dir", world.dataDirectory, execution]).stdout) ?? ""
+            return log.split(separator: "\n").filter { $0.contains("ERROR") || $0.contains("WARN") || $0.contains("started on agent") }
+                .prefix(60).joined(separator: "\n")
+        }
+
         // Slowed (shared among the shares running) so that the run lasts while agents come and go.
         let execution = try world.startMoving(task, ["--override-options", "BytesPerSecond=2097152"])
         world.killAgent(world.sites[1])
         try world.startAgent(world.sites[3])
         let ended = world.waitForEnd(execution, seconds: 180)
-        #expect(ended["Status"] as? String == "SUCCESS", "\(ended)")
+        #expect(ended["Status"] as? String == "SUCCESS", "\(ended)\n\(problems(execution))")
         try exact()
         // Each share counted once: never more items than there are (files, the 48 directories
         // and the root; those the lost agent moved are not counted), each listed once (the
@@ -98,8 +105,40 @@ import Testing
         let gone = ["dir1/file0.bin", "dir20/file3.bin", "dir33/file7.bin"]
         _ = try s3.s3api(["delete-objects", "--bucket", "dest", "--delete",
                           "{\"Objects\":[" + gone.map { "{\"Key\":\"pool/\($0)\"}" }.joined(separator: ",") + "]}"])
-        let again = world.waitForEnd(try world.ok(["start-task-execution", "--task-arn", task])["TaskExecutionArn"] as? String ?? "")
-        #expect(again["Status"] as? String == "SUCCESS" && again["FilesTransferred"] as? Int == gone.count, "\(again)")
+        let againArn = try world.ok(["start-task-execution", "--task-arn", task])["TaskExecutionArn"] as? String ?? ""
+        let again = world.waitForEnd(againArn, seconds: 180)
+        #expect(again["Status"] as? String == "SUCCESS" && again["FilesTransferred"] as? Int == gone.count, "\(again)\n\(problems(againArn))")
         try exact()
+
+        // The whole first share, whose top holds one directory, into the second, which keeps
+        // times: the shares cut the tree a level lower (src is common to them all), and the
+        // finishing share gives src and the root their times after every share wrote in them.
+        let copy = smb.path("share2") + "/copy"
+        mkdir(copy, 0o755)
+        _ = try NetworkNamespace.run(["/bin/chown", "\(smb.user):", copy])
+        let first = try world.ok(["create-location-smb", "--server-hostname", lan.here, "--subdirectory", "/share1",
+                                  "--user", smb.user, "--password", smb.password, "--agent-arns"] + agents)["LocationArn"] as? String ?? ""
+        let second = try world.ok(["create-location-smb", "--server-hostname", lan.here, "--subdirectory", "/share2/copy",
+                                   "--user", smb.user, "--password", smb.password, "--agent-arns"] + agents)["LocationArn"] as? String ?? ""
+        // Security descriptors are left out: this Samba in a namespace answers none (no LSA
+        // service on IPC$), which SMBTests covers.
+        let task2 = try world.ok(["create-task", "--source-location-arn", first, "--destination-location-arn", second,
+                                  "--options", "LogLevel=BASIC,VerifyMode=ONLY_FILES_TRANSFERRED,SecurityDescriptorCopyFlags=NONE"])["TaskArn"] as? String ?? ""
+        let copiedArn = try world.ok(["start-task-execution", "--task-arn", task2])["TaskExecutionArn"] as? String ?? ""
+        let copied = world.waitForEnd(copiedArn, seconds: 180)
+        #expect(copied["Status"] as? String == "SUCCESS", "\(copied)\n\(problems(copiedArn))")
+        let (from, to) = (try TreeSnapshot(smb.path("share1")), try TreeSnapshot(copy))
+        #expect(Set(from.entries.keys) == Set(to.entries.keys))
+        for (path, entry) in from.entries {
+            guard let arrived = to.entries[path] else { continue }
+            #expect(arrived.checksum == entry.checksum, "\(path) differs")
+            // Samba sets times to the microsecond.
+            #expect(arrived.mtime.seconds == entry.mtime.seconds && Int(entry.mtime.nanoseconds) / 1000 == Int(arrived.mtime.nanoseconds) / 1000,
+                    "\(path): mtime \(arrived.mtime) at the destination, \(entry.mtime) at the source")
+        }
+        let log = (try? String(contentsOfFile: world.dataDirectory + ".out", encoding: .utf8)) ?? ""
+        let ends = log.split(separator: "\n").filter { $0.contains("transfer round ended") && $0.contains(copiedArn) }
+        #expect(ends.count == 1 && ends[0].contains("depth=2"), "\(ends)")
+        #expect(log.split(separator: "\n").contains { $0.contains("FINISH 1/1") && $0.contains(copiedArn) }, "no finishing share was leased")
     }
 }

@@ -1,12 +1,15 @@
 import FerryCore
+import FerryEngine
+import FerryLocal
 import FerryStore
 import FerryTesting
 import Foundation
 import Testing
 
 /// The pieces an execution spread over several agents rests on: shares of a tree that
-/// cover every top-level name exactly once, and lease rows claimed, renewed, lapsed and
-/// completed in the store as the control plane uses them.
+/// cover every entry exactly once (at the depth read from the source, with the finishing
+/// share after them), and lease rows claimed, renewed, lapsed and completed in the store
+/// as the control plane uses them.
 @Suite struct LeaseTests {
     @Test func everyTopLevelNameIsInExactlyOneShare() throws {
         let names = (0..<2000).map { Array("dir-\($0)".utf8) } + [Array("é".utf8), [0x66, 0xff], Array("top.txt".utf8)]
@@ -25,6 +28,103 @@ import Testing
         #expect(filters.decide(below, isDirectory: false) == .take)
         #expect(filters.decide(EntryPath(validatedBytes: other + Array("/a".utf8)), isDirectory: false) == .skip)
         #expect(!filters.takesEverything)
+    }
+
+    @Test func belowTheTopEveryEntryIsInOneShareAndCommonDirectoriesAreTheFinishingShares() throws {
+        let count = 6
+        let shares = (0..<count).map { Filters(share: Filters.Share(index: $0, count: count, depth: 2)) }
+        let finishing = Filters(share: .finishing(depth: 2))
+        for i in 0..<300 {
+            let file = EntryPath("projects/p\(i % 7)/f\(i)")!
+            #expect(shares.filter { $0.decide(file, isDirectory: false) == .take }.count == 1, "\(file)")
+            #expect(finishing.decide(file, isDirectory: false) == .skip)
+            // Below the depth, a path goes where its first two names go.
+            let dir = EntryPath("projects/d\(i)")!, inside = EntryPath("projects/d\(i)/x/y")!
+            for s in shares { #expect(s.decide(dir, isDirectory: true) == s.decide(inside, isDirectory: false)) }
+        }
+        // A directory above the depth is every share's to descend into, the finishing share's
+        // to give its metadata, and (when only the destination has it) one share's to remove.
+        let top = EntryPath("projects")!
+        #expect(shares.allSatisfy { $0.decide(top, isDirectory: true) == .common })
+        #expect(finishing.decide(top, isDirectory: true) == .take)
+        #expect(shares.filter { $0.removes(top, .common) }.count == 1)
+        #expect(finishing.ownsRoot && !shares.contains { $0.ownsRoot } && Filters().ownsRoot)
+        // A file at the top goes by its name, as at depth 1.
+        let topFile = EntryPath("top.txt")!
+        #expect(shares.filter { $0.decide(topFile, isDirectory: false) == .take }.count == 1)
+    }
+
+    /// A tree whose files all sit under one top-level directory, run as its shares one after
+    /// another's rounds as the control plane runs them (transfer shares at once, deletion
+    /// shares, the finishing share): the depth read from the source spreads it, and the
+    /// destination ends exact — the directories every share wrote in included — with each
+    /// entry counted once, as one run counts it.
+    @Test func aNarrowTreeSpreadOverSharesEndsExactAndCountedOnce() async throws {
+        let f = try Fixture("shares")
+        let reference = try Fixture("shares-one")
+        defer {
+            f.remove()
+            reference.remove()
+        }
+        for fixture in [f, reference] {
+            let t = fixture.source
+            _ = try t.file("top.txt", Array("top".utf8))
+            _ = try t.file("projects/readme", Array("readme".utf8))
+            for p in 0..<6 {
+                for d in 0..<4 {
+                    for n in 0..<3 { _ = try t.file("projects/p\(p)/d\(d)/f\(n)", TestTree.bytes(100 + n, seed: UInt64(p * 100 + d * 10 + n))) }
+                }
+            }
+            try t.setTimes("projects/p2", atime: Timestamp(seconds: 1_000_000, nanoseconds: 5), mtime: Timestamp(seconds: 1_000_000, nanoseconds: 5))
+            // Only at the destination: a file in a common directory's subtree, a whole directory.
+            let d = fixture.destination
+            _ = try d.file("projects/p1/stray", Array("stray".utf8))
+            _ = try d.file("gone/x", Array("x".utf8))
+        }
+        var options = Fixture.defaultOptions
+        options.preserveDeletedFiles = .remove
+        let one = try await reference.sync(options)
+        #expect(one.status == .success)
+
+        let count = 8
+        let depth = try await Filters.Share.depth(of: try POSIXLocation(path: f.source.root), count: count)
+        #expect(depth == 3)  // the top: 2 entries; below it 8 units; a level further, 26
+        func round(_ shares: [Filters.Share], remove: Bool) async throws -> [ExecutionResult] {
+            var chosen = options
+            chosen.preserveDeletedFiles = remove ? .remove : .preserve
+            let o = chosen
+            let (source, destination) = (f.source.root, f.destinationRoot)
+            return try await withThrowingTaskGroup(of: ExecutionResult.self) { group in
+                for share in shares {
+                    group.addTask {
+                        let configuration = SyncConfiguration(source: try POSIXLocation(path: source), destination: try POSIXLocation(path: destination, create: true),
+                                                              options: o, filters: Filters(share: share))
+                        return await SyncEngine(configuration).run()
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+        }
+        let all = (0..<count).map { Filters.Share(index: $0, count: count, depth: depth) }
+        let transfers = try await round(all, remove: false)
+        let deletions = try await round(all, remove: true)
+        let finish = try await round([.finishing(depth: depth)], remove: false)
+        for r in transfers + deletions + finish { #expect(r.status == .success, "\(r.errorDetail ?? "")") }
+        #expect(try f.differences() == [])
+        let spread = (transfers + finish).map(\.counters)
+        // Every file once; a common directory the deletion round already put right counts
+        // as unchanged (7 of them here: projects and p0–p5).
+        #expect(spread.reduce(0) { $0 + $1.bytesTransferred } == one.counters.bytesTransferred)
+        let transferred = spread.reduce(0) { $0 + $1.filesTransferred }
+        #expect(transferred <= one.counters.filesTransferred && transferred >= one.counters.filesTransferred - 7,
+                "\(transferred) transferred by the shares, \(one.counters.filesTransferred) by one run")
+        #expect(spread.reduce(0) { $0 + $1.filesListedSource } == one.counters.filesListedSource)
+        #expect(deletions.reduce(0) { $0 + $1.counters.filesDeleted } == one.counters.filesDeleted)
+        #expect(one.counters.filesDeleted >= 2)
+
+        // Nothing changed: no share moves anything.
+        let again = try await round(all, remove: false) + round([.finishing(depth: depth)], remove: false)
+        #expect(again.reduce(0) { $0 + $1.counters.filesTransferred } == 0)
     }
 
     @Test func sharesAreClaimedOnceRenewedLapsedAndCompletedByTheirHolder() throws {

@@ -111,6 +111,8 @@ struct AgentExecution: Sendable {
         if reason?.hasPrefix("the control plane ended") ?? false { return }
         var end: JSONValue = ["Result": ExecutionResultJSON.encode(result)]
         if let reason { end["Cancelled"] = .string(reason) }
+        // The depth this share cut the tree at: the control plane checks every share found the same.
+        if let depth = engine.configuration.filters.share?.depth { end["Depth"] = .number(Double(depth)) }
         if let report = prepared.report {
             let status: TaskExecutionStatus = reason == nil && result.outcome == .success ? .success : .error
             do {
