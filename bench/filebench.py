@@ -137,11 +137,11 @@ class Servers:
             rpcbind = shutil.which("rpcbind") or "/usr/sbin/rpcbind"
             self.procs.append(subprocess.Popen([rpcbind, "-f", "-w"]))
             wait_port(111)
-        self.nfs_port = free_port()
+        self.nfs_port, self.mnt_port = free_port(), free_port()
         conf = f"{self.base}/ganesha.conf"
         export = f"{self.base}/export"
         with open(conf, "w") as f:
-            f.write(f"""NFS_CORE_PARAM {{ NFS_Port = {self.nfs_port}; MNT_Port = {free_port()}; Protocols = 3; Bind_addr = 127.0.0.1; Enable_NLM = false; Enable_RQUOTA = false; }}
+            f.write(f"""NFS_CORE_PARAM {{ NFS_Port = {self.nfs_port}; MNT_Port = {self.mnt_port}; Protocols = 3; Bind_addr = 127.0.0.1; Enable_NLM = false; Enable_RQUOTA = false; }}
 NFSV4 {{ Graceless = true; }}
 NFS_KRB5 {{ Active_krb5 = false; }}
 EXPORT {{ Export_Id = 1; Path = {export}; Pseudo = {export}; Access_Type = RW; Squash = No_Root_Squash; Protocols = 3; Transports = TCP; SecType = sys; FSAL {{ Name = VFS; }} }}

@@ -1,7 +1,7 @@
 // ferry-netem: a TCP proxy that delays, stalls and cuts, for benchmarks and tests over a
 // network this kernel cannot emulate (it has no netem).
 //
-//   ferry-netem --listen PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N] [--outage-ms O]]
+//   ferry-netem --listen [ADDRESS:]PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N] [--outage-ms O]]
 //               [--stall-after BYTES --stall-ms S] [--count-file F] [--rate-kbit K]
 //
 // Every byte is held D ms in each direction (a round trip gains 2·D), in order. With
@@ -15,12 +15,14 @@
 // With --count-file, the bytes that crossed all connections so far (both directions) are
 // written to F (as a decimal number, replaced atomically) every 100 ms while they grow, so
 // a benchmark can read what a run put on the link.
+// It listens on 127.0.0.1 unless ADDRESS (an IPv4 address) is given.
 // Prints "listening PORT" when ready, and a line per cut or stall; ends when killed.
 import Foundation
 import Glibc
 
 struct Settings: Sendable {
     var listen = 0
+    var listenAddress = "127.0.0.1"
     var host = "127.0.0.1"
     var port = 0
     var delayNanoseconds: UInt64 = 0
@@ -93,7 +95,7 @@ final class Outage: @unchecked Sendable {
 }
 
 func usage(_ message: String) -> Never {
-    FileHandle.standardError.write(Data("ferry-netem: \(message)\nusage: ferry-netem --listen PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N] [--outage-ms O]] [--stall-after BYTES --stall-ms S] [--count-file F] [--rate-kbit K]\n".utf8))
+    FileHandle.standardError.write(Data("ferry-netem: \(message)\nusage: ferry-netem --listen [ADDRESS:]PORT --to HOST:PORT [--delay-ms D] [--cut-after BYTES [--cuts N] [--outage-ms O]] [--stall-after BYTES --stall-ms S] [--count-file F] [--rate-kbit K]\n".utf8))
     exit(64)
 }
 
@@ -111,7 +113,10 @@ func parse(_ args: [String]) -> Settings {
     }
     while i < args.count {
         switch args[i] {
-        case "--listen": s.listen = Int(number(value(), "--listen"))
+        case "--listen":
+            let v = value()
+            if let colon = v.lastIndex(of: ":") { s.listenAddress = String(v[..<colon]) }
+            s.listen = Int(number(String(v[(v.lastIndex(of: ":").map { v.index(after: $0) } ?? v.startIndex)...]), "--listen"))
         case "--to":
             let v = value()
             guard let colon = v.lastIndex(of: ":"), let p = Int(v[v.index(after: colon)...]) else { usage("--to \(v) is not HOST:PORT") }
@@ -320,7 +325,7 @@ func noDelay(_ fd: Int32) {
     setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
 }
 
-/// Accepts connections on 127.0.0.1:`settings.listen` and proxies each to the upstream.
+/// Accepts connections on `settings.listenAddress`:`settings.listen` and proxies each to the upstream.
 func serve(_ settings: Settings) -> Never {
     signal(SIGPIPE, SIG_IGN)
     let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -328,12 +333,12 @@ func serve(_ settings: Settings) -> Never {
     setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_addr.s_addr = inet_addr(settings.listenAddress)
     address.sin_port = UInt16(settings.listen).bigEndian
     let bound = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard bound == 0, listen(listener, 128) == 0 else { usage("cannot listen on 127.0.0.1:\(settings.listen): \(String(cString: strerror(errno)))") }
+    guard bound == 0, listen(listener, 128) == 0 else { usage("cannot listen on \(settings.listenAddress):\(settings.listen): \(String(cString: strerror(errno)))") }
     var actual = sockaddr_in()
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafeMutablePointer(to: &actual) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
