@@ -112,6 +112,30 @@ public final class TaskReportSink: Sendable {
         return e
     }()
 
+    /// The entries spooled so far, a JSON line each, by category; the spool is closed and
+    /// removed (a share of an execution spread over agents sends its part this way).
+    public func takeSpooled() -> [ReportCategory: Data] {
+        let handles = state.withLock { s -> [ReportCategory: FileHandle] in
+            let h = s.spools
+            s.spools = [:]
+            return h
+        }
+        var parts: [ReportCategory: Data] = [:]
+        for (category, handle) in handles {
+            try? handle.close()
+            guard let dir = spoolDirectory else { continue }
+            parts[category] = FileManager.default.contents(atPath: dir.appendingPathComponent(category.rawValue + ".jsonl").path) ?? Data()
+        }
+        if let dir = spoolDirectory { try? FileManager.default.removeItem(at: dir) }
+        return parts
+    }
+
+    /// Adds JSON lines another sink spooled (a share's part) to this report's list of
+    /// `category`, as they are: the share kept them by the same ReportLevel.
+    public func appendSpooled(_ lines: Data, to category: ReportCategory) {
+        state.withLock { s in s.spools[category]?.write(lines) }
+    }
+
     /// Writes the task report: `{"Summary": …, "Transferred": […], "Skipped": […], …}` (mode 0600).
     public func writeReport(to url: URL, summary: ExecutionResult) throws {
         let handles = state.withLock { s -> [ReportCategory: FileHandle] in

@@ -126,9 +126,9 @@ extension AgentHub {
         return ["Cancel": pool.cancel.map { .string($0) } ?? .null, "BytesPerSecond": .number(Double(bps))]
     }
 
-    /// A share's end, with the depth it cut the tree at; false when it is not the agent's
-    /// (then it is not counted).
-    func shareFinished(_ id: String, from agent: String, _ outcome: Outcome, depth: Int?, log: [String]) -> Bool {
+    /// A share's end, with the depth it cut the tree at and its part of the task report;
+    /// false when it is not the agent's (then neither is counted).
+    func shareFinished(_ id: String, from agent: String, _ outcome: Outcome, depth: Int?, report: JSONValue?, log: [String]) -> Bool {
         heard(agent)
         let execution = AgentHub.execution(ofShare: id)
         guard pools[execution]?.ended == nil else { return false }
@@ -143,7 +143,7 @@ extension AgentHub {
             return false
         }
         if let depth { end["Depth"] = .number(Double(depth)) }
-        guard (try? store.completeLease(id, agent: agent, result: end)) == true else { return false }
+        guard (try? store.completeLease(id, agent: agent, result: end, report: report)) == true else { return false }
         do {
             try store.appendLog(execution, log)
         } catch {
@@ -305,8 +305,8 @@ extension AgentHub {
             total.deletionsSkippedForErrors += r.deletionsSkippedForErrors
         }
         let cancelled = ends.first(where: { $0["Cancelled"] != nil })?["Cancelled"]?.string
-        return .finished(total, cancelled: cancelled, reports: [],
-                         reportError: "task reports are not written yet for an execution spread over several agents")
+        // The task report is written from the shares' parts (``ExecutionRunner``).
+        return .finished(total, cancelled: cancelled, reports: [], reportError: nil)
     }
 
     /// The counters of the ended shares: the transfer round's and the finishing share's

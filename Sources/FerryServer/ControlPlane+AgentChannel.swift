@@ -38,7 +38,8 @@ extension ControlPlane {
             let log = input["Log"]?.array?.compactMap(\.string) ?? []
             let outcome = try ControlPlane.outcome(input)
             let taken = if let share = input["ShareId"]?.string {
-                await hub.shareFinished(share, from: agent, outcome, depth: input["Depth"]?.int.map { Int($0) }, log: log)
+                await hub.shareFinished(share, from: agent, outcome, depth: input["Depth"]?.int.map { Int($0) },
+                                          report: input["ReportParts"], log: log)
             } else {
                 await hub.finished(execution, from: agent, outcome, log: log)
             }

@@ -105,8 +105,9 @@ struct ExecutionJob: Sendable {
             if let share { filters.share = try await shareFilter(share, source: opened[0].location) }
             var logger = logger
             logger[metadataKey: "execution.id"] = "\(execution)"
-            // A share writes no report: the execution's would be split between agents.
-            let report = try (share == nil ? executionBody["TaskReportConfig"] : nil).map {
+            // A share's report entries are its part of the execution's (the control plane
+            // writes the report from every share's part).
+            let report = try executionBody["TaskReportConfig"].map {
                 try ExecutionReport(config: $0, dataDirectory: resolver.dataDirectory, task: task, execution: execution)
             }
             let engine = SyncEngine(SyncConfiguration(source: opened[0].location, destination: opened[1].location, options: options,

@@ -283,11 +283,14 @@ actor ExecutionRunner {
             try store.modify(job.execution) { $0["Pool"] = true }
             let deletes = (try TaskOptions.transferOptions(job.executionBody["Options"] ?? [:])).preserveDeletedFiles == .remove
             outcome = await hub.runPool(job.execution, agents: agents, lease: lease.json, deletes: deletes, serve: serve)
+            if case .detached = outcome { return }
+            let parts = Result { try store.leaseReports(of: job.execution) }
             try? store.removeLeases(of: job.execution)
+            try await record(outcome, job: job, reportParts: parts)
         } else {
             outcome = await hub.run(job.execution, agents: agents, lease: lease.json, serve: serve)
+            try await record(outcome, job: job)
         }
-        try await record(outcome, job: job)
     }
 
     /// After a restart, an execution an agent holds: waits for the agent's report.
@@ -362,7 +365,9 @@ actor ExecutionRunner {
     /// Records how an agent's execution ended: its result and report, or the failure; the
     /// agent that served its destination (agent to agent) stops serving it. A control plane
     /// stopping (`detached`) records nothing: the agents carry on.
-    private func record(_ outcome: AgentHub.Outcome, job: ExecutionJob) async throws {
+    /// An execution spread over agents brings its shares' parts of the task report, which
+    /// are written into one here.
+    private func record(_ outcome: AgentHub.Outcome, job: ExecutionJob, reportParts: Result<[JSONValue], any Error>? = nil) async throws {
         let execution = job.execution
         if case .detached = outcome { return }
         if let served = try store.get(execution)?.body["ServedBy"], let server = served["Agent"]?.string, let name = served["Name"]?.string {
@@ -380,6 +385,16 @@ actor ExecutionRunner {
                 try await deliverReport(execution, log: log, resolver: resolver) {
                     let report = try ExecutionReport(config: config, dataDirectory: resolver.dataDirectory, task: job.task, execution: execution)
                     if let reportError { throw ServerError.internalError(reportError) }
+                    if let reportParts {
+                        for part in try reportParts.get() {
+                            for category in ReportCategory.allCases {
+                                guard let lines = part[category.rawValue]?.string.flatMap({ Data(base64Encoded: $0) }) else { continue }
+                                report.sink.appendSpooled(lines, to: category)
+                            }
+                        }
+                        let status: TaskExecutionStatus = cancelled == nil && result.outcome == .success ? .success : .error
+                        return (report, try job.writeReport(report, result: result, status: status))
+                    }
                     let files = try reports.map { r in
                         let path = report.directory + "/" + (r.file as NSString).lastPathComponent
                         try PrivateFile.write(path, [UInt8](r.content))

@@ -28,6 +28,9 @@ public struct Lease: Sendable, Hashable {
     /// The agent's end of it (the engine's result as JSON).
     public var result: JSONValue?
 
+    /// The columns a lease is read from (not its part of the task report, read once at the end).
+    static let columns = "id, execution, unit, units, phase, state, agent, expires, attempts, result"
+
     init(_ row: Row) throws {
         id = row["id"]
         execution = row["execution"]
@@ -67,7 +70,7 @@ extension Store {
                             AND NOT EXISTS (SELECT 1 FROM lease m WHERE m.execution = l.execution AND m.agent = ?
                                             AND m.state = 'CLAIMED' AND m.expires >= ?)
                             ORDER BY l.rowid LIMIT 1)
-                RETURNING *
+                RETURNING \(Lease.columns)
                 """
             var arguments: StatementArguments = [agent, until]
             arguments += StatementArguments(executions)
@@ -85,13 +88,23 @@ extension Store {
         }
     }
 
-    /// Records `agent`'s end of lease `id`; false when it is not the agent's (the end of a
-    /// lease that lapsed counts only once, from the agent that holds it).
-    public func completeLease(_ id: String, agent: String, result: JSONValue) throws -> Bool {
+    /// Records `agent`'s end of lease `id`, with its part of the task report; false when it
+    /// is not the agent's (the end of a lease that lapsed counts only once, from the agent
+    /// that holds it).
+    public func completeLease(_ id: String, agent: String, result: JSONValue, report: JSONValue? = nil) throws -> Bool {
         try pool.write { db in
-            try db.execute(sql: "UPDATE lease SET state = 'DONE', result = ? WHERE id = ? AND agent = ? AND state = 'CLAIMED'",
-                           arguments: [result.text, id, agent])
+            try db.execute(sql: "UPDATE lease SET state = 'DONE', result = ?, report = ? WHERE id = ? AND agent = ? AND state = 'CLAIMED'",
+                           arguments: [result.text, report?.text, id, agent])
             return db.changesCount > 0
+        }
+    }
+
+    /// The parts of the task report the ended leases of `execution` sent, in lease order
+    /// (read only once, at the end: a report may be large).
+    public func leaseReports(of execution: String) throws -> [JSONValue] {
+        try pool.read { db in
+            try String.fetchAll(db, sql: "SELECT report FROM lease WHERE execution = ? AND state = 'DONE' AND report IS NOT NULL ORDER BY rowid",
+                                arguments: [execution]).map { try JSONValue.parse(Data($0.utf8)) }
         }
     }
 
@@ -105,12 +118,12 @@ extension Store {
 
     public func leases(of execution: String) throws -> [Lease] {
         try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM lease WHERE execution = ? ORDER BY rowid", arguments: [execution]).map(Lease.init)
+            try Row.fetchAll(db, sql: "SELECT \(Lease.columns) FROM lease WHERE execution = ? ORDER BY rowid", arguments: [execution]).map(Lease.init)
         }
     }
 
     public func lease(_ id: String) throws -> Lease? {
-        try pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM lease WHERE id = ?", arguments: [id]).map(Lease.init) }
+        try pool.read { db in try Row.fetchOne(db, sql: "SELECT \(Lease.columns) FROM lease WHERE id = ?", arguments: [id]).map(Lease.init) }
     }
 
     /// Removes the leases of an execution that ended.

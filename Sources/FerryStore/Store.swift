@@ -78,6 +78,9 @@ public final class Store: Sendable {
                 t.column("result", .text)
             }
         }
+        m.registerMigration("v3: a share's part of the task report") { db in
+            try db.alter(table: "lease") { t in t.add(column: "report", .text) }
+        }
         return m
     }
 

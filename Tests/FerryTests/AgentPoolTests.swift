@@ -124,7 +124,8 @@ import Testing
         // service on IPC$), which SMBTests covers.
         let task2 = try world.ok(["create-task", "--source-location-arn", first, "--destination-location-arn", second,
                                   "--options", "LogLevel=BASIC,VerifyMode=ONLY_FILES_TRANSFERRED,SecurityDescriptorCopyFlags=NONE"])["TaskArn"] as? String ?? ""
-        let copiedArn = try world.ok(["start-task-execution", "--task-arn", task2])["TaskExecutionArn"] as? String ?? ""
+        let report = #"{"Destination":{"S3":{"Subdirectory":"pool","S3BucketArn":"arn:aws:s3:::reports","BucketAccessRoleArn":"arn:aws:iam::000000000000:role/r"}},"OutputType":"STANDARD","ReportLevel":"SUCCESSES_AND_ERRORS"}"#
+        let copiedArn = try world.ok(["start-task-execution", "--task-arn", task2, "--task-report-config", report])["TaskExecutionArn"] as? String ?? ""
         let copied = world.waitForEnd(copiedArn, seconds: 180)
         #expect(copied["Status"] as? String == "SUCCESS", "\(copied)\n\(problems(copiedArn))")
         let (from, to) = (try TreeSnapshot(smb.path("share1")), try TreeSnapshot(copy))
@@ -136,6 +137,15 @@ import Testing
             #expect(arrived.mtime.seconds == entry.mtime.seconds && Int(entry.mtime.nanoseconds) / 1000 == Int(arrived.mtime.nanoseconds) / 1000,
                     "\(path): mtime \(arrived.mtime) at the destination, \(entry.mtime) at the source")
         }
+        // One task report from every share's part: each file listed once as transferred.
+        #expect((copied["ReportResult"] as? [String: Any])?["Status"] as? String == "SUCCESS", "\(copied)")
+        let detailed = try world.s3.objects(under: "pool/", in: "reports", scratch: root).first { $0.key.hasPrefix("Detailed-Reports/") }
+        let listed = (try? JSONSerialization.jsonObject(with: detailed?.value.bytes ?? Data())) as? [String: Any] ?? [:]
+        var times: [String: Int] = [:]
+        for entry in listed["Transferred"] as? [[String: Any]] ?? [] {
+            times[String((entry["RelativePath"] as? String ?? "").drop { $0 == "/" }), default: 0] += 1
+        }
+        for name in files { #expect(times["src/" + name] == 1, "src/\(name) is listed \(times["src/" + name] ?? 0) times in the report") }
         let log = (try? String(contentsOfFile: world.dataDirectory + ".out", encoding: .utf8)) ?? ""
         let ends = log.split(separator: "\n").filter { $0.contains("transfer round ended") && $0.contains(copiedArn) }
         #expect(ends.count == 1 && ends[0].contains("depth=2"), "\(ends)")

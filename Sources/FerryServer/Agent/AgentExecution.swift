@@ -113,7 +113,13 @@ struct AgentExecution: Sendable {
         if let reason { end["Cancelled"] = .string(reason) }
         // The depth this share cut the tree at: the control plane checks every share found the same.
         if let depth = engine.configuration.filters.share?.depth { end["Depth"] = .number(Double(depth)) }
-        if let report = prepared.report {
+        if let report = prepared.report, job.share != nil {
+            // A share sends its entries; the control plane writes the execution's report.
+            end["ReportParts"] = .object(Dictionary(uniqueKeysWithValues: report.sink.takeSpooled().map {
+                ($0.key.rawValue, JSONValue.string($0.value.base64EncodedString()))
+            }))
+            try? FileManager.default.removeItem(atPath: report.directory)
+        } else if let report = prepared.report {
             let status: TaskExecutionStatus = reason == nil && result.outcome == .success ? .success : .error
             do {
                 let files = try job.writeReport(report, result: result, status: status)
