@@ -212,6 +212,19 @@ public protocol DeltaWriting: Location {
     ) async throws -> any EntryWriter
 }
 
+/// Files written under a temporary that outlives the process writing them: when that
+/// process dies (an agent restarted mid-file), the next writer of the same version of the
+/// file finds what was written and reads it as the copy unchanged blocks are kept from, so
+/// a file across a slow link resumes instead of starting again.
+public protocol ResumableWriting: Location {
+    /// A writer of `path` under a temporary named by `key` (the version of the file: its
+    /// path, size and mtime), and what an earlier writer of the same key left (nil: none),
+    /// opened for reading; it is removed when the new writer commits or aborts.
+    func createResumableFile(
+        _ path: EntryPath, key: UInt64, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
+    ) async throws -> (writer: any EntryWriter, partial: (any EntryReader)?)
+}
+
 /// Checksums computed where the data lies (another agent's location): verification sends a
 /// path across the link and gets the checksum back, not the file.
 public protocol ChecksumComputing: Location {

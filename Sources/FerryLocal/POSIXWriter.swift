@@ -20,11 +20,15 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
     let metadata: FileMetadata
     let attributes: [ExtendedAttribute]?
     let selection: MetadataSelection
+    /// What an earlier writer of the same file left (``ResumableWriting``): removed when this
+    /// one commits or aborts.
+    let leftover: [UInt8]?
 
     init(
         parent: FileDescriptor, file: FileDescriptor, temporaryName: [UInt8]?, path: EntryPath, location: POSIXLocation,
-        metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection
+        metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection, leftover: [UInt8]? = nil
     ) {
+        self.leftover = leftover
         self.metadata = metadata
         self.attributes = attributes
         self.selection = selection
@@ -54,6 +58,7 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
         try location.commit(
             file.fd, in: parent, temporaryName: temporaryName, path, metadata: metadata, attributes: attributes, selection: selection)
         finished.store(true, ordering: .relaxed)
+        removeLeftover()
         return []
     }
 
@@ -67,7 +72,12 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
     func abort() async {
         if !finished.exchange(true, ordering: .relaxed), let temporaryName {
             _ = Sys.withCString(temporaryName) { unlinkat(parent.fd, $0, 0) }
+            removeLeftover()
         }
+    }
+
+    private func removeLeftover() {
+        if let leftover { _ = Sys.withCString(leftover) { unlinkat(parent.fd, $0, 0) } }
     }
 }
 

@@ -77,24 +77,52 @@ public final class LocationServer: Sendable {
         return served
     }
 
-    /// A writer for the path, metadata, attributes and selection that come next.
-    private func createWriter(_ r: inout WireReader) async throws -> ServedWriter {
-        let path = try r.path()
-        let metadata = try r.metadata()
-        let attributes = try r.optional { (r: inout WireReader) throws(RemoteError) in try r.attributes() }
-        let writer = try await location.createFile(path, metadata: metadata, attributes: attributes, selection: try r.selection())
-        return ServedWriter(writer: writer, path: path, size: metadata.size)
+    /// What a file is created with: the path, metadata, attributes and selection that come next.
+    private struct Creation {
+        let path: EntryPath
+        let metadata: FileMetadata
+        let attributes: [ExtendedAttribute]?
+        let selection: MetadataSelection
+
+        init(_ r: inout WireReader) throws {
+            path = try r.path()
+            metadata = try r.metadata()
+            attributes = try r.optional { (r: inout WireReader) throws(RemoteError) in try r.attributes() }
+            selection = try r.selection()
+        }
     }
 
-    /// A writer as ``createWriter(_:)`` makes one, with the signature of the file at its path
-    /// now (read here, in blocks of the size that comes next) as the copy its unchanged
-    /// blocks are kept from; no signature when no regular file is there.
+    /// A writer for the path, metadata, attributes and selection that come next.
+    private func createWriter(_ r: inout WireReader) async throws -> ServedWriter {
+        let c = try Creation(&r)
+        let writer = try await location.createFile(c.path, metadata: c.metadata, attributes: c.attributes, selection: c.selection)
+        return ServedWriter(writer: writer, path: c.path, size: c.metadata.size)
+    }
+
+    /// A writer as ``createWriter(_:)`` makes one, with a signature (of blocks of the size
+    /// that comes next) of the copy its unchanged blocks are kept from: what an earlier
+    /// writer of the same version of the file left, where the location keeps that across a
+    /// restart of this process (``ResumableWriting``), else the file at its path now; no
+    /// signature when there is neither.
     private func createDeltaWriter(_ r: inout WireReader) async throws -> ServedWriter {
-        var served = try await createWriter(&r)
+        let c = try Creation(&r)
+        let blockSize = try DeltaSignature.blockSize(&r)
+        var served: ServedWriter
+        var base: (any EntryReader)?
+        if let resumable = location as? any ResumableWriting {
+            let (writer, partial) = try await resumable.createResumableFile(
+                c.path, key: LocationServer.version(c.path, c.metadata), metadata: c.metadata, attributes: c.attributes, selection: c.selection)
+            served = ServedWriter(writer: writer, path: c.path, size: c.metadata.size)
+            base = partial
+        } else {
+            served = ServedWriter(writer: try await location.createFile(c.path, metadata: c.metadata, attributes: c.attributes, selection: c.selection),
+                                  path: c.path, size: c.metadata.size)
+        }
         do {
-            let blockSize = try DeltaSignature.blockSize(&r)
-            if let old = try await location.stat(served.path), old.kind == .file {
-                let reader = try await location.openForReading(served.path, expected: old)
+            if base == nil, let old = try await location.stat(c.path), old.kind == .file {
+                base = try await location.openForReading(c.path, expected: old)
+            }
+            if let reader = base {
                 do {
                     served.base = DeltaBase(reader: reader, signature: try await DeltaSignature.of(reader, blockSize: blockSize))
                 } catch {
@@ -107,6 +135,16 @@ public final class LocationServer: Sendable {
             await served.writer.abort()
             throw error
         }
+    }
+
+    /// The version of a file being written, which names its resumable temporary: its path,
+    /// size and mtime.
+    static func version(_ path: EntryPath, _ metadata: FileMetadata) -> UInt64 {
+        var bytes = path.bytes
+        for v in [UInt64(bitPattern: metadata.size), UInt64(bitPattern: metadata.mtime.seconds), UInt64(UInt32(bitPattern: metadata.mtime.nanoseconds))] {
+            withUnsafeBytes(of: v.littleEndian) { bytes += $0 }
+        }
+        return bytes.withUnsafeBytes { DeltaSignature.hash($0) }
     }
 
     /// Writes the data that comes next at `offset` (unpacked once, out of the message, into

@@ -95,13 +95,21 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
     /// one round trip a file instead of three.
     public static let smallFile: Int64 = 1 << 20
 
+    /// A file up to ``smallFile`` travels whole at commit; a larger one is created as a
+    /// delta (``createFile(_:replacing:metadata:attributes:selection:)``) against whatever
+    /// the serving side holds of it: the part an earlier writer left when the serving agent
+    /// restarted mid-file (``ResumableWriting``), so the file resumes; else nothing.
     public func createFile(_ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?,
                            selection: MetadataSelection) async throws -> any EntryWriter {
         if metadata.size <= RemoteLocation.smallFile && !metadata.mayBeSparse {
             return SmallRemoteWriter(location: self, path: path, metadata: metadata, attributes: attributes, selection: selection)
         }
-        var r = try await call(.create) { $0.creating(path, metadata, attributes, selection) }
-        return RemoteWriter(location: self, handle: try r.uvarint(), size: metadata.size)
+        if metadata.size <= RemoteLocation.smallFile {
+            var r = try await call(.create) { $0.creating(path, metadata, attributes, selection) }
+            return RemoteWriter(location: self, handle: try r.uvarint(), size: metadata.size)
+        }
+        return try await createDelta(path, blockSize: DeltaSignature.blockSize(for: metadata.size), metadata: metadata,
+                                     attributes: attributes, selection: selection)
     }
 
     /// A file larger than ``smallFile`` that replaces one as large: the serving side sends
@@ -112,9 +120,15 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
         guard metadata.size > RemoteLocation.smallFile, existing.metadata.size > RemoteLocation.smallFile else {
             return try await createFile(path, metadata: metadata, attributes: attributes, selection: selection)
         }
+        return try await createDelta(path, blockSize: DeltaSignature.blockSize(for: existing.metadata.size), metadata: metadata,
+                                     attributes: attributes, selection: selection)
+    }
+
+    private func createDelta(_ path: EntryPath, blockSize: Int, metadata: FileMetadata, attributes: [ExtendedAttribute]?,
+                             selection: MetadataSelection) async throws -> any EntryWriter {
         var r = try await call(.createDelta) { w in
             w.creating(path, metadata, attributes, selection)
-            w.uvarint(UInt64(DeltaSignature.blockSize(for: existing.metadata.size)))
+            w.uvarint(UInt64(blockSize))
         }
         let handle = try r.uvarint()
         let signature = try r.optional { (r: inout WireReader) throws(RemoteError) in try DeltaSignature(&r) }

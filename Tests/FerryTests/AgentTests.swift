@@ -429,6 +429,24 @@ struct NamespaceS3 {
         let onLink = delta["BytesCompressed"] as? Int ?? -1, moved = delta["BytesTransferred"] as? Int ?? -1
         #expect(delta["Status"] as? String == "SUCCESS" && moved == 3 << 20 && onLink >= 100_000 && onLink < 400_000, "\(delta)")
         try localExact()
+        // The serving agent killed and restarted in the middle of a large file: the next
+        // writer reads what the killed one's temporary held and keeps its matching blocks,
+        // so the link carries about the rest of the file, not all of it again.
+        let resumeSize = 16 << 20
+        try tree.file("large/resume.bin", TestTree.bytes(resumeSize, seed: 77))
+        _ = try NetworkNamespace.run(["/bin/chown", "\(smb.user):", source + "/large/resume.bin"])
+        let resuming = try world.ok(["start-task-execution", "--task-arn", toLocal, "--override-options", "BytesPerSecond=2097152"])["TaskExecutionArn"] as? String ?? ""
+        #expect(Fixture.waitUntil(seconds: 60) {
+            ((try? world.ok(["describe-task-execution", "--task-execution-arn", resuming]))?["BytesCompressed"] as? Int ?? 0) >= 5 << 20
+        }, "the large file never got going")
+        world.killAgent(world.sites[1])
+        try world.startAgent(world.sites[1])
+        let afterRestart = world.waitForEnd(resuming, seconds: 120)
+        let carried = afterRestart["BytesCompressed"] as? Int ?? -1
+        #expect(afterRestart["Status"] as? String == "SUCCESS" && carried >= resumeSize && carried < resumeSize + resumeSize / 8, "\(afterRestart)")
+        try localExact()
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: localRoot + "/copy/large").filter { $0.hasPrefix(".ferry-tmp-") }
+        #expect(leftovers == [], "temporaries left: \(leftovers)")
         // A path outside the agent's local roots is refused, naming the option.
         let outside = try world.ok(["create-location-nfs", "--server-hostname", "localhost", "--subdirectory", root + "/elsewhere",
                                     "--on-prem-config", "AgentArns=\(other)"])["LocationArn"] as? String ?? ""

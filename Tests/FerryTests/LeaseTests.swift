@@ -1,6 +1,7 @@
 import FerryCore
 import FerryEngine
 import FerryLocal
+@testable import FerryServer
 import FerryStore
 import FerryTesting
 import Foundation
@@ -125,6 +126,30 @@ import Testing
         // Nothing changed: no share moves anything.
         let again = try await round(all, remove: false) + round([.finishing(depth: depth)], remove: false)
         #expect(again.reduce(0) { $0 + $1.counters.filesTransferred } == 0)
+    }
+
+    /// Shares that read the source's top differently (it changed while they listed it) would
+    /// leave entries to no share: the execution fails, saying so, rather than end SUCCESS.
+    @Test func sharesThatFoundDifferentDepthsFailTheExecution() throws {
+        let store = try Store(directory: try TestTree(label: "lease-depths").root)
+        let e = "arn:aws:datasync:us-east-1:000000000000:task/task-0/execution/exec-1"
+        try store.addLeases(e, units: 2, phase: "TRANSFER")
+        for (agent, depth) in [("A", 1), ("B", 1)] {
+            let lease = try #require(try store.claimLease(for: agent, among: [e], now: 1, until: 100))
+            #expect(try store.completeLease(lease.id, agent: agent, result: ["Depth": .number(Double(depth))]))
+        }
+        #expect(try AgentHub.depth(store.leases(of: e)).get() == 1)
+        try store.addLeases(e + "x", units: 2, phase: "TRANSFER")
+        for (agent, depth) in [("A", 1), ("B", 2)] {
+            let lease = try #require(try store.claimLease(for: agent, among: [e + "x"], now: 1, until: 100))
+            #expect(try store.completeLease(lease.id, agent: agent, result: ["Depth": .number(Double(depth))], report: ["Transferred": "e30K"]))
+        }
+        switch AgentHub.depth(try store.leases(of: e + "x")) {
+        case .success(let depth): Issue.record("depths 1 and 2 accepted as \(String(describing: depth))")
+        case .failure(let error): #expect(error.message.contains("depths 1, 2") && error.message.contains("start the task again"))
+        }
+        // Each completed share's part of the task report is kept with it.
+        #expect(try store.leaseReports(of: e + "x").count == 2 && store.leaseReports(of: e).isEmpty)
     }
 
     @Test func sharesAreClaimedOnceRenewedLapsedAndCompletedByTheirHolder() throws {
