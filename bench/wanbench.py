@@ -2,7 +2,7 @@
 """Agent to agent across a slow link, against rsync, scp and tar over ssh on the same link.
 
     python3 bench/wanbench.py [--rtt 20] [--runs 3] [--set small|large|text|delta] [--files 20000]
-                              [--via local|nfs] [--delta-mib 512]
+                              [--via local|nfs] [--delta-mib 512] [--stream-kbit K]
 
 Two agents on this machine: A next to the source, B next to the destination. With `--via
 local` (the default) both read and write directories on tmpfs as their own file systems
@@ -20,6 +20,10 @@ Sets: `small` (20,000 files of 1–16 KiB), `large` (4 × 256 MiB of random byte
 (200 × 512 KiB of log lines), `delta` (one file of --delta-mib MiB copied to both
 destinations first; each run changes 1 MiB of it at a random offset, and Ferry and rsync
 bring their copies up to date — scp and tar have no delta and are left out).
+
+With --stream-kbit, each TCP connection through the proxies is capped at K kbit/s each way
+(ferry-netem --rate-kbit): a path where one stream cannot fill the link (loss, a window or
+a middlebox capping flows). Ferry's agents use 4 connections; ssh uses one.
 
 Needs sshd (apt-get install openssh-server) and the release build (.build/release/ferry,
 .build/release/ferry-netem); do not run it during a build.
@@ -65,8 +69,9 @@ class Site:
         subprocess.run(["ip", "link", "del", "fwb-host"], stderr=subprocess.DEVNULL)
 
 
-def proxy(procs, port, rtt, count_file, host="127.0.0.1"):
-    p = subprocess.Popen([NETEM, "--listen", "0", "--to", f"{host}:{port}", "--delay-ms", str(rtt / 2), "--count-file", count_file],
+def proxy(procs, port, rtt, count_file, host="127.0.0.1", stream_kbit=0):
+    cap = ["--rate-kbit", str(stream_kbit)] if stream_kbit else []
+    p = subprocess.Popen([NETEM, "--listen", "0", "--to", f"{host}:{port}", "--delay-ms", str(rtt / 2), "--count-file", count_file] + cap,
                          stdout=subprocess.PIPE)
     procs.append(p)
     return int(p.stdout.readline().decode().split()[1])
@@ -123,6 +128,8 @@ def main():
     ap.add_argument("--netns", action="store_true", help="site B (agent B, sshd) in a network namespace behind a tbf-limited veth")
     ap.add_argument("--rate", default="100mbit", help="the veth's tbf rate with --netns (or none)")
     ap.add_argument("--large-mib", type=int, default=256, help="size of each of the 4 files of the large set")
+    ap.add_argument("--stream-kbit", type=int, default=0,
+                    help="cap each TCP connection through the proxies at this rate (a lossy or flow-capped path), each direction")
     ap.add_argument("--ferry", default=os.path.join(ROOT, ".build/release/ferry"))
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="ferry-wanbench-", dir="/dev/shm")
@@ -142,7 +149,8 @@ def main():
         files, size = filebench.gen_large(f"{export}/src", files=1, size=a.delta_mib << 20)
     procs = []
     results = {"rtt_ms": a.rtt, "set": a.set, "via": a.via, "files": files, "bytes": size, "runs": a.runs,
-               "site B": f"network namespace, veth tbf {a.rate}" if a.netns else "this host, loopback"}
+               "site B": f"network namespace, veth tbf {a.rate}" if a.netns else "this host, loopback",
+               "per-connection cap kbit": a.stream_kbit}
     site = Site(a.rate) if a.netns else None
     try:
         port, ca, ds, _ = start_control_plane(a.ferry, work, procs, ["--host", "0.0.0.0", "--tls-name", Site.HERE] if site else [])
@@ -158,14 +166,14 @@ def main():
 
         data_port = free_port()
         ferry_count = f"{work}/ferry-link-bytes"
-        far = proxy(procs, data_port, a.rtt, ferry_count, host=Site.THERE if site else "127.0.0.1")
+        far = proxy(procs, data_port, a.rtt, ferry_count, host=Site.THERE if site else "127.0.0.1", stream_kbit=a.stream_kbit)
         source_agent = agent("a", ["--data-port", str(free_port()), "--data-address", "127.0.0.1"])
         destination_agent = agent("b", ["--data-port", str(data_port), "--data-address", f"127.0.0.1:{far}"], netns=site)
         time.sleep(3)  # B's data endpoint arrives with its heartbeats
         src = location(f"{export}/src", source_agent)
         ssh_port, key = start_sshd(work, procs, site)
         ssh_count = f"{work}/ssh-link-bytes"
-        ssh_far = proxy(procs, ssh_port, a.rtt, ssh_count, host=Site.THERE if site else "127.0.0.1")
+        ssh_far = proxy(procs, ssh_port, a.rtt, ssh_count, host=Site.THERE if site else "127.0.0.1", stream_kbit=a.stream_kbit)
         ssh = ["ssh", "-p", str(ssh_far), "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
 
         if a.set == "delta":

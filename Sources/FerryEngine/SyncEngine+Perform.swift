@@ -39,29 +39,22 @@ extension SyncEngine {
                 if let replacing = job.replacing { try await destination.remove(job.path, kind: replacing) }
                 if !job.destinationExists { try await destination.makeDirectory(job.path) }
             }
-            // Both sides at once; but a source that fetches small files while listing them
-            // is told, after the destination was listed, which files the copy will read:
-            // those the destination lacks and the filters take.
-            var destinationListing: Listing?
-            let sourceListing: Listing?
-            // Otherwise each side comes as sorted runs: one in memory, more spilled to disk.
-            var runs: (source: ListingCollector, destination: ListingCollector)?
-            if fetchAhead {
-                if job.destinationExists { destinationListing = try await destination.list(job.path) }
-                let present = Set((destinationListing?.entries ?? []).map(\.name))
-                let (filters, directory) = (planner.filters, job.path)
-                sourceListing = try await sourceFeatures.listForCopying(job.path) { name in
-                    !present.contains(name) && filters.decide(directory.appending(name), isDirectory: false) == .take
+            // A connection that broke while listing (a file server dropped it): the
+            // directory is listed again, after a pause that grows, a few times.
+            var broken = 0
+            var listed: Listed
+            while true {
+                do {
+                    listed = try await listBoth(job)
+                    break
+                } catch let error where retryClass(error) == .retryable && broken < SyncEngine.brokenConnectionRetries {
+                    broken += 1
+                    configuration.logger.warning("listing the directory again after a broken connection",
+                                                 metadata: ["file.path": "\(job.path)", "error": "\(describe(error))"])
+                    try await Task.sleep(for: .milliseconds(250 << (2 * (broken - 1))))
                 }
-            } else {
-                let (s, d) = (ListingCollector(spillDirectory: configuration.spillDirectory),
-                              ListingCollector(spillDirectory: configuration.spillDirectory))
-                let runSize = configuration.spillThreshold
-                async let listing = sourceFeatures.listInRuns(job.path, runSize: runSize) { try s.add($0) }
-                if job.destinationExists { destinationListing = try await destinationFeatures.listInRuns(job.path, runSize: runSize) { try d.add($0) } }
-                sourceListing = try await listing
-                runs = (s, d)
             }
+            let (sourceListing, destinationListing, runs) = (listed.source, listed.destination, listed.runs)
             // In a directory other shares write in at once (several agents), their files in
             // flight look stale: the finishing share removes what is left there.
             if !dryRun && !configuration.filters.writtenByOtherShares(job.path) {
@@ -109,6 +102,38 @@ extension SyncEngine {
             if case .fatal = completion { return completion }
             return .scanned(job, nil, newest: nil)
         }
+    }
+
+    /// Both sides of a directory: listings, or (``Listed/runs``) sorted runs, one in memory,
+    /// more spilled to disk.
+    struct Listed {
+        var source: Listing?
+        var destination: Listing?
+        var runs: (source: ListingCollector, destination: ListingCollector)?
+    }
+
+    /// Lists both sides at once; but a source that fetches small files while listing them is
+    /// told, after the destination was listed, which files the copy will read: those the
+    /// destination lacks and the filters take.
+    func listBoth(_ job: ScanJob) async throws -> Listed {
+        var listed = Listed()
+        if fetchAhead {
+            if job.destinationExists { listed.destination = try await destination.list(job.path) }
+            let present = Set((listed.destination?.entries ?? []).map(\.name))
+            let (filters, directory) = (planner.filters, job.path)
+            listed.source = try await sourceFeatures.listForCopying(job.path) { name in
+                !present.contains(name) && filters.decide(directory.appending(name), isDirectory: false) == .take
+            }
+            return listed
+        }
+        let (s, d) = (ListingCollector(spillDirectory: configuration.spillDirectory),
+                      ListingCollector(spillDirectory: configuration.spillDirectory))
+        let runSize = configuration.spillThreshold
+        async let listing = sourceFeatures.listInRuns(job.path, runSize: runSize) { try s.add($0) }
+        if job.destinationExists { listed.destination = try await destinationFeatures.listInRuns(job.path, runSize: runSize) { try d.add($0) } }
+        listed.source = try await listing
+        listed.runs = (s, d)
+        return listed
     }
 
     /// Names planned at once from a huge directory's spill files.

@@ -23,12 +23,16 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
     /// What an earlier writer of the same file left (``ResumableWriting``): removed when this
     /// one commits or aborts.
     let leftover: [UInt8]?
+    /// Lets go of the resumable temporary's names when this writer is done with them.
+    let release: (@Sendable () -> Void)?
 
     init(
         parent: FileDescriptor, file: FileDescriptor, temporaryName: [UInt8]?, path: EntryPath, location: POSIXLocation,
-        metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection, leftover: [UInt8]? = nil
+        metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection, leftover: [UInt8]? = nil,
+        release: (@Sendable () -> Void)? = nil
     ) {
         self.leftover = leftover
+        self.release = release
         self.metadata = metadata
         self.attributes = attributes
         self.selection = selection
@@ -43,6 +47,7 @@ final class POSIXWriter: EntryWriter, @unchecked Sendable {
         if !finished.load(ordering: .relaxed), let temporaryName {
             _ = Sys.withCString(temporaryName) { unlinkat(parent.fd, $0, 0) }
         }
+        release?()
     }
 
     func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) async throws {

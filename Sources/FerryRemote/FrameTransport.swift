@@ -332,6 +332,13 @@ public final class FrameRemoteTransport: RemoteTransport, @unchecked Sendable {
         }
     }
 
+    /// One connection: every lane is it.
+    public func call(_ operation: RemoteOperation, _ body: [UInt8], lane: Int) async throws -> [UInt8] {
+        try await call(operation, body)
+    }
+
+    public func nextLane() -> Int { 0 }
+
     /// Starts connecting again unless that is under way (or the transport is closed).
     private func reconnect() {
         let start = state.withLock { s in

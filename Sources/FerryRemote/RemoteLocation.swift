@@ -7,6 +7,12 @@ public protocol RemoteTransport: Sendable {
     var peer: String { get }
     func call(_ operation: RemoteOperation, _ body: [UInt8]) async throws -> [UInt8]
     func close() async
+    /// A call on lane `lane` of a transport over several connections (``SpreadTransport``):
+    /// the calls about one open file keep to the lane that opened it. (Required, not
+    /// defaulted: a wrapper that dropped the lane would scatter a file's calls.)
+    func call(_ operation: RemoteOperation, _ body: [UInt8], lane: Int) async throws -> [UInt8]
+    /// The lane a file about to be opened takes.
+    func nextLane() -> Int
 }
 
 /// A location another Ferry process serves (``LocationServer``): every ``Location`` member
@@ -48,16 +54,18 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
 
     public func meterLink(_ sink: @escaping @Sendable (Int64) -> Void) { meter.attach(sink) }
 
-    static func call(_ transport: any RemoteTransport, _ operation: RemoteOperation, _ body: [UInt8]) async throws -> WireReader {
-        var r = WireReader(try await transport.call(operation, body))
+    static func call(_ transport: any RemoteTransport, _ operation: RemoteOperation, _ body: [UInt8], lane: Int? = nil) async throws -> WireReader {
+        let answer = if let lane { try await transport.call(operation, body, lane: lane) } else { try await transport.call(operation, body) }
+        var r = WireReader(answer)
         if try r.u8() != 0 { throw try RemoteError.decode(&r) }
         return r
     }
 
-    func call(_ operation: RemoteOperation, _ build: (inout WireWriter) -> Void = { _ in }) async throws -> WireReader {
+    /// A call on `lane` (an open file's), or on whichever the transport takes next.
+    func call(_ operation: RemoteOperation, lane: Int? = nil, _ build: (inout WireWriter) -> Void = { _ in }) async throws -> WireReader {
         var w = WireWriter()
         build(&w)
-        return try await RemoteLocation.call(transport, operation, w.bytes)
+        return try await RemoteLocation.call(transport, operation, w.bytes, lane: lane)
     }
 
     public func list(_ directory: EntryPath) async throws -> Listing? {
@@ -75,11 +83,12 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
     }
 
     public func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
-        var r = try await call(.openRead) { w in
+        let lane = transport.nextLane()
+        var r = try await call(.openRead, lane: lane) { w in
             w.path(path)
             w.entry(expected)
         }
-        return RemoteReader(location: self, handle: try r.uvarint(), metadata: try r.metadata())
+        return RemoteReader(location: self, handle: try r.uvarint(), lane: lane, metadata: try r.metadata())
     }
 
     /// The serving side reads the file where it lies and answers its checksum and metadata.
@@ -90,6 +99,10 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
         }
         return (try r.checksum(), try r.metadata())
     }
+
+    /// The connections (each its own session) an agent opens to another agent's served
+    /// location (``SpreadTransport``).
+    public static let connections = 4
 
     /// Files up to this size travel whole in one call at commit (``RemoteOperation/put``):
     /// one round trip a file instead of three.
@@ -105,8 +118,9 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
             return SmallRemoteWriter(location: self, path: path, metadata: metadata, attributes: attributes, selection: selection)
         }
         if metadata.size <= RemoteLocation.smallFile {
-            var r = try await call(.create) { $0.creating(path, metadata, attributes, selection) }
-            return RemoteWriter(location: self, handle: try r.uvarint(), size: metadata.size)
+            let lane = transport.nextLane()
+            var r = try await call(.create, lane: lane) { $0.creating(path, metadata, attributes, selection) }
+            return RemoteWriter(location: self, handle: try r.uvarint(), lane: lane, size: metadata.size)
         }
         return try await createDelta(path, blockSize: DeltaSignature.blockSize(for: metadata.size), metadata: metadata,
                                      attributes: attributes, selection: selection)
@@ -126,14 +140,15 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
 
     private func createDelta(_ path: EntryPath, blockSize: Int, metadata: FileMetadata, attributes: [ExtendedAttribute]?,
                              selection: MetadataSelection) async throws -> any EntryWriter {
-        var r = try await call(.createDelta) { w in
+        let lane = transport.nextLane()
+        var r = try await call(.createDelta, lane: lane) { w in
             w.creating(path, metadata, attributes, selection)
             w.uvarint(UInt64(blockSize))
         }
         let handle = try r.uvarint()
         let signature = try r.optional { (r: inout WireReader) throws(RemoteError) in try DeltaSignature(&r) }
         meter.add(8 * (signature?.hashes.count ?? 0))
-        return RemoteWriter(location: self, handle: handle, size: metadata.size, signature: signature)
+        return RemoteWriter(location: self, handle: handle, lane: lane, size: metadata.size, signature: signature)
     }
 
     public func makeDirectory(_ path: EntryPath) async throws {
@@ -199,21 +214,23 @@ public struct RemoteLocation: Location, SymlinkWriting, HardLinkWriting, Special
 struct RemoteReader: EntryReader {
     let location: RemoteLocation
     let handle: UInt64
+    /// The transport's lane the file was opened on: its calls keep to it.
+    let lane: Int
     let metadata: FileMetadata
 
     func dataExtents() async throws -> [Extent] {
-        var r = try await location.call(.extents) { $0.uvarint(handle) }
+        var r = try await location.call(.extents, lane: lane) { $0.uvarint(handle) }
         return try r.array { (r: inout WireReader) throws(RemoteError) in Extent(offset: try r.varint(), length: try r.varint()) }
     }
 
     func extendedAttributes() async throws -> [ExtendedAttribute] {
-        var r = try await location.call(.readAttributes) { $0.uvarint(handle) }
+        var r = try await location.call(.readAttributes, lane: lane) { $0.uvarint(handle) }
         return try r.attributes()
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) async throws -> Int {
         let wanted = min(buffer.count, RemoteLocation.largestRead)
-        var r = try await location.call(.read) { w in
+        var r = try await location.call(.read, lane: lane) { w in
             w.uvarint(handle)
             w.varint(offset)
             w.uvarint(UInt64(wanted))
@@ -224,7 +241,7 @@ struct RemoteReader: EntryReader {
     }
 
     func close() async throws -> FileMetadata {
-        var r = try await location.call(.closeRead) { $0.uvarint(handle) }
+        var r = try await location.call(.closeRead, lane: lane) { $0.uvarint(handle) }
         return try r.metadata()
     }
 }
@@ -234,6 +251,8 @@ struct RemoteReader: EntryReader {
 final class RemoteWriter: EntryWriter, Sendable {
     let location: RemoteLocation
     let handle: UInt64
+    /// The transport's lane the file was opened on: its calls keep to it, in order.
+    let lane: Int
     let size: Int64
     /// The serving side's old copy, for a delta: blocks that match it are kept, not sent.
     let signature: DeltaSignature?
@@ -242,9 +261,10 @@ final class RemoteWriter: EntryWriter, Sendable {
     /// Matching blocks not yet asked for (offset, length): runs of them go in one ``RemoteOperation/keep``.
     private let pendingKeep = Mutex<(offset: Int64, length: Int64)?>(nil)
 
-    init(location: RemoteLocation, handle: UInt64, size: Int64, signature: DeltaSignature? = nil) {
+    init(location: RemoteLocation, handle: UInt64, lane: Int, size: Int64, signature: DeltaSignature? = nil) {
         self.location = location
         self.handle = handle
+        self.lane = lane
         self.size = size
         self.signature = signature
     }
@@ -288,7 +308,7 @@ final class RemoteWriter: EntryWriter, Sendable {
     /// Asks the serving side to keep the pending run of matching blocks.
     private func flushKeep() async throws {
         guard let k = pendingKeep.withLock({ k in defer { k = nil }; return k }) else { return }
-        _ = try await location.call(.keep) { w in
+        _ = try await location.call(.keep, lane: lane) { w in
             w.uvarint(handle)
             w.varint(k.offset)
             w.varint(k.length)
@@ -304,7 +324,7 @@ final class RemoteWriter: EntryWriter, Sendable {
             w.uvarint(handle)
             w.varint(offset + Int64(done))
             let onLink = w.packed(UnsafeRawBufferPointer(rebasing: bytes[done..<(done + n)]), location.compressor)
-            _ = try await RemoteLocation.call(location.transport, .write, w.bytes)
+            _ = try await RemoteLocation.call(location.transport, .write, w.bytes, lane: lane)
             location.meter.add(onLink)
             done += n
         } while done < bytes.count
@@ -313,7 +333,7 @@ final class RemoteWriter: EntryWriter, Sendable {
     func commit() async throws -> [String] {
         try await flushKeep()
         let checksum = written.finish(size: size)
-        var r = try await location.call(.commit) { w in
+        var r = try await location.call(.commit, lane: lane) { w in
             w.uvarint(handle)
             w.optional(checksum) { $0.checksum($1) }
         }
@@ -324,7 +344,7 @@ final class RemoteWriter: EntryWriter, Sendable {
     }
 
     func abort() async {
-        _ = try? await location.call(.abort) { $0.uvarint(handle) }
+        _ = try? await location.call(.abort, lane: lane) { $0.uvarint(handle) }
     }
 
     var contentConfirmed: Bool { confirmed.withLock { $0 } }

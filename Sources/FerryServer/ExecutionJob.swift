@@ -58,13 +58,11 @@ struct ExecutionJob: Sendable {
     /// the transfer round chose (its own shares find it from the source).
     func shareFilter(_ share: JSONValue, source: any Location) async throws -> Filters.Share {
         let count = Int(share["Units"]?.int ?? 1)
-        let depth: Int
-        if let given = share["Depth"]?.int {
-            depth = Int(given)
-        } else {
-            depth = try await Filters.Share.depth(of: source, count: count)
+        if share["Phase"]?.string == AgentHub.Pool.finish {
+            // Its one unit says nothing of the others' depth: it is given (the root alone else).
+            return .finishing(depth: Int(share["Depth"]?.int ?? 1))
         }
-        if share["Phase"]?.string == AgentHub.Pool.finish { return .finishing(depth: depth) }
+        let depth = if let given = share["Depth"]?.int { Int(given) } else { try await Filters.Share.depth(of: source, count: count) }
         return Filters.Share(index: Int(share["Unit"]?.int ?? 0), count: count, depth: depth)
     }
 

@@ -43,7 +43,11 @@ struct LocationResolver: Sendable {
         guard let tls = peerTLS else {
             throw ServerError.internalError("this process has no agent certificate to reach agent \(agent) with")
         }
-        let transport = try FrameRemoteTransport(endpoint: endpoint, name: name, tls: tls)
+        // Several connections at once (``RemoteLocation/connections``): a lossy or
+        // flow-capped path carries several TCP streams.
+        let transport = SpreadTransport(try (0..<RemoteLocation.connections).map { _ in
+            try FrameRemoteTransport(endpoint: endpoint, name: name, tls: tls)
+        })
         do {
             let location = try await RemoteLocation.connect(transport)
             return ResolvedLocation(location: location) { await location.close() }

@@ -165,22 +165,9 @@ enum ConformanceTarget: String, CaseIterable, Sendable, CustomTestStringConverti
 
 /// A location written against the core alone: the nine required members, forwarded to a
 /// POSIX tree; its capabilities what it `claimed` (default: none).
-struct CoreOnlyLocation: Location {
+struct CoreOnlyLocation: ForwardingToPOSIX {
     let base: POSIXLocation
     var claimed = Capabilities()
     var uri: String { "core-only:" + base.rootPath }
     var capabilities: Capabilities { claimed }
-    func list(_ directory: EntryPath) async throws -> Listing? { try await base.list(directory) }
-    func stat(_ path: EntryPath) async throws -> Entry? { try await base.stat(path) }
-    func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
-        try await base.openForReading(path, expected: expected)
-    }
-    func createFile(_ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection) async throws -> any EntryWriter {
-        try await base.createFile(path, metadata: metadata, attributes: attributes, selection: selection)
-    }
-    func makeDirectory(_ path: EntryPath) async throws { try await base.makeDirectory(path) }
-    func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
-        try await base.setMetadata(path, kind: kind, metadata: metadata, selection: selection)
-    }
-    func remove(_ path: EntryPath, kind: EntryKind) async throws { try await base.remove(path, kind: kind) }
 }

@@ -16,23 +16,28 @@ import Testing
     /// A tree on tmpfs served by the test service, reached through `proxy` (or directly).
     struct Served {
         let fixture: Fixture
+        /// The first (or only) connection's transport.
         let transport: FrameRemoteTransport
+        /// Every connection's, when the location is reached over several.
+        let lanes: [FrameRemoteTransport]
         let counting: CountingTransport
         let location: RemoteLocation
     }
 
-    /// `fixture`'s destination served (a new fixture's when nil).
+    /// `fixture`'s destination served (a new fixture's when nil), reached over `lanes`
+    /// connections (``SpreadTransport`` when more than one).
     static func serve(_ label: String, through proxy: NetemProxy?, silenceLimit: Duration = .seconds(30),
-                      fixture: Fixture? = nil) async throws -> Served {
+                      fixture: Fixture? = nil, lanes: Int = 1) async throws -> Served {
         let s = try await RemoteTests.shared()
         let fixture = try fixture ?? Fixture(label, base: "/dev/shm")
         try FileManager.default.createDirectory(atPath: fixture.destinationRoot, withIntermediateDirectories: true)
         let name = "\(label)-\(UInt64.random(in: 0..<UInt64.max))"
         s.service.offer(try POSIXLocation(path: fixture.destinationRoot), as: name)
-        let transport = try FrameRemoteTransport(endpoint: "127.0.0.1:\(proxy?.port ?? s.port)", name: name, tls: s.client,
-                                                 silenceLimit: silenceLimit)
-        let counting = CountingTransport(transport)
-        return Served(fixture: fixture, transport: transport, counting: counting, location: try await RemoteLocation.connect(counting))
+        let all = try (0..<lanes).map { _ in
+            try FrameRemoteTransport(endpoint: "127.0.0.1:\(proxy?.port ?? s.port)", name: name, tls: s.client, silenceLimit: silenceLimit)
+        }
+        let counting = CountingTransport(lanes == 1 ? all[0] : SpreadTransport(all))
+        return Served(fixture: fixture, transport: all[0], lanes: all, counting: counting, location: try await RemoteLocation.connect(counting))
     }
 
     static func sync(_ served: Served, options: TransferOptions = Fixture.defaultOptions) async throws -> ExecutionResult {
@@ -130,6 +135,22 @@ import Testing
         #expect(run.took >= .seconds(10), "took \(run.took)")
         #expect(run.served.transport.connectionsMade == 1,
                 "the slow link was taken for a dead one: \(run.served.transport.connectionsMade) connections")
+    }
+
+    @Test("a path that caps each TCP stream: the files spread over several connections, each its own session")
+    func severalConnections() async throws {
+        let proxy = try NetemProxy(upstream: try await RemoteTests.shared().port, ["--rate-kbit", "16000"])
+        let served = try await RemoteLinkTests.serve("remote-lanes", through: proxy, lanes: 4)
+        defer { served.fixture.remove() }
+        for i in 0..<4 { try served.fixture.source.file("big\(i).bin", TestTree.bytes(3 << 20, seed: 600 + UInt64(i))) }
+        try SampleTrees.smallFiles(served.fixture.source, files: 200, directories: 4)
+        let result = try await RemoteLinkTests.sync(served)
+        _ = proxy.stop()
+        try RemoteLinkTests.expectExact(served, result)
+        // Every lane carried files, each over its own connection through the capped path.
+        for (i, lane) in served.lanes.enumerated() {
+            #expect(lane.bytesSent > 100_000 && lane.connectionsMade == 1, "lane \(i): \(lane.bytesSent) bytes, \(lane.connectionsMade) connection(s)")
+        }
     }
 
     @Test("text is compressed on the link and random data is not; BytesCompressed is what crossed")
@@ -254,6 +275,13 @@ final class CountingTransport: RemoteTransport {
         counts.withLock { $0[operation, default: 0] += 1 }
         return try await base.call(operation, body)
     }
+
+    func call(_ operation: RemoteOperation, _ body: [UInt8], lane: Int) async throws -> [UInt8] {
+        counts.withLock { $0[operation, default: 0] += 1 }
+        return try await base.call(operation, body, lane: lane)
+    }
+
+    func nextLane() -> Int { base.nextLane() }
 
     func close() async { await base.close() }
 }

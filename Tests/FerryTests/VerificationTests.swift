@@ -4,6 +4,7 @@ import FerryLocal
 import FerryTesting
 import Foundation
 import Glibc
+import Synchronization
 import Testing
 
 /// Verification names DataSync's failure kinds per path.
@@ -66,26 +67,58 @@ import Testing
 /// to the disk): ONLY_FILES_TRANSFERRED's read-back must catch it, try once more, and
 /// report a checksum failure; the other files verify.
 @Suite struct ReadBackTests {
-    struct CorruptingLocation: Location {
+    /// A connection that breaks while a directory is listed (a file server dropping it under
+    /// load): the engine lists it again, and the run ends exact.
+    @Test func aListingCutByABrokenConnectionIsMadeAgain() async throws {
+        let f = try Fixture("relist")
+        defer { f.remove() }
+        for i in 0..<5 { try f.source.file("d/f\(i)", TestTree.bytes(100 + i, seed: UInt64(i))) }
+        try f.source.file("top", [1, 2, 3])
+        let source = DroppingLocation(base: try POSIXLocation(path: f.source.root), victim: EntryPath("d")!, failures: 2)
+        let engine = SyncEngine(SyncConfiguration(source: source, destination: try POSIXLocation(path: f.destinationRoot, create: true),
+                                                  options: Fixture.defaultOptions))
+        let result = await engine.run()
+        #expect(result.status == .success, "\(result.errorDetail ?? "") \(result.problems)")
+        #expect(source.failures.withLock { $0 } == 0)
+        #expect(try f.differences() == [])
+    }
+
+    /// Lists `victim` with a broken connection's error the first `failures` times.
+    final class DroppingLocation: ForwardingToPOSIX {
+        let base: POSIXLocation
+        let victim: EntryPath
+        let failures: Mutex<Int>
+        init(base: POSIXLocation, victim: EntryPath, failures: Int) {
+            self.base = base
+            self.victim = victim
+            self.failures = Mutex(failures)
+        }
+        var uri: String { base.uri }
+        var capabilities: Capabilities { base.capabilities }
+        var scope: LocationScope? { base.scope }
+        func list(_ directory: EntryPath) async throws -> Listing? {
+            let fails = failures.withLock { n in
+                guard directory == victim, n > 0 else { return false }
+                n -= 1
+                return true
+            }
+            if fails {
+                throw FerryError(ErrorCode("ConnectionAborted"), "listing \(directory): Software caused connection abort", path: directory, retryClass: .retryable)
+            }
+            return try await base.list(directory)
+        }
+    }
+
+    struct CorruptingLocation: ForwardingToPOSIX {
         let base: POSIXLocation
         let victim: EntryPath
         var uri: String { base.uri }
         var capabilities: Capabilities { base.capabilities }
         var scope: LocationScope? { base.scope }
-        func list(_ directory: EntryPath) async throws -> Listing? { try await base.list(directory) }
-        func stat(_ path: EntryPath) async throws -> Entry? { try await base.stat(path) }
-        func openForReading(_ path: EntryPath, expected: Entry) async throws -> any EntryReader {
-            try await base.openForReading(path, expected: expected)
-        }
         func createFile(_ path: EntryPath, metadata: FileMetadata, attributes: [ExtendedAttribute]?, selection: MetadataSelection) async throws -> any EntryWriter {
             let writer = try await base.createFile(path, metadata: metadata, attributes: attributes, selection: selection)
             return path == victim ? FlippingWriter(base: writer) : writer
         }
-        func makeDirectory(_ path: EntryPath) async throws { try await base.makeDirectory(path) }
-        func setMetadata(_ path: EntryPath, kind: EntryKind, metadata: FileMetadata, selection: MetadataSelection) async throws {
-            try await base.setMetadata(path, kind: kind, metadata: metadata, selection: selection)
-        }
-        func remove(_ path: EntryPath, kind: EntryKind) async throws { try await base.remove(path, kind: kind) }
     }
 
     /// Writes the first byte with its lowest bit flipped.
