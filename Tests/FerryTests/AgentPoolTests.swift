@@ -4,9 +4,9 @@ import Glibc
 import Testing
 
 /// One execution spread over the agents of a location (DataSync's several agents per
-/// location), each agent a host of its own beside one file server: the share on a LAN
-/// they all reach (a bridge in the file server's namespace), the bucket on the same
-/// server. Shares of the tree go to every agent that polls; one agent is killed mid-run
+/// location), each agent a host of its own beside one file server: the NFS export (and an
+/// SMB share) on a LAN they all reach (a bridge in the file server's namespace), the bucket
+/// on the same server. Shares of the tree on the export go to every agent that polls; one agent is killed mid-run
 /// (its share goes to another after the offline window), a fourth is started mid-run (it
 /// joins); the destination ends exact, deletions waited for every share, and the counters
 /// count each share once.
@@ -23,9 +23,13 @@ import Testing
         let smb = try SMBTestServer.start(in: nas, addresses: [lan.here])
         let s3 = try NamespaceS3(nas, host: "0.0.0.0")
         _ = try s3.s3api(["create-bucket", "--bucket", "dest"])
+        mkdir(root + "/nfs", 0o755)
+        let nfs = try NamespaceNFS(nas, export: root + "/nfs-export", scratch: root + "/nfs")
+        defer { nfs.stop() }
 
-        // 48 top-level directories of 8 files each (64 KiB): enough shares for every agent.
-        let source = smb.path("share1") + "/src"
+        // 48 top-level directories of 8 files each (64 KiB) on the NFS export: enough shares
+        // for every agent; the same tree on the SMB share for the second task.
+        let source = nfs.export + "/src"
         mkdir(source, 0o755)
         let tree = TestTree(existing: source)
         var files: [String] = []
@@ -38,15 +42,16 @@ import Testing
         }
         try tree.file("top.txt", Array("a file at the top\n".utf8))
         files.append("top.txt")
-        _ = try NetworkNamespace.run(["/bin/chown", "-R", "\(smb.user):", source])
+        _ = try NetworkNamespace.run(["/bin/cp", "-a", source, smb.path("share1") + "/src"])
+        _ = try NetworkNamespace.run(["/bin/chown", "-R", "\(smb.user):", smb.path("share1") + "/src"])
 
         var agents: [String] = []
         for (i, site) in world.sites.enumerated() { agents.append(try world.activate(site, name: "pool-\(i)")) }
         // The fourth is stopped: it joins mid-run.
         world.killAgent(world.sites[3])
 
-        let share = try world.ok(["create-location-smb", "--server-hostname", lan.here, "--subdirectory", "/share1/src",
-                                  "--user", smb.user, "--password", smb.password, "--agent-arns"] + agents)["LocationArn"] as? String ?? ""
+        let export = try world.ok(["create-location-nfs", "--server-hostname", lan.here, "--subdirectory", source,
+                                   "--on-prem-config", "AgentArns=" + agents.joined(separator: ",")])["LocationArn"] as? String ?? ""
         let bucket = try world.ok(["create-location-object-storage", "--server-hostname", lan.here, "--server-port", "\(s3.port)",
                                    "--server-protocol", "HTTP", "--bucket-name", "dest", "--subdirectory", "/pool",
                                    "--access-key", "site", "--secret-key", "site-secret", "--agent-arns"] + agents)["LocationArn"] as? String ?? ""
@@ -54,7 +59,7 @@ import Testing
         let stray = root + "/stray"
         try Data("stray".utf8).write(to: URL(fileURLWithPath: stray))
         _ = try s3.s3api(["put-object", "--bucket", "dest", "--key", "pool/dir7/stray.bin", "--body", stray])
-        let task = try world.ok(["create-task", "--source-location-arn", share, "--destination-location-arn", bucket,
+        let task = try world.ok(["create-task", "--source-location-arn", export, "--destination-location-arn", bucket,
                                  "--options", "LogLevel=BASIC,VerifyMode=ONLY_FILES_TRANSFERRED,PreserveDeletedFiles=REMOVE"])["TaskArn"] as? String ?? ""
 
         // What arrived, fetched in one `aws s3 cp --recursive` (one get-object per file takes minutes).
@@ -150,5 +155,47 @@ import Testing
         let ends = log.split(separator: "\n").filter { $0.contains("transfer round ended") && $0.contains(copiedArn) }
         #expect(ends.count == 1 && ends[0].contains("depth=2"), "\(ends)")
         #expect(log.split(separator: "\n").contains { $0.contains("FINISH 1/1") && $0.contains(copiedArn) }, "no finishing share was leased")
+    }
+}
+
+/// nfs-ganesha (NFSv3, VFS) inside a namespace, with an rpcbind of its own there (in a mount
+/// namespace with a private /run, so neither touches the host's rpcbind socket): agents
+/// reach `export` at the namespace's addresses through the portmapper, as DataSync's NFS
+/// locations name a server (no port).
+final class NamespaceNFS {
+    let process = Process()
+    let export: String
+
+    init(_ namespace: NetworkNamespace, export: String, scratch: String) throws {
+        self.export = export
+        guard let ganesha = S3TestServer.which("ganesha.nfsd"), let rpcbind = S3TestServer.which("rpcbind") else {
+            throw TestTreeError("ganesha.nfsd or rpcbind not found: apt-get install nfs-ganesha nfs-ganesha-vfs rpcbind (.ci/run does)")
+        }
+        mkdir(export, 0o755)
+        let config = """
+            NFS_CORE_PARAM { NFS_Port = 2049; MNT_Port = 20048; Protocols = 3; Enable_NLM = false; Enable_RQUOTA = false; }
+            NFSV4 { Graceless = true; }
+            NFS_KRB5 { Active_krb5 = false; }
+            EXPORT { Export_Id = 1; Path = \(export); Pseudo = \(export); Access_Type = RW; Squash = No_Root_Squash; Protocols = 3; Transports = TCP; SecType = sys; FSAL { Name = VFS; } }
+            """
+        try config.write(toFile: scratch + "/ganesha.conf", atomically: true, encoding: .utf8)
+        // Both end with the shell: SIGTERM (or the test process's end, through pdeathsig) kills them.
+        let script = """
+            mount -t tmpfs tmpfs /run || exit 1
+            \(rpcbind) -f -w & R=$!
+            sleep 0.3
+            \(ganesha) -F -f \(scratch)/ganesha.conf -L \(scratch)/ganesha.log -p \(scratch)/ganesha.pid & G=$!
+            trap 'kill -9 $R $G; exit 0' TERM INT
+            wait $G
+            kill -9 $R
+            """
+        try ProcessLauncher.start(process, namespace.command(["/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script]),
+                                  output: scratch + "/nfs.out")
+        try namespace.waitFor("127.0.0.1", 2049, what: "ganesha.nfsd (log: \(scratch)/ganesha.log)", process: process)
+    }
+
+    func stop() {
+        process.terminate()
+        process.waitUntilExit()
     }
 }
