@@ -1,3 +1,5 @@
+import FerryCore
+
 /// The data extents of an image, searchable: whether a block touches data or lies in a hole.
 struct ExtentIndex: Sendable {
     let extents: [Range<Int64>]

@@ -1,3 +1,4 @@
+import FerryCore
 import Foundation
 
 /// Writes an image kept on object storage back to a file or device: the newest

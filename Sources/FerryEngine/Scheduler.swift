@@ -36,13 +36,8 @@ struct Scheduler {
     init(engine: SyncEngine, root: Entry, destinationRoot: Entry?) {
         self.engine = engine
         let job = ScanJob(path: .root, source: root, destinationExists: true, replacing: nil)
-        var (state, needsMetadata) = newDirectory(root, destination: destinationRoot)
-        if !engine.configuration.filters.ownsRoot {
-            // The finishing share of the tree (several agents) gives the root its metadata.
-            state.common = true
-            state.needsMetadata = false
-            needsMetadata = nil
-        }
+        // The finishing share of a tree (several agents) gives the root its metadata.
+        let (state, needsMetadata) = newDirectory(root, destination: destinationRoot, common: !engine.configuration.filters.ownsRoot)
         if needsMetadata == true { engine.counters.add(.estimatedFilesToTransfer) }
         directories[.root] = state
         stack.append(.scan(job))
@@ -186,13 +181,7 @@ struct Scheduler {
                 deletions.append((item, directories[directory]!.source))
             case .directory(let exists, let replacing):
                 let source = item.source!
-                var (state, needsMetadata) = newDirectory(source, destination: exists ? item.destination : nil)
-                if item.common {
-                    // Common to the shares of a tree: the finishing share gives it its metadata.
-                    state.common = true
-                    state.needsMetadata = false
-                    needsMetadata = nil
-                }
+                let (state, needsMetadata) = newDirectory(source, destination: exists ? item.destination : nil, common: item.common)
                 if let needsMetadata {
                     if needsMetadata { files += 1 } else { counters.add(.filesUnchanged) }
                 }
@@ -295,9 +284,14 @@ struct Scheduler {
     /// The state of a directory about to be scanned, `destination` what the destination has
     /// there (nil: to be made). Whether its metadata must be applied is decided now and
     /// returned, or, for a directory whose mtime is derived, once its contents are known
-    /// (nil; ``settle(_:_:_:)`` decides and counts it).
-    private func newDirectory(_ source: Entry, destination: Entry?) -> (DirectoryState, needsMetadata: Bool?) {
+    /// (nil; ``settle(_:_:_:)`` decides and counts it). A directory `common` to the shares
+    /// of a tree (several agents) gets its metadata from the finishing share: never here,
+    /// nor counted (nil).
+    private func newDirectory(_ source: Entry, destination: Entry?, common: Bool = false) -> (DirectoryState, needsMetadata: Bool?) {
         let existed = destination != nil
+        if common {
+            return (DirectoryState(source: source, pending: 1, needsMetadata: false, existed: existed, changed: false, common: true), nil)
+        }
         if source.mtimeIsStandIn {
             return (DirectoryState(source: source, pending: 1, needsMetadata: false, existed: existed, changed: false,
                                    derived: DerivedMtime(destination: destination)), nil)
@@ -316,10 +310,6 @@ struct Scheduler {
             if !directory.isRoot { directories[directory.parent]?.derived?.newest.note(newest) }
         }
         state.needsMetadata = !state.existed || derived.destination.map { planner.metadataDiffers(state.source, $0) } ?? true
-        if state.common {
-            state.needsMetadata = false
-            return
-        }
         engine.counters.add(state.needsMetadata ? .estimatedFilesToTransfer : .filesUnchanged)
     }
 

@@ -14,7 +14,8 @@ extension Filters.Share {
         var level: [EntryPath] = [.root]
         var filesAbove = 0
         for depth in 1...maxDepth {
-            let listings = try await listAll(level, in: source)
+            // Up to 16 at a time; a directory gone meanwhile is left out.
+            let listings = try await boundedConcurrentMap(level, limit: 16) { directory in (directory, try await source.list(directory)?.entries ?? []) }
             var units = filesAbove
             var next: [EntryPath] = []
             for (directory, entries) in listings {
@@ -27,24 +28,5 @@ extension Filters.Share {
             level = next.sorted()
         }
         return maxDepth
-    }
-
-    /// The listings of `directories` (those gone meanwhile are left out), up to 16 at a time.
-    private static func listAll(_ directories: [EntryPath], in source: any Location) async throws -> [(EntryPath, [Entry])] {
-        try await withThrowingTaskGroup(of: (EntryPath, [Entry])?.self) { group in
-            var results: [(EntryPath, [Entry])] = []
-            var pending = directories[...]
-            var running = 0
-            while true {
-                while running < 16, let directory = pending.popFirst() {
-                    group.addTask { try await source.list(directory).map { (directory, $0.entries) } }
-                    running += 1
-                }
-                guard let done = try await group.next() else { break }
-                running -= 1
-                if let done { results.append(done) }
-            }
-            return results
-        }
     }
 }

@@ -2,8 +2,18 @@ import FerryCore
 
 extension SyncEngine {
     static let maxBufferSize = 1 << 20
-    /// How often a file is tried again after its connection broke (after 0.25, 1 and 4 s).
+    /// How often a file is copied, or a directory listed, again after its connection broke.
     static let brokenConnectionRetries = 3
+
+    /// Whether `error` is a broken connection worth another try (`broken`, the tries so far,
+    /// is counted here); then after a pause that grows, 0.25, 1, 4 s.
+    func pausedForBrokenConnection(_ error: any Error, broken: inout Int, _ doing: String, _ path: EntryPath) async throws -> Bool {
+        guard retryClass(error) == .retryable, broken < SyncEngine.brokenConnectionRetries else { return false }
+        broken += 1
+        configuration.logger.warning("\(doing) after a broken connection", metadata: ["file.path": "\(path)", "error": "\(describe(error))"])
+        try await Task.sleep(for: .milliseconds(250 << (2 * (broken - 1))))
+        return true
+    }
 
     /// Bytes corrupted in transit, or a source replaced while it was read, are worth one
     /// more try of the whole file.
@@ -57,12 +67,7 @@ extension SyncEngine {
                 // A connection that broke mid-file (reset, timed out): the whole file again,
                 // after a pause that grows, a few times (its temporary was aborted, so nothing
                 // partial stands).
-                if retryClass(error) == .retryable, broken < SyncEngine.brokenConnectionRetries {
-                    broken += 1
-                    configuration.logger.warning("retrying the file after a broken connection", metadata: ["file.path": "\(item.path)", "error": "\(describe(error))"])
-                    try await Task.sleep(for: .milliseconds(250 << (2 * (broken - 1))))
-                    continue
-                }
+                if try await pausedForBrokenConnection(error, broken: &broken, "retrying the file", item.path) { continue }
                 throw error
             }
             attempts += 1

@@ -47,11 +47,8 @@ extension SyncEngine {
                 do {
                     listed = try await listBoth(job)
                     break
-                } catch let error where retryClass(error) == .retryable && broken < SyncEngine.brokenConnectionRetries {
-                    broken += 1
-                    configuration.logger.warning("listing the directory again after a broken connection",
-                                                 metadata: ["file.path": "\(job.path)", "error": "\(describe(error))"])
-                    try await Task.sleep(for: .milliseconds(250 << (2 * (broken - 1))))
+                } catch {
+                    guard try await pausedForBrokenConnection(error, broken: &broken, "listing the directory again", job.path) else { throw error }
                 }
             }
             let (sourceListing, destinationListing, runs) = (listed.source, listed.destination, listed.runs)

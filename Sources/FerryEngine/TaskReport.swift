@@ -115,19 +115,24 @@ public final class TaskReportSink: Sendable {
     /// The entries spooled so far, a JSON line each, by category; the spool is closed and
     /// removed (a share of an execution spread over agents sends its part this way).
     public func takeSpooled() -> [ReportCategory: Data] {
-        let handles = state.withLock { s -> [ReportCategory: FileHandle] in
-            let h = s.spools
-            s.spools = [:]
-            return h
-        }
         var parts: [ReportCategory: Data] = [:]
-        for (category, handle) in handles {
-            try? handle.close()
+        for category in closeSpools() {
             guard let dir = spoolDirectory else { continue }
             parts[category] = FileManager.default.contents(atPath: dir.appendingPathComponent(category.rawValue + ".jsonl").path) ?? Data()
         }
         if let dir = spoolDirectory { try? FileManager.default.removeItem(at: dir) }
         return parts
+    }
+
+    /// Closes the spool files (no entry is recorded in them after this); the categories that had one.
+    private func closeSpools() -> [ReportCategory] {
+        let handles = state.withLock { s -> [ReportCategory: FileHandle] in
+            let h = s.spools
+            s.spools = [:]
+            return h
+        }
+        for h in handles.values { try? h.close() }
+        return Array(handles.keys)
     }
 
     /// Adds JSON lines another sink spooled (a share's part) to this report's list of
@@ -138,13 +143,8 @@ public final class TaskReportSink: Sendable {
 
     /// Writes the task report: `{"Summary": …, "Transferred": […], "Skipped": […], …}` (mode 0600).
     public func writeReport(to url: URL, summary: ExecutionResult) throws {
-        let handles = state.withLock { s -> [ReportCategory: FileHandle] in
-            let h = s.spools
-            s.spools = [:]
-            return h
-        }
-        for h in handles.values { try? h.close() }
-        if let dir = spoolDirectory, handles.count != ReportCategory.allCases.count {
+        let spooled = closeSpools()
+        if let dir = spoolDirectory, spooled.count != ReportCategory.allCases.count {
             throw FerryError(.invalidOption, "could not keep the report's spool files in \(dir.path); the report would be incomplete")
         }
         guard FileManager.default.createFile(atPath: url.path, contents: nil, attributes: [.posixPermissions: 0o600]) else {

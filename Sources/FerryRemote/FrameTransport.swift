@@ -262,7 +262,14 @@ public final class FrameRemoteTransport: RemoteTransport, @unchecked Sendable {
     private let lastHeard = Atomic<UInt64>(0)
 
     /// `endpoint` is `host:port`; `name` what the peer serves the location under.
-    public init(endpoint: String, name: String, tls: TLSConfiguration,
+    public convenience init(endpoint: String, name: String, tls: TLSConfiguration,
+                            outageLimit: Duration = .seconds(300), silenceLimit: Duration = .seconds(30)) throws {
+        try self.init(endpoint: endpoint, name: name, context: try NIOSSLContext(configuration: tls),
+                      outageLimit: outageLimit, silenceLimit: silenceLimit)
+    }
+
+    /// The same with a TLS context already made (several connections to one peer share one).
+    public init(endpoint: String, name: String, context: NIOSSLContext,
                 outageLimit: Duration = .seconds(300), silenceLimit: Duration = .seconds(30)) throws {
         guard let colon = endpoint.lastIndex(of: ":"), let port = Int(endpoint[endpoint.index(after: colon)...]) else {
             throw RemoteError(.remoteUnreachable, "\(endpoint) is no host:port", retryClass: .fatal)
@@ -275,7 +282,7 @@ public final class FrameRemoteTransport: RemoteTransport, @unchecked Sendable {
         self.outageLimit = outageLimit
         self.silenceLimit = silenceLimit
         peer = endpoint
-        context = try NIOSSLContext(configuration: tls)
+        self.context = context
     }
 
     private static func uptime() -> UInt64 { NIODeadline.now().uptimeNanoseconds }

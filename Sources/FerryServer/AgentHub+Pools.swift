@@ -27,7 +27,8 @@ extension AgentHub {
         /// The agent serving the destination (agent to agent) and its command.
         let serve: (agent: String, command: JSONValue)?
         var phase = Pool.transfer
-        /// The depth the transfer round's shares cut the tree at (given to later rounds).
+        /// The depth the shares cut the tree at, once one share found it: given to the shares
+        /// leased after that (they need not read the source's top again) and to later rounds.
         var depth: Int?
         /// Live counters of the shares running, by lease id, and the agent running each.
         var live: [String: (agent: String, counters: JSONValue)] = [:]
@@ -95,7 +96,7 @@ extension AgentHub {
             var lease = pool.lease
             lease["Share"] = ["Id": .string(share.id), "Unit": .number(Double(share.unit)), "Units": .number(Double(share.units)),
                               "Phase": .string(share.phase), "Attempt": .number(Double(share.attempts))]
-            if share.phase != Pool.transfer, let depth = pool.depth { lease["Share"]?["Depth"] = .number(Double(depth)) }
+            if let depth = pool.depth { lease["Share"]?["Depth"] = .number(Double(depth)) }
             logger.info("share leased", metadata: ["execution.id": "\(share.execution)", "agent": "\(agent)",
                                                    "share": "\(share.phase) \(share.unit + 1)/\(share.units)", "attempt": "\(share.attempts)"])
             return lease
@@ -144,6 +145,7 @@ extension AgentHub {
         }
         if let depth { end["Depth"] = .number(Double(depth)) }
         guard (try? store.completeLease(id, agent: agent, result: end, report: report)) == true else { return false }
+        if pools[execution]?.depth == nil { pools[execution]?.depth = depth }
         do {
             try store.appendLog(execution, log)
         } catch {

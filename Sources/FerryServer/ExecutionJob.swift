@@ -55,7 +55,7 @@ struct ExecutionJob: Sendable {
     }
 
     /// This lease's share of the tree: the finishing one, or one of `Units` at the depth
-    /// the transfer round chose (its own shares find it from the source).
+    /// given (once a share found it), else read from the source.
     func shareFilter(_ share: JSONValue, source: any Location) async throws -> Filters.Share {
         let count = Int(share["Units"]?.int ?? 1)
         if share["Phase"]?.string == AgentHub.Pool.finish {

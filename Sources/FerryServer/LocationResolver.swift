@@ -45,8 +45,9 @@ struct LocationResolver: Sendable {
         }
         // Several connections at once (``RemoteLocation/connections``): a lossy or
         // flow-capped path carries several TCP streams.
+        let context = try NIOSSLContext(configuration: tls)
         let transport = SpreadTransport(try (0..<RemoteLocation.connections).map { _ in
-            try FrameRemoteTransport(endpoint: endpoint, name: name, tls: tls)
+            try FrameRemoteTransport(endpoint: endpoint, name: name, context: context)
         })
         do {
             let location = try await RemoteLocation.connect(transport)

@@ -1,6 +1,6 @@
 /// Runs `body` for every item with at most `limit` of them in flight (a task group that
 /// starts the next item as one finishes); the results come back in completion order.
-func boundedConcurrentMap<T: Sendable, R: Sendable>(_ items: [T], limit: Int,
+public func boundedConcurrentMap<T: Sendable, R: Sendable>(_ items: [T], limit: Int,
                                                    _ body: @escaping @Sendable (T) async throws -> R) async throws -> [R] {
     var results: [R] = []
     results.reserveCapacity(items.count)
